@@ -1,0 +1,131 @@
+// Package store defines the storage contract for upstream identity-provider
+// tokens: the row type, the interfaces every backend implements, and the
+// sentinel errors callers test with errors.Is.
+//
+// A backend never lets its driver's errors escape: every failure it returns
+// wraps one of the sentinels below, so that callers can tell "not there" from
+// "cannot tell right now" without importing a driver package.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrNotFound means the requested row does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrUnavailable means the backend could not be reached or did not answer
+	// in time. The operation may succeed if retried later.
+	ErrUnavailable = errors.New("store: unavailable")
+	// ErrInvalid means the caller passed a row or key that the store refuses
+	// (an empty session ID or provider, for example).
+	ErrInvalid = errors.New("store: invalid argument")
+)
+
+// Tokens are the secret parts of a row, as issued by the upstream provider.
+type Tokens struct {
+	// AccessToken is the upstream access token. Never empty in a stored row.
+	AccessToken string
+	// RefreshToken may be empty: then an expired access token cannot be renewed.
+	RefreshToken string
+	// IDToken is the OIDC ID token, if the provider issued one. May be empty.
+	IDToken string
+	// TokenType is the token type the provider named ("Bearer" if it named none).
+	TokenType string
+	// ExpiresAt is when the access token expires. The zero time means the
+	// token never expires (stored as NULL).
+	ExpiresAt time.Time
+}
+
+// Row is one session's tokens at one upstream provider, keyed by
+// (SessionID, Provider).
+type Row struct {
+	SessionID string
+	Provider  string
+	Tokens
+	// Subject and ClientID are the authorization server's subject and client
+	// ID the session was issued to: the binding that every request's JWT must
+	// match.
+	Subject  string
+	ClientID string
+	// UpstreamSubject is the provider's own subject (the IdP's "sub"), used to
+	// check ID tokens returned by a refresh. May be empty.
+	UpstreamSubject string
+	// SessionExpiresAt is when the whole session may be garbage collected.
+	// The zero time means never.
+	SessionExpiresAt time.Time
+	// NeedsReauth is set when the provider refused the refresh token for good:
+	// the row is kept (so the client is told to re-authenticate) but never
+	// redeemed again. Put clears it.
+	NeedsReauth bool
+	// CreatedAt and UpdatedAt are maintained by the store; values passed to
+	// Put are ignored.
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Reader reads rows.
+type Reader interface {
+	// Get returns the row for (sessionID, provider), or an error wrapping
+	// ErrNotFound.
+	Get(ctx context.Context, sessionID, provider string) (Row, error)
+	// GetSession returns every row of a session in one round trip, ordered by
+	// provider. An unknown session yields an empty slice and a nil error.
+	GetSession(ctx context.Context, sessionID string) ([]Row, error)
+}
+
+// Writer writes rows.
+type Writer interface {
+	// Put inserts or replaces the row for (row.SessionID, row.Provider),
+	// including its binding, and clears NeedsReauth.
+	Put(ctx context.Context, row Row) error
+	// UpdateTokens replaces the tokens of an existing row after a refresh and
+	// returns the updated row. It leaves the binding alone and fails with
+	// ErrNotFound if the row is gone.
+	UpdateTokens(ctx context.Context, sessionID, provider string, t Tokens) (Row, error)
+	// MarkReauth sets NeedsReauth on an existing row. A missing row is not an
+	// error.
+	MarkReauth(ctx context.Context, sessionID, provider string) error
+	// Delete removes the row for (sessionID, provider); with an empty provider
+	// it removes every row of the session. Deleting nothing is not an error.
+	Delete(ctx context.Context, sessionID, provider string) error
+}
+
+// Store is the full contract that every backend implements.
+type Store interface {
+	Reader
+	Writer
+}
+
+// Validate reports, wrapping ErrInvalid, what makes row unfit to be stored.
+func (r Row) Validate() error {
+	var errs []error
+	if r.SessionID == "" {
+		errs = append(errs, errors.New("session ID is empty"))
+	}
+	if r.Provider == "" {
+		errs = append(errs, errors.New("provider is empty"))
+	}
+	if r.AccessToken == "" {
+		errs = append(errs, errors.New("access token is empty"))
+	}
+	if r.Subject == "" {
+		errs = append(errs, errors.New("subject is empty"))
+	}
+	if r.ClientID == "" {
+		errs = append(errs, errors.New("client ID is empty"))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
+
+// Expired reports whether the access token expires at or before now+skew.
+// A token without expiry never expires.
+func (t Tokens) Expired(now time.Time, skew time.Duration) bool {
+	return !t.ExpiresAt.IsZero() && !now.Add(skew).Before(t.ExpiresAt)
+}

@@ -1,0 +1,95 @@
+// Package upstreamtoken is the library API of extauthz: it hands out a
+// session's valid upstream identity-provider credentials, refreshing expired
+// access tokens on the way.
+//
+// Errors are sentinels tested with errors.Is. ErrSessionNotFound,
+// ErrInvalidBinding, ErrNoRefreshToken and ErrRefreshFailed are permanent: the
+// user must authenticate again. ErrUpstreamUnavailable is passing: the store or
+// the provider could not answer now, and the same call may succeed later.
+package upstreamtoken
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// TokenSessionIDClaimKey is the JWT claim that carries the token session ID.
+const TokenSessionIDClaimKey = "tsid"
+
+var (
+	// ErrSessionNotFound means no upstream tokens are stored for the session
+	// (or, for one provider, none for that provider).
+	ErrSessionNotFound = errors.New("upstreamtoken: session not found")
+	// ErrNoRefreshToken means the access token has expired and cannot be
+	// renewed: there is no refresh token, or no refresher.
+	ErrNoRefreshToken = errors.New("upstreamtoken: access token expired and no refresh token")
+	// ErrRefreshFailed means the provider refused the refresh token for good
+	// (invalid_grant and the like). The user must authenticate again.
+	ErrRefreshFailed = errors.New("upstreamtoken: refresh refused by provider")
+	// ErrInvalidBinding means the stored session belongs to another subject
+	// or client than the caller's.
+	ErrInvalidBinding = errors.New("upstreamtoken: session binding mismatch")
+	// ErrUpstreamUnavailable means the store or the provider could not answer
+	// (unreachable, 5xx, 429, time-out) or the provider rejected our own client
+	// configuration. It is passing: retry later; the user is not logged out.
+	ErrUpstreamUnavailable = errors.New("upstreamtoken: upstream unavailable")
+)
+
+// UpstreamCredential is what a backend needs to call the provider's APIs on
+// the user's behalf.
+type UpstreamCredential struct {
+	// AccessToken is valid (not expired within the configured skew) when
+	// returned.
+	AccessToken string
+	// IDToken may be empty, and may have expired: callers that need it check
+	// its exp themselves.
+	IDToken string
+}
+
+// Service returns one provider's valid credential for a session.
+type Service interface {
+	// GetValidTokens returns the session's credential at providerName,
+	// refreshing it first if it has expired. An unknown session or provider is
+	// ErrSessionNotFound.
+	GetValidTokens(ctx context.Context, sessionID, providerName string) (*UpstreamCredential, error)
+}
+
+// TokenReader returns all of a session's credentials.
+type TokenReader interface {
+	// GetAllUpstreamCredentials returns a valid credential for every provider
+	// of the session, refreshing those that have expired. Providers whose
+	// token could not be refreshed for good are left out of creds and named in
+	// failed. An unknown session yields an empty map, nil failed and nil
+	// error. A passing failure (store or provider unreachable) is returned as
+	// an error wrapping ErrUpstreamUnavailable.
+	GetAllUpstreamCredentials(ctx context.Context, sessionID string) (creds map[string]UpstreamCredential, failed []string, err error)
+}
+
+// RetryAfter returns how long a caller should wait before retrying after a
+// passing failure: the longest hint carried by err (any error in its tree
+// with a RetryAfter() time.Duration method), at least one second.
+func RetryAfter(err error) time.Duration {
+	best := time.Second
+	walk(err, func(e error) {
+		if h, ok := e.(interface{ RetryAfter() time.Duration }); ok && h.RetryAfter() > best {
+			best = h.RetryAfter()
+		}
+	})
+	return best
+}
+
+func walk(err error, fn func(error)) {
+	if err == nil {
+		return
+	}
+	fn(err)
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		walk(u.Unwrap(), fn)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			walk(e, fn)
+		}
+	}
+}
