@@ -1,0 +1,408 @@
+// Package config loads and validates the extauthz configuration file.
+//
+// The file is YAML. Every scalar value may reference environment variables as
+// ${NAME}; a reference to an unset variable is an error. Unknown keys are
+// errors. Load reports every problem in the file at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. Field names follow the YAML keys.
+type Config struct {
+	Listen           Listen              `yaml:"listen"`
+	Database         Database            `yaml:"database"`
+	JWT              JWT                 `yaml:"jwt"`
+	Providers        map[string]Provider `yaml:"providers"`
+	DefaultProviders []string            `yaml:"default_providers"`
+	Refresh          Refresh             `yaml:"refresh"`
+	Deny             Deny                `yaml:"deny"`
+	Log              Log                 `yaml:"log"`
+}
+
+// Listen configures the listeners.
+type Listen struct {
+	// GRPC is the address of the ext_authz gRPC listener. Default ":9001".
+	GRPC string `yaml:"grpc"`
+	// Reflection enables gRPC server reflection (handy with grpcurl).
+	Reflection bool `yaml:"reflection"`
+}
+
+// Database configures the token store.
+type Database struct {
+	// URL is a PostgreSQL connection URL. The DATABASE_URL environment
+	// variable, when set, overrides it.
+	URL string `yaml:"url"`
+}
+
+// JWT configures verification of the caller's access token.
+type JWT struct {
+	Issuer    string   `yaml:"issuer"`
+	Audiences []string `yaml:"audiences"`
+	JWKSURL   string   `yaml:"jwks_url"`
+	JWKSFile  string   `yaml:"jwks_file"`
+	// Leeway is the clock skew tolerated on exp and nbf. Default 30s.
+	Leeway Duration `yaml:"leeway"`
+}
+
+// Provider configures one upstream identity provider.
+type Provider struct {
+	TokenURL     string `yaml:"token_url"`
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// AuthStyle is "header" (HTTP Basic) or "params" (in the form). Required.
+	AuthStyle string   `yaml:"auth_style"`
+	Scopes    []string `yaml:"scopes"`
+	// Header receives "Bearer <access token>". Default "authorization".
+	Header string `yaml:"header"`
+	// IDTokenHeader, when set, receives the raw ID token.
+	IDTokenHeader string `yaml:"id_token_header"`
+	// Issuer is the provider's OIDC issuer, used to verify refreshed ID
+	// tokens.
+	Issuer string `yaml:"issuer"`
+}
+
+// Refresh configures refreshing expired upstream access tokens.
+type Refresh struct {
+	// Skew refreshes tokens that expire within this margin. Default 30s.
+	Skew Duration `yaml:"skew"`
+	// Timeout bounds one refresh, including storing its result. Default 10s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Deny configures deny responses.
+type Deny struct {
+	// Realm goes into WWW-Authenticate. Default "extauthz".
+	Realm string `yaml:"realm"`
+	// ResourceMetadata is the RFC 9728 protected resource metadata URL sent
+	// in WWW-Authenticate, when set.
+	ResourceMetadata string `yaml:"resource_metadata"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s"). A
+// value that does not parse is reported by validation with its line, along
+// with every other problem.
+type Duration struct {
+	v    time.Duration
+	set  bool
+	bad  string
+	line int
+}
+
+// UnmarshalYAML records a Go duration string; it never fails, so that decoding
+// goes on and every problem is reported at once.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	*d = Duration{v: v, set: true, line: n.Line}
+	if err != nil {
+		d.bad = n.Value + " "
+	}
+	return nil
+}
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return d.v }
+
+// Dur returns a set Duration of v.
+func Dur(v time.Duration) Duration { return Duration{v: v, set: true} }
+
+func (d *Duration) orDefault(v time.Duration) {
+	if !d.set {
+		*d = Dur(v)
+	}
+}
+
+// ErrInvalid wraps every configuration problem.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Load reads the file at path, expands ${VAR} from the environment, applies
+// DATABASE_URL and defaults, and validates the result. The error wraps
+// ErrInvalid and lists every problem found.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return Parse(data, getenv)
+}
+
+// Parse is Load for a file already read.
+func Parse(data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil && err != io.EOF {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var problems []string
+	expand(&root, getenv, &problems)
+
+	var c Config
+	if root.Kind != 0 {
+		unknownKeys(&root, reflect.TypeOf(c), "", &problems)
+		if err := root.Decode(&c); err != nil {
+			problems = append(problems, yamlProblems(err)...)
+		}
+	}
+	if v := getenv("DATABASE_URL"); v != "" {
+		c.Database.URL = v
+	}
+	c.defaults()
+	problems = append(problems, c.validate()...)
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%w:\n  - %s", ErrInvalid, strings.Join(problems, "\n  - "))
+	}
+	return &c, nil
+}
+
+var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expand replaces ${VAR} in every scalar value (not in keys). Expanding after
+// parsing means a variable's value can never change the file's structure.
+func expand(n *yaml.Node, getenv func(string) string, problems *[]string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		n.Value = varRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			name := ref[2 : len(ref)-1]
+			v := getenv(name)
+			if v == "" {
+				*problems = append(*problems, fmt.Sprintf("line %d: environment variable %s is not set", n.Line, name))
+			}
+			return v
+		})
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			expand(n.Content[i], getenv, problems)
+		}
+	default:
+		for _, c := range n.Content {
+			expand(c, getenv, problems)
+		}
+	}
+}
+
+// unknownKeys reports mapping keys that t has no field for, with their line
+// and path, so that a misspelt key is an error rather than silently ignored.
+func unknownKeys(n *yaml.Node, t reflect.Type, path string, problems *[]string) {
+	if n.Kind == yaml.DocumentNode {
+		for _, c := range n.Content {
+			unknownKeys(c, t, path, problems)
+		}
+		return
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			fields[name] = t.Field(i).Type
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			ft, ok := fields[k.Value]
+			if !ok {
+				*problems = append(*problems, fmt.Sprintf("line %d: unknown key %q", k.Line, path+k.Value))
+				continue
+			}
+			unknownKeys(n.Content[i+1], ft, path+k.Value+".", problems)
+		}
+	case t.Kind() == reflect.Map && n.Kind == yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			unknownKeys(n.Content[i+1], t.Elem(), path+n.Content[i].Value+".", problems)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for _, c := range n.Content {
+			unknownKeys(c, t.Elem(), path, problems)
+		}
+	}
+}
+
+func yamlProblems(err error) []string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		return te.Errors
+	}
+	return []string{err.Error()}
+}
+
+func (c *Config) defaults() {
+	if c.Listen.GRPC == "" {
+		c.Listen.GRPC = ":9001"
+	}
+	c.JWT.Leeway.orDefault(30 * time.Second)
+	c.Refresh.Skew.orDefault(30 * time.Second)
+	c.Refresh.Timeout.orDefault(10 * time.Second)
+	if c.Deny.Realm == "" {
+		c.Deny.Realm = "extauthz"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	for name, p := range c.Providers {
+		p.Header = strings.ToLower(p.Header)
+		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)
+		if p.Header == "" {
+			p.Header = "authorization"
+		}
+		c.Providers[name] = p
+	}
+}
+
+// headerName is an RFC 9110 token, lower-case.
+var headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
+
+// reservedHeaders may not receive upstream tokens: they are pseudo-headers or
+// hop-by-hop headers that proxies rewrite.
+var reservedHeaders = map[string]bool{
+	"host": true, "connection": true, "content-length": true, "transfer-encoding": true,
+	"te": true, "upgrade": true, "keep-alive": true, "proxy-connection": true,
+	"cookie": true, "set-cookie": true, "content-type": true,
+}
+
+func (c *Config) validate() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+
+	if c.Database.URL == "" {
+		add("database.url is required (or set DATABASE_URL)")
+	} else if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		add("database.url must be a postgres:// URL")
+	}
+	if c.JWT.Issuer == "" {
+		add("jwt.issuer is required")
+	}
+	if len(c.JWT.Audiences) == 0 {
+		add("jwt.audiences needs at least one audience")
+	}
+	switch {
+	case c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "":
+		add("one of jwt.jwks_url or jwt.jwks_file is required")
+	case c.JWT.JWKSURL != "" && c.JWT.JWKSFile != "":
+		add("set only one of jwt.jwks_url and jwt.jwks_file")
+	case c.JWT.JWKSURL != "" && !isHTTPURL(c.JWT.JWKSURL):
+		add("jwt.jwks_url must be an absolute http(s) URL")
+	}
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{{"jwt.leeway", c.JWT.Leeway}, {"refresh.skew", c.Refresh.Skew}, {"refresh.timeout", c.Refresh.Timeout}} {
+		if d.d.bad != "" {
+			add("line %d: %s: %q is not a duration (use e.g. 30s, 2m)", d.d.line, d.key, strings.TrimSuffix(d.d.bad, " "))
+		}
+	}
+	if c.JWT.Leeway.D() < 0 || c.JWT.Leeway.D() > 5*time.Minute {
+		add("jwt.leeway must be between 0 and 5m")
+	}
+	if len(c.Providers) == 0 {
+		add("providers: define at least one provider")
+	}
+	headerOwner := map[string]string{}
+	for _, name := range sortedKeys(c.Providers) {
+		pr := c.Providers[name]
+		at := "providers." + name
+		if !providerName.MatchString(name) {
+			add("%s: provider names use letters, digits, '-' and '_'", at)
+		}
+		if !isHTTPURL(pr.TokenURL) {
+			add("%s.token_url must be an absolute http(s) URL", at)
+		}
+		if pr.ClientID == "" {
+			add("%s.client_id is required", at)
+		}
+		if pr.AuthStyle != "header" && pr.AuthStyle != "params" {
+			add("%s.auth_style must be \"header\" or \"params\" (it is never auto-detected)", at)
+		}
+		if pr.Issuer != "" && !isHTTPURL(pr.Issuer) {
+			add("%s.issuer must be an absolute http(s) URL", at)
+		}
+		for _, h := range []struct{ key, name string }{{"header", pr.Header}, {"id_token_header", pr.IDTokenHeader}} {
+			if h.name == "" {
+				continue
+			}
+			switch {
+			case !headerName.MatchString(h.name):
+				add("%s.%s: %q is not a valid header name", at, h.key, h.name)
+			case reservedHeaders[h.name]:
+				add("%s.%s: %q cannot carry a token", at, h.key, h.name)
+			case headerOwner[h.name] != "":
+				add("%s.%s: header %q is already used by %s", at, h.key, h.name, headerOwner[h.name])
+			default:
+				headerOwner[h.name] = at + "." + h.key
+			}
+		}
+	}
+	if len(c.DefaultProviders) == 0 {
+		add("default_providers needs at least one provider")
+	}
+	for _, name := range c.DefaultProviders {
+		if _, ok := c.Providers[name]; !ok {
+			add("default_providers: %q is not defined under providers", name)
+		}
+	}
+	if c.Refresh.Skew.D() < 0 {
+		add("refresh.skew must not be negative")
+	}
+	if c.Refresh.Timeout.D() <= 0 {
+		add("refresh.timeout must be positive")
+	}
+	if c.Deny.ResourceMetadata != "" && !isHTTPURL(c.Deny.ResourceMetadata) {
+		add("deny.resource_metadata must be an absolute http(s) URL")
+	}
+	if strings.ContainsAny(c.Deny.Realm, "\r\n\x00") {
+		add("deny.realm must be a single line")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level must be debug, info, warn or error")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format must be json or text")
+	}
+	return p
+}
+
+var providerName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
