@@ -1,0 +1,255 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/memory"
+	"github.com/extauthz/extauthz/upstreamtoken"
+)
+
+var now = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+
+// staticVerifier maps raw tokens to claims; anything else is invalid.
+type staticVerifier map[string]jwtauth.Claims
+
+func (v staticVerifier) Verify(_ context.Context, raw string) (jwtauth.Claims, error) {
+	if raw == "keys-down" {
+		return jwtauth.Claims{}, fmt.Errorf("%w: fetch failed", jwtauth.ErrKeysUnavailable)
+	}
+	c, ok := v[raw]
+	if !ok {
+		return jwtauth.Claims{}, fmt.Errorf("%w: bad signature", jwtauth.ErrInvalidToken)
+	}
+	return c, nil
+}
+
+// scriptedRefresher answers per refresh token.
+type scriptedRefresher map[string]error
+
+func (r scriptedRefresher) Refresh(_ context.Context, provider, rt string) (store.Tokens, error) {
+	if err := r[rt]; err != nil {
+		return store.Tokens{}, err
+	}
+	return store.Tokens{AccessToken: provider + "-refreshed", ExpiresAt: now.Add(time.Hour)}, nil
+}
+
+type retryHint struct{ d time.Duration }
+
+func (r retryHint) Error() string               { return "provider busy" }
+func (r retryHint) RetryAfter() time.Duration { return r.d }
+
+func fixture(t *testing.T) (*Decider, *memory.Store) {
+	t.Helper()
+	st := memory.New()
+	put := func(session, provider, access, rt string, exp time.Time, sub, client string) {
+		t.Helper()
+		err := st.Put(context.Background(), store.Row{SessionID: session, Provider: provider, Subject: sub, ClientID: client,
+			Tokens: store.Tokens{AccessToken: access, RefreshToken: rt, IDToken: provider + "-id", ExpiresAt: exp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh, expired := now.Add(time.Hour), now.Add(-time.Hour)
+	put("s-ok", "gh", "gh-access", "", fresh, "alice", "app")
+	put("s-ok", "google", "google-access", "", fresh, "alice", "app")
+	put("s-expired", "gh", "gh-old", "rt-good", expired, "alice", "app")
+	put("s-norefresh", "gh", "gh-old", "", expired, "alice", "app")
+	put("s-refused", "gh", "gh-old", "rt-refused", expired, "alice", "app")
+	put("s-busy", "gh", "gh-old", "rt-busy", expired, "alice", "app")
+	put("s-mixed", "gh", "gh-old", "rt-busy", expired, "alice", "app")
+	put("s-mixed", "google", "g-old", "rt-refused", expired, "alice", "app")
+	put("s-crlf", "gh", "evil\r\nx-injected: 1", "", fresh, "alice", "app")
+	ref := scriptedRefresher{
+		"rt-refused": fmt.Errorf("%w: invalid_grant", upstreamtoken.ErrRefreshFailed),
+		"rt-busy":    fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, retryHint{7 * time.Second}),
+	}
+	svc := upstreamtoken.NewInProcessService(st, ref, upstreamtoken.WithClock(func() time.Time { return now }))
+	claims := func(session, sub string) jwtauth.Claims {
+		return jwtauth.Claims{Subject: sub, ClientID: "app", SessionID: session}
+	}
+	v := staticVerifier{}
+	for _, s := range []string{"s-ok", "s-expired", "s-norefresh", "s-refused", "s-busy", "s-mixed", "s-crlf", "s-unknown"} {
+		v["jwt-"+s] = claims(s, "alice")
+	}
+	v["jwt-mallory"] = claims("s-ok", "mallory")
+	d := New(Config{
+		Providers: map[string]Provider{
+			"gh":     {},
+			"google": {Header: "x-google-token", IDTokenHeader: "x-google-id"},
+		},
+		DefaultProviders: []string{"gh"},
+		Realm:            "api",
+		ResourceMetadata: "https://api.example/.well-known/oauth-protected-resource",
+	}, v, svc, nil)
+	return d, st
+}
+
+const challenge = `Bearer realm="api", resource_metadata="https://api.example/.well-known/oauth-protected-resource"`
+
+func TestCheckDenyTable(t *testing.T) {
+	d, _ := fixture(t)
+	tests := []struct {
+		name      string
+		auth      string
+		providers string
+		status    int
+		reason    string
+		www       string // exact WWW-Authenticate, "" = none
+		retry     string // exact Retry-After, "" = none
+		errCode   string
+	}{
+		{"no authorization header", "", "", 401, "no_token", challenge, "", "unauthorized"},
+		{"basic scheme", "Basic YWxpY2U6cHc=", "", 401, "no_token", challenge, "", "unauthorized"},
+		{"empty bearer", "Bearer ", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
+		{"not a valid JWT", "Bearer garbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
+		{"scheme is case-insensitive", "bEaReR garbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
+		{"session unknown", "Bearer jwt-s-unknown", "", 401, "session_not_found", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
+		{"provider missing from session", "Bearer jwt-s-expired", "gh,google", 401, "session_not_found", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
+		{"binding mismatch", "Bearer jwt-mallory", "", 401, "binding_mismatch", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
+		{"no refresh token", "Bearer jwt-s-norefresh", "", 401, "no_refresh_token", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
+		{"refresh refused", "Bearer jwt-s-refused", "", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
+		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "upstream_unavailable", "", "7", "temporarily_unavailable"},
+		{"permanent wins over passing", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
+		{"keys unavailable", "Bearer keys-down", "", 503, "keys_unavailable", "", "1", "temporarily_unavailable"},
+		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "unknown_provider", "", "", "server_error"},
+		{"token with CR LF fails closed", "Bearer jwt-s-crlf", "", 502, "unsafe_token", "", "", "server_error"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := Request{Headers: map[string]string{}, ContextExtensions: map[string]string{}}
+			if tc.auth != "" {
+				req.Headers["authorization"] = tc.auth
+			}
+			if tc.providers != "" {
+				req.ContextExtensions[ContextKeyProviders] = tc.providers
+			}
+			resp := d.Check(context.Background(), req)
+			if resp.Allowed || resp.Status != tc.status || resp.Reason != tc.reason {
+				t.Fatalf("got allowed=%v status=%d reason=%q, want status %d reason %q", resp.Allowed, resp.Status, resp.Reason, tc.status, tc.reason)
+			}
+			h := headerMap(resp.Headers)
+			if h["www-authenticate"] != tc.www {
+				t.Errorf("WWW-Authenticate = %q\nwant %q", h["www-authenticate"], tc.www)
+			}
+			if h["retry-after"] != tc.retry {
+				t.Errorf("Retry-After = %q, want %q", h["retry-after"], tc.retry)
+			}
+			if h["content-type"] != "application/json" {
+				t.Errorf("content-type = %q", h["content-type"])
+			}
+			var body struct {
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
+			if err := json.Unmarshal([]byte(resp.Body), &body); err != nil || body.Error != tc.errCode || body.Description == "" {
+				t.Errorf("body = %s (%v), want error %q with a description", resp.Body, err, tc.errCode)
+			}
+			if strings.Contains(resp.Body, "evil") || strings.Contains(resp.Body, "gh-old") {
+				t.Errorf("deny body leaks a token: %s", resp.Body)
+			}
+		})
+	}
+}
+
+func TestCheckAllow(t *testing.T) {
+	d, st := fixture(t)
+	tests := []struct {
+		name      string
+		auth      string
+		providers string
+		set       map[string]string
+		remove    []string
+	}{
+		{"default provider", "Bearer jwt-s-ok", "",
+			map[string]string{"authorization": "Bearer gh-access"},
+			[]string{"x-google-id", "x-google-token"}},
+		{"custom header provider only: authorization removed", "Bearer jwt-s-ok", "google",
+			map[string]string{"x-google-token": "Bearer google-access", "x-google-id": "google-id"},
+			[]string{"authorization"}},
+		{"two providers on one route", "Bearer jwt-s-ok", " gh , google ",
+			map[string]string{"authorization": "Bearer gh-access", "x-google-token": "Bearer google-access", "x-google-id": "google-id"},
+			nil},
+		{"expired token refreshed", "Bearer jwt-s-expired", "gh",
+			map[string]string{"authorization": "Bearer gh-refreshed"},
+			[]string{"x-google-id", "x-google-token"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := Request{
+				Headers:           map[string]string{"authorization": tc.auth, "x-google-token": "Bearer forged", "x-google-id": "forged"},
+				ContextExtensions: map[string]string{ContextKeyProviders: tc.providers},
+			}
+			resp := d.Check(context.Background(), req)
+			if !resp.Allowed || resp.Status != 200 || resp.Reason != "ok" {
+				t.Fatalf("got %+v, want allowed", resp)
+			}
+			if got := headerMap(resp.Headers); !reflect.DeepEqual(got, tc.set) {
+				t.Errorf("set headers = %v, want %v", got, tc.set)
+			}
+			if !reflect.DeepEqual(resp.RemoveHeaders, tc.remove) {
+				t.Errorf("removed headers = %v, want %v", resp.RemoveHeaders, tc.remove)
+			}
+			for _, h := range resp.Headers {
+				for _, r := range resp.RemoveHeaders {
+					if h.Name == r {
+						t.Errorf("header %q both set and removed", r)
+					}
+				}
+			}
+		})
+	}
+	row, err := st.Get(context.Background(), "s-expired", "gh")
+	if err != nil || row.AccessToken != "gh-refreshed" {
+		t.Errorf("refreshed token not persisted: %v %v", row.AccessToken, err)
+	}
+}
+
+func TestIDTokenHeaderRemovedWhenNoIDToken(t *testing.T) {
+	d, st := fixture(t)
+	err := st.Put(context.Background(), store.Row{SessionID: "s-ok", Provider: "google", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "g2", ExpiresAt: now.Add(time.Hour)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := d.Check(context.Background(), Request{
+		Headers:           map[string]string{"authorization": "Bearer jwt-s-ok", "x-google-id": "forged"},
+		ContextExtensions: map[string]string{ContextKeyProviders: "google"},
+	})
+	if !resp.Allowed {
+		t.Fatalf("denied: %+v", resp)
+	}
+	if !reflect.DeepEqual(resp.RemoveHeaders, []string{"authorization", "x-google-id"}) {
+		t.Errorf("removed = %v: a forged ID token header must be removed when there is no ID token", resp.RemoveHeaders)
+	}
+}
+
+func TestStoreDownIs503(t *testing.T) {
+	d, st := fixture(t)
+	st.SetUnavailable(true)
+	resp := d.Check(context.Background(), Request{Headers: map[string]string{"authorization": "Bearer jwt-s-ok"}})
+	if resp.Status != 503 || headerMap(resp.Headers)["retry-after"] != "1" {
+		t.Fatalf("got %+v, want 503 with Retry-After: 1", resp)
+	}
+}
+
+func TestQuote(t *testing.T) {
+	if got := quote(`a "b" \c`); got != `"a \"b\" \\c"` {
+		t.Errorf("quote = %s", got)
+	}
+}
+
+func headerMap(hs []Header) map[string]string {
+	m := map[string]string{}
+	for _, h := range hs {
+		m[h.Name] = h.Value
+	}
+	return m
+}

@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/internal/localpg"
+	"github.com/extauthz/extauthz/migrations"
+)
+
+// Names the development setup uses, printed in its example.
+const (
+	devIssuer   = "https://issuer.extauthz.invalid"
+	devAudience = "demo-api"
+	devSession  = "demo-session"
+	devSubject  = "alice"
+	devClientID = "demo-client"
+	devProvider = "demo"
+)
+
+// devCmd runs the whole service on a private PostgreSQL with a development
+// signing key and a development token endpoint, and prints how to use it.
+func devCmd(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("dev", env)
+	dir := fs.String("dir", ".extauthz-dev", "folder for the private database, key and config")
+	listen := fs.String("grpc", "127.0.0.1:9001", "address of the gRPC listener")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "extauthz dev: DEVELOPMENT MODE, NOT FOR PRODUCTION (private database, throwaway key, fake token endpoint)")
+
+	cluster, err := localpg.Start(ctx, filepath.Join(abs, "postgres"), env.Stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := cluster.Stop(); err != nil {
+			fmt.Fprintf(env.Stderr, "extauthz dev: stopping PostgreSQL: %v\n", err)
+		}
+	}()
+	if err := migrations.Up(ctx, cluster.DSN(), env.Stderr); err != nil {
+		return err
+	}
+
+	key, err := devKey(abs)
+	if err != nil {
+		return err
+	}
+	jwksPath := filepath.Join(abs, "jwks.json")
+	if err := writePublicJWKS(jwksPath, key); err != nil {
+		return err
+	}
+
+	tokenURL, stopProvider, err := startDevProvider()
+	if err != nil {
+		return err
+	}
+	defer stopProvider()
+
+	cfgText := fmt.Sprintf(`# Written by "extauthz dev": a development configuration, not for production.
+listen:
+  grpc: %q
+  reflection: true
+database:
+  url: %q
+jwt:
+  issuer: %q
+  audiences: [%q]
+  jwks_file: %q
+providers:
+  %s:
+    token_url: %q
+    client_id: dev-client
+    client_secret: dev-secret
+    auth_style: params
+default_providers: [%s]
+log:
+  format: text
+  level: debug
+`, *listen, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider)
+	cfgPath := filepath.Join(abs, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		return err
+	}
+	cfg, err := config.Parse([]byte(cfgText), func(string) string { return "" })
+	if err != nil {
+		return err
+	}
+	token, err := mintDevJWT(key, 12*time.Hour)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, env, func(addr net.Addr) {
+		printDevExample(env, cluster.DSN(), cfgPath, *listen, token)
+	})
+}
+
+func printDevExample(env Env, dsn, cfgPath, addr, token string) {
+	bin := "extauthz"
+	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
+		bin = exe
+	} else if err == nil {
+		bin = "go run ./cmd/extauthz"
+	}
+	fmt.Fprintf(env.Stdout, `
+extauthz dev is serving ext_authz on %[4]s (config: %[3]s). Try it from another terminal:
+
+1. Store upstream tokens for the demo session (the access token expires in 1 minute,
+   so a later Check shows a refresh at the development token endpoint):
+
+   %[1]s tokens put --database-url '%[2]s' \
+     --session %[6]s --provider %[7]s --subject %[8]s --client-id %[9]s \
+     --access-token upstream-demo-token --refresh-token upstream-demo-refresh --expires-in 1m
+
+2. Send a Check with this JWT (valid 12 h) and see the swapped authorization header
+   (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
+
+   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"headers":{"authorization":"Bearer %[5]s"}}}}}' \
+     %[4]s envoy.service.auth.v3.Authorization/Check
+
+3. Inspect the stored row (tokens are redacted):
+
+   %[1]s tokens get --database-url '%[2]s' --session %[6]s
+
+Stop with Ctrl-C; the database stays in the dev folder for next time.
+`, bin, dsn, cfgPath, addr, token, devSession, devProvider, devSubject, devClientID)
+}
+
+// devKey loads the development signing key from dir, creating it on first
+// use so that printed JWTs stay valid across restarts.
+func devKey(dir string) (*ecdsa.PrivateKey, error) {
+	path := filepath.Join(dir, "dev-signing-key.pem")
+	if b, err := os.ReadFile(path); err == nil {
+		block, _ := pem.Decode(b)
+		if block == nil {
+			return nil, fmt.Errorf("%s: not a PEM file", path)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		ec, ok := k.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%s: not an ECDSA key", path)
+		}
+		return ec, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	return k, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+func devKeyID(k *ecdsa.PrivateKey) string {
+	jwk := jose.JSONWebKey{Key: k.Public()}
+	tp, _ := jwk.Thumbprint(crypto.SHA256)
+	return hex.EncodeToString(tp[:8])
+}
+
+func writePublicJWKS(path string, k *ecdsa.PrivateKey) error {
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: devKeyID(k), Algorithm: string(jose.ES256), Use: "sig"}}}
+	b, err := json.MarshalIndent(set, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// mintDevJWT signs an access token for the demo session.
+func mintDevJWT(k *ecdsa.PrivateKey, ttl time.Duration) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", devKeyID(k)))
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	return jwt.Signed(signer).Claims(map[string]any{
+		"iss": devIssuer, "aud": devAudience, "sub": devSubject, "client_id": devClientID,
+		"tsid": devSession, "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
+	}).Serialize()
+}
+
+// startDevProvider serves a development OAuth token endpoint on loopback
+// that accepts any refresh token and issues a new, rotated pair.
+func startDevProvider() (tokenURL string, stop func(), err error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.FormValue("grant_type") != "refresh_token" || r.FormValue("refresh_token") == "" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"access_token":  "upstream-demo-token-" + randomHex(6),
+			"refresh_token": "upstream-demo-refresh-" + randomHex(6),
+			"token_type":    "Bearer",
+			"expires_in":    300,
+		})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	return "http://" + lis.Addr().String() + "/token", func() { _ = srv.Close() }, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

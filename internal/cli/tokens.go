@@ -1,0 +1,324 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/migrations"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/postgres"
+)
+
+// dbFlags are the ways a command that only needs the database finds it:
+// --database-url, else DATABASE_URL, else database.url in --config.
+type dbFlags struct {
+	url    *string
+	config *string
+}
+
+func addDBFlags(fs *flag.FlagSet) dbFlags {
+	return dbFlags{
+		url:    fs.String("database-url", "", "PostgreSQL URL (default: $DATABASE_URL, else database.url from --config)"),
+		config: fs.String("config", "", "configuration file to take database.url from"),
+	}
+}
+
+func (d dbFlags) resolve(env Env) (string, error) {
+	switch {
+	case *d.url != "":
+		return *d.url, nil
+	case env.Getenv("DATABASE_URL") != "":
+		return env.Getenv("DATABASE_URL"), nil
+	case *d.config != "":
+		cfg, err := config.Load(*d.config, env.Getenv)
+		if err != nil {
+			return "", fmt.Errorf("%w: %s: %w", errUsage, *d.config, err)
+		}
+		return cfg.Database.URL, nil
+	}
+	return "", usageErr("no database: pass --database-url, set DATABASE_URL, or pass --config")
+}
+
+func migrateCmd(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("migrate", env)
+	db := addDBFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	dsn, err := db.resolve(env)
+	if err != nil {
+		return err
+	}
+	if err := migrations.Up(ctx, dsn, env.Stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "migrations: database is up to date")
+	return nil
+}
+
+const tokensUsage = `Usage:
+  extauthz tokens put --session S --provider P --subject U --client-id C --access-token A
+                      [--refresh-token R] [--id-token I] [--token-type T] [--upstream-subject X]
+                      [--expires-at RFC3339 | --expires-in DURATION] [--session-expires-at RFC3339]
+  extauthz tokens get --session S [--provider P]
+  extauthz tokens delete --session S [--provider P]
+
+Token values are given literally, as @FILE (read from FILE) or as - (read from stdin),
+so that secrets need not appear in the process list. Without an expiry the access token
+never expires. put replaces the row and clears a re-authentication mark. get shows tokens
+redacted and exits 1 for an unknown session; delete of a missing row succeeds.
+Every subcommand takes --database-url URL or --config FILE (default: $DATABASE_URL).
+`
+
+// errNotFound makes a command exit 1 with its message.
+var errNotFound = errors.New("not found")
+
+func tokensCmd(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, tokensUsage)
+		return usageErr("a subcommand is required: put, get or delete")
+	}
+	switch args[0] {
+	case "put":
+		return tokensPut(ctx, args[1:], env)
+	case "get":
+		return tokensGet(ctx, args[1:], env)
+	case "delete":
+		return tokensDelete(ctx, args[1:], env)
+	case "-h", "--help", "help":
+		fmt.Fprint(env.Stdout, tokensUsage)
+		return nil
+	}
+	return usageErr("unknown subcommand %q (want put, get or delete)", args[0])
+}
+
+// openStore connects to the database the flags name.
+func openStore(ctx context.Context, db dbFlags, env Env) (*postgres.Store, error) {
+	dsn, err := db.resolve(env)
+	if err != nil {
+		return nil, err
+	}
+	st, err := postgres.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return st, nil
+}
+
+func tokensPut(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("tokens put", env)
+	db := addDBFlags(fs)
+	var r store.Row
+	fs.StringVar(&r.SessionID, "session", "", "token session ID (the JWT's tsid)")
+	fs.StringVar(&r.Provider, "provider", "", "provider name, as in the config's providers")
+	fs.StringVar(&r.Subject, "subject", "", "the authorization server's subject (the JWT's sub)")
+	fs.StringVar(&r.ClientID, "client-id", "", "the authorization server's client ID (the JWT's client_id or azp)")
+	access := fs.String("access-token", "", "upstream access token: literal, @FILE or -")
+	refreshTok := fs.String("refresh-token", "", "upstream refresh token: literal, @FILE or -")
+	idTok := fs.String("id-token", "", "upstream ID token: literal, @FILE or -")
+	fs.StringVar(&r.TokenType, "token-type", "Bearer", "token type")
+	fs.StringVar(&r.UpstreamSubject, "upstream-subject", "", "the provider's subject for the user (its ID token's sub)")
+	expiresAt := fs.String("expires-at", "", "access token expiry, RFC 3339")
+	expiresIn := fs.Duration("expires-in", 0, "access token lifetime from now, e.g. 1h")
+	sessionExpiresAt := fs.String("session-expires-at", "", "when the whole session may be garbage collected, RFC 3339")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+
+	var problems []string
+	stdinUsed := false
+	read := func(name, v string) string {
+		s, err := readSecret(v, env.Stdin, &stdinUsed)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("--%s: %v", name, err))
+		}
+		return s
+	}
+	r.AccessToken = read("access-token", *access)
+	r.RefreshToken = read("refresh-token", *refreshTok)
+	r.IDToken = read("id-token", *idTok)
+	for _, req := range []struct{ flag, v string }{
+		{"session", r.SessionID}, {"provider", r.Provider}, {"subject", r.Subject},
+		{"client-id", r.ClientID}, {"access-token", *access},
+	} {
+		if req.v == "" {
+			problems = append(problems, "--"+req.flag+" is required")
+		}
+	}
+	switch {
+	case *expiresAt != "" && *expiresIn != 0:
+		problems = append(problems, "give --expires-at or --expires-in, not both")
+	case *expiresAt != "":
+		t, err := time.Parse(time.RFC3339, *expiresAt)
+		if err != nil {
+			problems = append(problems, "--expires-at: not an RFC 3339 time")
+		}
+		r.ExpiresAt = t
+	case *expiresIn < 0:
+		problems = append(problems, "--expires-in must not be negative")
+	case *expiresIn > 0:
+		r.ExpiresAt = time.Now().Add(*expiresIn)
+	}
+	if *sessionExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339, *sessionExpiresAt)
+		if err != nil {
+			problems = append(problems, "--session-expires-at: not an RFC 3339 time")
+		}
+		r.SessionExpiresAt = t
+	}
+	if len(problems) > 0 {
+		return usageErr("%s", strings.Join(problems, "; "))
+	}
+
+	st, err := openStore(ctx, db, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Put(ctx, r); err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return fmt.Errorf("%w: %w", errUsage, err)
+		}
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "stored tokens for session %q, provider %q\n", r.SessionID, r.Provider)
+	return nil
+}
+
+// readSecret resolves a token flag: "-" reads stdin (once), "@FILE" reads
+// FILE, anything else is the value itself. Surrounding whitespace and a
+// trailing newline are dropped from what is read.
+func readSecret(v string, stdin io.Reader, stdinUsed *bool) (string, error) {
+	switch {
+	case v == "-":
+		if *stdinUsed {
+			return "", errors.New("only one token can be read from stdin")
+		}
+		*stdinUsed = true
+		b, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
+		if err != nil {
+			return "", fmt.Errorf("reading stdin: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case strings.HasPrefix(v, "@"):
+		b, err := os.ReadFile(v[1:])
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				return "", fmt.Errorf("cannot read %s: %w", pe.Path, pe.Err)
+			}
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return v, nil
+}
+
+func tokensGet(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("tokens get", env)
+	db := addDBFlags(fs)
+	session := fs.String("session", "", "token session ID")
+	provider := fs.String("provider", "", "only this provider")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *session == "" {
+		return usageErr("--session is required")
+	}
+	st, err := openStore(ctx, db, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rows, err := st.GetSession(ctx, *session)
+	if err != nil {
+		return err
+	}
+	if *provider != "" {
+		var only []store.Row
+		for _, r := range rows {
+			if r.Provider == *provider {
+				only = append(only, r)
+			}
+		}
+		rows = only
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("%w: no tokens stored for that session", errNotFound)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	for i, r := range rows {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		for _, kv := range [][2]string{
+			{"session", r.SessionID},
+			{"provider", r.Provider},
+			{"subject", r.Subject},
+			{"client_id", r.ClientID},
+			{"upstream_subject", r.UpstreamSubject},
+			{"token_type", r.TokenType},
+			{"access_token", Redact(r.AccessToken)},
+			{"refresh_token", Redact(r.RefreshToken)},
+			{"id_token", Redact(r.IDToken)},
+			{"expires_at", timeOrNever(r.ExpiresAt)},
+			{"session_expires_at", timeOrNever(r.SessionExpiresAt)},
+			{"needs_reauth", fmt.Sprint(r.NeedsReauth)},
+			{"created_at", r.CreatedAt.Format(time.RFC3339)},
+			{"updated_at", r.UpdatedAt.Format(time.RFC3339)},
+		} {
+			fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+		}
+	}
+	return tw.Flush()
+}
+
+// Redact describes a secret without revealing it: its length and a short
+// fingerprint, enough to tell whether two stored values are the same.
+func Redact(secret string) string {
+	if secret == "" {
+		return "(none)"
+	}
+	sum := sha256.Sum256([]byte(secret))
+	return fmt.Sprintf("[redacted, %d bytes, sha256:%s]", len(secret), hex.EncodeToString(sum[:4]))
+}
+
+func timeOrNever(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Format(time.RFC3339)
+}
+
+func tokensDelete(ctx context.Context, args []string, env Env) error {
+	fs := newFlags("tokens delete", env)
+	db := addDBFlags(fs)
+	session := fs.String("session", "", "token session ID")
+	provider := fs.String("provider", "", "only this provider (default: the whole session)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *session == "" {
+		return usageErr("--session is required")
+	}
+	st, err := openStore(ctx, db, env)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Delete(ctx, *session, *provider); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "deleted")
+	return nil
+}

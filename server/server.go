@@ -1,0 +1,138 @@
+// Package server is the gRPC front of extauthz: it serves Envoy's
+// envoy.service.auth.v3.Authorization/Check by translating a CheckRequest
+// into an authz.Request and the decision into a CheckResponse, plus the
+// standard gRPC health service.
+//
+// A deny is an ordinary CheckResponse; Check returns a gRPC error only when
+// the request is unusable.
+package server
+
+import (
+	"context"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/extauthz/extauthz/authz"
+)
+
+// Decider is the transport-independent decision.
+type Decider interface {
+	Check(ctx context.Context, req authz.Request) authz.Response
+}
+
+// Authorization implements authv3.AuthorizationServer on top of a Decider.
+type Authorization struct {
+	authv3.UnimplementedAuthorizationServer
+	decider Decider
+}
+
+// NewAuthorization returns the Check service for d.
+func NewAuthorization(d Decider) *Authorization { return &Authorization{decider: d} }
+
+// Check implements authv3.AuthorizationServer.
+func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	httpReq := req.GetAttributes().GetRequest().GetHttp()
+	if httpReq == nil {
+		return nil, status.Error(codes.InvalidArgument, "check request carries no HTTP request attributes")
+	}
+	return ToCheckResponse(a.decider.Check(ctx, FromCheckRequest(req))), nil
+}
+
+// FromCheckRequest extracts the decision's input. Header names are
+// lower-cased (Envoy already sends them so).
+func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
+	attrs := req.GetAttributes()
+	src := attrs.GetRequest().GetHttp().GetHeaders()
+	headers := make(map[string]string, len(src))
+	for k, v := range src {
+		headers[strings.ToLower(k)] = v
+	}
+	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions()}
+}
+
+// ToCheckResponse renders a decision. Headers set on an allowed request
+// overwrite any client value: both append=false (read by older Envoys) and
+// OVERWRITE_IF_EXISTS_OR_ADD (read by newer ones) are set.
+func ToCheckResponse(r authz.Response) *authv3.CheckResponse {
+	if r.Allowed {
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+				Headers:         headerOptions(r.Headers),
+				HeadersToRemove: r.RemoveHeaders,
+			}},
+		}
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(grpcCode(r.Status))},
+		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
+			Headers: headerOptions(r.Headers),
+			Body:    r.Body,
+		}},
+	}
+}
+
+func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			Append:       wrapperspb.Bool(false),
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
+}
+
+// grpcCode is the CheckResponse status matching an HTTP deny status.
+func grpcCode(httpStatus int) codes.Code {
+	switch {
+	case httpStatus == 401:
+		return codes.Unauthenticated
+	case httpStatus == 403:
+		return codes.PermissionDenied
+	case httpStatus == 503:
+		return codes.Unavailable
+	case httpStatus >= 500:
+		return codes.Internal
+	default:
+		return codes.PermissionDenied
+	}
+}
+
+// Options configures New.
+type Options struct {
+	// Reflection registers the gRPC reflection service.
+	Reflection bool
+	// ServerOptions are passed to grpc.NewServer.
+	ServerOptions []grpc.ServerOption
+}
+
+// New returns a gRPC server with the Check service for d and the standard
+// health service, reporting SERVING for both the server as a whole ("") and
+// the Authorization service. The returned health server lets the caller turn
+// them NOT_SERVING on shutdown.
+func New(d Decider, opts Options) (*grpc.Server, *health.Server) {
+	s := grpc.NewServer(opts.ServerOptions...)
+	authv3.RegisterAuthorizationServer(s, NewAuthorization(d))
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(s, hs)
+	if opts.Reflection {
+		reflection.Register(s)
+	}
+	return s, hs
+}
