@@ -43,7 +43,7 @@ func (r scriptedRefresher) Refresh(_ context.Context, provider, rt string) (stor
 
 type retryHint struct{ d time.Duration }
 
-func (r retryHint) Error() string               { return "provider busy" }
+func (r retryHint) Error() string             { return "provider busy" }
 func (r retryHint) RetryAfter() time.Duration { return r.d }
 
 func fixture(t *testing.T) (*Decider, *memory.Store) {
