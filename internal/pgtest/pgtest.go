@@ -1,0 +1,120 @@
+// Package pgtest gives tests a PostgreSQL database of their own.
+//
+// The server is named by the environment variable EXTAUTHZ_TEST_DATABASE_URL,
+// a connection URL with the right to create databases (scripts/test starts a
+// throwaway server and sets it). Without it, tests that need PostgreSQL are
+// skipped, except on CI (CI=true), where they fail: a CI run must not pass by
+// skipping them.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/extauthz/extauthz/migrations"
+)
+
+// EnvVar is the environment variable that names the test server.
+const EnvVar = "EXTAUTHZ_TEST_DATABASE_URL"
+
+// timeout bounds every administrative step (connect, create, migrate, drop).
+const timeout = 2 * time.Minute
+
+// Admin returns the connection URL of the test server, from EnvVar. Without
+// it, Admin skips the test, or fails it when the environment variable CI is
+// "true".
+func Admin(t testing.TB) string {
+	t.Helper()
+	dsn := os.Getenv(EnvVar)
+	if dsn == "" {
+		const msg = "set " + EnvVar + " to run PostgreSQL tests"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return dsn
+}
+
+// New returns the connection URL of a new database, created for t on the
+// test server, with the migrations applied. The database is dropped when t
+// ends, even while connections to it are still open.
+func New(t testing.TB) string {
+	t.Helper()
+	dsn := NewEmpty(t)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := migrations.Up(ctx, dsn, nil); err != nil {
+		t.Fatalf("pgtest: migrate the test database: %v", err)
+	}
+	return dsn
+}
+
+// NewEmpty is New without the migrations: the database has no tables.
+func NewEmpty(t testing.TB) string {
+	t.Helper()
+	admin := Admin(t)
+
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	name := "extauthz_test_" + hex.EncodeToString(b[:])
+	ident := pgx.Identifier{name}.Sanitize()
+
+	if err := exec(admin, "CREATE DATABASE "+ident); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := exec(admin, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	dsn, err := withDatabase(admin, name)
+	if err != nil {
+		t.Fatalf("pgtest: %s: %v", EnvVar, err)
+	}
+	return dsn
+}
+
+// exec runs one statement on its own connection to the server at dsn.
+func exec(dsn, sql string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to the test server (%s): %w", EnvVar, err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
+// withDatabase returns dsn with its database replaced by name. dsn is either
+// a URL or a keyword/value connection string.
+func withDatabase(dsn, name string) (string, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			// url.Error quotes the URL, password included.
+			return "", errInvalidURL
+		}
+		u.Path = "/" + name
+		u.RawPath = ""
+		return u.String(), nil
+	}
+	// In a keyword/value string, the last setting of a keyword wins.
+	return dsn + " dbname=" + name, nil
+}
+
+var errInvalidURL = errors.New("cannot parse the URL")

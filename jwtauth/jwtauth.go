@@ -1,0 +1,442 @@
+// Package jwtauth verifies the access-token JWT that a client presents to
+// extauthz: the signature against the authorization server's JSON Web Key Set
+// (JWKS), the issuer, the audience, the validity window, and the claims the
+// token swap needs (sub, client_id or azp, and the token session ID tsid).
+//
+// Only asymmetric signature algorithms are accepted (RS256/384/512,
+// PS256/384/512, ES256/384/512, EdDSA). The key is chosen by the token's
+// "kid" header from the configured key set; "jku", "x5u", "x5c" and embedded
+// "jwk" headers are ignored and never fetched or trusted. Tokens must be in
+// JWS compact serialization; encrypted tokens (JWE) are refused.
+//
+// Every rejection of a token wraps ErrInvalidToken. When the key set is
+// served from a URL that could not be fetched yet, Verify returns an error
+// wrapping ErrKeysUnavailable instead: the token may be fine and the caller
+// should answer "try again later" (503) rather than 401. Error messages name
+// the check that failed but never contain the token or its claims.
+package jwtauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+var (
+	// ErrInvalidToken is wrapped by every rejection of the token itself:
+	// malformed, badly signed, expired, wrong issuer or audience, missing or
+	// mistyped claims, unknown key ID.
+	ErrInvalidToken = errors.New("jwtauth: invalid token")
+	// ErrKeysUnavailable means the JWKS could not be fetched and no cached
+	// key set exists to decide with (or the caller's context ended while
+	// waiting for a fetch). It says nothing about the token; the same call
+	// may succeed later.
+	ErrKeysUnavailable = errors.New("jwtauth: signing keys unavailable")
+)
+
+// Defaults applied to zero Config fields.
+const (
+	DefaultMaxTokenBytes      = 16 << 10
+	DefaultMinRefetchInterval = 30 * time.Second
+	DefaultKeySetMaxAge       = 10 * time.Minute
+	DefaultHTTPTimeout        = 10 * time.Second
+)
+
+// sessionIDClaim is upstreamtoken.TokenSessionIDClaimKey. It is repeated
+// here, rather than imported, so that upstreamtoken may one day depend on
+// this package; a test keeps the two equal.
+const sessionIDClaim = "tsid"
+
+// allowedAlgs is the signature algorithm allow-list handed to the JWS parser:
+// asymmetric algorithms only, so "none" and the HMAC family (and with them
+// the classic "HS256 keyed with the RSA public key" confusion) never reach
+// signature verification.
+var allowedAlgs = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512,
+	jose.EdDSA,
+}
+
+// minRSABits is the smallest RSA modulus accepted for verification.
+const minRSABits = 2048
+
+// Config configures a Verifier. Issuer, Audiences and exactly one of JWKSURL
+// and JWKSFile are required; every other zero field takes its default.
+type Config struct {
+	// Issuer must equal the token's "iss" claim exactly.
+	Issuer string
+	// Audiences must contain at least one of the values of the token's "aud"
+	// claim (a string or an array of strings).
+	Audiences []string
+	// JWKSURL is an http or https URL serving the issuer's JWKS. It is
+	// fetched on first use, cached, refetched (rate limited) when a token
+	// names an unknown key ID, and refreshed in the background once the
+	// cached copy is older than KeySetMaxAge.
+	JWKSURL string
+	// JWKSFile is a file holding the JWKS. It is read once, by New.
+	JWKSFile string
+	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat".
+	Leeway time.Duration
+	// Now returns the current time; nil means time.Now. It also drives the
+	// JWKS refetch rate limit and cache age.
+	Now func() time.Time
+	// HTTPClient fetches JWKSURL; nil means a client with a 10 s time-out.
+	// A client without a time-out is given a 10 s deadline per fetch.
+	HTTPClient *http.Client
+	// MinRefetchInterval is the least time between two JWKS fetches
+	// triggered by unknown key IDs (or by the cache age); 0 means 30 s.
+	// While no key set has been fetched yet, a failed fetch is retried after
+	// at most 1 s.
+	MinRefetchInterval time.Duration
+	// KeySetMaxAge is the age after which a cached JWKS is refreshed in the
+	// background (the cached set stays in use meanwhile, and when the
+	// refresh fails); 0 means 10 min.
+	KeySetMaxAge time.Duration
+	// MaxTokenBytes bounds the length of a token; longer tokens are refused
+	// before parsing. 0 means 16 KiB.
+	MaxTokenBytes int
+}
+
+// Claims are the verified claims of an access token.
+type Claims struct {
+	// Subject is the "sub" claim, a non-empty string.
+	Subject string
+	// ClientID is the "client_id" claim or, when that is absent or empty,
+	// the "azp" claim: a non-empty string. Either claim, when present, must
+	// be a string.
+	ClientID string
+	// SessionID is the "tsid" claim (upstreamtoken.TokenSessionIDClaimKey),
+	// a non-empty string.
+	SessionID string
+	// Scopes are the space-separated "scope" claim or, without it, the "scp"
+	// claim (a string or an array of strings). It is nil when there are
+	// none.
+	Scopes []string
+	// ExpiresAt is the "exp" claim (without leeway).
+	ExpiresAt time.Time
+}
+
+// KeySet supplies the public keys that verify token signatures.
+// Implementations must be safe for concurrent use.
+type KeySet interface {
+	// VerificationKey returns the public key (*rsa.PublicKey,
+	// *ecdsa.PublicKey or ed25519.PublicKey) for a token whose protected
+	// header names the key ID kid ("" when it names none) and the algorithm
+	// alg. When kid is "", a set holding exactly one key usable with alg may
+	// return that key. An unknown or unusable key is an error wrapping
+	// ErrInvalidToken; being unable to decide (no key set could be loaded)
+	// is an error wrapping ErrKeysUnavailable.
+	VerificationKey(ctx context.Context, kid, alg string) (crypto.PublicKey, error)
+}
+
+// Verifier verifies access tokens. It is safe for concurrent use.
+type Verifier struct {
+	issuer        string
+	audiences     []string
+	leeway        time.Duration
+	now           func() time.Time
+	maxTokenBytes int
+	keys          KeySet
+}
+
+// New validates cfg, reporting every problem at once, and returns a Verifier.
+// A JWKSFile is read and parsed now and must hold at least one usable public
+// signing key (a private or symmetric key in the file is an error). A JWKSURL
+// is not contacted by New, so the service can start while the JWKS endpoint
+// is briefly down; call Prefetch to load it eagerly. ctx is not retained.
+func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	errs := cfg.validate()
+	var keys KeySet
+	switch {
+	case cfg.JWKSURL != "" && cfg.JWKSFile != "":
+		errs = append(errs, errors.New("jwtauth: set only one of JWKSURL and JWKSFile"))
+	case cfg.JWKSURL == "" && cfg.JWKSFile == "":
+		errs = append(errs, errors.New("jwtauth: one of JWKSURL and JWKSFile is required"))
+	case cfg.JWKSFile != "":
+		ks, err := loadKeySetFile(cfg.JWKSFile)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		keys = ks
+	default:
+		if err := validateJWKSURL(cfg.JWKSURL); err != nil {
+			errs = append(errs, err)
+		} else {
+			keys = newRemoteKeySet(cfg)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return newVerifier(cfg, keys), nil
+}
+
+// NewWithKeySet is New with the keys supplied by keys instead of JWKSURL or
+// JWKSFile, which must both be empty. It serves tests and callers with their
+// own key management.
+func NewWithKeySet(cfg Config, keys KeySet) (*Verifier, error) {
+	errs := cfg.validate()
+	if cfg.JWKSURL != "" || cfg.JWKSFile != "" {
+		errs = append(errs, errors.New("jwtauth: JWKSURL and JWKSFile must be empty when a KeySet is given"))
+	}
+	if keys == nil {
+		errs = append(errs, errors.New("jwtauth: KeySet is nil"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return newVerifier(cfg, keys), nil
+}
+
+func (cfg *Config) validate() []error {
+	var errs []error
+	if cfg.Issuer == "" {
+		errs = append(errs, errors.New("jwtauth: Issuer is required"))
+	}
+	if len(cfg.Audiences) == 0 {
+		errs = append(errs, errors.New("jwtauth: at least one audience is required"))
+	}
+	for i, a := range cfg.Audiences {
+		if a == "" {
+			errs = append(errs, fmt.Errorf("jwtauth: audience %d is empty", i))
+		}
+	}
+	if cfg.Leeway < 0 {
+		errs = append(errs, errors.New("jwtauth: Leeway must not be negative"))
+	}
+	if cfg.MinRefetchInterval < 0 {
+		errs = append(errs, errors.New("jwtauth: MinRefetchInterval must not be negative"))
+	}
+	if cfg.KeySetMaxAge < 0 {
+		errs = append(errs, errors.New("jwtauth: KeySetMaxAge must not be negative"))
+	}
+	if cfg.MaxTokenBytes < 0 {
+		errs = append(errs, errors.New("jwtauth: MaxTokenBytes must not be negative"))
+	}
+	return errs
+}
+
+func validateJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("jwtauth: JWKSURL is not a valid URL")
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return errors.New("jwtauth: JWKSURL must be an http or https URL")
+	}
+	if u.Host == "" {
+		return errors.New("jwtauth: JWKSURL has no host")
+	}
+	return nil
+}
+
+func newVerifier(cfg Config, keys KeySet) *Verifier {
+	v := &Verifier{
+		issuer:        cfg.Issuer,
+		audiences:     append([]string(nil), cfg.Audiences...),
+		leeway:        cfg.Leeway,
+		now:           cfg.Now,
+		maxTokenBytes: cfg.MaxTokenBytes,
+		keys:          keys,
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	if v.maxTokenBytes == 0 {
+		v.maxTokenBytes = DefaultMaxTokenBytes
+	}
+	return v
+}
+
+// Prefetch loads the key set now when it comes from a JWKSURL and none is
+// cached yet, waiting at most until ctx is done. It returns nil when a key
+// set is available, and an error wrapping ErrKeysUnavailable otherwise. It is
+// optional (Verify fetches on demand) and meant for start-up and readiness
+// checks. With JWKSFile or a custom KeySet it returns nil.
+func (v *Verifier) Prefetch(ctx context.Context) error {
+	r, ok := v.keys.(*remoteKeySet)
+	if !ok {
+		return nil
+	}
+	return r.prefetch(ctx)
+}
+
+// Rejections. They are fixed values so that rejecting costs no allocation,
+// and they never carry token content.
+var (
+	errEmpty          = invalid("empty token")
+	errTooLarge       = invalid("token too large")
+	errMalformed      = invalid("malformed token")
+	errEncrypted      = invalid("encrypted tokens (JWE) are not accepted")
+	errAlg            = invalid("signature algorithm not allowed")
+	errCritical       = invalid("unsupported critical header")
+	errUnknownKey     = invalid("unknown kid")
+	errAmbiguousKey   = invalid("no kid and several candidate keys")
+	errKeyMismatch    = invalid("key does not match the signature algorithm")
+	errSignature      = invalid("signature invalid")
+	errClaimsJSON     = invalid("claims are not a valid JSON object")
+	errDuplicateClaim = invalid("duplicate claim")
+	errIssuer         = invalid("issuer mismatch")
+	errAudience       = invalid("audience mismatch")
+	errExpMissing     = invalid("exp missing")
+	errExpired        = invalid("expired")
+	errNotYetValid    = invalid("not yet valid (nbf)")
+	errIssuedInFuture = invalid("issued in the future (iat)")
+	errSubject        = invalid("sub missing or not a non-empty string")
+	errClientID       = invalid("client_id/azp missing or not a non-empty string")
+	errSessionID      = invalid("tsid missing or not a non-empty string")
+	errScope          = invalid("scope/scp has the wrong type")
+)
+
+func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken, reason) }
+
+// Verify checks raw, a JWT in JWS compact serialization (without any
+// "Bearer " prefix), and returns its claims. A rejected token yields an error
+// wrapping ErrInvalidToken; a key set that cannot be loaded yields one
+// wrapping ErrKeysUnavailable. ctx bounds any JWKS fetch the call waits for.
+func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
+	if err := checkCompact(raw, v.maxTokenBytes); err != nil {
+		return Claims{}, err
+	}
+	jws, err := jose.ParseSignedCompact(raw, allowedAlgs)
+	if err != nil {
+		// The parser's message may quote header content: do not wrap it.
+		var algErr *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &algErr) {
+			return Claims{}, errAlg
+		}
+		return Claims{}, errMalformed
+	}
+	if len(jws.Signatures) != 1 {
+		return Claims{}, errMalformed
+	}
+	h := jws.Signatures[0].Header
+	// No JWS extension is understood here: "crit" (RFC 7515 4.1.11) and the
+	// unencoded-payload option "b64" (RFC 7797) are refused outright.
+	if _, ok := h.ExtraHeaders["crit"]; ok {
+		return Claims{}, errCritical
+	}
+	if _, ok := h.ExtraHeaders["b64"]; ok {
+		return Claims{}, errCritical
+	}
+	key, err := v.keys.VerificationKey(ctx, h.KeyID, h.Algorithm)
+	if err != nil {
+		return Claims{}, err
+	}
+	// Defence in depth against a KeySet that returns the wrong kind of key.
+	if !keyFitsAlg(key, h.Algorithm) {
+		return Claims{}, errKeyMismatch
+	}
+	payload, err := jws.Verify(key)
+	if err != nil {
+		return Claims{}, errSignature
+	}
+	return v.checkClaims(payload)
+}
+
+// checkCompact refuses, before any parsing, what cannot be a JWS compact
+// token: empty or oversized input, a part count other than three (five parts
+// is a JWE), characters outside the base64url alphabet (padding, whitespace
+// and line breaks included, which the base64 decoder would otherwise skip),
+// empty parts, and non-canonical base64url (non-zero trailing bits), so that
+// each token has exactly one accepted spelling.
+func checkCompact(raw string, maxBytes int) error {
+	if raw == "" {
+		return errEmpty
+	}
+	if len(raw) > maxBytes {
+		return errTooLarge
+	}
+	switch strings.Count(raw, ".") {
+	case 2:
+	case 4:
+		return errEncrypted
+	default:
+		return errMalformed
+	}
+	start := 0
+	for i := 0; i <= len(raw); i++ {
+		if i == len(raw) || raw[i] == '.' {
+			if !canonicalB64(raw[start:i]) {
+				return errMalformed
+			}
+			start = i + 1
+			continue
+		}
+		if b64Value[raw[i]] < 0 {
+			return errMalformed
+		}
+	}
+	return nil
+}
+
+// canonicalB64 reports whether seg is a non-empty, canonical unpadded
+// base64url encoding (its characters were checked by the caller).
+func canonicalB64(seg string) bool {
+	if seg == "" {
+		return false
+	}
+	last := b64Value[seg[len(seg)-1]]
+	switch len(seg) % 4 {
+	case 1:
+		return false
+	case 2:
+		return last&0x0f == 0
+	case 3:
+		return last&0x03 == 0
+	}
+	return true
+}
+
+// b64Value maps a base64url character to its 6-bit value and every other byte
+// to -1.
+var b64Value = func() (t [256]int8) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for i := range t {
+		t[i] = -1
+	}
+	for i := 0; i < len(alphabet); i++ {
+		t[alphabet[i]] = int8(i)
+	}
+	return t
+}()
+
+// keyFitsAlg reports whether key is a public key of the type, curve and
+// strength that alg requires.
+func keyFitsAlg(key crypto.PublicKey, alg string) bool {
+	switch jose.SignatureAlgorithm(alg) {
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
+		k, ok := key.(*rsa.PublicKey)
+		return ok && k != nil && k.N != nil && k.N.BitLen() >= minRSABits
+	case jose.ES256:
+		return ecCurve(key) == elliptic.P256()
+	case jose.ES384:
+		return ecCurve(key) == elliptic.P384()
+	case jose.ES512:
+		return ecCurve(key) == elliptic.P521()
+	case jose.EdDSA:
+		k, ok := key.(ed25519.PublicKey)
+		return ok && len(k) == ed25519.PublicKeySize
+	}
+	return false
+}
+
+func ecCurve(key crypto.PublicKey) elliptic.Curve {
+	k, ok := key.(*ecdsa.PublicKey)
+	if !ok || k == nil {
+		return nil
+	}
+	return k.Curve
+}

@@ -1,0 +1,283 @@
+package refresh
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/extauthz/extauthz/upstreamtoken"
+)
+
+// ErrProviderMisconfigured means the provider rejected our own client
+// registration or request (invalid_client, unauthorized_client,
+// unsupported_grant_type, invalid_scope). It always comes together with
+// upstreamtoken.ErrUpstreamUnavailable: the user's refresh token is not to
+// blame and must not be discarded, but an operator must fix the
+// configuration.
+var ErrProviderMisconfigured = errors.New("refresh: provider rejected our client configuration")
+
+// MaxRetryAfter caps the Retry-After hint taken from a provider's response.
+const MaxRetryAfter = time.Hour
+
+// Error is a failed refresh. Its message names only the provider, the HTTP
+// status, the OAuth error code and a short cause: never a token, the client
+// secret or the response body.
+//
+// The error wraps (errors.Is) these sentinels:
+//
+//   - upstreamtoken.ErrRefreshFailed, permanent, when the provider refused the
+//     refresh token: OAuth error invalid_grant, invalid_request (how some
+//     providers answer the reuse of a rotated refresh token) or
+//     bad_refresh_token (GitHub, with HTTP 200);
+//   - upstreamtoken.ErrUpstreamUnavailable and ErrProviderMisconfigured when
+//     the provider rejected our client: invalid_client, unauthorized_client,
+//     unsupported_grant_type, invalid_scope;
+//   - upstreamtoken.ErrUpstreamUnavailable alone for everything else: HTTP 5xx
+//     or 429 (whatever the error code), temporarily_unavailable,
+//     server_error, slow_down, an unknown error code, a non-2xx answer
+//     without one, a redirect, a 2xx answer without access_token or that
+//     cannot be parsed, a time-out, a cancelled context and network
+//     failures. A context's error (context.DeadlineExceeded,
+//     context.Canceled) is wrapped as well.
+type Error struct {
+	// Provider is the provider's name as configured.
+	Provider string
+	// Status is the HTTP status of the provider's answer, 0 if there was
+	// none.
+	Status int
+	// Code is the OAuth error code the provider sent, "" if none (or if it
+	// was not a well-formed code, which Cause then says).
+	Code string
+	// Cause is a short description of a failure without an OAuth error code,
+	// such as "timeout" or "connection refused"; it may be empty.
+	Cause string
+	// Retry is the provider's Retry-After hint (capped at MaxRetryAfter), 0
+	// if none.
+	Retry time.Duration
+
+	summary string
+	errs    []error
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "refresh: provider %q: %s", e.Provider, e.summary)
+	var details []string
+	if e.Status != 0 {
+		details = append(details, "HTTP "+strconv.Itoa(e.Status))
+	}
+	if e.Code != "" {
+		details = append(details, "OAuth error "+strconv.Quote(e.Code))
+	}
+	if e.Cause != "" {
+		details = append(details, e.Cause)
+	}
+	if e.Retry > 0 {
+		details = append(details, "retry after "+e.Retry.String())
+	}
+	if len(details) > 0 {
+		b.WriteString(" (")
+		b.WriteString(strings.Join(details, ", "))
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+// Unwrap returns the sentinels the error stands for (see Error).
+func (e *Error) Unwrap() []error { return e.errs }
+
+// RetryAfter returns the provider's Retry-After hint, 0 if it sent none. It
+// is the hook upstreamtoken.RetryAfter looks for.
+func (e *Error) RetryAfter() time.Duration { return e.Retry }
+
+var (
+	// permanentCodes mean that the refresh token itself is no good.
+	permanentCodes = map[string]bool{
+		"invalid_grant":     true,
+		"invalid_request":   true,
+		"bad_refresh_token": true,
+	}
+	// misconfiguredCodes mean that our client registration is wrong.
+	misconfiguredCodes = map[string]bool{
+		"invalid_client":         true,
+		"unauthorized_client":    true,
+		"unsupported_grant_type": true,
+		"invalid_scope":          true,
+	}
+)
+
+// classify turns a failed token request into an *Error. ctx is the caller's
+// context and a what the transport saw of the exchange.
+func (c *Client) classify(ctx context.Context, providerName string, a *attempt, err error) *Error {
+	e := &Error{Provider: providerName}
+	unavailable := func(summary string, extra ...error) *Error {
+		e.summary = summary
+		e.errs = append([]error{upstreamtoken.ErrUpstreamUnavailable}, extra...)
+		return e
+	}
+
+	status, header := a.response()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		status, header = re.Response.StatusCode, re.Response.Header
+	}
+	e.Status = status
+	if header != nil {
+		e.Retry = parseRetryAfter(header.Get("Retry-After"), c.now())
+	}
+
+	if re != nil {
+		// The provider answered with a non-2xx status, or with an OAuth
+		// error code in a 2xx body. Neither re.Error() nor re.Body may be
+		// used: they carry the response body.
+		code := re.ErrorCode
+		if validErrorCode(code) {
+			e.Code = code
+		} else if code != "" {
+			e.Cause = "malformed OAuth error code"
+		}
+		lc := strings.ToLower(code)
+		switch {
+		case status >= 500 || status == http.StatusTooManyRequests:
+			// An overloaded or failing server's verdict on the token is
+			// not trusted: never log a user out on a 5xx.
+			return unavailable("provider unavailable")
+		case permanentCodes[lc]:
+			e.summary = "refresh token refused, re-authentication required"
+			e.errs = []error{upstreamtoken.ErrRefreshFailed}
+			return e
+		case misconfiguredCodes[lc]:
+			return unavailable("provider rejected our client configuration", ErrProviderMisconfigured)
+		case code == "" && status >= 300 && status < 400:
+			e.Cause = "redirect not followed"
+		}
+		return unavailable("provider unavailable")
+	}
+
+	var ctxErr error
+	switch {
+	case errors.Is(err, errSecondRequest):
+		e.Cause = "refused to send a second token request"
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
+		e.Cause, ctxErr = "timeout", context.DeadlineExceeded
+	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
+		e.Cause, ctxErr = "canceled", context.Canceled
+	case isTimeout(err):
+		e.Cause = "timeout"
+	case status >= 200 && status < 300:
+		// x/oauth2 read the answer but found no token in it. Its messages
+		// are matched only to pick a cause; the classification does not
+		// depend on them.
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "missing access_token"):
+			e.Cause = "response without access_token"
+		case strings.Contains(msg, "cannot parse"):
+			e.Cause = "unparseable response"
+		default:
+			e.Cause = "cannot read response"
+		}
+	case status != 0:
+		e.Cause = "unexpected response"
+	default:
+		e.Cause = networkCause(err)
+	}
+	if ctxErr != nil {
+		return unavailable("provider unavailable", ctxErr)
+	}
+	return unavailable("provider unavailable")
+}
+
+// validErrorCode reports whether code is safe to repeat in a message: 1 to
+// 40 ASCII letters and underscores. Every code in RFC 6749 and its
+// extensions has this form; anything else (digits, punctuation, length) might
+// be a piece of the body or a token, so it is not repeated.
+func validErrorCode(code string) bool {
+	if code == "" || len(code) > 40 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// networkCause names a transport failure without repeating its message (which
+// would contain the token URL).
+func networkCause(err error) string {
+	var (
+		dnsErr   *net.DNSError
+		certErr  *tls.CertificateVerificationError
+		hostErr  x509.HostnameError
+		authErr  x509.UnknownAuthorityError
+		invErr   x509.CertificateInvalidError
+		recErr   tls.RecordHeaderError
+		alertErr tls.AlertError
+	)
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "host unreachable"
+	case errors.As(err, &dnsErr):
+		return "DNS lookup failed"
+	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr),
+		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alertErr):
+		return "TLS failure"
+	case errors.Is(err, errAddScope):
+		return "cannot add scope to the request"
+	}
+	return "network error"
+}
+
+// parseRetryAfter parses a Retry-After header value (RFC 9110 section 10.2.3):
+// delay-seconds or an HTTP-date, relative to now. It returns 0 for an absent,
+// malformed or past value and caps the result at MaxRetryAfter.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		if n > uint64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
+		return time.Duration(n) * time.Second
+	} else if errors.Is(err, strconv.ErrRange) {
+		return MaxRetryAfter
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	d := t.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	if d >= MaxRetryAfter {
+		return MaxRetryAfter
+	}
+	// Round up to whole seconds, the header's resolution.
+	return (d + time.Second - 1).Truncate(time.Second)
+}

@@ -1,0 +1,83 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/extauthz/extauthz/store"
+)
+
+// mapError turns an error from pgx into one that wraps a store sentinel, for
+// the operation op. The driver's error is not wrapped and its text is not
+// copied: a server message may quote a parameter (a token) and a connection
+// error may describe the connection string. Context errors, which carry
+// nothing secret, are wrapped as well, so that errors.Is(err,
+// context.Canceled) works.
+func mapError(ctx context.Context, op string, err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: postgres %s: no row for this session and provider", store.ErrNotFound, op)
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w: postgres %s: %w", store.ErrUnavailable, op, ctxErr)
+	}
+	for _, ctxErr := range []error{context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, ctxErr) {
+			return fmt.Errorf("%w: postgres %s: %w", store.ErrUnavailable, op, ctxErr)
+		}
+	}
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
+		sentinel, reason := classify(pgErr.Code)
+		return fmt.Errorf("%w: postgres %s: %s (SQLSTATE %s)", sentinel, op, reason, pgErr.Code)
+	}
+	return fmt.Errorf("%w: postgres %s: %s", store.ErrUnavailable, op, reason(err))
+}
+
+// classify maps a SQLSTATE code to a sentinel and a short description. Data
+// exceptions (class 22) and integrity constraint violations (class 23) mean
+// that the database refused the values it was given; anything else means
+// that it could not do the work right now or that its schema is not the one
+// this package expects (class 42, for a database whose migrations were not
+// applied), and is reported as unavailable.
+func classify(code string) (sentinel error, reason string) {
+	class := code
+	if len(class) > 2 {
+		class = class[:2]
+	}
+	switch class {
+	case "22":
+		return store.ErrInvalid, "value refused by the database"
+	case "23":
+		return store.ErrInvalid, "constraint violated"
+	case "08":
+		return store.ErrUnavailable, "connection failed"
+	case "40":
+		return store.ErrUnavailable, "transaction rolled back"
+	case "42":
+		return store.ErrUnavailable, "schema mismatch (are the migrations applied?)"
+	case "53":
+		return store.ErrUnavailable, "server out of resources"
+	case "57":
+		return store.ErrUnavailable, "server shutting down or query cancelled"
+	default:
+		return store.ErrUnavailable, "database error"
+	}
+}
+
+// reason describes an error that the server did not report.
+func reason(err error) string {
+	if pgconn.Timeout(err) {
+		return "timed out"
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return "connection failed"
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return "network error"
+	}
+	return "query failed"
+}

@@ -1,0 +1,571 @@
+// Package storetest is the conformance suite of the store contract. Every
+// store.Store implementation runs it from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store { return memory.New() })
+//	}
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/store"
+)
+
+// Run runs the conformance suite as subtests of t. newStore is called once
+// per subtest, possibly from several subtests at the same time, and must
+// return an empty store of its own; it arranges its own clean-up with
+// t.Cleanup.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"PutGetRoundTrip", testPutGetRoundTrip},
+		{"GetNotFound", testGetNotFound},
+		{"GetSession", testGetSession},
+		{"PutUpserts", testPutUpserts},
+		{"UpdateTokens", testUpdateTokens},
+		{"MarkReauth", testMarkReauth},
+		{"Delete", testDelete},
+		{"Invalid", testInvalid},
+		{"ReturnsCopies", testReturnsCopies},
+		{"ConcurrentPuts", testConcurrentPuts},
+		{"CancelledContext", testCancelledContext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.fn(t, newStore(t))
+		})
+	}
+}
+
+// timeIn returns a fixed time with microsecond precision in a zone other than
+// UTC and Local, so that a store that drops the instant's offset is caught.
+func timeIn(year int, month time.Month, day int) time.Time {
+	return time.Date(year, month, day, 13, 14, 15, 123456000, time.FixedZone("UTC+5:30", 5*3600+1800))
+}
+
+// fullRow returns a row with every field set.
+func fullRow(sessionID, provider string) store.Row {
+	return store.Row{
+		SessionID: sessionID,
+		Provider:  provider,
+		Tokens: store.Tokens{
+			AccessToken:  "at-" + sessionID + "-" + provider,
+			RefreshToken: "rt-" + sessionID + "-" + provider,
+			IDToken:      "idt-" + sessionID + "-" + provider,
+			TokenType:    "DPoP",
+			ExpiresAt:    timeIn(2031, time.March, 4),
+		},
+		Subject:          "as-subject",
+		ClientID:         "as-client",
+		UpstreamSubject:  "idp-subject",
+		SessionExpiresAt: timeIn(2032, time.April, 5),
+	}
+}
+
+// diff describes how got differs from want, ignoring CreatedAt and
+// UpdatedAt; it returns "" if they are equal. Times are compared as
+// instants.
+func diff(want, got store.Row) string {
+	var d []string
+	str := func(name, w, g string) {
+		if w != g {
+			d = append(d, fmt.Sprintf("%s = %q, want %q", name, g, w))
+		}
+	}
+	tm := func(name string, w, g time.Time) {
+		if !w.Equal(g) || w.IsZero() != g.IsZero() {
+			d = append(d, fmt.Sprintf("%s = %v, want %v", name, g, w))
+		}
+	}
+	str("SessionID", want.SessionID, got.SessionID)
+	str("Provider", want.Provider, got.Provider)
+	str("AccessToken", want.AccessToken, got.AccessToken)
+	str("RefreshToken", want.RefreshToken, got.RefreshToken)
+	str("IDToken", want.IDToken, got.IDToken)
+	str("TokenType", want.TokenType, got.TokenType)
+	tm("ExpiresAt", want.ExpiresAt, got.ExpiresAt)
+	str("Subject", want.Subject, got.Subject)
+	str("ClientID", want.ClientID, got.ClientID)
+	str("UpstreamSubject", want.UpstreamSubject, got.UpstreamSubject)
+	tm("SessionExpiresAt", want.SessionExpiresAt, got.SessionExpiresAt)
+	if want.NeedsReauth != got.NeedsReauth {
+		d = append(d, fmt.Sprintf("NeedsReauth = %v, want %v", got.NeedsReauth, want.NeedsReauth))
+	}
+	return strings.Join(d, "; ")
+}
+
+func mustPut(t *testing.T, s store.Store, row store.Row) {
+	t.Helper()
+	if err := s.Put(t.Context(), row); err != nil {
+		t.Fatalf("Put(%q, %q) = %v", row.SessionID, row.Provider, err)
+	}
+}
+
+func mustGet(t *testing.T, s store.Store, sessionID, provider string) store.Row {
+	t.Helper()
+	row, err := s.Get(t.Context(), sessionID, provider)
+	if err != nil {
+		t.Fatalf("Get(%q, %q) = %v", sessionID, provider, err)
+	}
+	return row
+}
+
+func testPutGetRoundTrip(t *testing.T, s store.Store) {
+	nanos := fullRow("s-nanos", "github")
+	nanos.ExpiresAt = time.Date(2031, time.March, 4, 5, 6, 7, 123456789, time.UTC)
+	nanos.SessionExpiresAt = time.Date(2032, time.March, 4, 5, 6, 7, 999999999, time.UTC)
+	nanosWant := nanos
+	nanosWant.ExpiresAt = time.Date(2031, time.March, 4, 5, 6, 7, 123456000, time.UTC)
+	nanosWant.SessionExpiresAt = time.Date(2032, time.March, 4, 5, 6, 7, 999999000, time.UTC)
+
+	never := fullRow("s-never", "github")
+	never.ExpiresAt = time.Time{}
+	never.SessionExpiresAt = time.Time{}
+
+	minimal := store.Row{
+		SessionID: "s-minimal", Provider: "dex",
+		Tokens:  store.Tokens{AccessToken: "at-minimal"},
+		Subject: "sub", ClientID: "client",
+	}
+	minimalWant := minimal
+	minimalWant.TokenType = "Bearer"
+
+	ignored := fullRow("s-ignored", "okta")
+	ignored.NeedsReauth = true
+	ignored.CreatedAt = time.Date(2001, time.January, 1, 0, 0, 0, 0, time.UTC)
+	ignored.UpdatedAt = time.Date(2001, time.January, 1, 0, 0, 0, 0, time.UTC)
+	ignoredWant := ignored
+	ignoredWant.NeedsReauth = false
+
+	unicode := fullRow("s-ünïcødé 🔑", "provider/with spaces & 'quotes'")
+	unicode.AccessToken = "tøken with \"quotes\", 'apostrophes', \\backslashes\\ and\ttabs"
+
+	tests := []struct {
+		name string
+		put  store.Row
+		want store.Row
+	}{
+		{"every field", fullRow("s-full", "github"), fullRow("s-full", "github")},
+		{"sub-microsecond times are truncated", nanos, nanosWant},
+		{"zero expiries mean never", never, never},
+		{"empty optional fields, token type defaults to Bearer", minimal, minimalWant},
+		{"NeedsReauth and times passed to Put are ignored", ignored, ignoredWant},
+		{"arbitrary text", unicode, unicode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now().Add(-time.Hour) // slack for a database server whose clock is off
+			mustPut(t, s, tt.put)
+			got := mustGet(t, s, tt.put.SessionID, tt.put.Provider)
+			if d := diff(tt.want, got); d != "" {
+				t.Errorf("Get after Put: %s", d)
+			}
+			if got.CreatedAt.Before(before) || got.UpdatedAt.Before(got.CreatedAt) {
+				t.Errorf("CreatedAt = %v, UpdatedAt = %v: want set by the store (recent), UpdatedAt not before CreatedAt", got.CreatedAt, got.UpdatedAt)
+			}
+		})
+	}
+}
+
+func testGetNotFound(t *testing.T, s store.Store) {
+	mustPut(t, s, fullRow("s1", "github"))
+	tests := []struct{ sessionID, provider string }{
+		{"unknown", "github"},
+		{"s1", "google"},
+		{"S1", "github"},
+		{"s1", "GitHub"},
+	}
+	for _, tt := range tests {
+		row, err := s.Get(t.Context(), tt.sessionID, tt.provider)
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get(%q, %q) = %+v, %v; want ErrNotFound", tt.sessionID, tt.provider, row, err)
+		}
+	}
+}
+
+func testGetSession(t *testing.T, s store.Store) {
+	// Providers are ordered byte by byte: upper case before lower case, as
+	// no natural-language collation would have it.
+	for _, p := range []string{"okta", "github", "Zeta", "dex-2", "dex"} {
+		mustPut(t, s, fullRow("s1", p))
+	}
+	mustPut(t, s, fullRow("s2", "aaa"))
+	mustPut(t, s, fullRow("s10", "aaa"))
+
+	rows, err := s.GetSession(t.Context(), "s1")
+	if err != nil {
+		t.Fatalf("GetSession(s1) = %v", err)
+	}
+	want := []string{"Zeta", "dex", "dex-2", "github", "okta"}
+	var got []string
+	for _, r := range rows {
+		got = append(got, r.Provider)
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("GetSession(s1) providers = %q, want %q", got, want)
+	}
+	for _, r := range rows {
+		if d := diff(fullRow("s1", r.Provider), r); d != "" {
+			t.Errorf("GetSession(s1) row %q: %s", r.Provider, d)
+		}
+		if r.CreatedAt.IsZero() || r.UpdatedAt.IsZero() {
+			t.Errorf("GetSession(s1) row %q: CreatedAt or UpdatedAt is zero", r.Provider)
+		}
+	}
+
+	for _, sessionID := range []string{"unknown", "s", "S1"} {
+		rows, err := s.GetSession(t.Context(), sessionID)
+		if err != nil || len(rows) != 0 {
+			t.Errorf("GetSession(%q) = %d rows, %v; want none, nil", sessionID, len(rows), err)
+		}
+	}
+}
+
+func testPutUpserts(t *testing.T, s store.Store) {
+	first := fullRow("s1", "github")
+	mustPut(t, s, first)
+	before := mustGet(t, s, "s1", "github")
+	if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
+		t.Fatalf("MarkReauth = %v", err)
+	}
+
+	second := store.Row{
+		SessionID: "s1", Provider: "github",
+		Tokens: store.Tokens{
+			AccessToken: "at-new", RefreshToken: "rt-new", TokenType: "Bearer",
+			ExpiresAt: timeIn(2040, time.January, 2),
+		},
+		Subject: "other-subject", ClientID: "other-client",
+	}
+	mustPut(t, s, second)
+	got := mustGet(t, s, "s1", "github")
+	if d := diff(second, got); d != "" {
+		t.Errorf("Get after second Put: %s", d)
+	}
+	if !got.CreatedAt.Equal(before.CreatedAt) {
+		t.Errorf("CreatedAt = %v after upsert, want unchanged %v", got.CreatedAt, before.CreatedAt)
+	}
+	if got.UpdatedAt.Before(before.UpdatedAt) {
+		t.Errorf("UpdatedAt = %v after upsert, before %v", got.UpdatedAt, before.UpdatedAt)
+	}
+	rows, err := s.GetSession(t.Context(), "s1")
+	if err != nil || len(rows) != 1 {
+		t.Errorf("GetSession after upsert = %d rows, %v; want 1 row", len(rows), err)
+	}
+}
+
+func testUpdateTokens(t *testing.T, s store.Store) {
+	orig := fullRow("s1", "github")
+	mustPut(t, s, orig)
+	before := mustGet(t, s, "s1", "github")
+
+	tests := []struct {
+		name   string
+		tokens store.Tokens
+		want   store.Tokens
+	}{
+		{
+			name:   "rotated",
+			tokens: store.Tokens{AccessToken: "at-2", RefreshToken: "rt-2", IDToken: "idt-2", TokenType: "Bearer", ExpiresAt: timeIn(2033, time.May, 6)},
+			want:   store.Tokens{AccessToken: "at-2", RefreshToken: "rt-2", IDToken: "idt-2", TokenType: "Bearer", ExpiresAt: timeIn(2033, time.May, 6)},
+		},
+		{
+			name:   "cleared optional fields",
+			tokens: store.Tokens{AccessToken: "at-3"},
+			want:   store.Tokens{AccessToken: "at-3", TokenType: "Bearer"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := orig
+			want.Tokens = tt.want
+			got, err := s.UpdateTokens(t.Context(), "s1", "github", tt.tokens)
+			if err != nil {
+				t.Fatalf("UpdateTokens = %v", err)
+			}
+			if d := diff(want, got); d != "" {
+				t.Errorf("UpdateTokens returned: %s", d)
+			}
+			stored := mustGet(t, s, "s1", "github")
+			if d := diff(want, stored); d != "" {
+				t.Errorf("Get after UpdateTokens: %s", d)
+			}
+			if !got.CreatedAt.Equal(before.CreatedAt) || !stored.CreatedAt.Equal(before.CreatedAt) {
+				t.Errorf("CreatedAt = %v (returned), %v (stored); want unchanged %v", got.CreatedAt, stored.CreatedAt, before.CreatedAt)
+			}
+			if got.UpdatedAt.Before(before.UpdatedAt) || !stored.UpdatedAt.Equal(got.UpdatedAt) {
+				t.Errorf("UpdatedAt = %v (returned), %v (stored); want equal and not before %v", got.UpdatedAt, stored.UpdatedAt, before.UpdatedAt)
+			}
+		})
+	}
+
+	t.Run("keeps NeedsReauth", func(t *testing.T) {
+		if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
+			t.Fatalf("MarkReauth = %v", err)
+		}
+		got, err := s.UpdateTokens(t.Context(), "s1", "github", store.Tokens{AccessToken: "at-4"})
+		if err != nil {
+			t.Fatalf("UpdateTokens = %v", err)
+		}
+		if !got.NeedsReauth {
+			t.Errorf("UpdateTokens cleared NeedsReauth; only Put may")
+		}
+	})
+
+	t.Run("missing row", func(t *testing.T) {
+		for _, key := range [][2]string{{"s1", "google"}, {"unknown", "github"}} {
+			_, err := s.UpdateTokens(t.Context(), key[0], key[1], store.Tokens{AccessToken: "at"})
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("UpdateTokens(%q, %q) = %v, want ErrNotFound", key[0], key[1], err)
+			}
+			if _, err := s.Get(t.Context(), key[0], key[1]); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get(%q, %q) after UpdateTokens = %v, want ErrNotFound (no row created)", key[0], key[1], err)
+			}
+		}
+	})
+}
+
+func testMarkReauth(t *testing.T, s store.Store) {
+	mustPut(t, s, fullRow("s1", "github"))
+	mustPut(t, s, fullRow("s1", "google"))
+	if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
+		t.Fatalf("MarkReauth = %v", err)
+	}
+	want := fullRow("s1", "github")
+	want.NeedsReauth = true
+	if d := diff(want, mustGet(t, s, "s1", "github")); d != "" {
+		t.Errorf("Get after MarkReauth: %s", d)
+	}
+	if d := diff(fullRow("s1", "google"), mustGet(t, s, "s1", "google")); d != "" {
+		t.Errorf("other provider after MarkReauth: %s", d)
+	}
+	// Marking twice, or a row that does not exist, is not an error.
+	for _, key := range [][2]string{{"s1", "github"}, {"s1", "okta"}, {"unknown", "github"}} {
+		if err := s.MarkReauth(t.Context(), key[0], key[1]); err != nil {
+			t.Errorf("MarkReauth(%q, %q) = %v, want nil", key[0], key[1], err)
+		}
+	}
+	if _, err := s.Get(t.Context(), "s1", "okta"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get after MarkReauth of a missing row = %v, want ErrNotFound (no row created)", err)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	tests := []struct {
+		name             string
+		sessionID, prov  string
+		wantLeftInS1     []string
+		wantLeftInOthers bool
+	}{
+		{"one provider", "s1", "github", []string{"google", "okta"}, true},
+		{"missing provider", "s1", "github", []string{"google", "okta"}, true},
+		{"missing session", "unknown", "", []string{"google", "okta"}, true},
+		{"missing session and provider", "unknown", "okta", []string{"google", "okta"}, true},
+		{"whole session", "s1", "", nil, true},
+		{"whole session again", "s1", "", nil, true},
+	}
+	for _, p := range []string{"github", "google", "okta"} {
+		mustPut(t, s, fullRow("s1", p))
+	}
+	mustPut(t, s, fullRow("s10", "github"))
+	mustPut(t, s, fullRow("s", "github"))
+	for _, tt := range tests {
+		if err := s.Delete(t.Context(), tt.sessionID, tt.prov); err != nil {
+			t.Fatalf("%s: Delete(%q, %q) = %v", tt.name, tt.sessionID, tt.prov, err)
+		}
+		rows, err := s.GetSession(t.Context(), "s1")
+		if err != nil {
+			t.Fatalf("%s: GetSession = %v", tt.name, err)
+		}
+		var left []string
+		for _, r := range rows {
+			left = append(left, r.Provider)
+		}
+		if strings.Join(left, ",") != strings.Join(tt.wantLeftInS1, ",") {
+			t.Errorf("%s: providers left in s1 = %q, want %q", tt.name, left, tt.wantLeftInS1)
+		}
+		for _, other := range []string{"s10", "s"} {
+			if _, err := s.Get(t.Context(), other, "github"); err != nil {
+				t.Errorf("%s: Get(%q, github) = %v: Delete touched another session", tt.name, other, err)
+			}
+		}
+	}
+}
+
+func testInvalid(t *testing.T, s store.Store) {
+	valid := fullRow("s1", "github")
+	mutate := func(f func(*store.Row)) store.Row {
+		r := valid
+		f(&r)
+		return r
+	}
+	puts := []struct {
+		name string
+		row  store.Row
+	}{
+		{"empty session ID", mutate(func(r *store.Row) { r.SessionID = "" })},
+		{"empty provider", mutate(func(r *store.Row) { r.Provider = "" })},
+		{"empty access token", mutate(func(r *store.Row) { r.AccessToken = "" })},
+		{"empty subject", mutate(func(r *store.Row) { r.Subject = "" })},
+		{"empty client ID", mutate(func(r *store.Row) { r.ClientID = "" })},
+		{"zero row", store.Row{}},
+	}
+	for _, tt := range puts {
+		t.Run("Put/"+tt.name, func(t *testing.T) {
+			if err := s.Put(t.Context(), tt.row); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("Put = %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if rows, err := s.GetSession(t.Context(), "s1"); err != nil || len(rows) != 0 {
+		t.Errorf("GetSession after refused Puts = %d rows, %v; want none stored", len(rows), err)
+	}
+
+	mustPut(t, s, valid)
+	calls := []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Get empty session", func(ctx context.Context) error { _, err := s.Get(ctx, "", "github"); return err }},
+		{"Get empty provider", func(ctx context.Context) error { _, err := s.Get(ctx, "s1", ""); return err }},
+		{"GetSession empty session", func(ctx context.Context) error { _, err := s.GetSession(ctx, ""); return err }},
+		{"UpdateTokens empty session", func(ctx context.Context) error {
+			_, err := s.UpdateTokens(ctx, "", "github", store.Tokens{AccessToken: "at"})
+			return err
+		}},
+		{"UpdateTokens empty provider", func(ctx context.Context) error {
+			_, err := s.UpdateTokens(ctx, "s1", "", store.Tokens{AccessToken: "at"})
+			return err
+		}},
+		{"UpdateTokens empty access token", func(ctx context.Context) error {
+			_, err := s.UpdateTokens(ctx, "s1", "github", store.Tokens{RefreshToken: "rt"})
+			return err
+		}},
+		{"MarkReauth empty session", func(ctx context.Context) error { return s.MarkReauth(ctx, "", "github") }},
+		{"MarkReauth empty provider", func(ctx context.Context) error { return s.MarkReauth(ctx, "s1", "") }},
+		{"Delete empty session", func(ctx context.Context) error { return s.Delete(ctx, "", "github") }},
+		{"Delete empty session and provider", func(ctx context.Context) error { return s.Delete(ctx, "", "") }},
+	}
+	for _, tt := range calls {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.call(t.Context()); !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("got %v, want ErrInvalid", err)
+			}
+		})
+	}
+	if d := diff(valid, mustGet(t, s, "s1", "github")); d != "" {
+		t.Errorf("row changed by refused calls: %s", d)
+	}
+}
+
+func testReturnsCopies(t *testing.T, s store.Store) {
+	mustPut(t, s, fullRow("s1", "github"))
+	row := mustGet(t, s, "s1", "github")
+	row.AccessToken = "changed"
+	row.ExpiresAt = time.Time{}
+	rows, err := s.GetSession(t.Context(), "s1")
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("GetSession = %d rows, %v", len(rows), err)
+	}
+	rows[0].RefreshToken = "changed"
+	updated, err := s.UpdateTokens(t.Context(), "s1", "github", fullRow("s1", "github").Tokens)
+	if err != nil {
+		t.Fatalf("UpdateTokens = %v", err)
+	}
+	updated.IDToken = "changed"
+	if d := diff(fullRow("s1", "github"), mustGet(t, s, "s1", "github")); d != "" {
+		t.Errorf("stored row changed through a returned value: %s", d)
+	}
+}
+
+func testConcurrentPuts(t *testing.T, s store.Store) {
+	const (
+		workers = 8
+		rounds  = 25
+	)
+	providers := []string{"github", "google", "okta"}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*rounds*4)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range rounds {
+				row := fullRow("s1", providers[(w+i)%len(providers)])
+				row.AccessToken = fmt.Sprintf("at-%d-%d", w, i)
+				if err := s.Put(t.Context(), row); err != nil {
+					errs <- fmt.Errorf("Put: %w", err)
+				}
+				if _, err := s.GetSession(t.Context(), "s1"); err != nil {
+					errs <- fmt.Errorf("GetSession: %w", err)
+				}
+				if _, err := s.UpdateTokens(t.Context(), "s1", row.Provider, row.Tokens); err != nil {
+					errs <- fmt.Errorf("UpdateTokens: %w", err)
+				}
+				if err := s.MarkReauth(t.Context(), "s1", providers[i%len(providers)]); err != nil {
+					errs <- fmt.Errorf("MarkReauth: %w", err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	rows, err := s.GetSession(t.Context(), "s1")
+	if err != nil || len(rows) != len(providers) {
+		t.Fatalf("GetSession = %d rows, %v; want %d", len(rows), err, len(providers))
+	}
+	for _, r := range rows {
+		if !strings.HasPrefix(r.AccessToken, "at-") {
+			t.Errorf("row %q: AccessToken = %q, want one that was written", r.Provider, r.AccessToken)
+		}
+	}
+}
+
+func testCancelledContext(t *testing.T, s store.Store) {
+	mustPut(t, s, fullRow("s1", "github"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	row := fullRow("s1", "github")
+	row.AccessToken = "at-after-cancel"
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Get", func() error { _, err := s.Get(ctx, "s1", "github"); return err }},
+		{"GetSession", func() error { _, err := s.GetSession(ctx, "s1"); return err }},
+		{"Put", func() error { return s.Put(ctx, row) }},
+		{"UpdateTokens", func() error { _, err := s.UpdateTokens(ctx, "s1", "github", row.Tokens); return err }},
+		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
+		{"Delete", func() error { return s.Delete(ctx, "s1", "github") }},
+		{"Delete session", func() error { return s.Delete(ctx, "s1", "") }},
+	}
+	for _, tt := range calls {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if !errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+				t.Errorf("got %v, want an error wrapping ErrUnavailable and context.Canceled", err)
+			}
+			if err != nil {
+				for _, secret := range []string{row.AccessToken, row.RefreshToken, row.IDToken} {
+					if strings.Contains(err.Error(), secret) {
+						t.Errorf("error %q contains a token", err)
+					}
+				}
+			}
+		})
+	}
+	if d := diff(fullRow("s1", "github"), mustGet(t, s, "s1", "github")); d != "" {
+		t.Errorf("row changed by calls with a cancelled context: %s", d)
+	}
+}
