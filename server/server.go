@@ -88,7 +88,8 @@ func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	out := make([]*corev3.HeaderValueOption, len(hs))
 	for i, h := range hs {
 		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			Header: &corev3.HeaderValue{Key: h.Name, Value: h.Value},
+			//lint:ignore SA1019 older Envoys read only the deprecated append field.
 			Append:       wrapperspb.Bool(false),
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}

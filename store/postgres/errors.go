@@ -31,7 +31,7 @@ func mapError(ctx context.Context, op string, err error) error {
 		}
 	}
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok {
-		sentinel, reason := classify(pgErr.Code)
+		reason, sentinel := classify(pgErr.Code)
 		return fmt.Errorf("%w: postgres %s: %s (SQLSTATE %s)", sentinel, op, reason, pgErr.Code)
 	}
 	return fmt.Errorf("%w: postgres %s: %s", store.ErrUnavailable, op, reason(err))
@@ -43,28 +43,28 @@ func mapError(ctx context.Context, op string, err error) error {
 // that it could not do the work right now or that its schema is not the one
 // this package expects (class 42, for a database whose migrations were not
 // applied), and is reported as unavailable.
-func classify(code string) (sentinel error, reason string) {
+func classify(code string) (reason string, sentinel error) {
 	class := code
 	if len(class) > 2 {
 		class = class[:2]
 	}
 	switch class {
 	case "22":
-		return store.ErrInvalid, "value refused by the database"
+		return "value refused by the database", store.ErrInvalid
 	case "23":
-		return store.ErrInvalid, "constraint violated"
+		return "constraint violated", store.ErrInvalid
 	case "08":
-		return store.ErrUnavailable, "connection failed"
+		return "connection failed", store.ErrUnavailable
 	case "40":
-		return store.ErrUnavailable, "transaction rolled back"
+		return "transaction rolled back", store.ErrUnavailable
 	case "42":
-		return store.ErrUnavailable, "schema mismatch (are the migrations applied?)"
+		return "schema mismatch (are the migrations applied?)", store.ErrUnavailable
 	case "53":
-		return store.ErrUnavailable, "server out of resources"
+		return "server out of resources", store.ErrUnavailable
 	case "57":
-		return store.ErrUnavailable, "server shutting down or query cancelled"
+		return "server shutting down or query cancelled", store.ErrUnavailable
 	default:
-		return store.ErrUnavailable, "database error"
+		return "database error", store.ErrUnavailable
 	}
 }
 

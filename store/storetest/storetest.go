@@ -502,10 +502,10 @@ func testConcurrentPuts(t *testing.T, s store.Store) {
 				row := fullRow("s1", providers[(w+i)%len(providers)])
 				row.AccessToken = fmt.Sprintf("at-%d-%d", w, i)
 				if err := s.Put(t.Context(), row); err != nil {
-					errs <- fmt.Errorf("Put: %w", err)
+					errs <- fmt.Errorf("put: %w", err)
 				}
 				if _, err := s.GetSession(t.Context(), "s1"); err != nil {
-					errs <- fmt.Errorf("GetSession: %w", err)
+					errs <- fmt.Errorf("get session: %w", err)
 				}
 				if _, err := s.UpdateTokens(t.Context(), "s1", row.Provider, row.Tokens); err != nil {
 					errs <- fmt.Errorf("UpdateTokens: %w", err)

@@ -1,0 +1,516 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/jwtauth/jwttest"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/postgres"
+)
+
+// syncBuffer collects log output written concurrently.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// tokenEndpoint is a provider's token endpoint. Refresh tokens script its
+// answers: "refused-*" gets invalid_grant, "busy-*" a 503 with Retry-After,
+// "misconfigured-*" invalid_client, anything else a new rotated pair.
+type tokenEndpoint struct {
+	mu    sync.Mutex
+	calls map[string]int // refresh token -> requests
+	forms []map[string]string
+}
+
+func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", 400)
+		return
+	}
+	rt := r.PostForm.Get("refresh_token")
+	te.mu.Lock()
+	te.calls[rt]++
+	n := te.calls[rt]
+	form := map[string]string{}
+	for k := range r.PostForm {
+		form[k] = r.PostForm.Get(k)
+	}
+	if u, _, ok := r.BasicAuth(); ok {
+		form["basic_user"] = u
+	}
+	te.forms = append(te.forms, form)
+	te.mu.Unlock()
+
+	w.Header().Set("Content-Type", "application/json")
+	switch {
+	case strings.HasPrefix(rt, "refused-"):
+		w.WriteHeader(400)
+		fmt.Fprint(w, `{"error":"invalid_grant","error_description":"token revoked"}`)
+	case strings.HasPrefix(rt, "busy-"):
+		w.Header().Set("Retry-After", "5")
+		w.WriteHeader(503)
+		fmt.Fprint(w, `{"error":"temporarily_unavailable"}`)
+	case strings.HasPrefix(rt, "misconfigured-"):
+		w.WriteHeader(401)
+		fmt.Fprint(w, `{"error":"invalid_client"}`)
+	default:
+		fmt.Fprintf(w, `{"access_token":"new-access-%s-%d","refresh_token":"new-refresh-%s-%d","id_token":"new-id-%s","token_type":"Bearer","expires_in":3600}`, rt, n, rt, n, rt)
+	}
+}
+
+func (te *tokenEndpoint) count(rt string) int {
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	return te.calls[rt]
+}
+
+// e2e is a running extauthz server wired to real PostgreSQL, an httptest
+// JWKS and an httptest token endpoint.
+type e2e struct {
+	client authv3.AuthorizationClient
+	conn   *grpc.ClientConn
+	store  *postgres.Store
+	signer *jwttest.Signer
+	tokens *tokenEndpoint
+	logs   *syncBuffer
+}
+
+const (
+	e2eIssuer   = "https://as.test"
+	e2eAudience = "api"
+)
+
+func startE2E(t *testing.T) *e2e {
+	t.Helper()
+	dsn := pgtest.New(t)
+	signer := jwttest.NewSigner(t)
+	jwks := signer.Server(t)
+	te := &tokenEndpoint{calls: map[string]int{}}
+	provider := httptest.NewServer(te)
+	t.Cleanup(provider.Close)
+
+	cfgText := fmt.Sprintf(`
+listen:
+  grpc: 127.0.0.1:0
+database:
+  url: ${E2E_DATABASE_URL}
+jwt:
+  issuer: %s
+  audiences: [other, %s]
+  jwks_url: %s/jwks
+  leeway: 5s
+providers:
+  gh:
+    token_url: %s/token
+    client_id: gh-client
+    client_secret: ${E2E_GH_SECRET}
+    auth_style: params
+    scopes: [repo, read:user]
+  google:
+    token_url: %s/token
+    client_id: google-client
+    client_secret: google-secret
+    auth_style: header
+    header: x-google-token
+    id_token_header: x-google-id-token
+default_providers: [gh]
+refresh:
+  skew: 1m
+  timeout: 5s
+deny:
+  realm: api
+  resource_metadata: https://api.test/.well-known/oauth-protected-resource
+log:
+  level: debug
+`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL)
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		return map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret"}[k]
+	}
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+
+	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	st, err := postgres.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: st, signer: signer, tokens: te, logs: logs}
+}
+
+func (e *e2e) put(t *testing.T, r store.Row) {
+	t.Helper()
+	if r.Subject == "" {
+		r.Subject = "alice"
+	}
+	if r.ClientID == "" {
+		r.ClientID = "app"
+	}
+	if err := e.store.Put(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// jwt signs an access token for session; overrides replace or (with a nil
+// value) remove claims.
+func (e *e2e) jwt(t *testing.T, session string, overrides map[string]any) string {
+	t.Helper()
+	now := time.Now()
+	claims := map[string]any{
+		"iss": e2eIssuer, "aud": e2eAudience, "sub": "alice", "client_id": "app", "tsid": session,
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+	for k, v := range overrides {
+		if v == nil {
+			delete(claims, k)
+		} else {
+			claims[k] = v
+		}
+	}
+	return e.signer.Sign(t, claims)
+}
+
+func (e *e2e) check(t *testing.T, headers map[string]string, providers string) *authv3.CheckResponse {
+	t.Helper()
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Path: "/api", Host: "api.test", Headers: headers,
+		}},
+	}}
+	if providers != "" {
+		req.Attributes.ContextExtensions = map[string]string{"upstream_providers": providers}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := e.client.Check(ctx, req)
+	if err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	return resp
+}
+
+func respHeaders(resp *authv3.CheckResponse) map[string]string {
+	m := map[string]string{}
+	hs := resp.GetOkResponse().GetHeaders()
+	if d := resp.GetDeniedResponse(); d != nil {
+		hs = d.GetHeaders()
+	}
+	for _, h := range hs {
+		m[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		//lint:ignore SA1019 older Envoys read the deprecated append field: it must be false.
+		if h.GetAppend() == nil || h.GetAppend().GetValue() || h.GetAppendAction().String() != "OVERWRITE_IF_EXISTS_OR_ADD" {
+			panic(fmt.Sprintf("header %q not set to overwrite", h.GetHeader().GetKey()))
+		}
+	}
+	return m
+}
+
+const e2eChallenge = `Bearer realm="api", resource_metadata="https://api.test/.well-known/oauth-protected-resource"`
+
+func TestEndToEndDenyTable(t *testing.T) {
+	e := startE2E(t)
+	fresh, expired := time.Now().Add(time.Hour), time.Now().Add(-time.Hour)
+	e.put(t, store.Row{SessionID: "s-ok", Provider: "gh", Tokens: store.Tokens{AccessToken: "gh-access", ExpiresAt: fresh}})
+	e.put(t, store.Row{SessionID: "s-norefresh", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-refused", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "refused-1", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-busy", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "busy-1", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-misconf", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "misconfigured-1", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-crlf", Provider: "gh", Tokens: store.Tokens{AccessToken: "evil\r\nx-admin: yes", ExpiresAt: fresh}})
+
+	invalid := e2eChallenge + `, error="invalid_token", error_description="the access token is invalid"`
+	session := e2eChallenge + `, error="invalid_token", error_description="the token's session is not valid for this resource"`
+	reauth := e2eChallenge + `, error="invalid_token", error_description="upstream authorization has expired; re-authentication required"`
+	tests := []struct {
+		name      string
+		auth      string
+		providers string
+		status    int32
+		grpcCode  codes.Code
+		www       string
+		retry     string
+	}{
+		{"no authorization header", "", "", 401, codes.Unauthenticated, e2eChallenge, ""},
+		{"other scheme", "Basic YWxpY2U6cHc=", "", 401, codes.Unauthenticated, e2eChallenge, ""},
+		{"empty bearer", "Bearer ", "", 401, codes.Unauthenticated, invalid, ""},
+		{"not a JWT", "Bearer not.a.jwt", "", 401, codes.Unauthenticated, invalid, ""},
+		{"expired JWT", "Bearer " + e.jwt(t, "s-ok", map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}), "", 401, codes.Unauthenticated, invalid, ""},
+		{"wrong issuer", "Bearer " + e.jwt(t, "s-ok", map[string]any{"iss": "https://evil.test"}), "", 401, codes.Unauthenticated, invalid, ""},
+		{"wrong audience", "Bearer " + e.jwt(t, "s-ok", map[string]any{"aud": "nope"}), "", 401, codes.Unauthenticated, invalid, ""},
+		{"no tsid", "Bearer " + e.jwt(t, "s-ok", map[string]any{"tsid": nil}), "", 401, codes.Unauthenticated, invalid, ""},
+		{"tsid not a string", "Bearer " + e.jwt(t, "s-ok", map[string]any{"tsid": 42}), "", 401, codes.Unauthenticated, invalid, ""},
+		{"unknown session", "Bearer " + e.jwt(t, "s-unknown", nil), "", 401, codes.Unauthenticated, session, ""},
+		{"provider missing from session", "Bearer " + e.jwt(t, "s-ok", nil), "gh,google", 401, codes.Unauthenticated, session, ""},
+		{"binding: other subject", "Bearer " + e.jwt(t, "s-ok", map[string]any{"sub": "mallory"}), "", 401, codes.Unauthenticated, session, ""},
+		{"binding: other client", "Bearer " + e.jwt(t, "s-ok", map[string]any{"client_id": "evil-app"}), "", 401, codes.Unauthenticated, session, ""},
+		{"no refresh token", "Bearer " + e.jwt(t, "s-norefresh", nil), "", 401, codes.Unauthenticated, reauth, ""},
+		{"provider refused refresh", "Bearer " + e.jwt(t, "s-refused", nil), "", 401, codes.Unauthenticated, reauth, ""},
+		{"provider 503", "Bearer " + e.jwt(t, "s-busy", nil), "", 503, codes.Unavailable, "", "5"},
+		{"provider says invalid_client", "Bearer " + e.jwt(t, "s-misconf", nil), "", 503, codes.Unavailable, "", "1"},
+		{"unknown provider on route", "Bearer " + e.jwt(t, "s-ok", nil), "gh,gitlab", 500, codes.Internal, "", ""},
+		{"token with CR LF never emitted", "Bearer " + e.jwt(t, "s-crlf", nil), "", 502, codes.Internal, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			headers := map[string]string{}
+			if tc.auth != "" {
+				headers["authorization"] = tc.auth
+			}
+			resp := e.check(t, headers, tc.providers)
+			d := resp.GetDeniedResponse()
+			if d == nil {
+				t.Fatalf("allowed, want deny %d", tc.status)
+			}
+			if got := int32(d.GetStatus().GetCode()); got != tc.status {
+				t.Errorf("HTTP status = %d, want %d", got, tc.status)
+			}
+			if got := codes.Code(resp.GetStatus().GetCode()); got != tc.grpcCode {
+				t.Errorf("status code = %v, want %v", got, tc.grpcCode)
+			}
+			h := respHeaders(resp)
+			if h["www-authenticate"] != tc.www {
+				t.Errorf("WWW-Authenticate = %q\nwant %q", h["www-authenticate"], tc.www)
+			}
+			if h["retry-after"] != tc.retry {
+				t.Errorf("Retry-After = %q, want %q", h["retry-after"], tc.retry)
+			}
+			var body map[string]string
+			if err := json.Unmarshal([]byte(d.GetBody()), &body); err != nil || body["error"] == "" || body["error_description"] == "" || h["content-type"] != "application/json" {
+				t.Errorf("body %q (content-type %q) is not the JSON error document", d.GetBody(), h["content-type"])
+			}
+		})
+	}
+
+	// The refused refresh token is marked: a second Check does not redeem it again.
+	resp := e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, "s-refused", nil)}, "")
+	if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 {
+		t.Errorf("second Check on a refused session: status %d, want 401", got)
+	}
+	if n := e.tokens.count("refused-1"); n != 1 {
+		t.Errorf("refused refresh token redeemed %d times, want 1", n)
+	}
+	row, err := e.store.Get(context.Background(), "s-refused", "gh")
+	if err != nil || !row.NeedsReauth {
+		t.Errorf("refused row not marked for re-authentication: %+v %v", row.NeedsReauth, err)
+	}
+	// Passing failures leave the row untouched.
+	for _, s := range []string{"s-busy", "s-misconf"} {
+		row, err := e.store.Get(context.Background(), s, "gh")
+		if err != nil || row.NeedsReauth || row.AccessToken != "old" {
+			t.Errorf("%s: a passing failure changed the row: reauth=%v %v", s, row.NeedsReauth, err)
+		}
+	}
+	e.assertNoSecretsLogged(t, "gh-access", "refused-1", "busy-1", "misconfigured-1", "evil", "gh-secret")
+}
+
+func TestEndToEndAllowAndRefresh(t *testing.T) {
+	e := startE2E(t)
+	fresh := time.Now().Add(time.Hour)
+	e.put(t, store.Row{SessionID: "s1", Provider: "gh", Tokens: store.Tokens{AccessToken: "gh-access", RefreshToken: "gh-rt", ExpiresAt: fresh}})
+	e.put(t, store.Row{SessionID: "s1", Provider: "google", Tokens: store.Tokens{AccessToken: "g-access", IDToken: "g-id", RefreshToken: "g-rt"}})
+	jwt := e.jwt(t, "s1", nil)
+	forged := map[string]string{
+		"authorization":     "Bearer " + jwt,
+		"x-google-token":    "Bearer forged",
+		"x-google-id-token": "forged-id",
+	}
+
+	t.Run("default provider: authorization replaced, forged headers removed", func(t *testing.T) {
+		resp := e.check(t, forged, "")
+		ok := resp.GetOkResponse()
+		if ok == nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			t.Fatalf("denied: %v", resp.GetDeniedResponse())
+		}
+		if got, want := respHeaders(resp), map[string]string{"authorization": "Bearer gh-access"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("headers = %v, want %v", got, want)
+		}
+		if got, want := sorted(ok.GetHeadersToRemove()), []string{"x-google-id-token", "x-google-token"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("headers_to_remove = %v, want %v", got, want)
+		}
+	})
+	t.Run("custom-header provider: client's JWT removed, ID token raw", func(t *testing.T) {
+		resp := e.check(t, forged, "google")
+		want := map[string]string{"x-google-token": "Bearer g-access", "x-google-id-token": "g-id"}
+		if got := respHeaders(resp); !reflect.DeepEqual(got, want) {
+			t.Errorf("headers = %v, want %v", got, want)
+		}
+		if got := resp.GetOkResponse().GetHeadersToRemove(); !reflect.DeepEqual(got, []string{"authorization"}) {
+			t.Errorf("headers_to_remove = %v, want [authorization]", got)
+		}
+	})
+	t.Run("two providers on one route", func(t *testing.T) {
+		resp := e.check(t, forged, "gh,google")
+		want := map[string]string{"authorization": "Bearer gh-access", "x-google-token": "Bearer g-access", "x-google-id-token": "g-id"}
+		if got := respHeaders(resp); !reflect.DeepEqual(got, want) {
+			t.Errorf("headers = %v, want %v", got, want)
+		}
+		if got := resp.GetOkResponse().GetHeadersToRemove(); len(got) != 0 {
+			t.Errorf("headers_to_remove = %v, want none", got)
+		}
+	})
+
+	t.Run("expired token refreshed once and persisted", func(t *testing.T) {
+		e.put(t, store.Row{SessionID: "s2", Provider: "gh", Tokens: store.Tokens{AccessToken: "stale", RefreshToken: "rt-exp", ExpiresAt: time.Now().Add(-time.Minute)}})
+		jwt := e.jwt(t, "s2", nil)
+		var wg sync.WaitGroup
+		got := make([]string, 8)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i] = respHeaders(e.check(t, map[string]string{"authorization": "Bearer " + jwt}, ""))["authorization"]
+			}()
+		}
+		wg.Wait()
+		for i, g := range got {
+			if g != "Bearer new-access-rt-exp-1" {
+				t.Errorf("concurrent Check %d got %q", i, g)
+			}
+		}
+		if n := e.tokens.count("rt-exp"); n != 1 {
+			t.Fatalf("token endpoint called %d times, want 1", n)
+		}
+		row, err := e.store.Get(context.Background(), "s2", "gh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.AccessToken != "new-access-rt-exp-1" || row.RefreshToken != "new-refresh-rt-exp-1" || row.IDToken != "new-id-rt-exp" ||
+			time.Until(row.ExpiresAt) < 50*time.Minute {
+			t.Errorf("refresh not persisted: access %q refresh %q id %q expires in %v", row.AccessToken, row.RefreshToken, row.IDToken, time.Until(row.ExpiresAt))
+		}
+		// A second Check serves the stored token without calling the endpoint.
+		if h := respHeaders(e.check(t, map[string]string{"authorization": "Bearer " + jwt}, "")); h["authorization"] != "Bearer new-access-rt-exp-1" {
+			t.Errorf("second Check got %q", h["authorization"])
+		}
+		if n := e.tokens.count("rt-exp"); n != 1 || e.tokens.count("new-refresh-rt-exp-1") != 0 {
+			t.Errorf("second Check called the token endpoint again")
+		}
+	})
+
+	t.Run("token inside the skew refreshed; scope and client credentials sent as configured", func(t *testing.T) {
+		e.put(t, store.Row{SessionID: "s3", Provider: "gh", Tokens: store.Tokens{AccessToken: "nearly", RefreshToken: "rt-skew", ExpiresAt: time.Now().Add(20 * time.Second)}})
+		e.put(t, store.Row{SessionID: "s3", Provider: "google", Tokens: store.Tokens{AccessToken: "g-nearly", RefreshToken: "rt-g-skew", ExpiresAt: time.Now().Add(20 * time.Second)}})
+		resp := e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, "s3", nil)}, "gh,google")
+		h := respHeaders(resp)
+		if h["authorization"] != "Bearer new-access-rt-skew-1" || h["x-google-token"] != "Bearer new-access-rt-g-skew-1" {
+			t.Fatalf("headers = %v: tokens inside the 1m skew must be refreshed", h)
+		}
+		e.tokens.mu.Lock()
+		defer e.tokens.mu.Unlock()
+		for _, f := range e.tokens.forms {
+			switch f["refresh_token"] {
+			case "rt-skew": // params style, scopes configured
+				if f["client_id"] != "gh-client" || f["client_secret"] != "gh-secret" || f["basic_user"] != "" || f["scope"] != "repo read:user" || f["grant_type"] != "refresh_token" {
+					t.Errorf("gh refresh form = %v", redactForm(f))
+				}
+			case "rt-g-skew": // header style, no scopes
+				if f["basic_user"] != "google-client" || f["client_secret"] != "" || f["client_id"] != "" || f["scope"] != "" {
+					t.Errorf("google refresh form = %v", redactForm(f))
+				}
+			}
+		}
+	})
+	e.assertNoSecretsLogged(t, "gh-access", "g-access", "g-id", "gh-rt", "rt-exp", "new-access", "new-refresh", "gh-secret", "google-secret")
+}
+
+func TestEndToEndHealth(t *testing.T) {
+	e := startE2E(t)
+	resp, err := healthpb.NewHealthClient(e.conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", resp, err)
+	}
+}
+
+func redactForm(f map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range f {
+		if k == "client_secret" || k == "refresh_token" {
+			v = fmt.Sprintf("(%d bytes)", len(v))
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func sorted(s []string) []string {
+	s = append([]string(nil), s...)
+	sort.Strings(s)
+	return s
+}
+
+func (e *e2e) assertNoSecretsLogged(t *testing.T, secrets ...string) {
+	t.Helper()
+	logs := e.logs.String()
+	if !strings.Contains(logs, "check denied") && !strings.Contains(logs, "check allowed") {
+		t.Errorf("no Check was logged; the leak check would be vacuous")
+	}
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("logs contain the secret %q", s)
+		}
+	}
+}
