@@ -60,6 +60,9 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer func() {
+		if cluster.Reused() {
+			return // another process started it and owns it
+		}
 		if err := cluster.Stop(); err != nil {
 			fmt.Fprintf(env.Stderr, "extauthz dev: stopping PostgreSQL: %v\n", err)
 		}
