@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
@@ -49,8 +51,9 @@ type Provider struct {
 	IDTokenHeader string
 }
 
-// Config configures a Decider. Header names must be lower-case and distinct
-// across providers (the config package checks this at load).
+// Config configures a Decider. Header names must be lower-case. Providers
+// may share a header name as long as no route names two of them: such a
+// route is refused with 500.
 type Config struct {
 	Providers        map[string]Provider
 	DefaultProviders []string
@@ -152,8 +155,8 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 	}
 	providers, err := d.providers(req.ContextExtensions)
 	if err != nil {
-		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", "unknown_provider", "error", err)
-		return failure(http.StatusInternalServerError, "unknown_provider", "server_error", "the authorization service is misconfigured for this route", 0)
+		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", "route_misconfigured", "error", err)
+		return failure(http.StatusInternalServerError, "route_misconfigured", "server_error", "the authorization service is misconfigured for this route", 0)
 	}
 	claims, err := d.verifier.Verify(ctx, raw)
 	switch {
@@ -173,7 +176,7 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 	}
 	if err != nil {
 		resp := d.denyFor(err)
-		d.log.InfoContext(ctx, "check denied", "reason", resp.Reason, "session", session, "error", err)
+		d.log.Log(ctx, logLevel(err), "check denied", "reason", resp.Reason, "session", session, "error", err)
 		return resp
 	}
 	resp, err := d.allow(providers, res.Credentials)
@@ -199,12 +202,34 @@ func (d *Decider) providers(ext map[string]string) ([]string, error) {
 	if len(names) == 0 {
 		return nil, errors.New("no providers for this route and no default_providers")
 	}
+	return d.checkRoute(names)
+}
+
+// checkRoute returns the route's providers without repeats, failing when one
+// is not configured or when two of them would write the same header.
+func (d *Decider) checkRoute(names []string) ([]string, error) {
+	out := make([]string, 0, len(names))
+	writer := make(map[string]string, 2*len(names))
 	for _, n := range names {
-		if _, ok := d.cfg.Providers[n]; !ok {
+		p, ok := d.cfg.Providers[n]
+		if !ok {
 			return nil, fmt.Errorf("route names provider %q, which the configuration does not define", n)
 		}
+		if slices.Contains(out, n) {
+			continue
+		}
+		for _, h := range []string{p.header(), p.IDTokenHeader} {
+			if h == "" {
+				continue
+			}
+			if other, taken := writer[h]; taken {
+				return nil, fmt.Errorf("providers %q and %q on one route both write header %q", other, n, h)
+			}
+			writer[h] = n
+		}
+		out = append(out, n)
 	}
-	return names, nil
+	return out, nil
 }
 
 // worst folds per-provider failures into one error: any permanent failure
@@ -224,6 +249,19 @@ func worst(providers []string, failures map[string]error) error {
 		}
 	}
 	return passing
+}
+
+// logLevel grades a credential failure for the log: a client's problem is
+// Info, a passing outage Warn, and our own misconfiguration (the provider
+// rejected our client credentials) Error, because it needs an operator.
+func logLevel(err error) slog.Level {
+	switch {
+	case errors.Is(err, refresh.ErrProviderMisconfigured):
+		return slog.LevelError
+	case errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // denyFor maps a credential failure to the deny table.
@@ -250,13 +288,14 @@ func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.Upstr
 	set := make(map[string]bool, 2*len(providers))
 	for _, name := range providers {
 		p, c := d.cfg.Providers[name], creds[name]
-		if !headerSafe(c.AccessToken) || !headerSafe(c.IDToken) {
+		sendID := p.IDTokenHeader != "" && c.IDToken != ""
+		if !headerSafe(c.AccessToken) || (sendID && !headerSafe(c.IDToken)) {
 			return failure(http.StatusBadGateway, "unsafe_token", "server_error", "the upstream credential cannot be forwarded", 0),
 				fmt.Errorf("provider %q: token contains CR, LF or NUL", name)
 		}
 		resp.Headers = append(resp.Headers, Header{Name: p.header(), Value: "Bearer " + c.AccessToken})
 		set[p.header()] = true
-		if p.IDTokenHeader != "" && c.IDToken != "" {
+		if sendID {
 			resp.Headers = append(resp.Headers, Header{Name: p.IDTokenHeader, Value: c.IDToken})
 			set[p.IDTokenHeader] = true
 		}
@@ -307,11 +346,14 @@ func failure(status int, reason, code, desc string, retry time.Duration) Respons
 // returned as ok with raw "" and rejected by the verifier as invalid.
 func bearer(h string) (raw string, ok bool) {
 	h = strings.TrimSpace(h)
-	scheme, rest, _ := strings.Cut(h, " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	i := strings.IndexAny(h, " \t")
+	if i < 0 {
+		i = len(h)
+	}
+	if !strings.EqualFold(h[:i], "Bearer") {
 		return "", false
 	}
-	return strings.TrimSpace(rest), true
+	return strings.TrimSpace(h[i:]), true
 }
 
 // quote renders s as an RFC 9110 quoted-string.

@@ -83,6 +83,7 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 	d := New(Config{
 		Providers: map[string]Provider{
 			"gh":     {},
+			"gitlab": {},
 			"google": {Header: "x-google-token", IDTokenHeader: "x-google-id"},
 		},
 		DefaultProviders: []string{"gh"},
@@ -119,7 +120,9 @@ func TestCheckDenyTable(t *testing.T) {
 		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "upstream_unavailable", "", "7", "temporarily_unavailable"},
 		{"permanent wins over passing", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"keys unavailable", "Bearer keys-down", "", 503, "keys_unavailable", "", "1", "temporarily_unavailable"},
-		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "unknown_provider", "", "", "server_error"},
+		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "route_misconfigured", "", "", "server_error"},
+		{"two providers on a route write one header", "Bearer jwt-s-ok", "gh,gitlab", 500, "route_misconfigured", "", "", "server_error"},
+		{"bearer with a tab", "Bearer\tgarbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
 		{"token with CR LF fails closed", "Bearer jwt-s-crlf", "", 502, "unsafe_token", "", "", "server_error"},
 	}
 	for _, tc := range tests {
@@ -174,7 +177,7 @@ func TestCheckAllow(t *testing.T) {
 		{"custom header provider only: authorization removed", "Bearer jwt-s-ok", "google",
 			map[string]string{"x-google-token": "Bearer google-access", "x-google-id": "google-id"},
 			[]string{"authorization"}},
-		{"two providers on one route", "Bearer jwt-s-ok", " gh , google ",
+		{"two providers on one route, repeats ignored", "Bearer jwt-s-ok", " gh , google,gh ",
 			map[string]string{"authorization": "Bearer gh-access", "x-google-token": "Bearer google-access", "x-google-id": "google-id"},
 			nil},
 		{"expired token refreshed", "Bearer jwt-s-expired", "gh",

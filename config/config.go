@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -285,7 +287,8 @@ var headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
 var reservedHeaders = map[string]bool{
 	"host": true, "connection": true, "content-length": true, "transfer-encoding": true,
 	"te": true, "upgrade": true, "keep-alive": true, "proxy-connection": true,
-	"cookie": true, "set-cookie": true, "content-type": true,
+	"cookie": true, "set-cookie": true, "content-type": true, "proxy-authorization": true,
+	"forwarded": true, "via": true,
 }
 
 func (c *Config) validate() []string {
@@ -297,11 +300,17 @@ func (c *Config) validate() []string {
 	} else if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		add("database.url must be a postgres:// URL")
 	}
+	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
+		add("listen.grpc must be host:port or :port")
+	}
 	if c.JWT.Issuer == "" {
 		add("jwt.issuer is required")
 	}
 	if len(c.JWT.Audiences) == 0 {
 		add("jwt.audiences needs at least one audience")
+	}
+	if slices.Contains(c.JWT.Audiences, "") {
+		add("jwt.audiences must not contain an empty audience")
 	}
 	switch {
 	case c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "":
@@ -325,7 +334,6 @@ func (c *Config) validate() []string {
 	if len(c.Providers) == 0 {
 		add("providers: define at least one provider")
 	}
-	headerOwner := map[string]string{}
 	for _, name := range sortedKeys(c.Providers) {
 		pr := c.Providers[name]
 		at := "providers." + name
@@ -353,19 +361,35 @@ func (c *Config) validate() []string {
 				add("%s.%s: %q is not a valid header name", at, h.key, h.name)
 			case reservedHeaders[h.name]:
 				add("%s.%s: %q cannot carry a token", at, h.key, h.name)
-			case headerOwner[h.name] != "":
-				add("%s.%s: header %q is already used by %s", at, h.key, h.name, headerOwner[h.name])
-			default:
-				headerOwner[h.name] = at + "." + h.key
+			case strings.HasPrefix(h.name, "x-envoy-") || strings.HasPrefix(h.name, "x-forwarded-"):
+				add("%s.%s: %q is a proxy header and cannot carry a token", at, h.key, h.name)
 			}
+		}
+		if pr.Header != "" && pr.Header == pr.IDTokenHeader {
+			add("%s: header and id_token_header must differ", at)
 		}
 	}
 	if len(c.DefaultProviders) == 0 {
 		add("default_providers needs at least one provider")
 	}
+	// Providers may share a header (GitHub on one route, Google on another,
+	// both in authorization), but not on one route: the default route is
+	// checked here, routes named by Envoy at Check time.
+	headerOwner := map[string]string{}
 	for _, name := range c.DefaultProviders {
-		if _, ok := c.Providers[name]; !ok {
+		pr, ok := c.Providers[name]
+		if !ok {
 			add("default_providers: %q is not defined under providers", name)
+			continue
+		}
+		for _, h := range []string{pr.Header, pr.IDTokenHeader} {
+			if h == "" {
+				continue
+			}
+			if other := headerOwner[h]; other != "" && other != name {
+				add("default_providers: %q and %q both write header %q", other, name, h)
+			}
+			headerOwner[h] = name
 		}
 	}
 	if c.Refresh.Skew.D() < 0 {

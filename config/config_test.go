@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ refresh:
 		"providers.gh.client_id is required",
 		"providers.gh.auth_style",
 		`"bad header" is not a valid header name`,
-		`header "authorization" is already used`,
+		"providers.other: header and id_token_header must differ",
 		`default_providers: "nope"`,
 		"refresh.timeout must be positive",
 	} {
@@ -131,5 +132,23 @@ func TestSecretsNotEchoed(t *testing.T) {
 	_, err := Parse([]byte(src), env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "topsecretvalue"}))
 	if err == nil || strings.Contains(err.Error(), "topsecretvalue") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestProvidersShareHeaderUnlessOnOneRoute(t *testing.T) {
+	base := `
+database: {url: "postgres://x/y"}
+jwt: {issuer: "https://as", audiences: [api], jwks_file: /k.json}
+providers:
+  github: {token_url: "https://gh/token", client_id: a, auth_style: params}
+  google: {token_url: "https://g/token", client_id: b, auth_style: params}
+default_providers: %s
+`
+	if _, err := Parse([]byte(fmt.Sprintf(base, "[github]")), env(nil)); err != nil {
+		t.Errorf("two providers writing authorization on different routes must be allowed: %v", err)
+	}
+	_, err := Parse([]byte(fmt.Sprintf(base, "[github, google]")), env(nil))
+	if err == nil || !strings.Contains(err.Error(), `"github" and "google" both write header "authorization"`) {
+		t.Errorf("default route with two authorization writers: err = %v", err)
 	}
 }

@@ -349,6 +349,7 @@ func (r *remoteKeySet) fetch(ctx context.Context) ([]verificationKey, error) {
 	}
 	where := r.url
 	if u, err := url.Parse(r.url); err == nil {
+		u.RawQuery, u.Fragment = "", ""
 		where = u.Redacted()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
@@ -358,7 +359,12 @@ func (r *remoteKeySet) fetch(ctx context.Context) ([]verificationKey, error) {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("jwtauth: fetch JWKS: %w", err)
+		// *url.Error repeats the full URL, query included: keep only its cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("jwtauth: fetch JWKS %s: %w", where, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -53,10 +53,19 @@ func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // lower-cased (Envoy already sends them so).
 func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
-	src := attrs.GetRequest().GetHttp().GetHeaders()
+	httpReq := attrs.GetRequest().GetHttp()
+	src := httpReq.GetHeaders()
 	headers := make(map[string]string, len(src))
 	for k, v := range src {
 		headers[strings.ToLower(k)] = v
+	}
+	// With encode_raw_headers Envoy sends header_map instead.
+	for _, h := range httpReq.GetHeaderMap().GetHeaders() {
+		v := h.GetValue()
+		if len(h.GetRawValue()) > 0 {
+			v = string(h.GetRawValue())
+		}
+		headers[strings.ToLower(h.GetKey())] = v
 	}
 	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions()}
 }

@@ -68,6 +68,12 @@ func WithRefreshTimeout(d time.Duration) Option {
 	return func(s *InProcessService) { s.refreshTimeout = d }
 }
 
+// WithPersistTimeout bounds storing a refresh's result, retries included,
+// separately from the refresh itself. Default 5 s.
+func WithPersistTimeout(d time.Duration) Option {
+	return func(s *InProcessService) { s.persistTimeout = d }
+}
+
 // WithClock injects the clock used to decide expiry.
 func WithClock(now func() time.Time) Option { return func(s *InProcessService) { s.now = now } }
 
@@ -79,6 +85,7 @@ type InProcessService struct {
 	refresher      Refresher
 	skew           time.Duration
 	refreshTimeout time.Duration
+	persistTimeout time.Duration
 	now            func() time.Time
 	flights        singleflight.Group
 }
@@ -96,6 +103,7 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 		refresher:      refresher,
 		skew:           30 * time.Second,
 		refreshTimeout: 10 * time.Second,
+		persistTimeout: 5 * time.Second,
 		now:            time.Now,
 	}
 	for _, o := range opts {
@@ -225,7 +233,7 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 	if s.refresher == nil || row.RefreshToken == "" {
 		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
 	}
-	key := row.SessionID + "\x00" + row.Provider
+	key := row.SessionID + "\x00" + row.Provider + "\x00" + row.Subject + "\x00" + row.ClientID
 	ch := s.flights.DoChan(key, func() (any, error) {
 		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout)
 		defer cancel()
@@ -281,13 +289,50 @@ func (s *InProcessService) redeem(ctx context.Context, row store.Row) (store.Tok
 	if t.TokenType == "" {
 		t.TokenType = "Bearer"
 	}
-	if _, err := s.storage.UpdateTokens(ctx, row.SessionID, row.Provider, t); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return store.Tokens{}, fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, row.Provider)
-		}
-		return store.Tokens{}, fmt.Errorf("%w: storing refreshed tokens for provider %q: %w", ErrUpstreamUnavailable, row.Provider, err)
+	if err := s.persist(ctx, row, t); err != nil {
+		return store.Tokens{}, err
 	}
 	return t, nil
+}
+
+// maxPersistAttempts bounds the writes of one refresh's result.
+const maxPersistAttempts = 5
+
+// sleep waits for d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// persist stores refreshed tokens. The provider may have rotated the
+// refresh token, so the write gets a budget of its own, independent of how
+// long the provider took, and is retried while the store's failure is
+// passing.
+func (s *InProcessService) persist(ctx context.Context, row store.Row, t store.Tokens) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
+	defer cancel()
+	var err error
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err = s.storage.UpdateTokens(ctx, row.SessionID, row.Provider, t)
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, row.Provider)
+		}
+		if !errors.Is(err, store.ErrUnavailable) || attempt == maxPersistAttempts || !sleep(ctx, wait) {
+			break
+		}
+		wait *= 2
+	}
+	return fmt.Errorf("%w: refreshed tokens for provider %q could not be stored: %w", ErrUpstreamUnavailable, row.Provider, err)
 }
 
 // GetValidTokens implements Service. When ctx carries a Binding (see
@@ -318,6 +363,9 @@ func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessio
 	var failed []string
 	var passing []error
 	for p, ferr := range res.Failures {
+		if errors.Is(ferr, ErrInvalidBinding) {
+			return nil, nil, ferr
+		}
 		if errors.Is(ferr, ErrUpstreamUnavailable) {
 			passing = append(passing, ferr)
 			continue

@@ -353,3 +353,45 @@ type retryErr time.Duration
 
 func (r retryErr) Error() string             { return "retry" }
 func (r retryErr) RetryAfter() time.Duration { return time.Duration(r) }
+
+// flakyStorage fails UpdateTokens with ErrUnavailable a number of times.
+type flakyStorage struct {
+	Storage
+	mu       sync.Mutex
+	failures int
+	attempts int
+}
+
+func (f *flakyStorage) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
+	f.mu.Lock()
+	f.attempts++
+	fail := f.attempts <= f.failures
+	f.mu.Unlock()
+	if fail {
+		return store.Row{}, fmt.Errorf("%w: connection reset", store.ErrUnavailable)
+	}
+	return f.Storage.UpdateTokens(ctx, sessionID, provider, t)
+}
+
+func TestRefreshedTokensPersistedDespiteTransientStoreErrors(t *testing.T) {
+	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+	flaky := &flakyStorage{Storage: st, failures: 2}
+	ref := &fakeRefresher{rotate: true}
+	c, err := newService(flaky, ref).GetValidTokens(context.Background(), "s1", "gh")
+	if err != nil || c.AccessToken != "gh-access-1" {
+		t.Fatalf("got %+v, %v", c, err)
+	}
+	stored, _ := st.Get(context.Background(), "s1", "gh")
+	if stored.RefreshToken != "gh-refresh-1" || flaky.attempts != 3 {
+		t.Errorf("stored refresh token %q after %d attempts; want the rotated one after 3", stored.RefreshToken, flaky.attempts)
+	}
+}
+
+func TestRefreshedTokensNotStorableIsUnavailable(t *testing.T) {
+	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+	flaky := &flakyStorage{Storage: st, failures: 100}
+	_, err := newService(flaky, &fakeRefresher{rotate: true}).GetValidTokens(context.Background(), "s1", "gh")
+	if !errors.Is(err, ErrUpstreamUnavailable) || flaky.attempts != maxPersistAttempts {
+		t.Fatalf("err = %v after %d attempts; want ErrUpstreamUnavailable after %d", err, flaky.attempts, maxPersistAttempts)
+	}
+}

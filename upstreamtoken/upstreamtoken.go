@@ -51,7 +51,9 @@ type UpstreamCredential struct {
 type Service interface {
 	// GetValidTokens returns the session's credential at providerName,
 	// refreshing it first if it has expired. An unknown session or provider is
-	// ErrSessionNotFound.
+	// ErrSessionNotFound. The session's binding is checked only when the
+	// implementation is given the caller's identity (InProcessService: a
+	// context from WithBinding); a caller that serves requests must give it.
 	GetValidTokens(ctx context.Context, sessionID, providerName string) (*UpstreamCredential, error)
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/extauthz/extauthz/authz"
@@ -67,6 +66,14 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 	if err != nil {
 		return fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
+	if cfg.JWT.JWKSURL != "" {
+		// Warm the key cache; a JWKS that is down now is fetched again on use.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := verifier.Prefetch(pctx); err != nil {
+			log.Warn("JWKS not reachable at start; Checks answer 503 until it is", "error", err)
+		}
+		cancel()
+	}
 
 	providers := make(map[string]refresh.Provider, len(cfg.Providers))
 	headers := make(map[string]authz.Provider, len(cfg.Providers))
@@ -78,7 +85,8 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 		providers[name] = refresh.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
 		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
 	}
-	refresher, err := refresh.New(providers, refresh.WithHTTPClient(&http.Client{Timeout: cfg.Refresh.Timeout.D()}))
+	// No client time-out: each refresh runs under refresh.timeout.
+	refresher, err := refresh.New(providers)
 	if err != nil {
 		return fmt.Errorf("%w: providers: %w", errUsage, err)
 	}

@@ -1,0 +1,56 @@
+package server
+
+import (
+	"reflect"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+
+	"github.com/extauthz/extauthz/authz"
+)
+
+func TestFromCheckRequest(t *testing.T) {
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: map[string]string{"upstream_providers": "gh"},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Headers: map[string]string{"Authorization": "Bearer a", "x-other": "1"},
+			HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: "x-raw", RawValue: []byte("raw")},
+				{Key: "X-Plain", Value: "plain"},
+			}},
+		}},
+	}}
+	got := FromCheckRequest(req)
+	want := authz.Request{
+		Headers:           map[string]string{"authorization": "Bearer a", "x-other": "1", "x-raw": "raw", "x-plain": "plain"},
+		ContextExtensions: map[string]string{"upstream_providers": "gh"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+func TestToCheckResponse(t *testing.T) {
+	ok := ToCheckResponse(authz.Response{Allowed: true, Status: 200,
+		Headers: []authz.Header{{Name: "authorization", Value: "Bearer up"}}, RemoveHeaders: []string{"x-id"}})
+	if codes.Code(ok.GetStatus().GetCode()) != codes.OK || ok.GetOkResponse() == nil {
+		t.Fatalf("allowed response = %v", ok)
+	}
+	h := ok.GetOkResponse().GetHeaders()[0]
+	//lint:ignore SA1019 older Envoys read the deprecated append field.
+	if h.GetAppend() == nil || h.GetAppend().GetValue() || h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+		t.Errorf("header option %v must overwrite by both fields", h)
+	}
+	if got := ok.GetOkResponse().GetHeadersToRemove(); !reflect.DeepEqual(got, []string{"x-id"}) {
+		t.Errorf("headers_to_remove = %v", got)
+	}
+	for status, code := range map[int]codes.Code{401: codes.Unauthenticated, 403: codes.PermissionDenied, 500: codes.Internal, 502: codes.Internal, 503: codes.Unavailable} {
+		resp := ToCheckResponse(authz.Response{Status: status, Body: `{"error":"x"}`})
+		d := resp.GetDeniedResponse()
+		if d == nil || int(d.GetStatus().GetCode()) != status || codes.Code(resp.GetStatus().GetCode()) != code || d.GetBody() != `{"error":"x"}` {
+			t.Errorf("deny %d = %v, want HTTP %d and status %v", status, resp, status, code)
+		}
+	}
+}
