@@ -113,7 +113,10 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if fs.NArg() > 0 {
-		return usageErr("unexpected argument %q", fs.Arg(0))
+		// The argument itself is not echoed: after a shell mistake (an
+		// unquoted empty variable shifting the flags) it may be a token.
+		return usageErr("unexpected argument (number %d after %q): only flags are accepted",
+			len(args)-fs.NArg()+1, fs.Name())
 	}
 	return nil
 }

@@ -139,8 +139,11 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 	stdinUsed := false
 	read := func(name, v string) string {
 		s, err := readSecret(v, env.Stdin, &stdinUsed)
-		if err != nil {
+		switch {
+		case err != nil:
 			problems = append(problems, fmt.Sprintf("--%s: %v", name, err))
+		case name == "access-token" && v != "" && s == "":
+			problems = append(problems, "--access-token: the token read is empty")
 		}
 		return s
 	}
@@ -195,6 +198,9 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 	return nil
 }
 
+// maxStdinSecret bounds what readSecret reads from stdin.
+const maxStdinSecret = 1 << 20
+
 // readSecret resolves a token flag: "-" reads stdin (once), "@FILE" reads
 // FILE, anything else is the value itself. Surrounding whitespace and a
 // trailing newline are dropped from what is read.
@@ -205,9 +211,13 @@ func readSecret(v string, stdin io.Reader, stdinUsed *bool) (string, error) {
 			return "", errors.New("only one token can be read from stdin")
 		}
 		*stdinUsed = true
-		b, err := io.ReadAll(io.LimitReader(stdin, 1<<20))
+		b, err := io.ReadAll(io.LimitReader(stdin, maxStdinSecret+1))
 		if err != nil {
 			return "", fmt.Errorf("reading stdin: %w", err)
+		}
+		if len(b) > maxStdinSecret {
+			// Storing a truncated token would fail only later, upstream.
+			return "", fmt.Errorf("stdin holds more than %d bytes", maxStdinSecret)
 		}
 		return strings.TrimSpace(string(b)), nil
 	case strings.HasPrefix(v, "@"):
@@ -254,6 +264,9 @@ func tokensGet(ctx context.Context, args []string, env Env) error {
 		rows = only
 	}
 	if len(rows) == 0 {
+		if *provider != "" {
+			return fmt.Errorf("%w: no tokens stored for that session and provider", errNotFound)
+		}
 		return fmt.Errorf("%w: no tokens stored for that session", errNotFound)
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)

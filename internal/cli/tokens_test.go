@@ -340,18 +340,41 @@ func TestTokensPutUsageErrors(t *testing.T) {
 		{
 			name:       "empty access token file",
 			args:       base("--access-token", "@"+tokWriteFile(t, "empty", "\n"), "--refresh-token", refresh),
-			wantStderr: []string{"access token"},
+			wantStderr: []string{"--access-token: the token read is empty"},
 		},
 		{
 			name:       "empty access token on stdin",
 			stdin:      "  \n",
 			args:       base("--access-token", "-", "--refresh-token", refresh),
-			wantStderr: []string{"access token"},
+			wantStderr: []string{"--access-token: the token read is empty"},
+		},
+		{
+			name:  "empty access token listed with missing flags",
+			stdin: "\n",
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+				"--session", "s1", "--access-token", "-", "--refresh-token", refresh},
+			wantStderr: []string{"--access-token: the token read is empty", "--provider is required",
+				"--subject is required", "--client-id is required"},
+		},
+		{
+			name:       "more than 1 MiB on stdin",
+			stdin:      strings.Repeat("x", 1<<20+1),
+			args:       base("--access-token", access, "--refresh-token", "-"),
+			wantStderr: []string{"--refresh-token", "stdin holds more than"},
 		},
 		{
 			name:       "unexpected argument",
 			args:       base("--access-token", access, "extra"),
 			wantStderr: []string{"unexpected argument"},
+		},
+		{
+			// An unquoted empty $SUBJECT shifts the flags: the token
+			// becomes a positional argument, and must not be echoed.
+			name: "token shifted into a positional argument",
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+				"--session", "s1", "--provider", "github", "--client-id", "app-1",
+				"--subject", "--access-token", access},
+			wantStderr: []string{`unexpected argument (number 11 after "tokens put")`},
 		},
 		{
 			name:       "unknown flag",
@@ -594,6 +617,7 @@ func TestTokensGet(t *testing.T) {
 	}{
 		{"unknown session", []string{"--session", "sess-unknown"}, cli.ExitFailure},
 		{"unknown provider", []string{"--session", "sess-get", "--provider", "gitlab"}, cli.ExitFailure},
+		{"unknown session and provider", []string{"--session", "sess-unknown", "--provider", "github"}, cli.ExitFailure},
 		{"no session", nil, cli.ExitUsage},
 		{"unexpected argument", []string{"--session", "sess-get", "extra"}, cli.ExitUsage},
 	} {
@@ -605,6 +629,9 @@ func TestTokensGet(t *testing.T) {
 			}
 			if r.stderr == "" {
 				t.Errorf("stderr is empty, want a message")
+			}
+			if tt.code == cli.ExitFailure && !strings.Contains(r.stderr, "no tokens stored") {
+				t.Errorf("stderr lacks %q:\n%s", "no tokens stored", r.stderr)
 			}
 			tokNoSecrets(t, r, secrets...)
 		})
@@ -763,6 +790,14 @@ func TestTokensUnreachableDatabase(t *testing.T) {
 			tokNoSecrets(t, r, "pw", access)
 		})
 	}
+	t.Run("exactly 1 MiB on stdin is accepted", func(t *testing.T) {
+		// Not refused as usage: the command gets as far as the database.
+		big := strings.Repeat("r", 1<<20)
+		r := tokRun(t, nil, big, append(tokRequired(tokUnreachableDSN, "s", "github"),
+			"--access-token", access, "--refresh-token", "-")...)
+		tokExpectCode(t, r, cli.ExitFailure, "tokens put")
+		tokNoSecrets(t, r, "pw", access, big[:64])
+	})
 	t.Run("put via DATABASE_URL", func(t *testing.T) {
 		r := tokRun(t, map[string]string{"DATABASE_URL": tokUnreachableDSN}, "", "tokens", "put",
 			"--session", "s", "--provider", "github", "--subject", "alice", "--client-id", "app-1",
