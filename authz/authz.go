@@ -7,8 +7,6 @@ package authz
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,7 +165,7 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 		d.log.InfoContext(ctx, "check denied", "reason", "invalid_token", "error", err)
 		return d.deny401("invalid_token", "invalid_token", descInvalidToken)
 	}
-	session := SessionHash(claims.SessionID)
+	session := upstreamtoken.SessionHash(claims.SessionID)
 
 	res, err := d.source.Lookup(ctx, claims.SessionID,
 		&upstreamtoken.Binding{Subject: claims.Subject, ClientID: claims.ClientID}, providers...)
@@ -359,11 +357,4 @@ func bearer(h string) (raw string, ok bool) {
 // quote renders s as an RFC 9110 quoted-string.
 func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// SessionHash returns a short, stable, non-reversible label for a session ID,
-// fit for logs.
-func SessionHash(sessionID string) string {
-	sum := sha256.Sum256([]byte(sessionID))
-	return hex.EncodeToString(sum[:6])
 }

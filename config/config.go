@@ -81,9 +81,21 @@ type Provider struct {
 type Refresh struct {
 	// Skew refreshes tokens that expire within this margin. Default 30s.
 	Skew Duration `yaml:"skew"`
-	// Timeout bounds one refresh, including storing its result. Default 10s.
+	// Timeout bounds one call to a provider's token endpoint. Default 10s.
 	Timeout Duration `yaml:"timeout"`
+	// LockTimeout is how long a refresh lease lasts: after it, another
+	// replica may act on a row whose refresh owner died or hung. It must
+	// exceed timeout plus the 5s write budget plus 1s. Default 30s.
+	LockTimeout Duration `yaml:"lock_timeout"`
+	// BackoffMin and BackoffMax bound the per-provider pause after a passing
+	// failure. Defaults 1s and 1m.
+	BackoffMin Duration `yaml:"backoff_min"`
+	BackoffMax Duration `yaml:"backoff_max"`
 }
+
+// PersistTimeout is the budget for storing one refresh's result, retries
+// included.
+const PersistTimeout = 5 * time.Second
 
 // Deny configures deny responses.
 type Deny struct {
@@ -260,6 +272,9 @@ func (c *Config) defaults() {
 	c.JWT.Leeway.orDefault(30 * time.Second)
 	c.Refresh.Skew.orDefault(30 * time.Second)
 	c.Refresh.Timeout.orDefault(10 * time.Second)
+	c.Refresh.LockTimeout.orDefault(30 * time.Second)
+	c.Refresh.BackoffMin.orDefault(time.Second)
+	c.Refresh.BackoffMax.orDefault(time.Minute)
 	if c.Deny.Realm == "" {
 		c.Deny.Realm = "extauthz"
 	}
@@ -323,7 +338,8 @@ func (c *Config) validate() []string {
 	for _, d := range []struct {
 		key string
 		d   Duration
-	}{{"jwt.leeway", c.JWT.Leeway}, {"refresh.skew", c.Refresh.Skew}, {"refresh.timeout", c.Refresh.Timeout}} {
+	}{{"jwt.leeway", c.JWT.Leeway}, {"refresh.skew", c.Refresh.Skew}, {"refresh.timeout", c.Refresh.Timeout},
+		{"refresh.lock_timeout", c.Refresh.LockTimeout}, {"refresh.backoff_min", c.Refresh.BackoffMin}, {"refresh.backoff_max", c.Refresh.BackoffMax}} {
 		if d.d.bad != "" {
 			add("line %d: %s: %q is not a duration (use e.g. 30s, 2m)", d.d.line, d.key, strings.TrimSuffix(d.d.bad, " "))
 		}
@@ -397,6 +413,12 @@ func (c *Config) validate() []string {
 	}
 	if c.Refresh.Timeout.D() <= 0 {
 		add("refresh.timeout must be positive")
+	}
+	if least := c.Refresh.Timeout.D() + PersistTimeout + time.Second; c.Refresh.LockTimeout.D() < least {
+		add("refresh.lock_timeout must be at least refresh.timeout + 6s (%v), so that no lease lapses while its owner may still be waiting on the provider", least)
+	}
+	if c.Refresh.BackoffMin.D() <= 0 || c.Refresh.BackoffMax.D() < c.Refresh.BackoffMin.D() {
+		add("refresh.backoff_min must be positive and at most refresh.backoff_max")
 	}
 	if c.Deny.ResourceMetadata != "" && !isHTTPURL(c.Deny.ResourceMetadata) {
 		add("deny.resource_metadata must be an absolute http(s) URL")

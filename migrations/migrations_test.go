@@ -37,6 +37,9 @@ var wantColumns = []column{
 	{"needs_reauth", "boolean", "NO", "", true},
 	{"created_at", "timestamp with time zone", "NO", "", true},
 	{"updated_at", "timestamp with time zone", "NO", "", true},
+	{"version", "bigint", "NO", "", true},
+	{"lease_owner", "text", "YES", "", false},
+	{"lease_until", "timestamp with time zone", "YES", "", false},
 }
 
 func columns(t *testing.T, conn *pgx.Conn) []column {
@@ -137,10 +140,54 @@ func TestUpConcurrentlyThenAgain(t *testing.T) {
 	if err != nil || !indexed {
 		t.Errorf("index on session_expires_at: %v (%v), want one", indexed, err)
 	}
-	var versions int
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id = 1`).Scan(&versions)
-	if err != nil || versions != 1 {
-		t.Errorf("version 1 recorded %d times (%v), want once", versions, err)
+	for _, v := range []int{1, 2} {
+		var versions int
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id = $1`, v).Scan(&versions)
+		if err != nil || versions != 1 {
+			t.Errorf("version %d recorded %d times (%v), want once", v, versions, err)
+		}
+	}
+}
+
+// TestRefreshLeaseOnExistingRows checks that 00002 gives rows written under
+// 00001 version 1 and no lease, and that a lease is all or nothing.
+func TestRefreshLeaseOnExistingRows(t *testing.T) {
+	dsn := pgtest.NewEmpty(t)
+	ctx := t.Context()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS,
+		goose.WithTableName(migrations.VersionTable), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 1); err != nil {
+		t.Fatalf("UpTo(1) = %v", err)
+	}
+	_, err = db.ExecContext(ctx, `INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
+		VALUES ('s1', 'github', 'at', 'sub', 'client')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrations.Up(ctx, dsn, nil); err != nil {
+		t.Fatalf("Up = %v", err)
+	}
+	var (
+		version int64
+		free    bool
+	)
+	err = db.QueryRowContext(ctx, `SELECT version, lease_owner IS NULL AND lease_until IS NULL FROM upstream_tokens`).Scan(&version, &free)
+	if err != nil || version != 1 || !free {
+		t.Errorf("existing row after 00002: version %d, no lease %v (%v); want 1, true", version, free, err)
+	}
+	for _, set := range []string{"lease_owner = 'x'", "lease_until = now()"} {
+		if _, err := db.ExecContext(ctx, `UPDATE upstream_tokens SET `+set); err == nil {
+			t.Errorf("UPDATE SET %s alone succeeded; want the lease check to refuse half a lease", set)
+		}
 	}
 }
 

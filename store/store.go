@@ -65,6 +65,74 @@ type Row struct {
 	// Put are ignored.
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Version is maintained by the store: a new row starts at 1, and it
+	// grows by one on every write of the row's tokens, binding or
+	// re-authentication mark (Put, UpdateTokens, a MarkReauth that sets the
+	// mark, CompleteRefresh, ReleaseRefresh with reauth), never on claiming or
+	// releasing a lease alone. Values passed in are ignored.
+	Version int64
+}
+
+// ErrLeaseLost means a refresh lease is no longer held by the caller: it
+// expired and another owner claimed it, or the row changed (a Put, another
+// refresh) since the claim. The caller must not write its result. When the
+// lease is lost because the row was deleted, the error wraps ErrNotFound as
+// well.
+var ErrLeaseLost = errors.New("store: refresh lease lost")
+
+// Lease identifies a claim on a row's refresh: who holds it and the row
+// version it was taken on. Owners must be unique per claim (a random value
+// per ClaimRefresh call, say), not per process.
+type Lease struct {
+	Owner   string
+	Version int64
+}
+
+// Claim is the outcome of ClaimRefresh.
+type Claim struct {
+	// Row is the row as it is now (re-read in the same operation as the
+	// claim).
+	Row Row
+	// Held is true when the caller now holds the lease. When false another
+	// owner holds a live lease and Row is what it was when asked.
+	Held bool
+	// Lease identifies the claim when Held.
+	Lease Lease
+	// Remaining is how long another owner's live lease still runs, when not
+	// Held, by the store's clock.
+	Remaining time.Duration
+}
+
+// RefreshCoordinator lets several processes sharing one store agree on
+// which of them redeems a row's refresh token. Lease times are measured by
+// the store's clock (the database's, for PostgreSQL), so the processes'
+// clocks do not matter. No connection is held while a lease is held.
+//
+// A lease is live until its time runs out. Once it has run out, another
+// owner may claim the row; until then its owner may still complete or
+// release it, since nothing else has acted on the row.
+type RefreshCoordinator interface {
+	// ClaimRefresh atomically takes the row's refresh lease for owner for
+	// ttl, unless a live lease is held (by any owner, owner included: a live
+	// lease is never granted twice), and returns the current row either way.
+	// It does not look at NeedsReauth: the caller checks the returned row. A
+	// missing row is ErrNotFound; an empty key or owner, or a ttl that is not
+	// positive, is ErrInvalid.
+	ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (Claim, error)
+	// CompleteRefresh stores refreshed tokens, as UpdateTokens does, and
+	// releases the lease, only if lease.Owner still holds the row's lease and
+	// the row is still at lease.Version; it returns the updated row. A lease
+	// that has run out without anyone else claiming the row still counts as
+	// held. Otherwise it writes nothing and returns ErrLeaseLost (wrapping
+	// ErrNotFound too if the row is gone). Tokens with an empty access token,
+	// an empty key or owner are ErrInvalid.
+	CompleteRefresh(ctx context.Context, sessionID, provider string, lease Lease, t Tokens) (Row, error)
+	// ReleaseRefresh gives the lease up without new tokens; with reauth it
+	// also sets NeedsReauth (and moves Version on). It is a no-op returning
+	// ErrLeaseLost (wrapping ErrNotFound too if the row is gone) when the
+	// lease is no longer held or the row changed, with the same meaning of
+	// held as for CompleteRefresh. An empty key or owner is ErrInvalid.
+	ReleaseRefresh(ctx context.Context, sessionID, provider string, lease Lease, reauth bool) error
 }
 
 // Reader reads rows.
@@ -80,14 +148,16 @@ type Reader interface {
 // Writer writes rows.
 type Writer interface {
 	// Put inserts or replaces the row for (row.SessionID, row.Provider),
-	// including its binding, and clears NeedsReauth.
+	// including its binding, and clears NeedsReauth and any refresh lease (a
+	// new login supersedes a refresh in flight).
 	Put(ctx context.Context, row Row) error
 	// UpdateTokens replaces the tokens of an existing row after a refresh and
-	// returns the updated row. It leaves the binding alone and fails with
-	// ErrNotFound if the row is gone.
+	// returns the updated row. It leaves the binding alone, clears any
+	// refresh lease, and fails with ErrNotFound if the row is gone.
 	UpdateTokens(ctx context.Context, sessionID, provider string, t Tokens) (Row, error)
 	// MarkReauth sets NeedsReauth on an existing row. A missing row is not an
-	// error.
+	// error; a row already marked is left as it is (Version and UpdatedAt
+	// included).
 	MarkReauth(ctx context.Context, sessionID, provider string) error
 	// Delete removes the row for (sessionID, provider); with an empty provider
 	// it removes every row of the session. Deleting nothing is not an error.
@@ -98,6 +168,7 @@ type Writer interface {
 type Store interface {
 	Reader
 	Writer
+	RefreshCoordinator
 }
 
 // Validate reports, wrapping ErrInvalid, what makes row unfit to be stored.

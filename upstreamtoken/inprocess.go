@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 	"time"
@@ -18,8 +19,7 @@ import (
 type Storage interface {
 	Get(ctx context.Context, sessionID, provider string) (store.Row, error)
 	GetSession(ctx context.Context, sessionID string) ([]store.Row, error)
-	UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error)
-	MarkReauth(ctx context.Context, sessionID, provider string) error
+	store.RefreshCoordinator
 }
 
 // Refresher redeems a refresh token at a provider. It must ask the provider
@@ -62,30 +62,68 @@ type Option func(*InProcessService)
 // refreshed before a backend could see it expire. Default 30 s.
 func WithSkew(d time.Duration) Option { return func(s *InProcessService) { s.skew = d } }
 
-// WithRefreshTimeout bounds one shared refresh, including persisting its
-// result. Default 10 s.
+// WithRefreshTimeout bounds one call to the provider's token endpoint.
+// Default 10 s.
 func WithRefreshTimeout(d time.Duration) Option {
 	return func(s *InProcessService) { s.refreshTimeout = d }
 }
 
 // WithPersistTimeout bounds storing a refresh's result, retries included,
-// separately from the refresh itself. Default 5 s.
+// separately from the provider call. Default 5 s.
 func WithPersistTimeout(d time.Duration) Option {
 	return func(s *InProcessService) { s.persistTimeout = d }
 }
 
-// WithClock injects the clock used to decide expiry.
+// WithLockTimeout sets how long a refresh lease lasts: the time after which
+// another process may act on a row whose refresh owner died or hung. It is
+// raised to at least the refresh and persist time-outs plus one second, so
+// that no lease can lapse while its owner may still be waiting on the
+// provider. Default 30 s.
+func WithLockTimeout(d time.Duration) Option {
+	return func(s *InProcessService) { s.lockTimeout = d }
+}
+
+// WithBackoff sets the bounds of the per-provider back-off after a passing
+// failure (5xx, 429, time-out, network, rejected client credentials): the
+// first failure pauses refreshes at that provider for min (or the provider's
+// Retry-After, if longer), each further failure doubles the pause up to max,
+// and a success ends it. Defaults 1 s and 1 min.
+func WithBackoff(min, max time.Duration) Option {
+	return func(s *InProcessService) { s.backoff.min, s.backoff.max = min, max }
+}
+
+// WithIDTokenVerifier makes refreshed ID tokens be verified (see
+// IDTokenVerifier).
+func WithIDTokenVerifier(v IDTokenVerifier) Option {
+	return func(s *InProcessService) { s.idTokens = v }
+}
+
+// WithLogger makes the service log one line per refresh it coordinates, with
+// the outcome, provider and a short session hash, never a token.
+func WithLogger(l *slog.Logger) Option { return func(s *InProcessService) { s.log = l } }
+
+// WithOwner names this process in refresh leases (default host:pid). Each
+// claim adds a random suffix.
+func WithOwner(name string) Option { return func(s *InProcessService) { s.owner = name } }
+
+// WithClock injects the clock used to decide expiry and back-off.
 func WithClock(now func() time.Time) Option { return func(s *InProcessService) { s.now = now } }
 
 // InProcessService implements Service and TokenReader on top of a Storage
-// and an optional Refresher. Concurrent requests that find the same row
-// expired share one refresh. It is safe for concurrent use.
+// and an optional Refresher. Requests that find the same row expired share
+// one refresh, within this process through singleflight and across processes
+// sharing the store through a refresh lease. It is safe for concurrent use.
 type InProcessService struct {
 	storage        Storage
 	refresher      Refresher
+	idTokens       IDTokenVerifier
+	log            *slog.Logger
+	owner          string
 	skew           time.Duration
 	refreshTimeout time.Duration
 	persistTimeout time.Duration
+	lockTimeout    time.Duration
+	backoff        backoff
 	now            func() time.Time
 	flights        singleflight.Group
 }
@@ -101,15 +139,27 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 	s := &InProcessService{
 		storage:        storage,
 		refresher:      refresher,
+		log:            slog.New(slog.DiscardHandler),
+		owner:          defaultOwner(),
 		skew:           30 * time.Second,
 		refreshTimeout: 10 * time.Second,
 		persistTimeout: 5 * time.Second,
+		lockTimeout:    30 * time.Second,
+		backoff:        backoff{min: time.Second, max: time.Minute},
 		now:            time.Now,
 	}
 	for _, o := range opts {
 		o(s)
 	}
+	s.lockTimeout = max(s.lockTimeout, MinLockTimeout(s.refreshTimeout, s.persistTimeout))
+	s.backoff.now = s.now
 	return s
+}
+
+// MinLockTimeout is the shortest refresh lease that cannot lapse while its
+// owner may still be waiting on the provider or storing the result.
+func MinLockTimeout(refreshTimeout, persistTimeout time.Duration) time.Duration {
+	return refreshTimeout + persistTimeout + time.Second
 }
 
 // Result is the outcome of Lookup.
@@ -219,120 +269,6 @@ func storeErr(err error) error {
 
 func credential(t store.Tokens) UpstreamCredential {
 	return UpstreamCredential{AccessToken: t.AccessToken, IDToken: t.IDToken}
-}
-
-// refresh renews row's access token. Callers that find the same row expired
-// at the same moment share one refresh, which runs on a context that none of
-// them owns (bounded by the refresh timeout), so a caller giving up does not
-// abort the redemption for the others or lose a rotated refresh token. The
-// result is persisted before anyone sees it.
-func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.Tokens, error) {
-	if row.NeedsReauth {
-		return store.Tokens{}, fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, row.Provider)
-	}
-	if s.refresher == nil || row.RefreshToken == "" {
-		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
-	}
-	key := row.SessionID + "\x00" + row.Provider + "\x00" + row.Subject + "\x00" + row.ClientID
-	ch := s.flights.DoChan(key, func() (any, error) {
-		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.refreshTimeout)
-		defer cancel()
-		return s.redeem(shared, row)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return store.Tokens{}, r.Err
-		}
-		return r.Val.(store.Tokens), nil
-	case <-ctx.Done():
-		return store.Tokens{}, fmt.Errorf("%w: waiting for refresh at provider %q: %w", ErrUpstreamUnavailable, row.Provider, ctx.Err())
-	}
-}
-
-// redeem re-reads the row, then performs one refresh and persists it. The
-// re-read matters: a caller may have read the row just before an earlier
-// refresh stored its result; redeeming the refresh token it read would spend
-// a token that the provider has already rotated.
-func (s *InProcessService) redeem(ctx context.Context, row store.Row) (store.Tokens, error) {
-	cur, err := s.storage.Get(ctx, row.SessionID, row.Provider)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return store.Tokens{}, fmt.Errorf("%w: session deleted before refresh at provider %q", ErrSessionNotFound, row.Provider)
-	case err != nil:
-		return store.Tokens{}, storeErr(err)
-	case cur.Subject != row.Subject || cur.ClientID != row.ClientID:
-		return store.Tokens{}, ErrInvalidBinding
-	case cur.NeedsReauth:
-		return store.Tokens{}, fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, row.Provider)
-	case !cur.Expired(s.now(), s.skew):
-		return cur.Tokens, nil
-	case cur.RefreshToken == "":
-		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
-	}
-	row = cur
-	t, err := s.refresher.Refresh(ctx, row.Provider, row.RefreshToken)
-	if err != nil {
-		if errors.Is(err, ErrRefreshFailed) {
-			// The provider refused for good: make sure nobody redeems it again.
-			// A failure to mark is not worth more than the refusal itself.
-			_ = s.storage.MarkReauth(ctx, row.SessionID, row.Provider)
-		}
-		return store.Tokens{}, err
-	}
-	if t.RefreshToken == "" {
-		t.RefreshToken = row.RefreshToken
-	}
-	if t.IDToken == "" {
-		t.IDToken = row.IDToken
-	}
-	if t.TokenType == "" {
-		t.TokenType = "Bearer"
-	}
-	if err := s.persist(ctx, row, t); err != nil {
-		return store.Tokens{}, err
-	}
-	return t, nil
-}
-
-// maxPersistAttempts bounds the writes of one refresh's result.
-const maxPersistAttempts = 5
-
-// sleep waits for d and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// persist stores refreshed tokens. The provider may have rotated the
-// refresh token, so the write gets a budget of its own, independent of how
-// long the provider took, and is retried while the store's failure is
-// passing.
-func (s *InProcessService) persist(ctx context.Context, row store.Row, t store.Tokens) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
-	defer cancel()
-	var err error
-	wait := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		_, err = s.storage.UpdateTokens(ctx, row.SessionID, row.Provider, t)
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, row.Provider)
-		}
-		if !errors.Is(err, store.ErrUnavailable) || attempt == maxPersistAttempts || !sleep(ctx, wait) {
-			break
-		}
-		wait *= 2
-	}
-	return fmt.Errorf("%w: refreshed tokens for provider %q could not be stored: %w", ErrUpstreamUnavailable, row.Provider, err)
 }
 
 // GetValidTokens implements Service. When ctx carries a Binding (see

@@ -68,11 +68,12 @@ func newStore(t *testing.T, rows ...store.Row) *memory.Store {
 	return st
 }
 
-func newService(st Storage, r Refresher) *InProcessService {
+func newService(st Storage, r Refresher, opts ...Option) *InProcessService {
+	opts = append([]Option{WithClock(func() time.Time { return t0 }), WithSkew(30 * time.Second)}, opts...)
 	if r == nil {
-		return NewInProcessService(st, nil, WithClock(func() time.Time { return t0 }), WithSkew(30*time.Second))
+		return NewInProcessService(st, nil, opts...)
 	}
-	return NewInProcessService(st, r, WithClock(func() time.Time { return t0 }), WithSkew(30*time.Second))
+	return NewInProcessService(st, r, opts...)
 }
 
 func TestGetValidTokens(t *testing.T) {
@@ -354,7 +355,7 @@ type retryErr time.Duration
 func (r retryErr) Error() string             { return "retry" }
 func (r retryErr) RetryAfter() time.Duration { return time.Duration(r) }
 
-// flakyStorage fails UpdateTokens with ErrUnavailable a number of times.
+// flakyStorage fails CompleteRefresh with ErrUnavailable a number of times.
 type flakyStorage struct {
 	Storage
 	mu       sync.Mutex
@@ -362,7 +363,7 @@ type flakyStorage struct {
 	attempts int
 }
 
-func (f *flakyStorage) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
+func (f *flakyStorage) CompleteRefresh(ctx context.Context, sessionID, provider string, l store.Lease, t store.Tokens) (store.Row, error) {
 	f.mu.Lock()
 	f.attempts++
 	fail := f.attempts <= f.failures
@@ -370,7 +371,7 @@ func (f *flakyStorage) UpdateTokens(ctx context.Context, sessionID, provider str
 	if fail {
 		return store.Row{}, fmt.Errorf("%w: connection reset", store.ErrUnavailable)
 	}
-	return f.Storage.UpdateTokens(ctx, sessionID, provider, t)
+	return f.Storage.CompleteRefresh(ctx, sessionID, provider, l, t)
 }
 
 func TestRefreshedTokensPersistedDespiteTransientStoreErrors(t *testing.T) {

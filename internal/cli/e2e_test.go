@@ -55,6 +55,9 @@ type tokenEndpoint struct {
 	mu    sync.Mutex
 	calls map[string]int // refresh token -> requests
 	forms []map[string]string
+	// idToken, when set, signs the ID tokens of refresh tokens "oidc-<sub>-*"
+	// for subject <sub>, as an OIDC provider would.
+	idToken func(sub string) string
 }
 
 func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +91,9 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(rt, "misconfigured-"):
 		w.WriteHeader(401)
 		fmt.Fprint(w, `{"error":"invalid_client"}`)
+	case strings.HasPrefix(rt, "oidc-"):
+		sub, _, _ := strings.Cut(strings.TrimPrefix(rt, "oidc-"), "-")
+		fmt.Fprintf(w, `{"access_token":"new-access-%s-%d","refresh_token":"new-refresh-%s-%d","id_token":%q,"expires_in":3600}`, rt, n, rt, n, te.idToken(sub))
 	default:
 		fmt.Fprintf(w, `{"access_token":"new-access-%s-%d","refresh_token":"new-refresh-%s-%d","id_token":"new-id-%s","token_type":"Bearer","expires_in":3600}`, rt, n, rt, n, rt)
 	}
@@ -123,6 +129,20 @@ func startE2E(t *testing.T) *e2e {
 	te := &tokenEndpoint{calls: map[string]int{}}
 	provider := httptest.NewServer(te)
 	t.Cleanup(provider.Close)
+	// An OIDC issuer for the "okta" provider: discovery and keys.
+	oidcKeys := jwttest.NewSigner(t)
+	keys := oidcKeys.Server(t)
+	issuerMux := http.NewServeMux()
+	issuer := httptest.NewServer(issuerMux)
+	t.Cleanup(issuer.Close)
+	issuerMux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"issuer":%q,"jwks_uri":%q,"id_token_signing_alg_values_supported":["ES256"]}`, issuer.URL, keys.URL+"/jwks")
+	})
+	te.idToken = func(sub string) string {
+		return oidcKeys.Sign(t, map[string]any{"iss": issuer.URL, "aud": "okta-client", "sub": sub,
+			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+	}
 
 	cfgText := fmt.Sprintf(`
 listen:
@@ -148,6 +168,13 @@ providers:
     auth_style: header
     header: x-google-token
     id_token_header: x-google-id-token
+  okta:
+    token_url: %s/token
+    client_id: okta-client
+    auth_style: params
+    header: x-okta-token
+    id_token_header: x-okta-id-token
+    issuer: %s
 default_providers: [gh]
 refresh:
   skew: 1m
@@ -157,7 +184,7 @@ deny:
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
 log:
   level: debug
-`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL)
+`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -279,7 +306,9 @@ func TestEndToEndDenyTable(t *testing.T) {
 	e.put(t, store.Row{SessionID: "s-norefresh", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", ExpiresAt: expired}})
 	e.put(t, store.Row{SessionID: "s-refused", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "refused-1", ExpiresAt: expired}})
 	e.put(t, store.Row{SessionID: "s-busy", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "busy-1", ExpiresAt: expired}})
-	e.put(t, store.Row{SessionID: "s-misconf", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "misconfigured-1", ExpiresAt: expired}})
+	// Back-off is per provider: the misconfigured case uses another provider
+	// than the 503 case, or it would only see gh's pause.
+	e.put(t, store.Row{SessionID: "s-misconf", Provider: "google", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "misconfigured-1", ExpiresAt: expired}})
 	e.put(t, store.Row{SessionID: "s-crlf", Provider: "gh", Tokens: store.Tokens{AccessToken: "evil\r\nx-admin: yes", ExpiresAt: fresh}})
 
 	invalid := e2eChallenge + `, error="invalid_token", error_description="the access token is invalid"`
@@ -310,7 +339,8 @@ func TestEndToEndDenyTable(t *testing.T) {
 		{"no refresh token", "Bearer " + e.jwt(t, "s-norefresh", nil), "", 401, codes.Unauthenticated, reauth, ""},
 		{"provider refused refresh", "Bearer " + e.jwt(t, "s-refused", nil), "", 401, codes.Unauthenticated, reauth, ""},
 		{"provider 503", "Bearer " + e.jwt(t, "s-busy", nil), "", 503, codes.Unavailable, "", "5"},
-		{"provider says invalid_client", "Bearer " + e.jwt(t, "s-misconf", nil), "", 503, codes.Unavailable, "", "1"},
+		{"provider says invalid_client", "Bearer " + e.jwt(t, "s-misconf", nil), "google", 503, codes.Unavailable, "", "1"},
+		{"provider backing off", "Bearer " + e.jwt(t, "s-busy", nil), "", 503, codes.Unavailable, "", "5"},
 		{"unknown provider on route", "Bearer " + e.jwt(t, "s-ok", nil), "gh,gitlab", 500, codes.Internal, "", ""},
 		{"token with CR LF never emitted", "Bearer " + e.jwt(t, "s-crlf", nil), "", 502, codes.Internal, "", ""},
 	}
@@ -358,8 +388,9 @@ func TestEndToEndDenyTable(t *testing.T) {
 		t.Errorf("refused row not marked for re-authentication: %+v %v", row.NeedsReauth, err)
 	}
 	// Passing failures leave the row untouched.
-	for _, s := range []string{"s-busy", "s-misconf"} {
-		row, err := e.store.Get(context.Background(), s, "gh")
+	for _, k := range [][2]string{{"s-busy", "gh"}, {"s-misconf", "google"}} {
+		s := k[0]
+		row, err := e.store.Get(context.Background(), s, k[1])
 		if err != nil || row.NeedsReauth || row.AccessToken != "old" {
 			t.Errorf("%s: a passing failure changed the row: reauth=%v %v", s, row.NeedsReauth, err)
 		}
@@ -388,7 +419,7 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 		if got, want := respHeaders(resp), map[string]string{"authorization": "Bearer gh-access"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("headers = %v, want %v", got, want)
 		}
-		if got, want := sorted(ok.GetHeadersToRemove()), []string{"x-google-id-token", "x-google-token"}; !reflect.DeepEqual(got, want) {
+		if got, want := sorted(ok.GetHeadersToRemove()), []string{"x-google-id-token", "x-google-token", "x-okta-id-token", "x-okta-token"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("headers_to_remove = %v, want %v", got, want)
 		}
 	})
@@ -398,8 +429,8 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 		if got := respHeaders(resp); !reflect.DeepEqual(got, want) {
 			t.Errorf("headers = %v, want %v", got, want)
 		}
-		if got := resp.GetOkResponse().GetHeadersToRemove(); !reflect.DeepEqual(got, []string{"authorization"}) {
-			t.Errorf("headers_to_remove = %v, want [authorization]", got)
+		if got, want := sorted(resp.GetOkResponse().GetHeadersToRemove()), []string{"authorization", "x-okta-id-token", "x-okta-token"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("headers_to_remove = %v, want %v", got, want)
 		}
 	})
 	t.Run("two providers on one route", func(t *testing.T) {
@@ -408,8 +439,8 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 		if got := respHeaders(resp); !reflect.DeepEqual(got, want) {
 			t.Errorf("headers = %v, want %v", got, want)
 		}
-		if got := resp.GetOkResponse().GetHeadersToRemove(); len(got) != 0 {
-			t.Errorf("headers_to_remove = %v, want none", got)
+		if got, want := sorted(resp.GetOkResponse().GetHeadersToRemove()), []string{"x-okta-id-token", "x-okta-token"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("headers_to_remove = %v, want %v", got, want)
 		}
 	})
 
@@ -512,5 +543,30 @@ func (e *e2e) assertNoSecretsLogged(t *testing.T, secrets ...string) {
 		if strings.Contains(logs, s) {
 			t.Errorf("logs contain the secret %q", s)
 		}
+	}
+}
+
+func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
+	e := startE2E(t)
+	expired := time.Now().Add(-time.Minute)
+	e.put(t, store.Row{SessionID: "s-same", Provider: "okta", UpstreamSubject: "octocat",
+		Tokens: store.Tokens{AccessToken: "old", RefreshToken: "oidc-octocat-1", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-other", Provider: "okta", UpstreamSubject: "octocat",
+		Tokens: store.Tokens{AccessToken: "old", RefreshToken: "oidc-mallory-1", ExpiresAt: expired}})
+
+	resp := e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, "s-same", nil)}, "okta")
+	h := respHeaders(resp)
+	if h["x-okta-token"] != "Bearer new-access-oidc-octocat-1-1" || strings.Count(h["x-okta-id-token"], ".") != 2 {
+		t.Fatalf("verified ID token of the same subject: headers %v", h)
+	}
+
+	resp = e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, "s-other", nil)}, "okta")
+	if got := resp.GetDeniedResponse().GetStatus().GetCode(); got != 401 ||
+		!strings.Contains(respHeaders(resp)["www-authenticate"], "re-authentication required") {
+		t.Fatalf("ID token for another subject: status %d %v, want 401 re-authentication", got, respHeaders(resp))
+	}
+	row, err := e.store.Get(context.Background(), "s-other", "okta")
+	if err != nil || !row.NeedsReauth || row.AccessToken != "old" {
+		t.Errorf("row after a subject mismatch: reauth %v access %q %v; want marked and the new tokens discarded", row.NeedsReauth, row.AccessToken, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/server"
@@ -75,6 +76,7 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 		cancel()
 	}
 
+	oidcProviders := map[string]idtoken.Provider{}
 	providers := make(map[string]refresh.Provider, len(cfg.Providers))
 	headers := make(map[string]authz.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
@@ -84,6 +86,13 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 		}
 		providers[name] = refresh.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
 		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
+		if p.Issuer != "" {
+			oidcProviders[name] = idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
+		}
+	}
+	idTokens, err := idtoken.New(oidcProviders)
+	if err != nil {
+		return fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
 	// No client time-out: each refresh runs under refresh.timeout.
 	refresher, err := refresh.New(providers)
@@ -93,7 +102,12 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 
 	svc := upstreamtoken.NewInProcessService(st, refresher,
 		upstreamtoken.WithSkew(cfg.Refresh.Skew.D()),
-		upstreamtoken.WithRefreshTimeout(cfg.Refresh.Timeout.D()))
+		upstreamtoken.WithRefreshTimeout(cfg.Refresh.Timeout.D()),
+		upstreamtoken.WithPersistTimeout(config.PersistTimeout),
+		upstreamtoken.WithLockTimeout(cfg.Refresh.LockTimeout.D()),
+		upstreamtoken.WithBackoff(cfg.Refresh.BackoffMin.D(), cfg.Refresh.BackoffMax.D()),
+		upstreamtoken.WithIDTokenVerifier(idTokens),
+		upstreamtoken.WithLogger(log))
 	decider := authz.New(authz.Config{
 		Providers:        headers,
 		DefaultProviders: cfg.DefaultProviders,
@@ -124,7 +138,7 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.Refresh.Timeout.D() + 5*time.Second):
+	case <-time.After(cfg.Refresh.Timeout.D() + config.PersistTimeout + time.Second):
 		srv.Stop()
 	}
 	if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) {

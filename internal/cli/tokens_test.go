@@ -430,13 +430,16 @@ func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 		SessionID: "sess-re", Provider: "github",
 		Tokens:  store.Tokens{AccessToken: "at-new", TokenType: "Bearer"},
 		Subject: "bob", ClientID: "app-2",
-		CreatedAt: old.CreatedAt, UpdatedAt: got.UpdatedAt,
+		CreatedAt: old.CreatedAt, UpdatedAt: got.UpdatedAt, Version: got.Version,
 	}
 	if got != want {
 		t.Errorf("row after replacing put =\n%+v\nwant\n%+v", got, want)
 	}
 	if got.UpdatedAt.Before(old.UpdatedAt) {
 		t.Errorf("UpdatedAt went back from %v to %v", old.UpdatedAt, got.UpdatedAt)
+	}
+	if got.Version <= old.Version {
+		t.Errorf("Version %d after replacing put, was %d: every write must change it", got.Version, old.Version)
 	}
 	rows, err := st.GetSession(ctx, "sess-re")
 	if err != nil || len(rows) != 1 {

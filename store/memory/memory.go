@@ -6,12 +6,16 @@
 // specifies: times are truncated to the microsecond and returned in UTC, an
 // empty token type is stored as "Bearer", and rows are returned by value, so
 // that a caller can never change what the store holds.
+//
+// Its clock, which WithClock may replace, plays the part of the database's
+// clock: it stamps CreatedAt and UpdatedAt and times refresh leases.
 package memory
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -27,7 +31,16 @@ type Store struct {
 
 	mu          sync.Mutex
 	unavailable bool
-	sessions    map[string]map[string]store.Row // session ID -> provider -> row
+	sessions    map[string]map[string]entry // session ID -> provider -> row
+}
+
+// entry is a stored row with its refresh lease, which store.Row does not
+// carry. An entry without a lease has an empty leaseOwner and a zero
+// leaseUntil.
+type entry struct {
+	row        store.Row
+	leaseOwner string
+	leaseUntil time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -35,8 +48,9 @@ var _ store.Store = (*Store)(nil)
 // Option configures a Store built by New.
 type Option func(*Store)
 
-// WithClock makes the store read the time for CreatedAt and UpdatedAt from
-// now instead of time.Now.
+// WithClock makes the store read the time for CreatedAt and UpdatedAt, and
+// for the refresh leases, from now instead of time.Now. A test moves the
+// store's clock forward to let a lease run out.
 func WithClock(now func() time.Time) Option {
 	return func(s *Store) { s.now = now }
 }
@@ -45,7 +59,7 @@ func WithClock(now func() time.Time) Option {
 func New(opts ...Option) *Store {
 	s := &Store{
 		now:      time.Now,
-		sessions: make(map[string]map[string]store.Row),
+		sessions: make(map[string]map[string]entry),
 	}
 	for _, opt := range opts {
 		opt(s)
@@ -73,11 +87,11 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 	if err := s.check(ctx); err != nil {
 		return store.Row{}, err
 	}
-	row, ok := s.sessions[sessionID][provider]
+	e, ok := s.sessions[sessionID][provider]
 	if !ok {
-		return store.Row{}, fmt.Errorf("%w: memory: no row for this session and provider", store.ErrNotFound)
+		return store.Row{}, errNotFound()
 	}
-	return row, nil
+	return e.row, nil
 }
 
 // GetSession implements store.Reader. Rows are ordered by provider, byte by
@@ -92,8 +106,8 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 		return nil, err
 	}
 	rows := make([]store.Row, 0, len(s.sessions[sessionID]))
-	for _, row := range s.sessions[sessionID] {
-		rows = append(rows, row)
+	for _, e := range s.sessions[sessionID] {
+		rows = append(rows, e.row)
 	}
 	slices.SortFunc(rows, func(a, b store.Row) int { return strings.Compare(a.Provider, b.Provider) })
 	return rows, nil
@@ -101,7 +115,8 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 
 // Put implements store.Writer. A row that fails store.Row.Validate is
 // refused with an error wrapping store.ErrInvalid. CreatedAt is kept when an
-// existing row is replaced.
+// existing row is replaced, Version is 1 for a new row and moves on for a
+// replaced one, and any refresh lease is cleared.
 func (s *Store) Put(ctx context.Context, row store.Row) error {
 	if err := row.Validate(); err != nil {
 		return err
@@ -117,21 +132,23 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	row.NeedsReauth = false
 	row.CreatedAt = now
 	row.UpdatedAt = now
+	row.Version = 1
 	session := s.sessions[row.SessionID]
 	if session == nil {
-		session = make(map[string]store.Row)
+		session = make(map[string]entry)
 		s.sessions[row.SessionID] = session
 	}
 	if old, ok := session[row.Provider]; ok {
-		row.CreatedAt = old.CreatedAt
+		row.CreatedAt = old.row.CreatedAt
+		row.Version = old.row.Version + 1
 	}
-	session[row.Provider] = row
+	session[row.Provider] = entry{row: row}
 	return nil
 }
 
 // UpdateTokens implements store.Writer. It leaves NeedsReauth as it is: only
-// Put clears it. Tokens with an empty access token are refused with an error
-// wrapping store.ErrInvalid.
+// Put clears it. It clears any refresh lease. Tokens with an empty access
+// token are refused with an error wrapping store.ErrInvalid.
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
 	if err := checkKey(sessionID, provider); err != nil {
 		return store.Row{}, err
@@ -144,17 +161,17 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 	if err := s.check(ctx); err != nil {
 		return store.Row{}, err
 	}
-	row, ok := s.sessions[sessionID][provider]
+	e, ok := s.sessions[sessionID][provider]
 	if !ok {
-		return store.Row{}, fmt.Errorf("%w: memory: no row for this session and provider", store.ErrNotFound)
+		return store.Row{}, errNotFound()
 	}
-	row.Tokens = normalizeTokens(t)
-	row.UpdatedAt = s.clock()
-	s.sessions[sessionID][provider] = row
-	return row, nil
+	e = s.writeTokens(e, t)
+	s.sessions[sessionID][provider] = e
+	return e.row, nil
 }
 
-// MarkReauth implements store.Writer.
+// MarkReauth implements store.Writer. It leaves any refresh lease alone: the
+// new Version makes the lease holder's CompleteRefresh fail.
 func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
 	if err := checkKey(sessionID, provider); err != nil {
 		return err
@@ -164,13 +181,14 @@ func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) erro
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	row, ok := s.sessions[sessionID][provider]
-	if !ok {
+	e, ok := s.sessions[sessionID][provider]
+	if !ok || e.row.NeedsReauth {
 		return nil
 	}
-	row.NeedsReauth = true
-	row.UpdatedAt = s.clock()
-	s.sessions[sessionID][provider] = row
+	e.row.NeedsReauth = true
+	e.row.UpdatedAt = s.clock()
+	e.row.Version++
+	s.sessions[sessionID][provider] = e
 	return nil
 }
 
@@ -198,6 +216,108 @@ func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 	return nil
 }
 
+// ClaimRefresh implements store.RefreshCoordinator. The lease runs for ttl
+// rounded up to the microsecond, by the store's clock.
+func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
+	if err := checkLease(sessionID, provider, owner); err != nil {
+		return store.Claim{}, err
+	}
+	if ttl <= 0 {
+		return store.Claim{}, fmt.Errorf("%w: lease time-to-live is not positive", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return store.Claim{}, err
+	}
+	e, ok := s.sessions[sessionID][provider]
+	if !ok {
+		return store.Claim{}, errNotFound()
+	}
+	now := s.clock()
+	if e.leaseUntil.After(now) {
+		return store.Claim{Row: e.row, Remaining: e.leaseUntil.Sub(now)}, nil
+	}
+	e.leaseOwner = owner
+	e.leaseUntil = now.Add(ceilMicrosecond(ttl))
+	s.sessions[sessionID][provider] = e
+	return store.Claim{
+		Row:   e.row,
+		Held:  true,
+		Lease: store.Lease{Owner: owner, Version: e.row.Version},
+	}, nil
+}
+
+// CompleteRefresh implements store.RefreshCoordinator.
+func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
+	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+		return store.Row{}, err
+	}
+	if t.AccessToken == "" {
+		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return store.Row{}, err
+	}
+	e, err := s.leased(sessionID, provider, lease)
+	if err != nil {
+		return store.Row{}, err
+	}
+	e = s.writeTokens(e, t)
+	s.sessions[sessionID][provider] = e
+	return e.row, nil
+}
+
+// ReleaseRefresh implements store.RefreshCoordinator.
+func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
+	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	e, err := s.leased(sessionID, provider, lease)
+	if err != nil {
+		return err
+	}
+	e.leaseOwner, e.leaseUntil = "", time.Time{}
+	if reauth {
+		e.row.NeedsReauth = true
+		e.row.UpdatedAt = s.clock()
+		e.row.Version++
+	}
+	s.sessions[sessionID][provider] = e
+	return nil
+}
+
+// leased returns the entry for (sessionID, provider) if lease still holds
+// it, expired or not, and an error wrapping store.ErrLeaseLost otherwise.
+// s.mu must be held.
+func (s *Store) leased(sessionID, provider string, lease store.Lease) (entry, error) {
+	e, ok := s.sessions[sessionID][provider]
+	if !ok {
+		return entry{}, fmt.Errorf("%w: %w: memory: no row for this session and provider", store.ErrLeaseLost, store.ErrNotFound)
+	}
+	if e.leaseOwner != lease.Owner || e.row.Version != lease.Version {
+		return entry{}, fmt.Errorf("%w: memory: the lease was taken over or the row changed", store.ErrLeaseLost)
+	}
+	return e, nil
+}
+
+// writeTokens returns e with the tokens t, a new version and no lease.
+// s.mu must be held.
+func (s *Store) writeTokens(e entry, t store.Tokens) entry {
+	e.row.Tokens = normalizeTokens(t)
+	e.row.UpdatedAt = s.clock()
+	e.row.Version++
+	e.leaseOwner, e.leaseUntil = "", time.Time{}
+	return e
+}
+
 // check reports why the store cannot serve a call right now. s.mu must be held.
 func (s *Store) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -212,6 +332,29 @@ func (s *Store) check(ctx context.Context) error {
 // clock returns the store's current time as the store keeps it.
 func (s *Store) clock() time.Time {
 	return normalizeTime(s.now())
+}
+
+func errNotFound() error {
+	return fmt.Errorf("%w: memory: no row for this session and provider", store.ErrNotFound)
+}
+
+func checkLease(sessionID, provider, owner string) error {
+	if err := checkKey(sessionID, provider); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("%w: lease owner is empty", store.ErrInvalid)
+	}
+	return nil
+}
+
+// ceilMicrosecond rounds d up to a whole number of microseconds, the
+// precision at which times are kept.
+func ceilMicrosecond(d time.Duration) time.Duration {
+	if r := d % time.Microsecond; r != 0 && d <= math.MaxInt64-time.Microsecond {
+		d += time.Microsecond - r
+	}
+	return d
 }
 
 func checkKey(sessionID, provider string) error {

@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,7 +11,30 @@ import (
 	"github.com/extauthz/extauthz/store/storetest"
 )
 
+// advancing is a memory store whose clock runs with the real one, plus
+// whatever the conformance suite adds with Advance.
+type advancing struct {
+	*memory.Store
+	offset atomic.Int64
+}
+
+var _ storetest.Advancer = (*advancing)(nil)
+
+func (a *advancing) Advance(d time.Duration) { a.offset.Add(int64(d)) }
+
 func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		a := &advancing{}
+		a.Store = memory.New(memory.WithClock(func() time.Time {
+			return time.Now().Add(time.Duration(a.offset.Load()))
+		}))
+		return a
+	})
+}
+
+// TestConformanceRealClock runs the suite without Advancer, as it runs on
+// PostgreSQL: leases run out by waiting.
+func TestConformanceRealClock(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return memory.New() })
 }
 
@@ -86,6 +110,14 @@ func TestSetUnavailable(t *testing.T) {
 		}},
 		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "") }},
+		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
+		{"CompleteRefresh", func() error {
+			_, err := s.CompleteRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, store.Tokens{AccessToken: "at2"})
+			return err
+		}},
+		{"ReleaseRefresh", func() error {
+			return s.ReleaseRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, true)
+		}},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, store.ErrUnavailable) {
@@ -96,5 +128,30 @@ func TestSetUnavailable(t *testing.T) {
 	rows, err := s.GetSession(ctx, "s1")
 	if err != nil || len(rows) != 1 || rows[0].AccessToken != "at" || rows[0].NeedsReauth {
 		t.Errorf("GetSession after recovery = %+v, %v; want the row as it was before", rows, err)
+	}
+}
+
+// TestLeaseClock checks that leases are timed by the store's clock alone.
+func TestLeaseClock(t *testing.T) {
+	now := time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
+	s := memory.New(memory.WithClock(func() time.Time { return now }))
+	ctx := t.Context()
+	if err := s.Put(ctx, row("s1", "github")); err != nil {
+		t.Fatal(err)
+	}
+	// A ttl below the microsecond is rounded up, not down to nothing.
+	c, err := s.ClaimRefresh(ctx, "s1", "github", "a", time.Minute+time.Nanosecond)
+	if err != nil || !c.Held {
+		t.Fatalf("ClaimRefresh = %+v, %v; want held", c, err)
+	}
+	now = now.Add(time.Minute)
+	c, err = s.ClaimRefresh(ctx, "s1", "github", "b", time.Minute)
+	if err != nil || c.Held || c.Remaining != time.Microsecond {
+		t.Fatalf("ClaimRefresh a minute later = %+v, %v; want not held, 1µs remaining", c, err)
+	}
+	now = now.Add(time.Microsecond)
+	c, err = s.ClaimRefresh(ctx, "s1", "github", "b", time.Minute)
+	if err != nil || !c.Held {
+		t.Fatalf("ClaimRefresh when the lease ends = %+v, %v; want held", c, err)
 	}
 }

@@ -9,6 +9,11 @@
 //
 // Times are stored as timestamptz, so they come back truncated to the
 // microsecond, and are returned in UTC. The zero time.Time is stored as NULL.
+//
+// Refresh leases are the columns lease_owner and lease_until of the row,
+// claimed and checked by single UPDATE statements and timed by the
+// database's clock (now()); no connection or transaction is held while a
+// lease is.
 package postgres
 
 import (
@@ -96,7 +101,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // them.
 const columns = `session_id, provider, access_token, refresh_token, id_token, token_type,
 	expires_at, subject, client_id, upstream_subject, session_expires_at, needs_reauth,
-	created_at, updated_at`
+	created_at, updated_at, version`
 
 const (
 	getSQL = `SELECT ` + columns + ` FROM upstream_tokens
@@ -122,7 +127,10 @@ const (
 		upstream_subject = EXCLUDED.upstream_subject,
 		session_expires_at = EXCLUDED.session_expires_at,
 		needs_reauth = false,
-		updated_at = now()`
+		updated_at = now(),
+		version = upstream_tokens.version + 1,
+		lease_owner = NULL,
+		lease_until = NULL`
 
 	updateTokensSQL = `UPDATE upstream_tokens SET
 		access_token = $3,
@@ -130,12 +138,59 @@ const (
 		id_token = $5,
 		token_type = $6,
 		expires_at = $7,
-		updated_at = now()
+		updated_at = now(),
+		version = version + 1,
+		lease_owner = NULL,
+		lease_until = NULL
 	WHERE session_id = $1 AND provider = $2
 	RETURNING ` + columns
 
-	markReauthSQL = `UPDATE upstream_tokens SET needs_reauth = true, updated_at = now()
+	markReauthSQL = `UPDATE upstream_tokens SET needs_reauth = true, updated_at = now(), version = version + 1
+	WHERE session_id = $1 AND provider = $2 AND NOT needs_reauth`
+
+	// claimSQL takes the lease if nobody holds a live one: $3 is the owner,
+	// $4 the time-to-live in microseconds.
+	claimSQL = `UPDATE upstream_tokens SET
+		lease_owner = $3,
+		lease_until = now() + $4::bigint * interval '1 microsecond'
+	WHERE session_id = $1 AND provider = $2
+		AND (lease_until IS NULL OR lease_until <= now())
+	RETURNING ` + columns
+
+	// leaseSQL reads the row and how many microseconds its lease still runs
+	// (0 without a lease, negative for one that has run out).
+	leaseSQL = `SELECT ` + columns + `,
+		coalesce((extract(epoch FROM lease_until - now()) * 1000000)::bigint, 0)
+	FROM upstream_tokens
 	WHERE session_id = $1 AND provider = $2`
+
+	// completeSQL writes refreshed tokens if lease $3, taken on version $4,
+	// still holds the row, whether or not its time has run out.
+	completeSQL = `UPDATE upstream_tokens SET
+		access_token = $5,
+		refresh_token = $6,
+		id_token = $7,
+		token_type = $8,
+		expires_at = $9,
+		updated_at = now(),
+		version = version + 1,
+		lease_owner = NULL,
+		lease_until = NULL
+	WHERE session_id = $1 AND provider = $2 AND lease_owner = $3 AND version = $4
+	RETURNING ` + columns
+
+	releaseSQL = `UPDATE upstream_tokens SET lease_owner = NULL, lease_until = NULL
+	WHERE session_id = $1 AND provider = $2 AND lease_owner = $3 AND version = $4`
+
+	releaseReauthSQL = `UPDATE upstream_tokens SET
+		lease_owner = NULL,
+		lease_until = NULL,
+		needs_reauth = true,
+		updated_at = now(),
+		version = version + 1
+	WHERE session_id = $1 AND provider = $2 AND lease_owner = $3 AND version = $4`
+
+	existsSQL = `SELECT EXISTS (SELECT 1 FROM upstream_tokens WHERE session_id = $1 AND provider = $2)`
 
 	deleteSQL = `DELETE FROM upstream_tokens WHERE session_id = $1 AND provider = $2`
 
@@ -177,7 +232,8 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 // Put implements store.Writer. A row that fails store.Row.Validate is
 // refused with an error wrapping store.ErrInvalid, without a round trip. An
 // empty token type is stored as "Bearer". CreatedAt is kept when an existing
-// row is replaced.
+// row is replaced, Version is 1 for a new row and moves on for a replaced
+// one, and any refresh lease is cleared.
 func (s *Store) Put(ctx context.Context, row store.Row) error {
 	if err := row.Validate(); err != nil {
 		return err
@@ -194,8 +250,9 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 }
 
 // UpdateTokens implements store.Writer. It leaves NeedsReauth as it is: only
-// Put clears it. Tokens with an empty access token are refused with an error
-// wrapping store.ErrInvalid. An empty token type is stored as "Bearer".
+// Put clears it. It clears any refresh lease. Tokens with an empty access
+// token are refused with an error wrapping store.ErrInvalid. An empty token
+// type is stored as "Bearer".
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
 	if err := checkKey(sessionID, provider); err != nil {
 		return store.Row{}, err
@@ -213,7 +270,8 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 	return row, nil
 }
 
-// MarkReauth implements store.Writer.
+// MarkReauth implements store.Writer. It leaves any refresh lease alone: the
+// new Version makes the lease holder's CompleteRefresh fail.
 func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
 	if err := checkKey(sessionID, provider); err != nil {
 		return err
@@ -242,18 +300,119 @@ func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 	return nil
 }
 
-// scanRow reads one row selected with columns.
-func scanRow(r pgx.Row) (store.Row, error) {
+// maxClaimAttempts bounds the rounds of ClaimRefresh. A round that neither
+// takes the lease nor finds a live one saw the lease end between its two
+// statements, which needs another owner to release it or let it run out in
+// that instant: a second round is almost never needed.
+const maxClaimAttempts = 5
+
+// ClaimRefresh implements store.RefreshCoordinator. The lease runs for ttl,
+// rounded up to the microsecond, from the database's now(). The claim is one
+// UPDATE; only when it does not take the lease is the row read again, to
+// report who holds it for how long.
+func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
+	if err := checkLease(sessionID, provider, owner); err != nil {
+		return store.Claim{}, err
+	}
+	if ttl <= 0 {
+		return store.Claim{}, fmt.Errorf("%w: lease time-to-live is not positive", store.ErrInvalid)
+	}
+	micros := int64(ttl / time.Microsecond)
+	if ttl%time.Microsecond != 0 {
+		micros++
+	}
+	for attempt := 1; ; attempt++ {
+		row, err := scanRow(s.pool.QueryRow(ctx, claimSQL, sessionID, provider, owner, micros))
+		if err == nil {
+			return store.Claim{Row: row, Held: true, Lease: store.Lease{Owner: owner, Version: row.Version}}, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return store.Claim{}, mapError(ctx, "claim refresh", err)
+		}
+		var remaining int64
+		row, err = scanRow(s.pool.QueryRow(ctx, leaseSQL, sessionID, provider), &remaining)
+		if err != nil {
+			return store.Claim{}, mapError(ctx, "claim refresh", err)
+		}
+		if remaining > 0 {
+			return store.Claim{Row: row, Remaining: time.Duration(remaining) * time.Microsecond}, nil
+		}
+		if attempt == maxClaimAttempts {
+			// Report a lease about to end rather than none, so that the
+			// caller waits a little and asks again.
+			return store.Claim{Row: row, Remaining: time.Millisecond}, nil
+		}
+	}
+}
+
+// CompleteRefresh implements store.RefreshCoordinator. An empty token type
+// is stored as "Bearer".
+func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
+	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+		return store.Row{}, err
+	}
+	if t.AccessToken == "" {
+		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	}
+	row, err := scanRow(s.pool.QueryRow(ctx, completeSQL,
+		sessionID, provider, lease.Owner, lease.Version,
+		t.AccessToken, t.RefreshToken, t.IDToken, tokenType(t.TokenType), nullTime(t.ExpiresAt),
+	))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Row{}, s.leaseLost(ctx, "complete refresh", sessionID, provider)
+	}
+	if err != nil {
+		return store.Row{}, mapError(ctx, "complete refresh", err)
+	}
+	return row, nil
+}
+
+// ReleaseRefresh implements store.RefreshCoordinator.
+func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
+	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+		return err
+	}
+	sql := releaseSQL
+	if reauth {
+		sql = releaseReauthSQL
+	}
+	tag, err := s.pool.Exec(ctx, sql, sessionID, provider, lease.Owner, lease.Version)
+	if err != nil {
+		return mapError(ctx, "release refresh", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return s.leaseLost(ctx, "release refresh", sessionID, provider)
+	}
+	return nil
+}
+
+// leaseLost returns the error for a lease that no longer holds the row: one
+// wrapping store.ErrLeaseLost, and store.ErrNotFound too if the row is gone.
+func (s *Store) leaseLost(ctx context.Context, op, sessionID, provider string) error {
+	var exists bool
+	if err := s.pool.QueryRow(ctx, existsSQL, sessionID, provider).Scan(&exists); err != nil {
+		return mapError(ctx, op, err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: %w: postgres %s: no row for this session and provider", store.ErrLeaseLost, store.ErrNotFound, op)
+	}
+	return fmt.Errorf("%w: postgres %s: the lease was taken over or the row changed", store.ErrLeaseLost, op)
+}
+
+// scanRow reads one row selected with columns, followed by the columns
+// read into extra.
+func scanRow(r pgx.Row, extra ...any) (store.Row, error) {
 	var (
 		row                         store.Row
 		expiresAt, sessionExpiresAt pgtype.Timestamptz
 	)
-	err := r.Scan(
+	dest := []any{
 		&row.SessionID, &row.Provider,
 		&row.AccessToken, &row.RefreshToken, &row.IDToken, &row.TokenType,
 		&expiresAt, &row.Subject, &row.ClientID, &row.UpstreamSubject, &sessionExpiresAt,
-		&row.NeedsReauth, &row.CreatedAt, &row.UpdatedAt,
-	)
+		&row.NeedsReauth, &row.CreatedAt, &row.UpdatedAt, &row.Version,
+	}
+	err := r.Scan(append(dest, extra...)...)
 	if err != nil {
 		return store.Row{}, err
 	}
@@ -262,6 +421,16 @@ func scanRow(r pgx.Row) (store.Row, error) {
 	row.CreatedAt = row.CreatedAt.UTC()
 	row.UpdatedAt = row.UpdatedAt.UTC()
 	return row, nil
+}
+
+func checkLease(sessionID, provider, owner string) error {
+	if err := checkKey(sessionID, provider); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("%w: lease owner is empty", store.ErrInvalid)
+	}
+	return nil
 }
 
 func checkKey(sessionID, provider string) error {

@@ -3,7 +3,9 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,6 +75,14 @@ func TestUnreachableDatabase(t *testing.T) {
 		{"UpdateTokens", func() error { _, err := s.UpdateTokens(ctx, "s1", "github", r.Tokens); return err }},
 		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "") }},
+		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
+		{"CompleteRefresh", func() error {
+			_, err := s.CompleteRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, r.Tokens)
+			return err
+		}},
+		{"ReleaseRefresh", func() error {
+			return s.ReleaseRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, true)
+		}},
 	}
 	for _, tt := range calls {
 		err := tt.call()
@@ -169,5 +179,97 @@ func TestNewFromPoolLeavesPoolOpen(t *testing.T) {
 	s.Close()
 	if err := pool.Ping(t.Context()); err != nil {
 		t.Errorf("pool.Ping after Store.Close = %v, want the caller's pool still open", err)
+	}
+}
+
+// TestLeaseAcrossStores plays two replicas, each with its own pool, on one
+// database: they agree on one holder, the lease lives in the row, timed by
+// the database's clock, and no connection is held while it is.
+func TestLeaseAcrossStores(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := t.Context()
+	pools := make([]*pgxpool.Pool, 2)
+	stores := make([]*postgres.Store, 2)
+	for i := range pools {
+		pool, err := pgxpool.New(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		pools[i] = pool
+		stores[i] = postgres.NewFromPool(pool)
+	}
+	if err := stores[0].Put(ctx, row("s1", "github")); err != nil {
+		t.Fatal(err)
+	}
+
+	const claimers = 20
+	var (
+		wg     sync.WaitGroup
+		claims [claimers]store.Claim
+		errs   [claimers]error
+	)
+	for i := range claimers {
+		wg.Go(func() {
+			claims[i], errs[i] = stores[i%2].ClaimRefresh(ctx, "s1", "github", fmt.Sprintf("owner-%d", i), time.Minute)
+		})
+	}
+	wg.Wait()
+	holders := 0
+	var lease store.Lease
+	for i := range claims {
+		if errs[i] != nil {
+			t.Fatalf("claimer %d: %v", i, errs[i])
+		}
+		if claims[i].Held {
+			holders++
+			lease = claims[i].Lease
+		}
+	}
+	if holders != 1 {
+		t.Fatalf("%d holders across two stores, want 1", holders)
+	}
+	for i, pool := range pools {
+		if n := pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("pool %d: %d connections acquired while the lease is held, want 0", i, n)
+		}
+	}
+
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var (
+		owner    *string
+		leftSecs float64
+	)
+	err = conn.QueryRow(ctx, `SELECT lease_owner, extract(epoch FROM lease_until - now())::float8 FROM upstream_tokens`).Scan(&owner, &leftSecs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner == nil || *owner != lease.Owner || leftSecs <= 0 || leftSecs > 60 {
+		t.Errorf("lease columns: owner %v, %vs left by the database's clock; want %q, in (0, 60]", owner, leftSecs, lease.Owner)
+	}
+
+	// The database's clock decides: move the lease into the past and
+	// another replica takes over at once.
+	if _, err := conn.Exec(ctx, `UPDATE upstream_tokens SET lease_until = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	other := stores[0]
+	if c, err := other.ClaimRefresh(ctx, "s1", "github", "taker", time.Minute); err != nil || !c.Held {
+		t.Fatalf("ClaimRefresh after the lease ended by the database's clock = %+v, %v; want held", c, err)
+	}
+	if _, err := stores[1].CompleteRefresh(ctx, "s1", "github", lease, row("s1", "github").Tokens); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("CompleteRefresh by the replaced holder = %v, want ErrLeaseLost", err)
+	}
+
+	if _, err := stores[1].CompleteRefresh(ctx, "s1", "github", store.Lease{Owner: "taker", Version: lease.Version}, store.Tokens{AccessToken: "at-new"}); err != nil {
+		t.Fatalf("CompleteRefresh by the taker = %v", err)
+	}
+	var cleared bool
+	if err := conn.QueryRow(ctx, `SELECT lease_owner IS NULL AND lease_until IS NULL FROM upstream_tokens`).Scan(&cleared); err != nil || !cleared {
+		t.Errorf("lease columns cleared after CompleteRefresh: %v (%v), want true", cleared, err)
 	}
 }

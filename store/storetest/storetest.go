@@ -4,6 +4,10 @@
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) store.Store { return memory.New() })
 //	}
+//
+// The refresh lease tests need time to pass by the store's clock. A store
+// that implements Advancer has its clock moved forward; any other store is
+// waited for with time.Sleep, a few hundred milliseconds at a time.
 package storetest
 
 import (
@@ -38,6 +42,16 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReturnsCopies", testReturnsCopies},
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"CancelledContext", testCancelledContext},
+		{"Versions", testVersions},
+		{"ClaimFree", testClaimFree},
+		{"ClaimHeld", testClaimHeld},
+		{"ClaimAfterExpiry", testClaimAfterExpiry},
+		{"CompleteAfterOwnExpiry", testCompleteAfterOwnExpiry},
+		{"CompleteRefresh", testCompleteRefresh},
+		{"WritesSupersedeLease", testWritesSupersedeLease},
+		{"ReleaseRefresh", testReleaseRefresh},
+		{"ConcurrentClaims", testConcurrentClaims},
+		{"LeaseMissingRow", testLeaseMissingRow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,6 +59,21 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			tt.fn(t, newStore(t))
 		})
 	}
+}
+
+// Advancer is implemented by a store under test whose clock the suite may
+// move forward by d, instead of waiting for d to pass.
+type Advancer interface {
+	Advance(d time.Duration)
+}
+
+// pass lets d pass by the store's clock.
+func pass(s store.Store, d time.Duration) {
+	if a, ok := s.(Advancer); ok {
+		a.Advance(d)
+		return
+	}
+	time.Sleep(d)
 }
 
 // timeIn returns a fixed time with microsecond precision in a zone other than
@@ -455,6 +484,44 @@ func testInvalid(t *testing.T, s store.Store) {
 		{"MarkReauth empty provider", func(ctx context.Context) error { return s.MarkReauth(ctx, "s1", "") }},
 		{"Delete empty session", func(ctx context.Context) error { return s.Delete(ctx, "", "github") }},
 		{"Delete empty session and provider", func(ctx context.Context) error { return s.Delete(ctx, "", "") }},
+		{"ClaimRefresh empty session", func(ctx context.Context) error {
+			_, err := s.ClaimRefresh(ctx, "", "github", "owner", time.Minute)
+			return err
+		}},
+		{"ClaimRefresh empty provider", func(ctx context.Context) error {
+			_, err := s.ClaimRefresh(ctx, "s1", "", "owner", time.Minute)
+			return err
+		}},
+		{"ClaimRefresh empty owner", func(ctx context.Context) error {
+			_, err := s.ClaimRefresh(ctx, "s1", "github", "", time.Minute)
+			return err
+		}},
+		{"ClaimRefresh zero ttl", func(ctx context.Context) error {
+			_, err := s.ClaimRefresh(ctx, "s1", "github", "owner", 0)
+			return err
+		}},
+		{"ClaimRefresh negative ttl", func(ctx context.Context) error {
+			_, err := s.ClaimRefresh(ctx, "s1", "github", "owner", -time.Second)
+			return err
+		}},
+		{"CompleteRefresh empty session", func(ctx context.Context) error {
+			_, err := s.CompleteRefresh(ctx, "", "github", store.Lease{Owner: "owner", Version: 1}, store.Tokens{AccessToken: "at"})
+			return err
+		}},
+		{"CompleteRefresh empty owner", func(ctx context.Context) error {
+			_, err := s.CompleteRefresh(ctx, "s1", "github", store.Lease{Version: 1}, store.Tokens{AccessToken: "at"})
+			return err
+		}},
+		{"CompleteRefresh empty access token", func(ctx context.Context) error {
+			_, err := s.CompleteRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, store.Tokens{RefreshToken: "rt"})
+			return err
+		}},
+		{"ReleaseRefresh empty provider", func(ctx context.Context) error {
+			return s.ReleaseRefresh(ctx, "s1", "", store.Lease{Owner: "owner", Version: 1}, true)
+		}},
+		{"ReleaseRefresh empty owner", func(ctx context.Context) error {
+			return s.ReleaseRefresh(ctx, "s1", "github", store.Lease{Version: 1}, true)
+		}},
 	}
 	for _, tt := range calls {
 		t.Run(tt.name, func(t *testing.T) {
@@ -463,8 +530,17 @@ func testInvalid(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	if d := diff(valid, mustGet(t, s, "s1", "github")); d != "" {
+	got := mustGet(t, s, "s1", "github")
+	if d := diff(valid, got); d != "" {
 		t.Errorf("row changed by refused calls: %s", d)
+	}
+	if got.Version != 1 {
+		t.Errorf("Version = %d after refused calls, want 1", got.Version)
+	}
+	// None of the refused claims took the lease.
+	c := mustClaim(t, s, "s1", "github", "after-refused", time.Minute)
+	if !c.Held {
+		t.Errorf("ClaimRefresh after refused claims: not held (remaining %v)", c.Remaining)
 	}
 }
 
@@ -534,6 +610,7 @@ func testConcurrentPuts(t *testing.T, s store.Store) {
 
 func testCancelledContext(t *testing.T, s store.Store) {
 	mustPut(t, s, fullRow("s1", "github"))
+	lease := mustHold(t, s, "s1", "github", "holder", time.Minute)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	row := fullRow("s1", "github")
@@ -549,6 +626,12 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "github") }},
 		{"Delete session", func() error { return s.Delete(ctx, "s1", "") }},
+		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
+		{"CompleteRefresh", func() error {
+			_, err := s.CompleteRefresh(ctx, "s1", "github", lease, row.Tokens)
+			return err
+		}},
+		{"ReleaseRefresh", func() error { return s.ReleaseRefresh(ctx, "s1", "github", lease, true) }},
 	}
 	for _, tt := range calls {
 		t.Run(tt.name, func(t *testing.T) {
@@ -567,5 +650,9 @@ func testCancelledContext(t *testing.T, s store.Store) {
 	}
 	if d := diff(fullRow("s1", "github"), mustGet(t, s, "s1", "github")); d != "" {
 		t.Errorf("row changed by calls with a cancelled context: %s", d)
+	}
+	// The lease is still held: the calls did nothing.
+	if err := s.ReleaseRefresh(t.Context(), "s1", "github", lease, false); err != nil {
+		t.Errorf("ReleaseRefresh after calls with a cancelled context = %v, want nil", err)
 	}
 }

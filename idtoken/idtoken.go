@@ -1,0 +1,464 @@
+// Package idtoken verifies OpenID Connect ID tokens that an upstream provider
+// returns from a refresh, against that provider's issuer keys.
+//
+// A Verifier holds one configuration per provider name. The issuer's keys are
+// found by OIDC discovery (Issuer + "/.well-known/openid-configuration"),
+// done lazily on the first Verify for that provider and cached for the life
+// of the Verifier, or read straight from Provider.JWKSURL when it is set.
+//
+// Errors fall in two classes that callers must tell apart with errors.Is:
+// ErrInvalid means the token itself was refused (a permanent failure), and
+// upstreamtoken.ErrUpstreamUnavailable means the issuer's discovery document
+// or key set could not be obtained, so the token may well be fine and the
+// caller should retry later. No error ever carries the raw token.
+package idtoken
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/extauthz/extauthz/upstreamtoken"
+)
+
+// ErrInvalid wraps every rejection of an ID token (bad signature, wrong
+// issuer, audience, expired, no sub): a permanent failure.
+var ErrInvalid = errors.New("idtoken: invalid ID token")
+
+const (
+	// leeway is how long after its exp a token is still accepted, to absorb
+	// clock skew between this service and the provider.
+	leeway = time.Minute
+	// defaultRetryInterval is the least time between two discovery attempts
+	// for one provider after one failed.
+	defaultRetryInterval = 5 * time.Second
+	// defaultHTTPTimeout bounds every discovery and key-set request when the
+	// HTTP client has no time-out of its own.
+	defaultHTTPTimeout = 10 * time.Second
+	// maxDetail bounds how much of an upstream error message (which may quote
+	// a response body) is copied into our error text.
+	maxDetail = 256
+)
+
+// signingAlgs is the allow-list of signature algorithms: asymmetric only,
+// so that neither HS* (a shared secret the provider's clients also know) nor
+// "none" is ever accepted.
+var signingAlgs = []string{
+	oidc.RS256, oidc.RS384, oidc.RS512,
+	oidc.PS256, oidc.PS384, oidc.PS512,
+	oidc.ES256, oidc.ES384, oidc.ES512,
+	oidc.EdDSA,
+}
+
+// Provider is the ID-token configuration of one upstream provider.
+type Provider struct {
+	// Issuer is the provider's OIDC issuer URL; it must equal the tokens'
+	// iss claim exactly. An empty Issuer means ID tokens from this provider
+	// are not verified (Has reports false).
+	Issuer string
+	// ClientID is our client ID at the provider; the tokens' aud must
+	// contain it.
+	ClientID string
+	// JWKSURL, when set, is the issuer's key-set URL and discovery is
+	// skipped.
+	JWKSURL string
+}
+
+// Option configures a Verifier.
+type Option func(*options)
+
+type options struct {
+	client        *http.Client
+	now           func() time.Time
+	retryInterval time.Duration
+}
+
+// WithHTTPClient sets the HTTP client used for discovery and key-set
+// requests. A client without a Timeout is used with a 10 s time-out (on a
+// copy), because key-set fetches are shared by all callers and run on no
+// caller's context: only the client's time-out can end a hung fetch.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) { o.client = c }
+}
+
+// WithNow sets the clock used to check the tokens' exp and nbf and to space
+// discovery retries. The default is time.Now.
+func WithNow(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// withRetryInterval sets the least time between discovery attempts after a
+// failure (tests).
+func withRetryInterval(d time.Duration) Option {
+	return func(o *options) { o.retryInterval = d }
+}
+
+// Verifier verifies ID tokens for a fixed set of providers. It is safe for
+// concurrent use.
+type Verifier struct {
+	opts      options
+	providers map[string]*provider
+}
+
+// provider is the state of one configured provider. Once verifier is set it
+// never changes.
+type provider struct {
+	name string
+	cfg  Provider
+
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+	pending  *discovery // the discovery in flight, if any
+	failErr  error      // the cause of the last failed discovery
+	failAt   time.Time  // when it failed
+}
+
+// discovery is one discovery attempt that several callers may wait for. Its
+// result fields are written before done is closed.
+type discovery struct {
+	done     chan struct{}
+	verifier *oidc.IDTokenVerifier
+	err      error
+}
+
+// New validates the configuration of every provider that has an Issuer
+// (Issuer and, when set, JWKSURL absolute http or https URLs; ClientID
+// non-empty) and returns a Verifier for them; providers is keyed by provider
+// name. A provider without Issuer is not verified, and setting its JWKSURL
+// or nothing else is a configuration error. Every problem is reported, in
+// one error. New does no network I/O.
+func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
+	o := options{now: time.Now, retryInterval: defaultRetryInterval}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	switch {
+	case o.client == nil:
+		o.client = &http.Client{Timeout: defaultHTTPTimeout}
+	case o.client.Timeout <= 0:
+		c := *o.client
+		c.Timeout = defaultHTTPTimeout
+		o.client = &c
+	}
+
+	names := make([]string, 0, len(providers))
+	for name := range providers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	v := &Verifier{opts: o, providers: make(map[string]*provider)}
+	var errs []error
+	for _, name := range names {
+		cfg := providers[name]
+		if cfg.Issuer == "" {
+			if cfg.JWKSURL != "" {
+				errs = append(errs, fmt.Errorf("idtoken: provider %q: jwks_url is set but issuer is not", name))
+			}
+			continue
+		}
+		bad := false
+		if !isHTTPURL(cfg.Issuer) {
+			errs = append(errs, fmt.Errorf("idtoken: provider %q: issuer must be an absolute http(s) URL", name))
+			bad = true
+		}
+		if cfg.ClientID == "" {
+			errs = append(errs, fmt.Errorf("idtoken: provider %q: client_id is required to verify ID tokens", name))
+			bad = true
+		}
+		if cfg.JWKSURL != "" && !isHTTPURL(cfg.JWKSURL) {
+			errs = append(errs, fmt.Errorf("idtoken: provider %q: jwks_url must be an absolute http(s) URL", name))
+			bad = true
+		}
+		if bad {
+			continue
+		}
+		p := &provider{name: name, cfg: cfg}
+		if cfg.JWKSURL != "" {
+			p.verifier = v.newOIDCVerifier(cfg, cfg.JWKSURL)
+		}
+		v.providers[name] = p
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return v, nil
+}
+
+// Has reports whether provider has ID-token verification configured.
+func (v *Verifier) Has(provider string) bool {
+	_, ok := v.providers[provider]
+	return ok
+}
+
+// Verify checks raw against the provider's issuer keys and returns the
+// token's sub. It requires a signature by one of the issuer's keys with an
+// asymmetric algorithm, iss equal to the configured Issuer, aud containing
+// the ClientID, an exp not more than one minute past, an nbf not in the
+// future, and a non-empty sub.
+//
+// The issuer's keys come from discovery, done on the first call for the
+// provider and cached; if it fails, later calls try again, at most once per
+// 5 s, and in between fail at once. Concurrent callers share one discovery
+// and one key-set fetch, which run on no caller's context: a caller whose
+// ctx ends stops waiting, and the work goes on for the others.
+//
+// A rejection of the token wraps ErrInvalid. Discovery or key set
+// unreachable (or answering badly, or a caller's ctx ending while it waits
+// for them) wraps upstreamtoken.ErrUpstreamUnavailable: the token may be
+// fine, retry later. Verify for a provider that Has reports false for
+// returns an error wrapping neither.
+func (v *Verifier) Verify(ctx context.Context, provider, raw string) (subject string, err error) {
+	p, ok := v.providers[provider]
+	if !ok {
+		return "", fmt.Errorf("idtoken: provider %q has no ID-token verification configured", provider)
+	}
+	verifier, err := v.verifierFor(ctx, p)
+	if err != nil {
+		return "", err
+	}
+
+	// go-oidc formats the key set's error with %v, which loses it; the key
+	// set records it here instead.
+	var fetch fetchFailure
+	tok, err := verifier.Verify(context.WithValue(ctx, fetchFailureKey{}, &fetch), raw)
+	if err != nil {
+		if fetch.err != nil {
+			return "", unavailable(p.name, "fetching the issuer's keys", fetch.err)
+		}
+		return "", invalid(p.name, reason(err, raw))
+	}
+	if tok.Subject == "" {
+		return "", invalid(p.name, "token has no sub")
+	}
+	return tok.Subject, nil
+}
+
+// verifierFor returns p's go-oidc verifier, running or joining discovery if
+// there is none yet. No lock is held across network I/O.
+func (v *Verifier) verifierFor(ctx context.Context, p *provider) (*oidc.IDTokenVerifier, error) {
+	p.mu.Lock()
+	if p.verifier != nil {
+		ver := p.verifier
+		p.mu.Unlock()
+		return ver, nil
+	}
+	d := p.pending
+	if d == nil {
+		if p.failErr != nil && v.opts.now().Sub(p.failAt) < v.opts.retryInterval {
+			cause := p.failErr
+			p.mu.Unlock()
+			return nil, unavailable(p.name, "OIDC discovery failed recently", cause)
+		}
+		d = &discovery{done: make(chan struct{})}
+		p.pending = d
+		go v.discover(p, d)
+	}
+	p.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+		return nil, unavailable(p.name, "waiting for OIDC discovery", ctx.Err())
+	case <-d.done:
+	}
+	if d.err != nil {
+		return nil, unavailable(p.name, "OIDC discovery", d.err)
+	}
+	return d.verifier, nil
+}
+
+// discover fetches p's discovery document, builds its verifier and publishes
+// the outcome to p and to d's waiters. It runs on a context of its own,
+// bounded by the HTTP client's time-out.
+func (v *Verifier) discover(p *provider, d *discovery) {
+	ver, err := v.fetchVerifier(p.cfg)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err == nil {
+		p.verifier = ver
+		p.failErr = nil
+	} else {
+		p.failErr = err
+		p.failAt = v.opts.now()
+	}
+	p.pending = nil
+	d.verifier, d.err = ver, err
+	close(d.done)
+}
+
+func (v *Verifier) fetchVerifier(cfg Provider) (*oidc.IDTokenVerifier, error) {
+	ctx := oidc.ClientContext(context.Background(), v.opts.client)
+	op, err := oidc.NewProvider(ctx, cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		JWKSURL string `json:"jwks_uri"`
+	}
+	if err := op.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("reading discovery document: %w", err)
+	}
+	if !isHTTPURL(meta.JWKSURL) {
+		return nil, errors.New("discovery document has no absolute http(s) jwks_uri")
+	}
+	return v.newOIDCVerifier(cfg, meta.JWKSURL), nil
+}
+
+func (v *Verifier) newOIDCVerifier(cfg Provider, jwksURL string) *oidc.IDTokenVerifier {
+	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.opts.client), jwksURL)
+	now := v.opts.now
+	return oidc.NewVerifier(cfg.Issuer, &recordingKeySet{keys: keys}, &oidc.Config{
+		ClientID:             cfg.ClientID,
+		SupportedSigningAlgs: signingAlgs,
+		// Shifting the clock back gives exp its leeway (and makes go-oidc's
+		// own 5 min nbf leeway 4 min).
+		Now: func() time.Time { return now().Add(-leeway) },
+	})
+}
+
+// fetchFailureKey is the context key under which Verify passes a
+// *fetchFailure to recordingKeySet.
+type fetchFailureKey struct{}
+
+// fetchFailure receives the error of a failed key-set fetch during one
+// Verify call. Only the goroutine of that call touches it.
+type fetchFailure struct{ err error }
+
+// recordingKeySet wraps go-oidc's RemoteKeySet to tell a failed key fetch
+// from a bad signature. go-oidc v3 returns a fetch failure as
+// fmt.Errorf("fetching keys %w", err), the only error from
+// RemoteKeySet.VerifySignature that wraps another (a signature that no key
+// verifies is errors.New); the tests pin this down.
+type recordingKeySet struct {
+	keys oidc.KeySet
+}
+
+func (k *recordingKeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	payload, err := k.keys.VerifySignature(ctx, jwt)
+	if err != nil && errors.Unwrap(err) != nil {
+		if f, ok := ctx.Value(fetchFailureKey{}).(*fetchFailure); ok {
+			f.err = err
+		}
+	}
+	return payload, err
+}
+
+// reason turns a go-oidc verification error into a short description that
+// never contains the raw token. Only go-oidc's issuer and audience messages
+// are passed on (they quote the claim, which helps find a misconfiguration);
+// every other message is replaced.
+func reason(err error, raw string) string {
+	var expired *oidc.TokenExpiredError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &expired) && expired.Expiry.IsZero():
+		return "token has no exp"
+	case errors.As(err, &expired):
+		return "token expired at " + expired.Expiry.UTC().Format(time.RFC3339)
+	case strings.HasPrefix(msg, "oidc: id token issued by a different provider"),
+		strings.HasPrefix(msg, "oidc: expected audience"):
+		if strings.Contains(msg, raw) {
+			return "wrong issuer or audience"
+		}
+		return truncate(strings.TrimPrefix(msg, "oidc: "))
+	case strings.HasPrefix(msg, "oidc: malformed jwt"):
+		if alg, ok := headerAlg(raw); ok && !allowedAlg(alg) {
+			return fmt.Sprintf("signing algorithm %.16q is not allowed", alg)
+		}
+		return "malformed JWT"
+	case strings.HasPrefix(msg, "failed to verify signature"):
+		return "signature not verified by any of the issuer's keys"
+	case strings.HasPrefix(msg, "oidc: current time") && strings.Contains(msg, "nbf"):
+		return "token not yet valid (nbf)"
+	case strings.HasPrefix(msg, "oidc: failed to unmarshal claims"):
+		return "claims are not a valid ID token payload"
+	case strings.HasPrefix(msg, "oidc: id token not signed"),
+		strings.HasPrefix(msg, "oidc: multiple signatures"):
+		return "token must carry exactly one signature"
+	default:
+		return "token refused"
+	}
+}
+
+// headerAlg reads the alg of a compact JWS header, for the error message.
+func headerAlg(raw string) (string, bool) {
+	seg, _, ok := strings.Cut(raw, ".")
+	if !ok || len(seg) > 4096 {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return "", false
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return "", false
+	}
+	return h.Alg, true
+}
+
+func allowedAlg(alg string) bool {
+	for _, a := range signingAlgs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+func invalid(provider, reason string) error {
+	return fmt.Errorf("%w (provider %q): %s", ErrInvalid, provider, reason)
+}
+
+// unavailableError wraps upstreamtoken.ErrUpstreamUnavailable and its cause,
+// with the cause's text truncated (it may quote a whole response body).
+type unavailableError struct {
+	msg   string
+	cause error
+}
+
+func (e *unavailableError) Error() string { return e.msg }
+
+func (e *unavailableError) Unwrap() []error {
+	return []error{upstreamtoken.ErrUpstreamUnavailable, e.cause}
+}
+
+func unavailable(provider, what string, cause error) error {
+	return &unavailableError{
+		msg:   fmt.Sprintf("%v: idtoken: provider %q: %s: %s", upstreamtoken.ErrUpstreamUnavailable, provider, what, truncate(cause.Error())),
+		cause: cause,
+	}
+}
+
+func truncate(s string) string {
+	if len(s) <= maxDetail {
+		return s
+	}
+	// Cut on a rune boundary.
+	i := maxDetail
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return s[:i] + "…"
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}

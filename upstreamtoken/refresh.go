@@ -1,0 +1,331 @@
+package upstreamtoken
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/extauthz/extauthz/store"
+)
+
+// IDTokenVerifier verifies ID tokens returned by a refresh, for the
+// providers it knows (OIDC providers with an issuer). Verify returns the
+// token's subject; a rejection of the token wraps ErrRefreshFailed or any
+// error that is not ErrUpstreamUnavailable, which means the issuer's keys
+// could not be fetched.
+type IDTokenVerifier interface {
+	Has(provider string) bool
+	Verify(ctx context.Context, provider, raw string) (subject string, err error)
+}
+
+// pollInterval is how often a process waiting for another process's refresh
+// looks at the row again.
+const pollInterval = 50 * time.Millisecond
+
+// maxPersistAttempts bounds the writes of one refresh's result.
+const maxPersistAttempts = 5
+
+// SessionHash returns a short, stable, non-reversible label for a session
+// ID, fit for logs.
+func SessionHash(sessionID string) string {
+	sum := sha256.Sum256([]byte(sessionID))
+	return hex.EncodeToString(sum[:6])
+}
+
+func defaultOwner() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// refresh renews row's access token. Callers in this process that find the
+// same row expired at the same moment share one refresh, which runs on a
+// context none of them owns, so a caller giving up (an Envoy time-out) does
+// not abort the redemption for the others or lose a rotated refresh token.
+// The result is stored before anyone sees it.
+func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.Tokens, error) {
+	if row.NeedsReauth {
+		return store.Tokens{}, fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, row.Provider)
+	}
+	if s.refresher == nil || row.RefreshToken == "" {
+		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
+	}
+	key := row.SessionID + "\x00" + row.Provider + "\x00" + row.Subject + "\x00" + row.ClientID
+	ch := s.flights.DoChan(key, func() (any, error) {
+		// Waiting out another process's lease, redeeming and storing each
+		// have their own bound; this one covers them all.
+		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lockTimeout+s.refreshTimeout+s.persistTimeout)
+		defer cancel()
+		return s.coordinate(shared, row)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return store.Tokens{}, r.Err
+		}
+		return r.Val.(store.Tokens), nil
+	case <-ctx.Done():
+		return store.Tokens{}, fmt.Errorf("%w: waiting for refresh at provider %q: %w", ErrUpstreamUnavailable, row.Provider, ctx.Err())
+	}
+}
+
+// coordinate makes sure that of all the processes sharing the store exactly
+// one redeems the row's refresh token, and that the others get its result.
+//
+// It claims the row's refresh lease, which also re-reads the row: if another
+// process has refreshed it meanwhile, the stored token is served and nothing
+// is redeemed. While another process holds a live lease it polls the row
+// until that process stores its result or its lease lapses (it died or hung),
+// then claims the lease itself.
+func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store.Tokens, error) {
+	log := s.log.With("provider", row.Provider, "session", SessionHash(row.SessionID))
+	for {
+		if wait := s.backoff.remaining(row.Provider); wait > 0 {
+			log.Debug("refresh", "outcome", "backing_off", "retry_after", wait)
+			return store.Tokens{}, &backoffError{provider: row.Provider, wait: wait}
+		}
+		claimStart := time.Now()
+		claim, err := s.storage.ClaimRefresh(ctx, row.SessionID, row.Provider, s.owner+":"+randomID(), s.lockTimeout)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return store.Tokens{}, fmt.Errorf("%w: session deleted before refresh at provider %q", ErrSessionNotFound, row.Provider)
+		case err != nil:
+			return store.Tokens{}, storeErr(err)
+		}
+		cur := claim.Row
+		if err := s.redeemable(row, cur); err != nil {
+			s.release(ctx, claim, false)
+			return store.Tokens{}, err
+		}
+		if !cur.Expired(s.now(), s.skew) {
+			s.release(ctx, claim, false)
+			log.Info("refresh", "outcome", "skipped", "why", "already refreshed")
+			return cur.Tokens, nil
+		}
+		if !claim.Held {
+			if !sleep(ctx, min(pollInterval, max(claim.Remaining, time.Millisecond))) {
+				return store.Tokens{}, fmt.Errorf("%w: waiting for another process's refresh at provider %q: %w", ErrUpstreamUnavailable, row.Provider, ctx.Err())
+			}
+			continue
+		}
+		// A process paused (GC, SIGSTOP) between claiming and redeeming may
+		// have seen its lease lapse and another process take over: it must
+		// not redeem then. What is left of the lease must still cover the
+		// provider call and the write.
+		if time.Since(claimStart) > s.lockTimeout-s.refreshTimeout-s.persistTimeout {
+			s.release(ctx, claim, false)
+			continue
+		}
+		return s.redeem(ctx, log, cur, claim.Lease)
+	}
+}
+
+// redeemable reports why the current row must not be refreshed for a caller
+// that read row earlier, if it must not.
+func (s *InProcessService) redeemable(row, cur store.Row) error {
+	switch {
+	case cur.Subject != row.Subject || cur.ClientID != row.ClientID:
+		return ErrInvalidBinding
+	case cur.NeedsReauth:
+		return fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, cur.Provider)
+	case cur.RefreshToken == "" && cur.Expired(s.now(), s.skew):
+		return fmt.Errorf("%w: provider %q", ErrNoRefreshToken, cur.Provider)
+	}
+	return nil
+}
+
+// redeem calls the provider once with the lease held, checks the answer and
+// stores it.
+func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease) (store.Tokens, error) {
+	start := time.Now()
+	rctx, cancel := context.WithTimeout(ctx, s.refreshTimeout)
+	t, err := s.refresher.Refresh(rctx, cur.Provider, cur.RefreshToken)
+	cancel()
+	if err != nil {
+		permanent := errors.Is(err, ErrRefreshFailed)
+		if permanent {
+			log.Info("refresh", "outcome", "refused", "duration", time.Since(start), "error", err)
+		} else {
+			wait := s.backoff.fail(cur.Provider, RetryAfter(err))
+			log.Warn("refresh", "outcome", "unavailable", "duration", time.Since(start), "backoff", wait, "error", err)
+		}
+		// A refusal is recorded so that no process redeems the token again.
+		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, permanent)
+		return store.Tokens{}, err
+	}
+	s.backoff.succeed(cur.Provider)
+	if t.RefreshToken == "" {
+		t.RefreshToken = cur.RefreshToken
+	}
+	if t.TokenType == "" {
+		t.TokenType = "Bearer"
+	}
+	if t.IDToken == "" {
+		t.IDToken = cur.IDToken
+	} else if err := s.checkIDToken(ctx, log, cur, &t); err != nil {
+		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, true)
+		return store.Tokens{}, err
+	}
+	stored, err := s.persist(ctx, log, cur, lease, t)
+	if err == nil {
+		log.Info("refresh", "outcome", "ok", "duration", time.Since(start))
+	}
+	return stored, err
+}
+
+// checkIDToken verifies a refreshed ID token for an OIDC provider: its
+// signature and issuer, and that its subject is the stored upstream subject
+// (when one is stored). A rejection is permanent. When the issuer's keys
+// cannot be fetched the new access and refresh tokens are still kept (the
+// refresh token may have been rotated) but the unverified ID token is not:
+// the previous one stays.
+func (s *InProcessService) checkIDToken(ctx context.Context, log *slog.Logger, cur store.Row, t *store.Tokens) error {
+	if s.idTokens == nil || !s.idTokens.Has(cur.Provider) {
+		return nil
+	}
+	sub, err := s.idTokens.Verify(ctx, cur.Provider, t.IDToken)
+	switch {
+	case errors.Is(err, ErrUpstreamUnavailable):
+		log.Warn("refresh: ID token not verifiable now; keeping the previous one", "error", err)
+		t.IDToken = cur.IDToken
+		return nil
+	case err != nil:
+		log.Warn("refresh", "outcome", "refused", "why", "invalid ID token", "error", err)
+		return fmt.Errorf("%w: provider %q returned an invalid ID token: %w", ErrRefreshFailed, cur.Provider, err)
+	case cur.UpstreamSubject != "" && sub != cur.UpstreamSubject:
+		log.Warn("refresh", "outcome", "refused", "why", "ID token subject differs from the stored upstream subject")
+		return fmt.Errorf("%w: provider %q returned an ID token for another subject", ErrRefreshFailed, cur.Provider)
+	}
+	return nil
+}
+
+// persist stores refreshed tokens and releases the lease. The provider may
+// have rotated the refresh token, so the write has a budget of its own and
+// is retried while the store's failure is passing. If the row changed since
+// the claim (a new login wrote it), the newer row wins.
+func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, t store.Tokens) (store.Tokens, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
+	defer cancel()
+	var err error
+	wait := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err = s.storage.CompleteRefresh(ctx, cur.SessionID, cur.Provider, lease, t)
+		switch {
+		case err == nil:
+			return t, nil
+		case errors.Is(err, store.ErrNotFound):
+			return store.Tokens{}, fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, cur.Provider)
+		case errors.Is(err, store.ErrLeaseLost):
+			log.Warn("refresh", "outcome", "superseded", "why", "the row changed during the refresh; its new content wins")
+			return store.Tokens{}, fmt.Errorf("%w: the session changed during the refresh at provider %q; retry", ErrUpstreamUnavailable, cur.Provider)
+		}
+		if !errors.Is(err, store.ErrUnavailable) || attempt == maxPersistAttempts || !sleep(ctx, wait) {
+			break
+		}
+		wait *= 2
+	}
+	log.Error("refresh", "outcome", "not_stored", "why", "the store failed; the provider's new tokens are lost and the next refresh may need re-authentication", "error", err)
+	return store.Tokens{}, fmt.Errorf("%w: refreshed tokens for provider %q could not be stored: %w", ErrUpstreamUnavailable, cur.Provider, err)
+}
+
+// release gives up a held lease, marking the row for re-authentication when
+// reauth is set. It has its own short budget so that it happens even when the
+// caller's context is done; a lease already lost needs no release.
+func (s *InProcessService) release(ctx context.Context, c store.Claim, reauth bool) {
+	if !c.Held {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
+	defer cancel()
+	err := s.storage.ReleaseRefresh(ctx, c.Row.SessionID, c.Row.Provider, c.Lease, reauth)
+	if err != nil && !errors.Is(err, store.ErrLeaseLost) && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("refresh: releasing the lease failed; it lapses by itself", "provider", c.Row.Provider,
+			"session", SessionHash(c.Row.SessionID), "reauth", reauth, "error", err)
+	}
+}
+
+// sleep waits for d and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// backoff pauses refreshes at a provider after passing failures.
+type backoff struct {
+	min, max time.Duration
+	now      func() time.Time
+	mu       sync.Mutex
+	state    map[string]backoffState
+}
+
+type backoffState struct {
+	until time.Time
+	next  time.Duration
+}
+
+// remaining returns how long refreshes at provider are still paused.
+func (b *backoff) remaining(provider string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.state[provider]
+	if !ok {
+		return 0
+	}
+	return max(st.until.Sub(b.now()), 0)
+}
+
+// fail records a passing failure with the provider's retry hint and returns
+// the pause it starts.
+func (b *backoff) fail(provider string, hint time.Duration) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == nil {
+		b.state = make(map[string]backoffState)
+	}
+	d := b.min
+	if st, ok := b.state[provider]; ok {
+		d = st.next
+	}
+	d = min(max(d, hint), max(b.max, hint))
+	b.state[provider] = backoffState{until: b.now().Add(d), next: min(2*d, b.max)}
+	return d
+}
+
+// succeed ends the pause at provider.
+func (b *backoff) succeed(provider string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.state, provider)
+}
+
+// backoffError is returned while refreshes at a provider are paused.
+type backoffError struct {
+	provider string
+	wait     time.Duration
+}
+
+func (e *backoffError) Error() string {
+	return fmt.Sprintf("upstreamtoken: provider %q failed recently; refreshes paused for %v", e.provider, e.wait.Round(time.Millisecond))
+}
+
+func (e *backoffError) Unwrap() error             { return ErrUpstreamUnavailable }
+func (e *backoffError) RetryAfter() time.Duration { return e.wait }
