@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // Config is the whole configuration. Field names follow the YAML keys.
@@ -33,7 +36,29 @@ type Config struct {
 	Refresh          Refresh             `yaml:"refresh"`
 	Deny             Deny                `yaml:"deny"`
 	Log              Log                 `yaml:"log"`
+	Encryption       Encryption          `yaml:"encryption"`
+
+	keyring *tokencrypt.Keyring
 }
+
+// Encryption configures encryption of tokens at rest.
+type Encryption struct {
+	// Primary names the key that encrypts; the others only decrypt (during
+	// a rotation). May be omitted when there is one key.
+	Primary string          `yaml:"primary"`
+	Keys    []EncryptionKey `yaml:"keys"`
+}
+
+// EncryptionKey is one named AES-256 key: 32 random bytes as base64 or hex,
+// given inline (normally as ${VAR}) or in a file.
+type EncryptionKey struct {
+	ID      string `yaml:"id"`
+	Key     string `yaml:"key"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// Keyring returns the encryption keys, parsed and checked at load.
+func (c *Config) Keyring() *tokencrypt.Keyring { return c.keyring }
 
 // Listen configures the listeners.
 type Listen struct {
@@ -41,6 +66,21 @@ type Listen struct {
 	GRPC string `yaml:"grpc"`
 	// Reflection enables gRPC server reflection (handy with grpcurl).
 	Reflection bool `yaml:"reflection"`
+	// TLS, when its Cert is set, makes the gRPC listener serve TLS;
+	// otherwise it is plaintext (for a sidecar on localhost).
+	TLS TLS `yaml:"tls"`
+}
+
+// TLS configures TLS on the gRPC listener. The files are PEM and are read
+// again when they change, without a restart.
+type TLS struct {
+	// Cert is the server certificate chain. Cert and Key are set together.
+	Cert string `yaml:"cert"`
+	// Key is the certificate's private key.
+	Key string `yaml:"key"`
+	// ClientCA, when set, makes the listener require a client certificate
+	// issued by one of these CAs (mTLS). It requires Cert and Key.
+	ClientCA string `yaml:"client_ca"`
 }
 
 // Database configures the token store.
@@ -318,6 +358,21 @@ func (c *Config) validate() []string {
 	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
 		add("listen.grpc must be host:port or :port")
 	}
+	tlsc := c.Listen.TLS
+	switch {
+	case (tlsc.Cert == "") != (tlsc.Key == ""):
+		add("listen.tls.cert and listen.tls.key must be set together")
+	case tlsc.ClientCA != "" && tlsc.Cert == "":
+		add("listen.tls.client_ca requires listen.tls.cert and listen.tls.key")
+	}
+	for _, f := range []struct{ key, path string }{{"cert", tlsc.Cert}, {"key", tlsc.Key}, {"client_ca", tlsc.ClientCA}} {
+		if f.path == "" {
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			add("listen.tls.%s: %v", f.key, err)
+		}
+	}
 	if c.JWT.Issuer == "" {
 		add("jwt.issuer is required")
 	}
@@ -434,7 +489,83 @@ func (c *Config) validate() []string {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format must be json or text")
 	}
+	p = append(p, c.loadKeys()...)
 	return p
+}
+
+// loadKeys reads and checks the encryption keys. Messages never contain key
+// material.
+func (c *Config) loadKeys() []string {
+	e := &c.Encryption
+	if len(e.Keys) == 0 {
+		return []string{"encryption.keys is required: tokens are stored encrypted (generate a key with 'extauthz keys generate')"}
+	}
+	var p []string
+	keys := make([]tokencrypt.Key, 0, len(e.Keys))
+	for i, k := range e.Keys {
+		at := fmt.Sprintf("encryption.keys[%d]", i)
+		if k.ID != "" {
+			at = fmt.Sprintf("encryption.keys[%s]", k.ID)
+		}
+		text := k.Key
+		switch {
+		case k.Key != "" && k.KeyFile != "":
+			p = append(p, at+": set key or key_file, not both")
+			continue
+		case k.KeyFile != "":
+			b, err := os.ReadFile(k.KeyFile)
+			if err != nil {
+				p = append(p, fmt.Sprintf("%s.key_file: cannot read %s", at, k.KeyFile))
+				continue
+			}
+			text = string(b)
+		case k.Key == "":
+			p = append(p, at+": key or key_file is required")
+			continue
+		}
+		secret, err := tokencrypt.ParseKey(text)
+		if err != nil {
+			p = append(p, fmt.Sprintf("%s: %v", at, err))
+			continue
+		}
+		keys = append(keys, tokencrypt.Key{ID: k.ID, Secret: secret})
+	}
+	if e.Primary == "" && len(e.Keys) == 1 {
+		e.Primary = e.Keys[0].ID
+	}
+	if e.Primary == "" {
+		p = append(p, "encryption.primary must name the key that encrypts")
+	}
+	if len(p) > 0 {
+		return p
+	}
+	ring, err := tokencrypt.New(keys, e.Primary)
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			p = append(p, "encryption: "+line)
+		}
+		return p
+	}
+	c.keyring = ring
+	return nil
+}
+
+// readable reports why the regular file at path cannot be read, if it
+// cannot. Its contents are checked when the server starts.
+func readable(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot read %q: %w", path, err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("%q is not a regular file", path)
+	}
+	return nil
 }
 
 var providerName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

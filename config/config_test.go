@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +36,22 @@ providers:
 default_providers: [github]
 refresh:
   skew: 1m
+encryption:
+  keys:
+    - id: k1
+      key: ${TOKEN_KEY}
 `
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+const testKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes, base64
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string {
+		if k == "TOKEN_KEY" {
+			return testKey
+		}
+		return m[k]
+	}
+}
 
 func TestParseValid(t *testing.T) {
 	c, err := Parse([]byte(valid), env(map[string]string{"DB": "postgres://u@db/x", "GH_SECRET": "s3cr3t: {not yaml}"}))
@@ -143,6 +158,7 @@ providers:
   github: {token_url: "https://gh/token", client_id: a, auth_style: params}
   google: {token_url: "https://g/token", client_id: b, auth_style: params}
 default_providers: %s
+encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
 `
 	if _, err := Parse([]byte(fmt.Sprintf(base, "[github]")), env(nil)); err != nil {
 		t.Errorf("two providers writing authorization on different routes must be allowed: %v", err)
@@ -150,5 +166,101 @@ default_providers: %s
 	_, err := Parse([]byte(fmt.Sprintf(base, "[github, google]")), env(nil))
 	if err == nil || !strings.Contains(err.Error(), `"github" and "google" both write header "authorization"`) {
 		t.Errorf("default route with two authorization writers: err = %v", err)
+	}
+}
+
+func TestEncryptionKeys(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "k2")
+	if err := os.WriteFile(keyFile, []byte(testKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(valid, "encryption:\n  keys:\n    - id: k1\n      key: ${TOKEN_KEY}\n", "", 1)
+	tests := []struct {
+		name, section string
+		wantErr       []string
+		primary       string
+	}{
+		{"one key is primary", "encryption: {keys: [{id: k1, key: '${TOKEN_KEY}'}]}", nil, "k1"},
+		{"key file", fmt.Sprintf("encryption: {primary: k2, keys: [{id: k1, key: '${TOKEN_KEY}'}, {id: k2, key_file: %s}]}", keyFile), nil, "k2"},
+		{"missing", "", []string{"encryption.keys is required"}, ""},
+		{"two keys, no primary", fmt.Sprintf("encryption: {keys: [{id: k1, key: '${TOKEN_KEY}'}, {id: k2, key_file: %s}]}", keyFile), []string{"encryption.primary must name"}, ""},
+		{"bad key, missing file, both", "encryption: {primary: a, keys: [{id: a, key: c2hvcnQ=}, {id: b, key_file: /nonexistent}, {id: c, key: x, key_file: y}]}",
+			[]string{"encryption.keys[a]: a key must be 32 random bytes", "encryption.keys[b].key_file: cannot read /nonexistent", "encryption.keys[c]: set key or key_file, not both"}, ""},
+		{"primary not a key", "encryption: {primary: zz, keys: [{id: k1, key: '${TOKEN_KEY}'}]}", []string{`primary key "zz" is not among the keys`}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(base+tc.section+"\n"), env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "x"}))
+			if len(tc.wantErr) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.Keyring() == nil || c.Keyring().Primary() != tc.primary {
+					t.Fatalf("keyring primary = %v, want %q", c.Keyring(), tc.primary)
+				}
+				return
+			}
+			for _, want := range tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %v, want %q", err, want)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), testKey) {
+				t.Error("error contains key material")
+			}
+		})
+	}
+}
+
+func TestListenTLS(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	for _, p := range []string{cert, key, ca} {
+		if err := os.WriteFile(p, []byte("PEM"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing.crt")
+	withTLS := func(tls string) string {
+		return strings.Replace(valid, "  grpc: 127.0.0.1:9001\n", "  grpc: 127.0.0.1:9001\n  tls:\n"+tls, 1)
+	}
+	vars := env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "s", "TLS_DIR": dir})
+
+	c, err := Parse([]byte(withTLS("    cert: ${TLS_DIR}/tls.crt\n    key: "+key+"\n    client_ca: "+ca+"\n")), vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TLS{Cert: cert, Key: key, ClientCA: ca}); c.Listen.TLS != want {
+		t.Errorf("listen.tls = %+v, want %+v", c.Listen.TLS, want)
+	}
+	if c, err := Parse([]byte(valid), vars); err != nil || c.Listen.TLS != (TLS{}) {
+		t.Errorf("without listen.tls the listener is plaintext: %+v, %v", c, err)
+	}
+
+	for _, tc := range []struct {
+		name, tls string
+		want      []string
+	}{
+		{"cert without key", "    cert: " + cert + "\n", []string{"listen.tls.cert and listen.tls.key must be set together"}},
+		{"key without cert", "    key: " + key + "\n", []string{"listen.tls.cert and listen.tls.key must be set together"}},
+		{"client_ca alone", "    client_ca: " + ca + "\n", []string{"listen.tls.client_ca requires listen.tls.cert and listen.tls.key"}},
+		{"missing files", "    cert: " + missing + "\n    key: " + dir + "\n    client_ca: " + missing + "\n", []string{
+			`listen.tls.cert: cannot read "` + missing + `": no such file or directory`,
+			`listen.tls.key: "` + dir + `" is not a regular file`,
+			`listen.tls.client_ca: cannot read "` + missing + `"`,
+		}},
+		{"misspelt key", "    client-ca: " + ca + "\n", []string{`unknown key "listen.tls.client-ca"`}},
+	} {
+		_, err := Parse([]byte(withTLS(tc.tls)), vars)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", tc.name, err)
+			continue
+		}
+		for _, want := range tc.want {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error lacks %q:\n%v", tc.name, want, err)
+			}
+		}
 	}
 }

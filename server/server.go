@@ -9,6 +9,9 @@ package server
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -128,6 +131,27 @@ type Options struct {
 	Reflection bool
 	// ServerOptions are passed to grpc.NewServer.
 	ServerOptions []grpc.ServerOption
+	// Logger receives internal errors; nil discards them.
+	Logger *slog.Logger
+}
+
+// recoverPanics turns a panic in a handler into an Internal error instead
+// of a crash. The panic value is not logged: it could hold a token; its type
+// and the stack (which shows no string contents) are.
+func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.ErrorContext(ctx, "panic in gRPC handler", "method", info.FullMethod,
+					"panic_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
 }
 
 // New returns a gRPC server with the Check service for d and the standard
@@ -135,7 +159,7 @@ type Options struct {
 // the Authorization service. The returned health server lets the caller turn
 // them NOT_SERVING on shutdown.
 func New(d Decider, opts Options) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer(opts.ServerOptions...)
+	s := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(opts.Logger))}, opts.ServerOptions...)...)
 	authv3.RegisterAuthorizationServer(s, NewAuthorization(d))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -1,12 +1,20 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"reflect"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/extauthz/extauthz/authz"
 )
@@ -52,5 +60,35 @@ func TestToCheckResponse(t *testing.T) {
 		if d == nil || int(d.GetStatus().GetCode()) != status || codes.Code(resp.GetStatus().GetCode()) != code || d.GetBody() != `{"error":"x"}` {
 			t.Errorf("deny %d = %v, want HTTP %d and status %v", status, resp, status, code)
 		}
+	}
+}
+
+type panicky struct{}
+
+func (panicky) Check(context.Context, authz.Request) authz.Response {
+	panic("token gho_leaky in a panic")
+}
+
+func TestPanicBecomesInternalWithoutLeaking(t *testing.T) {
+	var logs bytes.Buffer
+	srv, _ := New(panicky{}, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}})
+	if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "gho_leaky") {
+		t.Fatalf("err = %v, want Internal without the panic value", err)
+	}
+	if !strings.Contains(logs.String(), "panic in gRPC handler") || strings.Contains(logs.String(), "gho_leaky") {
+		t.Errorf("logs = %s", logs.String())
 	}
 }

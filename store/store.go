@@ -164,6 +164,35 @@ type Writer interface {
 	Delete(ctx context.Context, sessionID, provider string) error
 }
 
+// ErrUnreadable means a stored row's tokens cannot be decrypted (a key was
+// removed too early, or the row was tampered with). It is an operator's
+// problem, not the user's.
+var ErrUnreadable = errors.New("store: stored tokens cannot be decrypted")
+
+// ErrConflict means a conditional rewrite found the row changed.
+var ErrConflict = errors.New("store: row changed since it was read")
+
+// Key names a row.
+type Key struct {
+	SessionID string
+	Provider  string
+}
+
+// Rewriter lets maintenance jobs (re-encryption under a new key) walk and
+// rewrite rows while the service keeps serving.
+type Rewriter interface {
+	// Scan returns up to limit rows whose keys come after after, in
+	// (session ID, provider) byte order. An empty result means the end.
+	Scan(ctx context.Context, after Key, limit int) ([]Row, error)
+	// RewriteTokens replaces the row's tokens with t only if its Version is
+	// still version, else it writes nothing and returns ErrConflict (or
+	// ErrNotFound if the row is gone). It changes neither Version nor
+	// UpdatedAt nor any lease: the tokens' meaning is unchanged, so a
+	// concurrent refresh's CompleteRefresh still succeeds and its newer
+	// tokens win.
+	RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t Tokens) error
+}
+
 // Store is the full contract that every backend implements.
 type Store interface {
 	Reader

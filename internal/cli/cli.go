@@ -44,6 +44,8 @@ Usage:
   extauthz dev [--dir DIR]            try it locally: private PostgreSQL, dev key, server (NOT for production)
   extauthz migrate [--config FILE | --database-url URL]
   extauthz tokens put|get|delete ...  manage a session's upstream tokens (see 'extauthz tokens -h')
+  extauthz keys generate              print a new random encryption key
+  extauthz keys rotate --config FILE  re-encrypt every row under encryption.primary, online
   extauthz version
 `
 
@@ -63,6 +65,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = migrateCmd(ctx, args[1:], env)
 	case "tokens":
 		err = tokensCmd(ctx, args[1:], env)
+	case "keys":
+		err = keysCmd(ctx, args[1:], env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "extauthz", versionString())
 	case "help", "-h", "--help":

@@ -25,6 +25,7 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/localpg"
 	"github.com/extauthz/extauthz/migrations"
+	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // Names the development setup uses, printed in its example.
@@ -53,7 +54,7 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return err
 	}
-	fmt.Fprintln(env.Stderr, "extauthz dev: DEVELOPMENT MODE, NOT FOR PRODUCTION (private database, throwaway key, fake token endpoint)")
+	fmt.Fprintln(env.Stderr, "extauthz dev: DEVELOPMENT MODE, NOT FOR PRODUCTION (private database, throwaway signing and encryption keys, fake token endpoint)")
 
 	cluster, err := localpg.Start(ctx, filepath.Join(abs, "postgres"), env.Stderr)
 	if err != nil {
@@ -78,6 +79,13 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	jwksPath := filepath.Join(abs, "jwks.json")
 	if err := writePublicJWKS(jwksPath, key); err != nil {
 		return err
+	}
+
+	keyPath := filepath.Join(abs, "dev-encryption.key")
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(keyPath, []byte(tokencrypt.GenerateKey()+"\n"), 0o600); err != nil {
+			return err
+		}
 	}
 
 	tokenURL, stopProvider, err := startDevProvider()
@@ -106,7 +114,11 @@ default_providers: [%s]
 log:
   format: text
   level: debug
-`, *listen, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider)
+encryption:
+  keys:
+    - id: dev
+      key_file: %q
+`, *listen, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider, keyPath)
 	cfgPath := filepath.Join(abs, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -120,11 +132,11 @@ log:
 		return err
 	}
 	return serve(ctx, cfg, env, func(addr net.Addr) {
-		printDevExample(env, cluster.DSN(), cfgPath, *listen, token)
+		printDevExample(env, cfgPath, *listen, token)
 	})
 }
 
-func printDevExample(env Env, dsn, cfgPath, addr, token string) {
+func printDevExample(env Env, cfgPath, addr, token string) {
 	bin := "extauthz"
 	if exe, err := os.Executable(); err == nil && !strings.Contains(exe, "go-build") {
 		bin = exe
@@ -132,27 +144,27 @@ func printDevExample(env Env, dsn, cfgPath, addr, token string) {
 		bin = "go run ./cmd/extauthz"
 	}
 	fmt.Fprintf(env.Stdout, `
-extauthz dev is serving ext_authz on %[4]s (config: %[3]s). Try it from another terminal:
+extauthz dev is serving ext_authz on %[3]s (config: %[2]s). Try it from another terminal:
 
 1. Store upstream tokens for the demo session (the access token expires in 1 minute,
    so a later Check shows a refresh at the development token endpoint):
 
-   %[1]s tokens put --database-url '%[2]s' \
-     --session %[6]s --provider %[7]s --subject %[8]s --client-id %[9]s \
+   %[1]s tokens put --config %[2]s \
+     --session %[5]s --provider %[6]s --subject %[7]s --client-id %[8]s \
      --access-token upstream-demo-token --refresh-token upstream-demo-refresh --expires-in 1m
 
 2. Send a Check with this JWT (valid 12 h) and see the swapped authorization header
    (grpcurl: go install github.com/fullstorydev/grpcurl/cmd/grpcurl@latest):
 
-   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"headers":{"authorization":"Bearer %[5]s"}}}}}' \
-     %[4]s envoy.service.auth.v3.Authorization/Check
+   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"headers":{"authorization":"Bearer %[4]s"}}}}}' \
+     %[3]s envoy.service.auth.v3.Authorization/Check
 
 3. Inspect the stored row (tokens are redacted):
 
-   %[1]s tokens get --database-url '%[2]s' --session %[6]s
+   %[1]s tokens get --config %[2]s --session %[5]s
 
 Stop with Ctrl-C; the database stays in the dev folder for next time.
-`, bin, dsn, cfgPath, addr, token, devSession, devProvider, devSubject, devClientID)
+`, bin, cfgPath, addr, token, devSession, devProvider, devSubject, devClientID)
 }
 
 // devKey loads the development signing key from dir, creating it on first

@@ -27,7 +27,9 @@ import (
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // syncBuffer collects log output written concurrently.
@@ -110,7 +112,8 @@ func (te *tokenEndpoint) count(rt string) int {
 type e2e struct {
 	client authv3.AuthorizationClient
 	conn   *grpc.ClientConn
-	store  *postgres.Store
+	store  *encrypted.Store // what the service sees
+	raw    *postgres.Store  // what is on disk
 	signer *jwttest.Signer
 	tokens *tokenEndpoint
 	logs   *syncBuffer
@@ -184,13 +187,18 @@ deny:
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
 log:
   level: debug
+encryption:
+  keys:
+    - id: k1
+      key: ${E2E_TOKEN_KEY}
 `, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tokenKey := tokencrypt.GenerateKey()
 	getenv := func(k string) string {
-		return map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret"}[k]
+		return map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret", "E2E_TOKEN_KEY": tokenKey}[k]
 	}
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
@@ -222,12 +230,13 @@ log:
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	st, err := postgres.New(context.Background(), dsn)
+	pg, err := postgres.New(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(st.Close)
-	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: st, signer: signer, tokens: te, logs: logs}
+	t.Cleanup(pg.Close)
+	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
+		signer: signer, tokens: te, logs: logs}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {
@@ -472,6 +481,15 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 		if row.AccessToken != "new-access-rt-exp-1" || row.RefreshToken != "new-refresh-rt-exp-1" || row.IDToken != "new-id-rt-exp" ||
 			time.Until(row.ExpiresAt) < 50*time.Minute {
 			t.Errorf("refresh not persisted: access %q refresh %q id %q expires in %v", row.AccessToken, row.RefreshToken, row.IDToken, time.Until(row.ExpiresAt))
+		}
+		raw, err := e.raw.Get(context.Background(), "s2", "gh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range []string{raw.AccessToken, raw.RefreshToken, raw.IDToken} {
+			if strings.Contains(v, "rt-exp") || !strings.HasPrefix(v, "v1.k1.") {
+				t.Errorf("refreshed token stored as %q, not encrypted", v)
+			}
 		}
 		// A second Check serves the stored token without calling the endpoint.
 		if h := respHeaders(e.check(t, map[string]string{"authorization": "Bearer " + jwt}, "")); h["authorization"] != "Bearer new-access-rt-exp-1" {

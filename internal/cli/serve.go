@@ -14,6 +14,7 @@ import (
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/server"
+	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -51,11 +52,12 @@ func newLogger(cfg config.Log, env Env) *slog.Logger {
 func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net.Addr)) error {
 	log := newLogger(cfg.Log, env)
 
-	st, err := postgres.New(ctx, cfg.Database.URL)
+	pg, err := postgres.New(ctx, cfg.Database.URL)
 	if err != nil {
 		return fmt.Errorf("%w: database.url: %w", errUsage, err)
 	}
-	defer st.Close()
+	defer pg.Close()
+	st := encrypted.New(pg, cfg.Keyring())
 
 	verifier, err := jwtauth.New(ctx, jwtauth.Config{
 		Issuer:    cfg.JWT.Issuer,
@@ -115,11 +117,15 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 		ResourceMetadata: cfg.Deny.ResourceMetadata,
 	}, verifier, svc, log)
 
+	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
+	if err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("listen.grpc: %w", err)
 	}
-	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection})
+	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	log.Info("serving", "grpc", lis.Addr().String(), "version", versionString())

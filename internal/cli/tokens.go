@@ -16,6 +16,7 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/migrations"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
 )
 
@@ -33,20 +34,25 @@ func addDBFlags(fs *flag.FlagSet) dbFlags {
 	}
 }
 
-func (d dbFlags) resolve(env Env) (string, error) {
+// resolve returns the database URL and, when --config was given, the
+// configuration it was read from.
+func (d dbFlags) resolve(env Env) (string, *config.Config, error) {
+	var cfg *config.Config
+	if *d.config != "" {
+		var err error
+		if cfg, err = config.Load(*d.config, env.Getenv); err != nil {
+			return "", nil, fmt.Errorf("%w: %s: %w", errUsage, *d.config, err)
+		}
+	}
 	switch {
 	case *d.url != "":
-		return *d.url, nil
+		return *d.url, cfg, nil
 	case env.Getenv("DATABASE_URL") != "":
-		return env.Getenv("DATABASE_URL"), nil
-	case *d.config != "":
-		cfg, err := config.Load(*d.config, env.Getenv)
-		if err != nil {
-			return "", fmt.Errorf("%w: %s: %w", errUsage, *d.config, err)
-		}
-		return cfg.Database.URL, nil
+		return env.Getenv("DATABASE_URL"), cfg, nil
+	case cfg != nil:
+		return cfg.Database.URL, cfg, nil
 	}
-	return "", usageErr("no database: pass --database-url, set DATABASE_URL, or pass --config")
+	return "", nil, usageErr("no database: pass --database-url, set DATABASE_URL, or pass --config")
 }
 
 func migrateCmd(ctx context.Context, args []string, env Env) error {
@@ -55,7 +61,7 @@ func migrateCmd(ctx context.Context, args []string, env Env) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	dsn, err := db.resolve(env)
+	dsn, _, err := db.resolve(env)
 	if err != nil {
 		return err
 	}
@@ -102,17 +108,25 @@ func tokensCmd(ctx context.Context, args []string, env Env) error {
 	return usageErr("unknown subcommand %q (want put, get or delete)", args[0])
 }
 
-// openStore connects to the database the flags name.
-func openStore(ctx context.Context, db dbFlags, env Env) (*postgres.Store, error) {
-	dsn, err := db.resolve(env)
+// openStore connects to the database the flags name. With sealed the
+// store encrypts and decrypts tokens with the keys of --config, which is
+// then required. The caller must call close.
+func openStore(ctx context.Context, db dbFlags, env Env, sealed bool) (st store.Store, close func(), err error) {
+	dsn, cfg, err := db.resolve(env)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	st, err := postgres.New(ctx, dsn)
+	if sealed && cfg == nil {
+		return nil, nil, usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	}
+	pg, err := postgres.New(ctx, dsn)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUsage, err)
+		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	return st, nil
+	if sealed {
+		return encrypted.New(pg, cfg.Keyring()), pg.Close, nil
+	}
+	return pg, pg.Close, nil
 }
 
 func tokensPut(ctx context.Context, args []string, env Env) error {
@@ -183,11 +197,11 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 		return usageErr("%s", strings.Join(problems, "; "))
 	}
 
-	st, err := openStore(ctx, db, env)
+	st, closeStore, err := openStore(ctx, db, env, true)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	if err := st.Put(ctx, r); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return fmt.Errorf("%w: %w", errUsage, err)
@@ -245,11 +259,11 @@ func tokensGet(ctx context.Context, args []string, env Env) error {
 	if *session == "" {
 		return usageErr("--session is required")
 	}
-	st, err := openStore(ctx, db, env)
+	st, closeStore, err := openStore(ctx, db, env, true)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	rows, err := st.GetSession(ctx, *session)
 	if err != nil {
 		return err
@@ -324,11 +338,11 @@ func tokensDelete(ctx context.Context, args []string, env Env) error {
 	if *session == "" {
 		return usageErr("--session is required")
 	}
-	st, err := openStore(ctx, db, env)
+	st, closeStore, err := openStore(ctx, db, env, false)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeStore()
 	if err := st.Delete(ctx, *session, *provider); err != nil {
 		return err
 	}

@@ -71,6 +71,14 @@ func (s *Signer) Sign(t testing.TB, claims map[string]any) string {
 	if err != nil {
 		t.Fatalf("jwttest: marshal claims: %v", err)
 	}
+	return s.SignPayload(t, payload)
+}
+
+// SignPayload is Sign with the payload given as bytes, signed exactly as
+// they are. It lets a test present claims that encoding/json would never
+// produce from a map, such as a duplicated claim name.
+func (s *Signer) SignPayload(t testing.TB, payload []byte) string {
+	t.Helper()
 	obj, err := s.signer.Sign(payload)
 	if err != nil {
 		t.Fatalf("jwttest: sign: %v", err)

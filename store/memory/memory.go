@@ -43,7 +43,10 @@ type entry struct {
 	leaseUntil time.Time
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Rewriter = (*Store)(nil)
+)
 
 // Option configures a Store built by New.
 type Option func(*Store)
@@ -290,6 +293,72 @@ func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, 
 		e.row.UpdatedAt = s.clock()
 		e.row.Version++
 	}
+	s.sessions[sessionID][provider] = e
+	return nil
+}
+
+// Scan implements store.Rewriter. Keys are compared byte by byte. A limit
+// that is not positive is refused with an error wrapping store.ErrInvalid.
+func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.Row, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: scan limit is not positive", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var rows []store.Row
+	for sessionID, session := range s.sessions {
+		if sessionID < after.SessionID {
+			continue
+		}
+		for provider, e := range session {
+			if sessionID == after.SessionID && provider <= after.Provider {
+				continue
+			}
+			rows = append(rows, e.row)
+		}
+	}
+	slices.SortFunc(rows, func(a, b store.Row) int {
+		if c := strings.Compare(a.SessionID, b.SessionID); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Provider, b.Provider)
+	})
+	if len(rows) > limit {
+		rows = rows[:limit]
+	}
+	if rows == nil {
+		rows = []store.Row{}
+	}
+	return slices.Clip(rows), nil
+}
+
+// RewriteTokens implements store.Rewriter. Like UpdateTokens, it stores an
+// empty token type as "Bearer"; unlike it, it leaves Version, UpdatedAt and
+// any refresh lease as they are. Tokens with an empty access token are
+// refused with an error wrapping store.ErrInvalid.
+func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
+	if err := checkKey(sessionID, provider); err != nil {
+		return err
+	}
+	if t.AccessToken == "" {
+		return fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	e, ok := s.sessions[sessionID][provider]
+	if !ok {
+		return errNotFound()
+	}
+	if e.row.Version != version {
+		return fmt.Errorf("%w: memory: row is at version %d, not %d", store.ErrConflict, e.row.Version, version)
+	}
+	e.row.Tokens = normalizeTokens(t)
 	s.sessions[sessionID][provider] = e
 	return nil
 }

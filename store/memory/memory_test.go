@@ -118,6 +118,10 @@ func TestSetUnavailable(t *testing.T) {
 		{"ReleaseRefresh", func() error {
 			return s.ReleaseRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, true)
 		}},
+		{"Scan", func() error { _, err := s.Scan(ctx, store.Key{}, 10); return err }},
+		{"RewriteTokens", func() error {
+			return s.RewriteTokens(ctx, "s1", "github", 1, store.Tokens{AccessToken: "at2"})
+		}},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, store.ErrUnavailable) {

@@ -14,12 +14,20 @@
 // claimed and checked by single UPDATE statements and timed by the
 // database's clock (now()); no connection or transaction is held while a
 // lease is.
+//
+// Every statement a Store runs is bounded by the server's statement_timeout,
+// which New sets on the pool's connections (see New and
+// WithStatementTimeout): a statement stuck behind a lock or on an overloaded
+// server fails with store.ErrUnavailable instead of holding a connection.
 package postgres
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,16 +43,38 @@ type Store struct {
 	ownsPool bool
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Rewriter = (*Store)(nil)
+)
+
+// DefaultStatementTimeout is the statement_timeout New sets unless told
+// otherwise.
+const DefaultStatementTimeout = 5 * time.Second
 
 // Option configures a Store built by New.
-type Option func(*pgxpool.Config)
+type Option func(*options)
+
+// options is what the Options of New configure.
+type options struct {
+	pool             *pgxpool.Config
+	statementTimeout time.Duration
+}
 
 // WithPoolConfig lets the caller adjust the pool configuration parsed from
 // the connection string before the pool is created (pool sizes, a tracer, a
 // query execution mode suited to PgBouncer, and so on).
 func WithPoolConfig(fn func(*pgxpool.Config)) Option {
-	return Option(fn)
+	return func(o *options) { fn(o.pool) }
+}
+
+// WithStatementTimeout sets the statement_timeout that New gives the pool's
+// connections when the connection configuration does not set one, instead
+// of DefaultStatementTimeout. It is rounded up to the millisecond. A d that
+// is not positive sets none: the server's own setting (for the database or
+// the role, say) then applies.
+func WithStatementTimeout(d time.Duration) Option {
+	return func(o *options) { o.statementTimeout = d }
 }
 
 // New returns a Store connected to the database at dsn, a PostgreSQL URL or
@@ -57,6 +87,19 @@ func WithPoolConfig(fn func(*pgxpool.Config)) Option {
 // Behind PgBouncer in transaction mode, prepared statements must be avoided:
 // add default_query_exec_mode=exec (or simple_protocol) to dsn, or set
 // ConnConfig.DefaultQueryExecMode with WithPoolConfig.
+//
+// Statement time-out: New sends the run-time parameter statement_timeout,
+// DefaultStatementTimeout unless WithStatementTimeout says otherwise, when
+// the pool's connections are opened, so that the server cancels any of the
+// Store's statements that runs longer (the call then fails with
+// store.ErrUnavailable). It leaves the setting alone when the connection
+// configuration already has one: a statement_timeout parameter in dsn (or
+// set with WithPoolConfig), or an options parameter (or PGOPTIONS) that
+// mentions it, such as options=-c%20statement_timeout=10s. It sets no other
+// time-out (lock_timeout in particular). PgBouncer refuses start-up
+// parameters it does not know: behind it, add statement_timeout to its
+// ignore_startup_parameters, or use WithStatementTimeout(0) and set the
+// time-out on the database or role instead.
 func New(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -64,8 +107,13 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		// included, so it is not passed on.
 		return nil, fmt.Errorf("%w: postgres: cannot parse the database URL", store.ErrInvalid)
 	}
+	o := options{pool: cfg, statementTimeout: DefaultStatementTimeout}
 	for _, opt := range opts {
-		opt(cfg)
+		opt(&o)
+	}
+	params := cfg.ConnConfig.RuntimeParams
+	if o.statementTimeout > 0 && !setsStatementTimeout(params) {
+		params["statement_timeout"] = milliseconds(o.statementTimeout)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -75,9 +123,39 @@ func New(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 }
 
 // NewFromPool returns a Store that uses pool. The caller keeps ownership of
-// pool: Close on the returned Store does not close it.
+// pool: Close on the returned Store does not close it. The pool is used as
+// it is: no statement_timeout is set on it.
 func NewFromPool(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
+}
+
+// setsStatementTimeout reports whether the start-up parameters params set
+// statement_timeout, directly or within options. Parameter names are
+// case-insensitive, and a command-line option may spell them with dashes.
+func setsStatementTimeout(params map[string]string) bool {
+	for k, v := range params {
+		switch {
+		case strings.EqualFold(k, "statement_timeout"):
+			return true
+		case strings.EqualFold(k, "options"):
+			v = strings.ReplaceAll(strings.ToLower(v), "-", "_")
+			if strings.Contains(v, "statement_timeout") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// milliseconds returns d as a statement_timeout value: whole milliseconds,
+// rounded up, at most the largest value the server accepts.
+func milliseconds(d time.Duration) string {
+	ms := d / time.Millisecond
+	if d%time.Millisecond != 0 {
+		ms++
+	}
+	ms = min(ms, math.MaxInt32)
+	return strconv.FormatInt(int64(ms), 10) + "ms"
 }
 
 // Close closes the connection pool if New created it, waiting for the
@@ -189,6 +267,23 @@ const (
 		updated_at = now(),
 		version = version + 1
 	WHERE session_id = $1 AND provider = $2 AND lease_owner = $3 AND version = $4`
+
+	// scanSQL reads the rows after the key ($1, $2), in the byte order of
+	// the "C" collation of the columns, along the primary key.
+	scanSQL = `SELECT ` + columns + ` FROM upstream_tokens
+	WHERE (session_id, provider) > ($1, $2)
+	ORDER BY session_id COLLATE "C", provider COLLATE "C"
+	LIMIT $3`
+
+	// rewriteSQL replaces the tokens of the row at version $3, leaving the
+	// version, updated_at and the lease alone.
+	rewriteSQL = `UPDATE upstream_tokens SET
+		access_token = $4,
+		refresh_token = $5,
+		id_token = $6,
+		token_type = $7,
+		expires_at = $8
+	WHERE session_id = $1 AND provider = $2 AND version = $3`
 
 	existsSQL = `SELECT EXISTS (SELECT 1 FROM upstream_tokens WHERE session_id = $1 AND provider = $2)`
 
@@ -384,6 +479,60 @@ func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, 
 		return s.leaseLost(ctx, "release refresh", sessionID, provider)
 	}
 	return nil
+}
+
+// Scan implements store.Rewriter in a single query along the primary key.
+// Keys are compared byte by byte, whatever the database's collation. A limit
+// that is not positive is refused with an error wrapping store.ErrInvalid.
+func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.Row, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: scan limit is not positive", store.ErrInvalid)
+	}
+	rows, err := s.pool.Query(ctx, scanSQL, after.SessionID, after.Provider, limit)
+	if err != nil {
+		return nil, mapError(ctx, "scan", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Row, error) { return scanRow(r) })
+	if err != nil {
+		return nil, mapError(ctx, "scan", err)
+	}
+	if out == nil {
+		out = []store.Row{}
+	}
+	return out, nil
+}
+
+// RewriteTokens implements store.Rewriter with one conditional UPDATE; only
+// when it writes nothing is the row looked for, to tell store.ErrConflict
+// from store.ErrNotFound. Like UpdateTokens, it stores an empty token type as
+// "Bearer"; unlike it, it leaves version, updated_at and the lease columns
+// as they are. Tokens with an empty access token are refused with an error
+// wrapping store.ErrInvalid.
+func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
+	if err := checkKey(sessionID, provider); err != nil {
+		return err
+	}
+	if t.AccessToken == "" {
+		return fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	}
+	tag, err := s.pool.Exec(ctx, rewriteSQL,
+		sessionID, provider, version,
+		t.AccessToken, t.RefreshToken, t.IDToken, tokenType(t.TokenType), nullTime(t.ExpiresAt),
+	)
+	if err != nil {
+		return mapError(ctx, "rewrite tokens", err)
+	}
+	if tag.RowsAffected() != 0 {
+		return nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, existsSQL, sessionID, provider).Scan(&exists); err != nil {
+		return mapError(ctx, "rewrite tokens", err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: postgres rewrite tokens: no row for this session and provider", store.ErrNotFound)
+	}
+	return fmt.Errorf("%w: postgres rewrite tokens: the row is no longer at version %d", store.ErrConflict, version)
 }
 
 // leaseLost returns the error for a lease that no longer holds the row: one

@@ -83,6 +83,8 @@ func TestUnreachableDatabase(t *testing.T) {
 		{"ReleaseRefresh", func() error {
 			return s.ReleaseRefresh(ctx, "s1", "github", store.Lease{Owner: "owner", Version: 1}, true)
 		}},
+		{"Scan", func() error { _, err := s.Scan(ctx, store.Key{}, 10); return err }},
+		{"RewriteTokens", func() error { return s.RewriteTokens(ctx, "s1", "github", 1, r.Tokens) }},
 	}
 	for _, tt := range calls {
 		err := tt.call()

@@ -8,6 +8,9 @@
 // The refresh lease tests need time to pass by the store's clock. A store
 // that implements Advancer has its clock moved forward; any other store is
 // waited for with time.Sleep, a few hundred milliseconds at a time.
+//
+// The store.Rewriter tests run if the store under test implements it, and
+// are skipped otherwise.
 package storetest
 
 import (
@@ -52,6 +55,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ReleaseRefresh", testReleaseRefresh},
 		{"ConcurrentClaims", testConcurrentClaims},
 		{"LeaseMissingRow", testLeaseMissingRow},
+		{"Scan", testScan},
+		{"RewriteTokens", testRewriteTokens},
+		{"RewriteKeepsLease", testRewriteKeepsLease},
+		{"RewriterCancelledContext", testRewriterCancelledContext},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

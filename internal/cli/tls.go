@@ -1,0 +1,29 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/internal/tlsreload"
+)
+
+// grpcTLS returns the gRPC server options for listen.tls: TLS credentials
+// (mTLS when client_ca is set) from files reloaded when they change, or none
+// when no certificate is configured, leaving the listener plaintext for a
+// sidecar on localhost. A file that does not load is a usage error.
+func grpcTLS(cfg config.TLS, log *slog.Logger) ([]grpc.ServerOption, error) {
+	if cfg.Cert == "" {
+		log.Info("listen.tls not set: the gRPC listener is plaintext")
+		return nil, nil
+	}
+	r, err := tlsreload.New(tlsreload.Files{Cert: cfg.Cert, Key: cfg.Key, ClientCA: cfg.ClientCA},
+		tlsreload.Options{Logger: log.With("component", "tls")})
+	if err != nil {
+		return nil, fmt.Errorf("%w: listen.tls: %w", errUsage, err)
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(r.TLSConfig()))}, nil
+}

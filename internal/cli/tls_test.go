@@ -1,0 +1,154 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/internal/tlsreload/tlstest"
+	"github.com/extauthz/extauthz/jwtauth/jwttest"
+)
+
+// tlsServeConfig writes a configuration serving mTLS from the given files.
+// The database is never reached: health checks and a Check without
+// credentials do not need it.
+func tlsServeConfig(t *testing.T, cert, key, clientCA string) (path string, getenv func(string) string) {
+	t.Helper()
+	jwks := jwttest.NewSigner(t).WriteJWKSFile(t)
+	text := fmt.Sprintf(`
+listen:
+  grpc: 127.0.0.1:0
+  tls:
+    cert: %s
+    key: %s
+    client_ca: %s
+database:
+  url: postgres://extauthz@127.0.0.1:1/unused
+jwt:
+  issuer: https://as.test
+  audiences: [api]
+  jwks_file: %s
+providers:
+  gh: {token_url: "https://gh.test/token", client_id: gh, auth_style: params}
+default_providers: [gh]
+encryption:
+  keys:
+    - id: k1
+      key: ${TLS_TEST_TOKEN_KEY}
+`, cert, key, clientCA, jwks)
+	path = filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	vars := map[string]string{"TLS_TEST_TOKEN_KEY": hex.EncodeToString(secret)}
+	return path, func(k string) string { return vars[k] }
+}
+
+func TestServeMutualTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "extauthz CA")
+	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	ca.Server(t, "extauthz").WriteFiles(t, certFile, keyFile)
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	path, getenv := tlsServeConfig(t, certFile, keyFile, caFile)
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+
+	dial := func(t *testing.T, tc *tls.Config) *grpc.ClientConn {
+		t.Helper()
+		tc.RootCAs = ca.Pool()
+		conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	rpcCtx := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+
+	t.Run("health and Check over mTLS", func(t *testing.T) {
+		conn := dial(t, &tls.Config{Certificates: []tls.Certificate{ca.Client(t, "envoy").TLSCertificate(t)}})
+		h, err := healthpb.NewHealthClient(conn).Check(rpcCtx(t), &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
+		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health = %v, %v", h, err)
+		}
+		resp, err := authv3.NewAuthorizationClient(conn).Check(rpcCtx(t), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}},
+		}})
+		if err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+			t.Fatalf("Check without credentials = %v, %v; want a 401 deny", resp, err)
+		}
+	})
+	t.Run("no client certificate refused", func(t *testing.T) {
+		conn := dial(t, &tls.Config{})
+		if _, err := healthpb.NewHealthClient(conn).Check(rpcCtx(t), &healthpb.HealthCheckRequest{}); err == nil {
+			t.Fatal("health check without a client certificate succeeded")
+		}
+	})
+	if !strings.Contains(logs.String(), "TLS certificate loaded") {
+		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+func TestServeBadTLSFilesExitUsage(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "extauthz CA")
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	ca.Server(t, "extauthz").WriteFiles(t, certFile, keyFile)
+	other := ca.Server(t, "other")
+	tlstest.WriteFile(t, keyFile, other.KeyPEM) // a key that does not match
+	path, getenv := tlsServeConfig(t, certFile, keyFile, certFile)
+	var stderr strings.Builder
+	// Bounded in case serve starts after all.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := Run(ctx, []string{"serve", "--config", path}, Env{Stdout: &stderr, Stderr: &stderr, Getenv: getenv})
+	if code != ExitUsage || !strings.Contains(stderr.String(), "listen.tls: private key file") || !strings.Contains(stderr.String(), "does not match") {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if strings.Contains(stderr.String(), strings.Split(string(other.KeyPEM), "\n")[1][:30]) {
+		t.Errorf("stderr contains key material:\n%s", stderr.String())
+	}
+}

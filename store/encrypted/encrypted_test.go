@@ -1,0 +1,184 @@
+package encrypted_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
+	"github.com/extauthz/extauthz/store/memory"
+	"github.com/extauthz/extauthz/store/storetest"
+	"github.com/extauthz/extauthz/tokencrypt"
+)
+
+func keyring(t *testing.T, primary string, ids ...string) *tokencrypt.Keyring {
+	t.Helper()
+	var keys []tokencrypt.Key
+	for _, id := range ids {
+		keys = append(keys, tokencrypt.Key{ID: id, Secret: secrets[id]})
+	}
+	k, err := tokencrypt.New(keys, primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+var secrets = map[string][]byte{}
+
+func init() {
+	for _, id := range []string{"a", "b"} {
+		secrets[id], _ = tokencrypt.ParseKey(tokencrypt.GenerateKey())
+	}
+}
+
+// The decorator keeps the whole store contract.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return encrypted.New(memory.New(), keyring(t, "a", "a"))
+	})
+}
+
+func row(session, provider, access string) store.Row {
+	return store.Row{SessionID: session, Provider: provider, Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: access, RefreshToken: "rt-" + access, IDToken: "id-" + access, ExpiresAt: time.Now().Add(time.Hour)}}
+}
+
+func TestNothingStoredInClear(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	s := encrypted.New(inner, keyring(t, "a", "a"))
+	if err := s.Put(ctx, row("s1", "gh", "secret-access")); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := inner.Get(ctx, "s1", "gh")
+	for _, v := range []string{raw.AccessToken, raw.RefreshToken, raw.IDToken} {
+		if strings.Contains(v, "secret-access") || !strings.HasPrefix(v, "v1.a.") {
+			t.Errorf("stored value %q is not a ciphertext", v)
+		}
+	}
+	got, err := s.Get(ctx, "s1", "gh")
+	if err != nil || got.AccessToken != "secret-access" || got.RefreshToken != "rt-secret-access" || got.IDToken != "id-secret-access" {
+		t.Errorf("Get = %+v, %v", got.Tokens, err)
+	}
+}
+
+func TestSwappedCiphertextsUndecryptable(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	s := encrypted.New(inner, keyring(t, "a", "a"))
+	for _, r := range []store.Row{row("s1", "gh", "token-one"), row("s2", "gh", "token-two")} {
+		if err := s.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	one, _ := inner.Get(ctx, "s1", "gh")
+	two, _ := inner.Get(ctx, "s2", "gh")
+	one.Tokens, two.Tokens = two.Tokens, one.Tokens
+	for _, r := range []store.Row{one, two} {
+		if err := inner.Put(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Columns swapped within one row fail too.
+	three := row("s3", "gh", "token-three")
+	if err := s.Put(ctx, three); err != nil {
+		t.Fatal(err)
+	}
+	raw3, _ := inner.Get(ctx, "s3", "gh")
+	raw3.AccessToken, raw3.RefreshToken = raw3.RefreshToken, raw3.AccessToken
+	if err := inner.Put(ctx, raw3); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range []string{"s1", "s2", "s3"} {
+		_, err := s.Get(ctx, sid, "gh")
+		if !errors.Is(err, store.ErrUnreadable) || !errors.Is(err, tokencrypt.ErrDecrypt) {
+			t.Errorf("%s: err = %v, want ErrUnreadable (ErrDecrypt)", sid, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "token-") {
+			t.Errorf("error leaks a token: %v", err)
+		}
+	}
+}
+
+func TestRotate(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	underA := encrypted.New(inner, keyring(t, "a", "a"))
+	for i := range 7 {
+		if err := underA.Put(ctx, row(fmt.Sprintf("s%d", i), "gh", fmt.Sprintf("tok-%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A row written before encryption existed.
+	if err := inner.Put(ctx, row("legacy", "gh", "plain-token")); err != nil {
+		t.Fatal(err)
+	}
+	both := encrypted.New(inner, keyring(t, "b", "a", "b"))
+	stats, err := both.Rotate(ctx, 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Scanned != 8 || stats.Rewritten != 8 {
+		t.Errorf("stats = %+v, want 8 scanned and rewritten", stats)
+	}
+	// Key a can now go.
+	onlyB := encrypted.New(inner, keyring(t, "b", "b"))
+	for i := range 7 {
+		got, err := onlyB.Get(ctx, fmt.Sprintf("s%d", i), "gh")
+		if err != nil || got.AccessToken != fmt.Sprintf("tok-%d", i) {
+			t.Errorf("s%d after rotation: %q %v", i, got.AccessToken, err)
+		}
+	}
+	if got, err := onlyB.Get(ctx, "legacy", "gh"); err != nil || got.AccessToken != "plain-token" || got.IDToken != "id-plain-token" {
+		t.Errorf("legacy row after rotation: %+v %v", got.Tokens, err)
+	}
+	// A second rotation has nothing to do.
+	if stats, err := onlyB.Rotate(ctx, 3, nil); err != nil || stats.Rewritten != 0 {
+		t.Errorf("second rotation: %+v %v", stats, err)
+	}
+}
+
+func TestRotateKeepsConcurrentRefresh(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	s := encrypted.New(inner, keyring(t, "a", "a"))
+	if err := s.Put(ctx, row("s1", "gh", "old")); err != nil {
+		t.Fatal(err)
+	}
+	both := encrypted.New(inner, keyring(t, "b", "a", "b"))
+	// A refresh claims the row, rotation runs, the refresh completes: its
+	// tokens must be the ones stored.
+	claim, err := both.ClaimRefresh(ctx, "s1", "gh", "replica", time.Minute)
+	if err != nil || !claim.Held {
+		t.Fatal(claim, err)
+	}
+	if _, err := both.Rotate(ctx, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.CompleteRefresh(ctx, "s1", "gh", claim.Lease, store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
+		t.Fatalf("refresh after rotation: %v", err)
+	}
+	// And the other order: a refresh stored between rotation's read and write
+	// makes the rewrite conflict; the refreshed tokens survive.
+	got, err := encrypted.New(inner, keyring(t, "b", "b")).Get(ctx, "s1", "gh")
+	if err != nil || got.AccessToken != "refreshed" || got.RefreshToken != "rt2" {
+		t.Errorf("after rotation and refresh: %+v %v", got.Tokens, err)
+	}
+}
+
+func TestRotateStopsOnUnreadableRow(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	if err := encrypted.New(inner, keyring(t, "a", "a")).Put(ctx, row("s1", "gh", "x")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := encrypted.New(inner, keyring(t, "b", "b")).Rotate(ctx, 10, nil)
+	if !errors.Is(err, store.ErrUnreadable) || !errors.Is(err, tokencrypt.ErrUnknownKey) {
+		t.Errorf("rotation without the old key: %v, want ErrUnreadable (unknown key)", err)
+	}
+}
