@@ -103,7 +103,9 @@ encryption: {keys: [{id: k, key: %q}]}
 	sctx, cancel := context.WithCancel(ctx)
 	addrc, done := make(chan net.Addr, 1), make(chan error, 1)
 	logs := &syncBuffer{}
-	go func() { done <- serve(sctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: noEnv}, func(a net.Addr) { addrc <- a }) }()
+	go func() {
+		done <- serve(sctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: noEnv}, func(a net.Addr) { addrc <- a })
+	}()
 	var addr net.Addr
 	select {
 	case addr = <-addrc:
