@@ -117,6 +117,30 @@ type e2e struct {
 	signer *jwttest.Signer
 	tokens *tokenEndpoint
 	logs   *syncBuffer
+	// dsn is the test database; configPath and getenv are the server's
+	// configuration file and environment, for running commands (tokens,
+	// keys rotate) against the same database with the same keys.
+	dsn        string
+	configPath string
+	getenv     func(string) string
+}
+
+// e2eKey is one encryption key of an e2e server's configuration.
+type e2eKey struct {
+	ID, Secret string // Secret is base64, as from tokencrypt.GenerateKey
+}
+
+// e2eOptions vary the server startE2E starts; the zero value is the default.
+type e2eOptions struct {
+	// dsn, when set, is an existing migrated database to use (another
+	// server's), instead of a new one.
+	dsn string
+	// keys are encryption.keys (default: one new key "k1"); primary is
+	// encryption.primary (default: none, which a single key allows).
+	keys    []e2eKey
+	primary string
+	// skew is refresh.skew (default 1m).
+	skew string
 }
 
 const (
@@ -124,9 +148,35 @@ const (
 	e2eAudience = "api"
 )
 
-func startE2E(t *testing.T) *e2e {
+func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 	t.Helper()
-	dsn := pgtest.New(t)
+	var opts e2eOptions
+	if len(options) > 0 {
+		opts = options[0]
+	}
+	dsn := opts.dsn
+	if dsn == "" {
+		dsn = pgtest.New(t)
+	}
+	tokenKeys := opts.keys
+	if len(tokenKeys) == 0 {
+		tokenKeys = []e2eKey{{ID: "k1", Secret: tokencrypt.GenerateKey()}}
+	}
+	skew := opts.skew
+	if skew == "" {
+		skew = "1m"
+	}
+	env := map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret"}
+	var encryption strings.Builder
+	if opts.primary != "" {
+		fmt.Fprintf(&encryption, "  primary: %s\n", opts.primary)
+	}
+	encryption.WriteString("  keys:\n")
+	for i, k := range tokenKeys {
+		v := fmt.Sprintf("E2E_TOKEN_KEY_%d", i)
+		env[v] = k.Secret
+		fmt.Fprintf(&encryption, "    - id: %s\n      key: ${%s}\n", k.ID, v)
+	}
 	signer := jwttest.NewSigner(t)
 	jwks := signer.Server(t)
 	te := &tokenEndpoint{calls: map[string]int{}}
@@ -180,7 +230,7 @@ providers:
     issuer: %s
 default_providers: [gh]
 refresh:
-  skew: 1m
+  skew: %s
   timeout: 5s
 deny:
   realm: api
@@ -188,18 +238,12 @@ deny:
 log:
   level: debug
 encryption:
-  keys:
-    - id: k1
-      key: ${E2E_TOKEN_KEY}
-`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL)
+%s`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, encryption.String())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokenKey := tokencrypt.GenerateKey()
-	getenv := func(k string) string {
-		return map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret", "E2E_TOKEN_KEY": tokenKey}[k]
-	}
+	getenv := func(k string) string { return env[k] }
 	cfg, err := config.Load(path, getenv)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +280,7 @@ encryption:
 	}
 	t.Cleanup(pg.Close)
 	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
-		signer: signer, tokens: te, logs: logs}
+		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {

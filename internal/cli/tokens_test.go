@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,7 +13,9 @@ import (
 	"github.com/extauthz/extauthz/internal/cli"
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // tokUnreachableDSN names a database nobody listens for, with a password
@@ -85,9 +88,94 @@ func tokWriteFile(t *testing.T, name, content string) string {
 	return p
 }
 
-// tokRequired are the flags tokens put needs, with --database-url.
-func tokRequired(dsn, session, provider string) []string {
-	return []string{"tokens", "put", "--database-url", dsn,
+// tokKeyID is the ID of the encryption key in the configurations of
+// tokConfig: ciphertexts it seals start with tokSealedPrefix.
+const (
+	tokKeyID        = "tok-k1"
+	tokSealedPrefix = "v1." + tokKeyID + "."
+)
+
+// tokConf is a configuration file for the commands that need the
+// encryption keys, and those keys.
+type tokConf struct {
+	path string
+	keys *tokencrypt.Keyring
+}
+
+// tokConfig writes a complete configuration whose database.url is dbURL
+// (literal, or a ${VAR} reference) and whose only encryption key, a new
+// one, is tokKeyID.
+func tokConfig(t *testing.T, dbURL string) tokConf {
+	t.Helper()
+	key := tokencrypt.GenerateKey()
+	path := tokWriteFile(t, "config.yaml", `
+database:
+  url: "`+dbURL+`"
+jwt:
+  issuer: https://issuer.example
+  audiences: [api]
+  jwks_url: https://issuer.example/jwks
+providers:
+  github:
+    token_url: https://github.example/token
+    client_id: gh
+    auth_style: params
+default_providers: [github]
+encryption:
+  keys:
+    - id: `+tokKeyID+`
+      key: `+key+`
+`)
+	return tokConf{path: path, keys: tokKeyring(t, key)}
+}
+
+// tokKeyring is a keyring of the one key tokKeyID.
+func tokKeyring(t *testing.T, key string) *tokencrypt.Keyring {
+	t.Helper()
+	secret, err := tokencrypt.ParseKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := tokencrypt.New([]tokencrypt.Key{{ID: tokKeyID, Secret: secret}}, tokKeyID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// tokSealedStore opens the store at dsn through the decryption of keys,
+// to read back what the commands stored; it is closed with t.
+func tokSealedStore(t *testing.T, dsn string, keys *tokencrypt.Keyring) *encrypted.Store {
+	t.Helper()
+	return encrypted.New(tokOpenStore(t, dsn), keys)
+}
+
+// tokAssertSealed fails the test unless every token column of the raw
+// (on-disk) row holds a ciphertext under tokKeyID, and none contains any
+// of plaintexts.
+func tokAssertSealed(t *testing.T, raw store.Row, plaintexts ...string) {
+	t.Helper()
+	for _, c := range []struct{ name, v string }{
+		{"access_token", raw.AccessToken}, {"refresh_token", raw.RefreshToken}, {"id_token", raw.IDToken},
+	} {
+		if c.v == "" {
+			continue
+		}
+		if !strings.HasPrefix(c.v, tokSealedPrefix) {
+			t.Errorf("%s/%s: %s stored as %q, want a ciphertext %q...", raw.SessionID, raw.Provider, c.name, c.v, tokSealedPrefix)
+		}
+		for _, p := range plaintexts {
+			if p != "" && strings.Contains(c.v, p) {
+				t.Errorf("%s/%s: %s stored holds the token %q", raw.SessionID, raw.Provider, c.name, p)
+			}
+		}
+	}
+}
+
+// tokRequired are the flags tokens put needs, with --database-url and
+// --config (for the encryption keys).
+func tokRequired(dsn, configPath, session, provider string) []string {
+	return []string{"tokens", "put", "--database-url", dsn, "--config", configPath,
 		"--session", session, "--provider", provider,
 		"--subject", "alice", "--client-id", "app-1"}
 }
@@ -103,7 +191,9 @@ func tokMustTime(t *testing.T, s string) time.Time {
 
 func TestTokensPutStoresEveryField(t *testing.T) {
 	dsn := pgtest.New(t)
-	st := tokOpenStore(t, dsn)
+	cfg := tokConfig(t, tokUnreachableDSN) // --database-url wins
+	raw := tokOpenStore(t, dsn)
+	st := encrypted.New(raw, cfg.keys)
 
 	const (
 		access  = "at-literal-5b1f0c9e"
@@ -197,7 +287,7 @@ func TestTokensPutStoresEveryField(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			session := "sess-put-" + string(rune('a'+i))
-			args := append(tokRequired(dsn, session, "github"), tt.extra...)
+			args := append(tokRequired(dsn, cfg.path, session, "github"), tt.extra...)
 			before := time.Now()
 			r := tokRun(t, nil, tt.stdin, args...)
 			after := time.Now()
@@ -249,6 +339,18 @@ func TestTokensPutStoresEveryField(t *testing.T) {
 			if got.CreatedAt.IsZero() || got.UpdatedAt.IsZero() {
 				t.Errorf("CreatedAt = %v, UpdatedAt = %v, want both set", got.CreatedAt, got.UpdatedAt)
 			}
+
+			// On disk, every token is a ciphertext under the configured
+			// key, and none holds any token's text.
+			rawRow, err := raw.Get(t.Context(), session, "github")
+			if err != nil {
+				t.Fatalf("raw Get = %v", err)
+			}
+			if rawRow.AccessToken == "" || (w.RefreshToken != "") != (rawRow.RefreshToken != "") || (w.IDToken != "") != (rawRow.IDToken != "") {
+				t.Errorf("raw row has tokens %t/%t/%t, want %t/%t/%t", rawRow.AccessToken != "", rawRow.RefreshToken != "", rawRow.IDToken != "",
+					true, w.RefreshToken != "", w.IDToken != "")
+			}
+			tokAssertSealed(t, rawRow, w.AccessToken, w.RefreshToken, w.IDToken)
 		})
 	}
 }
@@ -263,8 +365,10 @@ func TestTokensPutUsageErrors(t *testing.T) {
 	)
 	missing := filepath.Join(t.TempDir(), "no-such-token-file")
 	dir := t.TempDir()
+	// With the keys at hand: the command lines fail for what they are.
+	cfg := tokConfig(t, tokUnreachableDSN)
 	base := func(extra ...string) []string {
-		return append(tokRequired(tokUnreachableDSN, "s1", "github"), extra...)
+		return append(tokRequired(tokUnreachableDSN, cfg.path, "s1", "github"), extra...)
 	}
 	tests := []struct {
 		name  string
@@ -281,14 +385,14 @@ func TestTokensPutUsageErrors(t *testing.T) {
 		},
 		{
 			name: "every required flag missing, listed at once",
-			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN, "--config", cfg.path,
 				"--refresh-token", refresh, "--id-token", idTok},
 			wantStderr: []string{"--session is required", "--provider is required", "--subject is required",
 				"--client-id is required", "--access-token is required"},
 		},
 		{
 			name: "some required flags missing",
-			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN, "--config", cfg.path,
 				"--session", "s1", "--access-token", access},
 			wantStderr: []string{"--provider is required", "--subject is required", "--client-id is required"},
 		},
@@ -351,7 +455,7 @@ func TestTokensPutUsageErrors(t *testing.T) {
 		{
 			name:  "empty access token listed with missing flags",
 			stdin: "\n",
-			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN, "--config", cfg.path,
 				"--session", "s1", "--access-token", "-", "--refresh-token", refresh},
 			wantStderr: []string{"--access-token: the token read is empty", "--provider is required",
 				"--subject is required", "--client-id is required"},
@@ -371,10 +475,10 @@ func TestTokensPutUsageErrors(t *testing.T) {
 			// An unquoted empty $SUBJECT shifts the flags: the token
 			// becomes a positional argument, and must not be echoed.
 			name: "token shifted into a positional argument",
-			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN,
+			args: []string{"tokens", "put", "--database-url", tokUnreachableDSN, "--config", cfg.path,
 				"--session", "s1", "--provider", "github", "--client-id", "app-1",
 				"--subject", "--access-token", access},
-			wantStderr: []string{`unexpected argument (number 11 after "tokens put")`},
+			wantStderr: []string{`unexpected argument (number 13 after "tokens put")`},
 		},
 		{
 			name:       "unknown flag",
@@ -398,10 +502,11 @@ func TestTokensPutUsageErrors(t *testing.T) {
 
 func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 	dsn := pgtest.New(t)
-	st := tokOpenStore(t, dsn)
+	cfg := tokConfig(t, dsn)
+	st := tokSealedStore(t, dsn, cfg.keys)
 	ctx := t.Context()
 
-	r := tokRun(t, nil, "", append(tokRequired(dsn, "sess-re", "github"),
+	r := tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-re", "github"),
 		"--access-token", "at-old", "--refresh-token", "rt-old", "--id-token", "idt-old",
 		"--token-type", "MAC", "--upstream-subject", "up-old",
 		"--expires-at", "2030-01-01T00:00:00Z", "--session-expires-at", "2030-06-01T00:00:00Z")...)
@@ -417,7 +522,8 @@ func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 		t.Fatal("MarkReauth did not set NeedsReauth")
 	}
 
-	r = tokRun(t, nil, "", "tokens", "put", "--database-url", dsn,
+	// The database from the configuration this time.
+	r = tokRun(t, nil, "", "tokens", "put", "--config", cfg.path,
 		"--session", "sess-re", "--provider", "github",
 		"--subject", "bob", "--client-id", "app-2", "--access-token", "at-new")
 	tokExpectCode(t, r, cli.ExitOK, "second put")
@@ -449,9 +555,13 @@ func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 
 func TestTokensDatabaseResolution(t *testing.T) {
 	dsn := pgtest.New(t)
-	st := tokOpenStore(t, dsn)
 
-	// A complete configuration whose database.url comes from TOK_DB.
+	// A complete configuration whose database.url comes from TOK_DB and
+	// whose encryption key from TOK_KEY. tokens put needs it for the key
+	// even where the database comes from elsewhere: there TOK_DB names an
+	// unreachable database, so that using it would fail.
+	key := tokencrypt.GenerateKey()
+	st := tokSealedStore(t, dsn, tokKeyring(t, key))
 	cfgFile := tokWriteFile(t, "config.yaml", `
 database:
   url: ${TOK_DB}
@@ -465,7 +575,19 @@ providers:
     client_id: gh
     auth_style: params
 default_providers: [github]
+encryption:
+  keys:
+    - id: `+tokKeyID+`
+      key: ${TOK_KEY}
 `)
+	// withKey adds TOK_KEY to env.
+	withKey := func(env map[string]string) map[string]string {
+		out := map[string]string{"TOK_KEY": key}
+		for k, v := range env {
+			out[k] = v
+		}
+		return out
+	}
 
 	put := func(session string, db ...string) []string {
 		args := append([]string{"tokens", "put"}, db...)
@@ -480,14 +602,14 @@ default_providers: [github]
 	}{
 		{
 			name:    "--database-url wins over DATABASE_URL",
-			env:     map[string]string{"DATABASE_URL": tokUnreachableDSN},
-			args:    put("sess-flag", "--database-url", dsn),
+			env:     map[string]string{"DATABASE_URL": tokUnreachableDSN, "TOK_DB": tokUnreachableDSN},
+			args:    put("sess-flag", "--database-url", dsn, "--config", cfgFile),
 			session: "sess-flag",
 		},
 		{
 			name:    "DATABASE_URL without the flag",
-			env:     map[string]string{"DATABASE_URL": dsn},
-			args:    put("sess-env"),
+			env:     map[string]string{"DATABASE_URL": dsn, "TOK_DB": tokUnreachableDSN},
+			args:    put("sess-env", "--config", cfgFile),
 			session: "sess-env",
 		},
 		{
@@ -511,7 +633,7 @@ default_providers: [github]
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := tokRun(t, tt.env, "", tt.args...)
+			r := tokRun(t, withKey(tt.env), "", tt.args...)
 			tokExpectCode(t, r, cli.ExitOK, "tokens put")
 			got, err := st.Get(t.Context(), tt.session, "github")
 			if err != nil {
@@ -531,7 +653,7 @@ default_providers: [github]
 			{"migrate"},
 		} {
 			what := strings.Join(args[:min(2, len(args))], " ")
-			r := tokRun(t, nil, "", args...)
+			r := tokRun(t, withKey(nil), "", args...)
 			tokExpectCode(t, r, cli.ExitUsage, what)
 			for _, s := range []string{"no database", "--database-url", "DATABASE_URL"} {
 				if !strings.Contains(r.stderr, s) {
@@ -543,7 +665,7 @@ default_providers: [github]
 	})
 
 	t.Run("--config without database.url", func(t *testing.T) {
-		r := tokRun(t, map[string]string{"TOK_DB": ""}, "", put("sess-nocfg", "--config", cfgFile)...)
+		r := tokRun(t, withKey(map[string]string{"TOK_DB": ""}), "", put("sess-nocfg", "--config", cfgFile)...)
 		tokExpectCode(t, r, cli.ExitUsage, "tokens put")
 		if !strings.Contains(r.stderr, "TOK_DB") {
 			t.Errorf("stderr lacks the unset variable:\n%s", r.stderr)
@@ -551,7 +673,8 @@ default_providers: [github]
 	})
 
 	t.Run("unparsable URL", func(t *testing.T) {
-		r := tokRun(t, nil, "", put("sess-bad", "--database-url", "postgres://u:s3cr3tpass@host:notaport/db")...)
+		r := tokRun(t, withKey(map[string]string{"TOK_DB": tokUnreachableDSN}), "",
+			put("sess-bad", "--database-url", "postgres://u:s3cr3tpass@host:notaport/db", "--config", cfgFile)...)
 		tokExpectCode(t, r, cli.ExitUsage, "tokens put")
 		tokNoSecrets(t, r, "s3cr3tpass", "at-sess-bad")
 	})
@@ -565,17 +688,18 @@ func TestTokensGet(t *testing.T) {
 		idTok   = "idt-get-raw-1a2b3c4d5e"
 		access2 = "at-get-other-0f1e2d3c"
 	)
-	r := tokRun(t, nil, "", append(tokRequired(dsn, "sess-get", "github"),
+	cfg := tokConfig(t, tokUnreachableDSN) // the keys; the database comes from elsewhere
+	r := tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-get", "github"),
 		"--access-token", access, "--refresh-token", refresh, "--id-token", idTok,
 		"--upstream-subject", "up-alice", "--expires-at", "2031-02-03T04:05:06Z",
 		"--session-expires-at", "2032-01-01T00:00:00Z")...)
 	tokExpectCode(t, r, cli.ExitOK, "put github")
-	r = tokRun(t, nil, "", append(tokRequired(dsn, "sess-get", "google"), "--access-token", access2)...)
+	r = tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-get", "google"), "--access-token", access2)...)
 	tokExpectCode(t, r, cli.ExitOK, "put google")
 	secrets := []string{access, refresh, idTok, access2}
 
 	t.Run("whole session", func(t *testing.T) {
-		r := tokRun(t, nil, "", "tokens", "get", "--database-url", dsn, "--session", "sess-get")
+		r := tokRun(t, nil, "", "tokens", "get", "--database-url", dsn, "--config", cfg.path, "--session", "sess-get")
 		tokExpectCode(t, r, cli.ExitOK, "tokens get")
 		for _, s := range []string{
 			cli.Redact(access), cli.Redact(refresh), cli.Redact(idTok), cli.Redact(access2),
@@ -594,13 +718,31 @@ func TestTokensGet(t *testing.T) {
 	})
 
 	t.Run("DATABASE_URL", func(t *testing.T) {
-		r := tokRun(t, map[string]string{"DATABASE_URL": dsn}, "", "tokens", "get", "--session", "sess-get")
+		r := tokRun(t, map[string]string{"DATABASE_URL": dsn}, "", "tokens", "get", "--config", cfg.path, "--session", "sess-get")
 		tokExpectCode(t, r, cli.ExitOK, "tokens get")
+		if !strings.Contains(r.stdout, cli.Redact(access)) {
+			t.Errorf("stdout lacks the redacted token:\n%s", r.stdout)
+		}
+		tokNoSecrets(t, r, secrets...)
+	})
+
+	t.Run("another key", func(t *testing.T) {
+		// The rows are sealed under a key this configuration lacks (its
+		// own has the same ID): nothing decrypts, nothing is shown.
+		other := tokConfig(t, dsn)
+		r := tokRun(t, nil, "", "tokens", "get", "--config", other.path, "--session", "sess-get")
+		tokExpectCode(t, r, cli.ExitFailure, "tokens get with another key")
+		if r.stdout != "" {
+			t.Errorf("stdout = %q, want nothing", r.stdout)
+		}
+		if !strings.Contains(r.stderr, "cannot be decrypted") {
+			t.Errorf("stderr lacks %q:\n%s", "cannot be decrypted", r.stderr)
+		}
 		tokNoSecrets(t, r, secrets...)
 	})
 
 	t.Run("provider filter", func(t *testing.T) {
-		r := tokRun(t, nil, "", "tokens", "get", "--database-url", dsn, "--session", "sess-get", "--provider", "google")
+		r := tokRun(t, nil, "", "tokens", "get", "--database-url", dsn, "--config", cfg.path, "--session", "sess-get", "--provider", "google")
 		tokExpectCode(t, r, cli.ExitOK, "tokens get --provider google")
 		if !strings.Contains(r.stdout, cli.Redact(access2)) {
 			t.Errorf("stdout lacks google's redacted token:\n%s", r.stdout)
@@ -625,7 +767,7 @@ func TestTokensGet(t *testing.T) {
 		{"unexpected argument", []string{"--session", "sess-get", "extra"}, cli.ExitUsage},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := tokRun(t, nil, "", append([]string{"tokens", "get", "--database-url", dsn}, tt.args...)...)
+			r := tokRun(t, nil, "", append([]string{"tokens", "get", "--database-url", dsn, "--config", cfg.path}, tt.args...)...)
 			tokExpectCode(t, r, tt.code, "tokens get")
 			if r.stdout != "" {
 				t.Errorf("stdout = %q, want nothing", r.stdout)
@@ -643,13 +785,14 @@ func TestTokensGet(t *testing.T) {
 
 func TestTokensDelete(t *testing.T) {
 	dsn := pgtest.New(t)
-	st := tokOpenStore(t, dsn)
+	st := tokOpenStore(t, dsn) // delete needs no keys, nor does listing providers
 	ctx := t.Context()
+	cfg := tokConfig(t, dsn)
 	for _, p := range []string{"github", "google", "gitlab"} {
-		r := tokRun(t, nil, "", append(tokRequired(dsn, "sess-del", p), "--access-token", "at-"+p)...)
+		r := tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-del", p), "--access-token", "at-"+p)...)
 		tokExpectCode(t, r, cli.ExitOK, "put "+p)
 	}
-	r := tokRun(t, nil, "", append(tokRequired(dsn, "sess-keep", "github"), "--access-token", "at-keep")...)
+	r := tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-keep", "github"), "--access-token", "at-keep")...)
 	tokExpectCode(t, r, cli.ExitOK, "put sess-keep")
 
 	del := func(extra ...string) tokResult {
@@ -721,7 +864,7 @@ func TestTokensMigrateTwice(t *testing.T) {
 	r := tokRun(t, map[string]string{"DATABASE_URL": dsn}, "", "migrate")
 	tokExpectCode(t, r, cli.ExitOK, "migrate with DATABASE_URL")
 	// The schema is there.
-	r = tokRun(t, nil, "", append(tokRequired(dsn, "s", "p"), "--access-token", "at-after-migrate")...)
+	r = tokRun(t, nil, "", append(tokRequired(dsn, tokConfig(t, dsn).path, "s", "p"), "--access-token", "at-after-migrate")...)
 	tokExpectCode(t, r, cli.ExitOK, "tokens put after migrate")
 }
 
@@ -757,6 +900,14 @@ default_providers: [github]
 		{"tokens unknown subcommand", []string{"tokens", "list"}, cli.ExitUsage, "", `"list"`},
 		{"tokens help", []string{"tokens", "-h"}, cli.ExitOK, "tokens put", ""},
 		{"tokens put -h", []string{"tokens", "put", "-h"}, cli.ExitOK, "", "-access-token"},
+		{"serve without encryption keys", []string{"serve", "--config", noDB}, cli.ExitUsage, "", "encryption.keys is required"},
+		{"keys without subcommand", []string{"keys"}, cli.ExitUsage, "", "generate or rotate"},
+		{"keys unknown subcommand", []string{"keys", "list"}, cli.ExitUsage, "", `"list"`},
+		{"keys help", []string{"keys", "-h"}, cli.ExitOK, "keys rotate", ""},
+		{"keys generate with an argument", []string{"keys", "generate", "extra"}, cli.ExitUsage, "", "unexpected argument"},
+		{"keys rotate without --config", []string{"keys", "rotate", "--database-url", tokUnreachableDSN}, cli.ExitUsage, "", "--config"},
+		{"keys rotate without anything", []string{"keys", "rotate"}, cli.ExitUsage, "", "--config"},
+		{"keys rotate with a bad batch", []string{"keys", "rotate", "--database-url", tokUnreachableDSN, "--batch", "0"}, cli.ExitUsage, "", "--batch"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -774,12 +925,15 @@ default_providers: [github]
 
 func TestTokensUnreachableDatabase(t *testing.T) {
 	const access = "at-unreachable-4d3c2b1a"
+	cfg := tokConfig(t, tokUnreachableDSN)
 	tests := []struct {
 		name string
 		args []string
 	}{
-		{"put", append(tokRequired(tokUnreachableDSN, "s", "github"), "--access-token", access)},
-		{"get", []string{"tokens", "get", "--database-url", tokUnreachableDSN, "--session", "s"}},
+		{"put", append(tokRequired(tokUnreachableDSN, cfg.path, "s", "github"), "--access-token", access)},
+		{"put via --config", []string{"tokens", "put", "--config", cfg.path, "--session", "s", "--provider", "github",
+			"--subject", "alice", "--client-id", "app-1", "--access-token", access}},
+		{"get", []string{"tokens", "get", "--database-url", tokUnreachableDSN, "--config", cfg.path, "--session", "s"}},
 		{"delete", []string{"tokens", "delete", "--database-url", tokUnreachableDSN, "--session", "s"}},
 		{"migrate", []string{"migrate", "--database-url", tokUnreachableDSN}},
 	}
@@ -796,16 +950,92 @@ func TestTokensUnreachableDatabase(t *testing.T) {
 	t.Run("exactly 1 MiB on stdin is accepted", func(t *testing.T) {
 		// Not refused as usage: the command gets as far as the database.
 		big := strings.Repeat("r", 1<<20)
-		r := tokRun(t, nil, big, append(tokRequired(tokUnreachableDSN, "s", "github"),
+		r := tokRun(t, nil, big, append(tokRequired(tokUnreachableDSN, cfg.path, "s", "github"),
 			"--access-token", access, "--refresh-token", "-")...)
 		tokExpectCode(t, r, cli.ExitFailure, "tokens put")
 		tokNoSecrets(t, r, "pw", access, big[:64])
 	})
 	t.Run("put via DATABASE_URL", func(t *testing.T) {
-		r := tokRun(t, map[string]string{"DATABASE_URL": tokUnreachableDSN}, "", "tokens", "put",
+		r := tokRun(t, map[string]string{"DATABASE_URL": tokUnreachableDSN}, "", "tokens", "put", "--config", cfg.path,
 			"--session", "s", "--provider", "github", "--subject", "alice", "--client-id", "app-1",
 			"--access-token", access)
 		tokExpectCode(t, r, cli.ExitFailure, "tokens put")
 		tokNoSecrets(t, r, "pw", access)
 	})
+}
+
+// TestTokensNeedConfig checks that the commands that seal or open tokens
+// refuse to run without the keys of --config, however the database is
+// given, before touching it (it is unreachable: reaching it would exit 1);
+// delete needs no keys.
+func TestTokensNeedConfig(t *testing.T) {
+	const access = "at-noconfig-5e6f7a8b"
+	put := []string{"tokens", "put", "--session", "s", "--provider", "github",
+		"--subject", "alice", "--client-id", "app-1", "--access-token", access}
+	get := []string{"tokens", "get", "--session", "s"}
+	rotate := []string{"keys", "rotate"}
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"put with --database-url", nil, append(put, "--database-url", tokUnreachableDSN)},
+		{"put with DATABASE_URL", map[string]string{"DATABASE_URL": tokUnreachableDSN}, put},
+		{"get with --database-url", nil, append(get, "--database-url", tokUnreachableDSN)},
+		{"get with DATABASE_URL", map[string]string{"DATABASE_URL": tokUnreachableDSN}, get},
+		{"keys rotate with --database-url", nil, append(rotate, "--database-url", tokUnreachableDSN)},
+		{"keys rotate with DATABASE_URL", map[string]string{"DATABASE_URL": tokUnreachableDSN}, rotate},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := tokRun(t, tt.env, "", tt.args...)
+			tokExpectCode(t, r, cli.ExitUsage, tt.name)
+			for _, s := range []string{"--config", "encrypt"} {
+				if !strings.Contains(r.stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, r.stderr)
+				}
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout = %q, want nothing", r.stdout)
+			}
+			tokNoSecrets(t, r, access, "pw")
+		})
+	}
+	t.Run("delete needs no keys", func(t *testing.T) {
+		dsn := pgtest.New(t)
+		cfg := tokConfig(t, dsn)
+		r := tokRun(t, nil, "", append(tokRequired(dsn, cfg.path, "sess-nokeys", "github"), "--access-token", access)...)
+		tokExpectCode(t, r, cli.ExitOK, "tokens put")
+		r = tokRun(t, map[string]string{"DATABASE_URL": dsn}, "", "tokens", "delete", "--session", "sess-nokeys")
+		tokExpectCode(t, r, cli.ExitOK, "tokens delete without --config")
+		if _, err := tokOpenStore(t, dsn).Get(t.Context(), "sess-nokeys", "github"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get deleted row = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestKeysGenerate(t *testing.T) {
+	seen := map[string]bool{}
+	for range 3 {
+		r := tokRun(t, nil, "", "keys", "generate")
+		tokExpectCode(t, r, cli.ExitOK, "keys generate")
+		if r.stderr != "" {
+			t.Errorf("stderr = %q, want nothing", r.stderr)
+		}
+		key := strings.TrimSuffix(r.stdout, "\n")
+		if strings.ContainsAny(key, " \t\n") || key+"\n" != r.stdout {
+			t.Fatalf("stdout = %q, want one key on one line", r.stdout)
+		}
+		b, err := base64.StdEncoding.DecodeString(key)
+		if err != nil || len(b) != 32 {
+			t.Fatalf("key %q: %d bytes of standard base64 (%v), want 32", key, len(b), err)
+		}
+		if seen[key] {
+			t.Fatalf("keys generate printed %q twice", key)
+		}
+		seen[key] = true
+		// What it prints is accepted as a key by the configuration.
+		if _, err := tokencrypt.ParseKey(key); err != nil {
+			t.Errorf("ParseKey(generated) = %v", err)
+		}
+	}
 }
