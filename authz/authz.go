@@ -20,12 +20,19 @@ import (
 
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/refresh"
+	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // ContextKeyProviders is the per-route context extension naming the
 // providers (comma-separated) whose credentials the route needs.
 const ContextKeyProviders = "upstream_providers"
+
+// ContextKeyRequiredScopes is the per-route context extension naming the
+// scopes (space-separated, RFC 6749 scope-tokens) that the caller's JWT must
+// all carry. A Check whose JWT lacks one is denied with 403
+// insufficient_scope before any stored credential is read or refreshed.
+const ContextKeyRequiredScopes = "required_scopes"
 
 // TokenVerifier verifies the caller's bearer JWT. Rejections wrap
 // jwtauth.ErrInvalidToken; jwtauth.ErrKeysUnavailable means the verifier
@@ -55,9 +62,54 @@ type Provider struct {
 type Config struct {
 	Providers        map[string]Provider
 	DefaultProviders []string
+	// Routes choose providers and required scopes from the request's host
+	// and path when the request carries neither ContextKeyProviders nor
+	// ContextKeyRequiredScopes (Istio cannot send context extensions). See
+	// Route for the matching rules.
+	Routes []Route
 	// Realm and ResourceMetadata go into WWW-Authenticate on 401 and 403.
 	Realm            string
 	ResourceMetadata string
+	// Observer, when not nil, is told of every decision once, after it is
+	// made (for metrics).
+	Observer Observer
+}
+
+// Observer learns of each decision and how long it took. Decision is called
+// once per Check, on the Check's goroutine, so it must be quick and safe for
+// concurrent use. It must not keep or expose the Response's headers or body:
+// they can hold upstream tokens.
+type Observer interface {
+	Decision(resp Response, elapsed time.Duration)
+}
+
+// Route is a policy chosen by the request's host and path.
+//
+// A route matches a request when its Host is empty or equals the request's
+// host, and its PathPrefix is a prefix (plain string comparison, as Envoy's
+// route "prefix") of the request's path. Of the matching routes, the one with
+// the longest PathPrefix wins; on equal length a route with a Host beats one
+// without. No matching route means DefaultProviders and no required scopes.
+//
+// Hosts are compared case-insensitively, without a port and without a
+// trailing dot ("API.example.com.:8443" is "api.example.com"). The request
+// path loses its query and fragment, percent-encoded unreserved characters
+// (RFC 3986 §2.3: letters, digits, "-", ".", "_", "~") are decoded, the hex
+// digits of the remaining escapes are upper-cased and dot-segments are
+// removed (RFC 3986 §5.2.4). Nothing else is decoded: "%2F" stays an encoded
+// slash and "%25" an encoded percent, and repeated slashes are kept, since
+// decoding or merging those can change what the backend sees. PathPrefix is
+// compared in the same normal form (see CleanPath).
+type Route struct {
+	// Host is a host name or IP address without port; empty matches any
+	// host.
+	Host string
+	// PathPrefix starts with "/".
+	PathPrefix string
+	// Providers are the route's providers; empty means DefaultProviders.
+	Providers []string
+	// RequiredScopes must all be among the JWT's scopes.
+	RequiredScopes []string
 }
 
 // Request is what the decision needs from a check request.
@@ -67,6 +119,13 @@ type Request struct {
 	// ContextExtensions are the route's settings (Envoy's
 	// check_settings.context_extensions).
 	ContextExtensions map[string]string
+	// Host is the request's host (the :authority or Host header), possibly
+	// with a port. It selects a Route.
+	Host string
+	// Path is the request target's path as the client (or the proxy, after
+	// its own normalization) sent it, possibly with a query string. It
+	// selects a Route.
+	Path string
 }
 
 // Header is one HTTP header.
@@ -89,9 +148,32 @@ type Response struct {
 	RemoveHeaders []string
 	// Body is the JSON body of a deny.
 	Body string
-	// Reason is a short fixed word for logs and metrics ("ok", "no_token",
-	// "invalid_token", ...). It never carries request data.
+	// Reason is a short fixed word for logs and metrics. It never carries
+	// request data. The words are "ok"; for a deny the client can act on
+	// (Result "denied"): "no_token", "invalid_token", "session_not_found",
+	// "binding_mismatch", "no_refresh_token", "refresh_failed"; and for a
+	// failure of the service or what it depends on (Result "error"):
+	// "keys_unavailable" (the JWKS), "store_unavailable" (the token store
+	// cannot be read, or a row cannot be decrypted), "provider_unavailable"
+	// (a provider's 5xx, 429, time-out or network error, or its back-off),
+	// "provider_misconfigured" (a provider rejected our client
+	// credentials), "route_misconfigured" and "unsafe_token".
 	Reason string
+}
+
+// Result classifies the decision for metrics: "ok" when allowed, "error"
+// when the service could not decide (a 5xx deny: something the service
+// depends on failed, or its configuration is wrong), "denied" otherwise (the
+// client's credentials do not pass).
+func (r Response) Result() string {
+	switch {
+	case r.Allowed:
+		return "ok"
+	case r.Status >= 500:
+		return "error"
+	default:
+		return "denied"
+	}
 }
 
 // Decider makes Check decisions. It is safe for concurrent use.
@@ -102,6 +184,7 @@ type Decider struct {
 	cfg        Config
 	challenge  string   // WWW-Authenticate prefix: Bearer realm="..."[, resource_metadata="..."]
 	allHeaders []string // every header name a provider could set, sorted
+	routes     []Route  // cfg.Routes normalized, in matching order
 }
 
 // New returns a Decider. log may be nil.
@@ -125,6 +208,20 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		d.allHeaders = append(d.allHeaders, n)
 	}
 	sort.Strings(d.allHeaders)
+	for _, r := range cfg.Routes {
+		r.Host = cleanHost(r.Host)
+		r.PathPrefix = CleanPath(r.PathPrefix)
+		d.routes = append(d.routes, r)
+	}
+	// Longest prefix first; on equal length, host-specific first. Stable,
+	// so that of two identical routes (refused by config) the first wins.
+	sort.SliceStable(d.routes, func(i, j int) bool {
+		a, b := d.routes[i], d.routes[j]
+		if len(a.PathPrefix) != len(b.PathPrefix) {
+			return len(a.PathPrefix) > len(b.PathPrefix)
+		}
+		return a.Host != "" && b.Host == ""
+	})
 	return d
 }
 
@@ -143,15 +240,26 @@ const (
 	descInvalidToken = "the access token is invalid"
 	descSession      = "the token's session is not valid for this resource"
 	descReauth       = "upstream authorization has expired; re-authentication required"
+	descScope        = "the access token lacks a scope this resource requires"
 )
 
 // Check decides one request.
 func (d *Decider) Check(ctx context.Context, req Request) Response {
+	if d.cfg.Observer == nil {
+		return d.check(ctx, req)
+	}
+	start := time.Now()
+	resp := d.check(ctx, req)
+	d.cfg.Observer.Decision(resp, time.Since(start))
+	return resp
+}
+
+func (d *Decider) check(ctx context.Context, req Request) Response {
 	raw, ok := bearer(req.Headers["authorization"])
 	if !ok {
 		return d.deny401("no_token", "", descNoToken)
 	}
-	providers, err := d.providers(req.ContextExtensions)
+	providers, scopes, err := d.route(req)
 	if err != nil {
 		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", "route_misconfigured", "error", err)
 		return failure(http.StatusInternalServerError, "route_misconfigured", "server_error", "the authorization service is misconfigured for this route", 0)
@@ -166,6 +274,12 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 		return d.deny401("invalid_token", "invalid_token", descInvalidToken)
 	}
 	session := upstreamtoken.SessionHash(claims.SessionID)
+	// Before any store access: a token without the route's scopes must not
+	// read, let alone refresh, the session's credentials.
+	if missing := missingScopes(scopes, claims.Scopes); len(missing) > 0 {
+		d.log.InfoContext(ctx, "check denied", "reason", "insufficient_scope", "session", session, "missing_scopes", missing)
+		return d.deny403(scopes)
+	}
 
 	res, err := d.source.Lookup(ctx, claims.SessionID,
 		&upstreamtoken.Binding{Subject: claims.Subject, ClientID: claims.ClientID}, providers...)
@@ -186,21 +300,200 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 	return resp
 }
 
-// providers returns the route's providers, all of them configured.
-func (d *Decider) providers(ext map[string]string) ([]string, error) {
-	names := d.cfg.DefaultProviders
-	if v := strings.TrimSpace(ext[ContextKeyProviders]); v != "" {
-		names = nil
-		for _, n := range strings.Split(v, ",") {
+// route returns the request's providers (all of them configured) and
+// required scopes. Context extensions are authoritative when either key is
+// present, even empty: the providers come from ContextKeyProviders (else
+// DefaultProviders) and the scopes from ContextKeyRequiredScopes (else none),
+// and Routes are not consulted. Otherwise the matching Route supplies both.
+func (d *Decider) route(req Request) (providers, scopes []string, err error) {
+	var names []string
+	ext := req.ContextExtensions
+	_, hasProviders := ext[ContextKeyProviders]
+	_, hasScopes := ext[ContextKeyRequiredScopes]
+	switch {
+	case hasProviders || hasScopes:
+		for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
 			if n = strings.TrimSpace(n); n != "" {
 				names = append(names, n)
 			}
 		}
+		if scopes, err = ParseScopes(ext[ContextKeyRequiredScopes]); err != nil {
+			return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
+		}
+	default:
+		if r := d.match(req.Host, req.Path); r != nil {
+			names = r.Providers
+			for _, s := range r.RequiredScopes {
+				if !ValidScope(s) {
+					return nil, nil, fmt.Errorf("route %q: required scope %q is not an RFC 6749 scope-token", r.Host+r.PathPrefix, s)
+				}
+				if !slices.Contains(scopes, s) {
+					scopes = append(scopes, s)
+				}
+			}
+		}
 	}
 	if len(names) == 0 {
-		return nil, errors.New("no providers for this route and no default_providers")
+		names = d.cfg.DefaultProviders
 	}
-	return d.checkRoute(names)
+	if len(names) == 0 {
+		return nil, nil, errors.New("no providers for this route and no default_providers")
+	}
+	providers, err = d.checkRoute(names)
+	return providers, scopes, err
+}
+
+// match returns the route for host and path, or nil.
+func (d *Decider) match(host, path string) *Route {
+	if len(d.routes) == 0 {
+		return nil
+	}
+	host, path = cleanHost(host), CleanPath(path)
+	for i := range d.routes {
+		r := &d.routes[i]
+		if (r.Host == "" || r.Host == host) && strings.HasPrefix(path, r.PathPrefix) {
+			return r
+		}
+	}
+	return nil
+}
+
+// ValidScope reports whether s is an RFC 6749 §3.3 scope-token: one or more
+// of %x21 / %x23-5B / %x5D-7E (printable ASCII except space, '"' and '\').
+func ValidScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseScopes splits a space-separated scope list (RFC 6749 §3.3), ignoring
+// repeated, leading and trailing spaces and repeated scopes. Any other
+// character outside the scope-token set, a tab included, is an error.
+func ParseScopes(v string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, " ") {
+		if s == "" || slices.Contains(out, s) {
+			continue
+		}
+		if !ValidScope(s) {
+			return nil, fmt.Errorf("%q is not an RFC 6749 scope-token", s)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// missingScopes returns the required scopes that have is without, compared
+// exactly (scopes are case-sensitive).
+func missingScopes(required, have []string) []string {
+	var missing []string
+	for _, s := range required {
+		if !slices.Contains(have, s) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+// cleanHost lower-cases a Host or :authority value and drops its port and a
+// trailing dot. A bracketed IPv6 literal loses its brackets.
+func cleanHost(h string) string {
+	h = strings.ToLower(strings.TrimSpace(h))
+	switch {
+	case strings.HasPrefix(h, "["):
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	case strings.Count(h, ":") == 1:
+		h = h[:strings.IndexByte(h, ':')]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// CleanPath puts a request path in the normal form routes are matched in:
+// the query and fragment are dropped, percent-encoded unreserved characters
+// (letters, digits, "-", ".", "_", "~") decoded, the hex digits of every
+// other escape upper-cased, and dot-segments removed (RFC 3986 §5.2.4).
+// Reserved characters stay encoded ("%2F" is not a "/"), malformed escapes
+// and repeated slashes are kept as they are. CleanPath is idempotent.
+func CleanPath(p string) string {
+	if i := strings.IndexAny(p, "?#"); i >= 0 {
+		p = p[:i]
+	}
+	if strings.Contains(p, "%") {
+		var b strings.Builder
+		b.Grow(len(p))
+		for i := 0; i < len(p); i++ {
+			if p[i] == '%' && i+2 < len(p) && isHex(p[i+1]) && isHex(p[i+2]) {
+				c := unhex(p[i+1])<<4 | unhex(p[i+2])
+				if unreserved(c) {
+					b.WriteByte(c)
+				} else {
+					b.WriteString(strings.ToUpper(p[i : i+3]))
+				}
+				i += 2
+				continue
+			}
+			b.WriteByte(p[i])
+		}
+		p = b.String()
+	}
+	return removeDotSegments(p)
+}
+
+// removeDotSegments resolves "." and ".." segments of an absolute path; a
+// path not starting with "/" is returned as it is.
+func removeDotSegments(p string) string {
+	if !strings.HasPrefix(p, "/") || !strings.Contains(p, ".") {
+		return p
+	}
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, s)
+			continue
+		}
+		if last {
+			out = append(out, "") // "/a/b/.." is "/a/", not "/a"
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // checkRoute returns the route's providers without repeats, failing when one
@@ -274,8 +567,23 @@ func (d *Decider) denyFor(err error) Response {
 	case errors.Is(err, upstreamtoken.ErrSessionNotFound):
 		return d.deny401("session_not_found", "invalid_token", descSession)
 	default:
-		return failure(http.StatusServiceUnavailable, "upstream_unavailable", "temporarily_unavailable",
+		return failure(http.StatusServiceUnavailable, unavailableReason(err), "temporarily_unavailable",
 			"the upstream credential is temporarily unavailable; retry later", upstreamtoken.RetryAfter(err))
+	}
+}
+
+// unavailableReason names what a passing failure came from. The client sees
+// the same 503 either way; operators see which dependency to look at. When
+// several providers failed, a misconfiguration wins over a store failure,
+// which wins over a provider outage.
+func unavailableReason(err error) string {
+	switch {
+	case errors.Is(err, refresh.ErrProviderMisconfigured):
+		return "provider_misconfigured"
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrUnreadable):
+		return "store_unavailable"
+	default:
+		return "provider_unavailable"
 	}
 }
 
@@ -320,6 +628,16 @@ func (d *Decider) deny401(reason, code, desc string) Response {
 	}
 	resp := failure(http.StatusUnauthorized, reason, code, desc, 0)
 	resp.Headers = append(resp.Headers, Header{Name: "www-authenticate", Value: challenge})
+	return resp
+}
+
+// deny403 answers 403 insufficient_scope with the route's required scopes
+// in the challenge (RFC 6750 §3.1). Scope-tokens need no escaping inside a
+// quoted-string.
+func (d *Decider) deny403(required []string) Response {
+	resp := failure(http.StatusForbidden, "insufficient_scope", "insufficient_scope", descScope, 0)
+	resp.Headers = append(resp.Headers, Header{Name: "www-authenticate",
+		Value: d.challenge + `, error="insufficient_scope", scope=` + quote(strings.Join(required, " "))})
 	return resp
 }
 

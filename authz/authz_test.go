@@ -3,13 +3,16 @@ package authz
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 	"github.com/extauthz/extauthz/upstreamtoken"
@@ -117,7 +120,7 @@ func TestCheckDenyTable(t *testing.T) {
 		{"binding mismatch", "Bearer jwt-mallory", "", 401, "binding_mismatch", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
 		{"no refresh token", "Bearer jwt-s-norefresh", "", 401, "no_refresh_token", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"refresh refused", "Bearer jwt-s-refused", "", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
-		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "upstream_unavailable", "", "7", "temporarily_unavailable"},
+		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "provider_unavailable", "", "7", "temporarily_unavailable"},
 		{"permanent wins over passing", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"keys unavailable", "Bearer keys-down", "", 503, "keys_unavailable", "", "1", "temporarily_unavailable"},
 		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "route_misconfigured", "", "", "server_error"},
@@ -238,8 +241,8 @@ func TestStoreDownIs503(t *testing.T) {
 	d, st := fixture(t)
 	st.SetUnavailable(true)
 	resp := d.Check(context.Background(), Request{Headers: map[string]string{"authorization": "Bearer jwt-s-ok"}})
-	if resp.Status != 503 || headerMap(resp.Headers)["retry-after"] != "1" {
-		t.Fatalf("got %+v, want 503 with Retry-After: 1", resp)
+	if resp.Status != 503 || headerMap(resp.Headers)["retry-after"] != "1" || resp.Reason != "store_unavailable" {
+		t.Fatalf("got %+v, want 503 store_unavailable with Retry-After: 1", resp)
 	}
 }
 
@@ -255,4 +258,61 @@ func headerMap(hs []Header) map[string]string {
 		m[h.Name] = h.Value
 	}
 	return m
+}
+
+func TestUnavailableReason(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), "store_unavailable"},
+		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnreadable), "store_unavailable"},
+		{fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), "provider_unavailable"},
+		{errors.Join(upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		// Several providers: misconfiguration, then the store, then the provider.
+		{errors.Join(fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable)), "store_unavailable"},
+		{errors.Join(fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+	}
+	for _, tc := range tests {
+		if got := unavailableReason(tc.err); got != tc.want {
+			t.Errorf("unavailableReason(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+type recordingObserver struct {
+	mu        sync.Mutex
+	decisions []Response
+}
+
+func (o *recordingObserver) Decision(r Response, elapsed time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if elapsed < 0 {
+		panic("negative duration")
+	}
+	o.decisions = append(o.decisions, r)
+}
+
+func TestObserverSeesEachDecisionOnce(t *testing.T) {
+	d, _ := fixture(t)
+	obs := &recordingObserver{}
+	d.cfg.Observer = obs
+	for _, tc := range []struct{ auth, providers, reason, result string }{
+		{"", "", "no_token", "denied"},
+		{"Bearer jwt-s-ok", "", "ok", "ok"},
+		{"Bearer jwt-s-busy", "", "provider_unavailable", "error"},
+		{"Bearer jwt-s-ok", "gh,nope", "route_misconfigured", "error"},
+		{"Bearer jwt-mallory", "", "binding_mismatch", "denied"},
+	} {
+		obs.decisions = nil
+		req := Request{Headers: map[string]string{}, ContextExtensions: map[string]string{ContextKeyProviders: tc.providers}}
+		if tc.auth != "" {
+			req.Headers["authorization"] = tc.auth
+		}
+		resp := d.Check(context.Background(), req)
+		if len(obs.decisions) != 1 || obs.decisions[0].Reason != tc.reason || obs.decisions[0].Result() != tc.result || resp.Reason != tc.reason {
+			t.Errorf("%s: observed %+v, want one decision %s/%s", tc.reason, obs.decisions, tc.result, tc.reason)
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
@@ -33,10 +34,13 @@ type Config struct {
 	JWT              JWT                 `yaml:"jwt"`
 	Providers        map[string]Provider `yaml:"providers"`
 	DefaultProviders []string            `yaml:"default_providers"`
+	Routes           []Route             `yaml:"routes"`
 	Refresh          Refresh             `yaml:"refresh"`
 	Deny             Deny                `yaml:"deny"`
 	Log              Log                 `yaml:"log"`
 	Encryption       Encryption          `yaml:"encryption"`
+	GC               GC                  `yaml:"gc"`
+	Shutdown         Shutdown            `yaml:"shutdown"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -69,6 +73,23 @@ type Listen struct {
 	// TLS, when its Cert is set, makes the gRPC listener serve TLS;
 	// otherwise it is plaintext (for a sidecar on localhost).
 	TLS TLS `yaml:"tls"`
+	// Metrics is the address of the plaintext HTTP listener serving
+	// /metrics, /healthz and /readyz. Default ":9090"; "off" disables it.
+	Metrics string `yaml:"metrics"`
+}
+
+// MetricsOff is the listen.metrics value that disables the metrics listener.
+const MetricsOff = "off"
+
+// Shutdown configures the graceful shutdown on SIGTERM.
+type Shutdown struct {
+	// DrainDelay is how long the server keeps serving after it has turned
+	// its health NOT_SERVING and its readiness 503, so that Envoy's health
+	// checks and Kubernetes endpoints move traffic away. Default 5s.
+	DrainDelay Duration `yaml:"drain_delay"`
+	// Timeout bounds the wait for in-flight Checks (and their refreshes) to
+	// finish once the listener stops accepting. Default 15s.
+	Timeout Duration `yaml:"timeout"`
 }
 
 // TLS configures TLS on the gRPC listener. The files are PEM and are read
@@ -117,6 +138,23 @@ type Provider struct {
 	Issuer string `yaml:"issuer"`
 }
 
+// Route chooses providers and required scopes by request host and path, for
+// proxies that cannot send context_extensions (Istio). It applies only to a
+// Check that carries neither the upstream_providers nor the required_scopes
+// context extension; authz.Route states the matching rules.
+type Route struct {
+	// Host is a host name or IP address, without port, compared
+	// case-insensitively with the request's host (whose port is ignored).
+	// Empty matches any host.
+	Host string `yaml:"host"`
+	// PathPrefix starts with "/"; the longest matching prefix wins.
+	PathPrefix string `yaml:"path_prefix"`
+	// Providers are the route's providers; empty means default_providers.
+	Providers []string `yaml:"providers"`
+	// RequiredScopes must all be in the caller's JWT (scope or scp).
+	RequiredScopes []string `yaml:"required_scopes"`
+}
+
 // Refresh configures refreshing expired upstream access tokens.
 type Refresh struct {
 	// Skew refreshes tokens that expire within this margin. Default 30s.
@@ -136,6 +174,18 @@ type Refresh struct {
 // PersistTimeout is the budget for storing one refresh's result, retries
 // included.
 const PersistTimeout = 5 * time.Second
+
+// GC configures garbage collection of expired sessions: the rows whose
+// session expiry has passed are deleted by one replica at a time, in
+// batches.
+type GC struct {
+	// Interval is the time between two passes, give or take half of it. 0
+	// disables collection (run 'extauthz gc' instead). Default 10m; at
+	// least 1s otherwise.
+	Interval Duration `yaml:"interval"`
+	// Batch is the most rows one DELETE statement removes. Default 1000.
+	Batch int `yaml:"batch"`
+}
 
 // Deny configures deny responses.
 type Deny struct {
@@ -309,12 +359,21 @@ func (c *Config) defaults() {
 	if c.Listen.GRPC == "" {
 		c.Listen.GRPC = ":9001"
 	}
+	if c.Listen.Metrics == "" {
+		c.Listen.Metrics = ":9090"
+	}
+	c.Shutdown.DrainDelay.orDefault(5 * time.Second)
+	c.Shutdown.Timeout.orDefault(15 * time.Second)
 	c.JWT.Leeway.orDefault(30 * time.Second)
 	c.Refresh.Skew.orDefault(30 * time.Second)
 	c.Refresh.Timeout.orDefault(10 * time.Second)
 	c.Refresh.LockTimeout.orDefault(30 * time.Second)
 	c.Refresh.BackoffMin.orDefault(time.Second)
 	c.Refresh.BackoffMax.orDefault(time.Minute)
+	c.GC.Interval.orDefault(10 * time.Minute)
+	if c.GC.Batch == 0 {
+		c.GC.Batch = 1000
+	}
 	if c.Deny.Realm == "" {
 		c.Deny.Realm = "extauthz"
 	}
@@ -331,6 +390,9 @@ func (c *Config) defaults() {
 			p.Header = "authorization"
 		}
 		c.Providers[name] = p
+	}
+	for i := range c.Routes {
+		c.Routes[i].Host = strings.ToLower(c.Routes[i].Host)
 	}
 }
 
@@ -357,6 +419,9 @@ func (c *Config) validate() []string {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
 		add("listen.grpc must be host:port or :port")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.Metrics); err != nil && c.Listen.Metrics != MetricsOff {
+		add("listen.metrics must be host:port, :port or \"off\"")
 	}
 	tlsc := c.Listen.TLS
 	switch {
@@ -394,7 +459,8 @@ func (c *Config) validate() []string {
 		key string
 		d   Duration
 	}{{"jwt.leeway", c.JWT.Leeway}, {"refresh.skew", c.Refresh.Skew}, {"refresh.timeout", c.Refresh.Timeout},
-		{"refresh.lock_timeout", c.Refresh.LockTimeout}, {"refresh.backoff_min", c.Refresh.BackoffMin}, {"refresh.backoff_max", c.Refresh.BackoffMax}} {
+		{"refresh.lock_timeout", c.Refresh.LockTimeout}, {"refresh.backoff_min", c.Refresh.BackoffMin}, {"refresh.backoff_max", c.Refresh.BackoffMax},
+		{"shutdown.drain_delay", c.Shutdown.DrainDelay}, {"shutdown.timeout", c.Shutdown.Timeout}} {
 		if d.d.bad != "" {
 			add("line %d: %s: %q is not a duration (use e.g. 30s, 2m)", d.d.line, d.key, strings.TrimSuffix(d.d.bad, " "))
 		}
@@ -444,25 +510,11 @@ func (c *Config) validate() []string {
 		add("default_providers needs at least one provider")
 	}
 	// Providers may share a header (GitHub on one route, Google on another,
-	// both in authorization), but not on one route: the default route is
-	// checked here, routes named by Envoy at Check time.
-	headerOwner := map[string]string{}
-	for _, name := range c.DefaultProviders {
-		pr, ok := c.Providers[name]
-		if !ok {
-			add("default_providers: %q is not defined under providers", name)
-			continue
-		}
-		for _, h := range []string{pr.Header, pr.IDTokenHeader} {
-			if h == "" {
-				continue
-			}
-			if other := headerOwner[h]; other != "" && other != name {
-				add("default_providers: %q and %q both write header %q", other, name, h)
-			}
-			headerOwner[h] = name
-		}
-	}
+	// both in authorization), but not on one route: the default route and
+	// the routes section are checked here, routes named by Envoy at Check
+	// time.
+	p = append(p, c.checkRouteProviders("default_providers", c.DefaultProviders)...)
+	p = append(p, c.validateRoutes()...)
 	if c.Refresh.Skew.D() < 0 {
 		add("refresh.skew must not be negative")
 	}
@@ -474,6 +526,21 @@ func (c *Config) validate() []string {
 	}
 	if c.Refresh.BackoffMin.D() <= 0 || c.Refresh.BackoffMax.D() < c.Refresh.BackoffMin.D() {
 		add("refresh.backoff_min must be positive and at most refresh.backoff_max")
+	}
+	if c.Shutdown.DrainDelay.D() < 0 {
+		add("shutdown.drain_delay must not be negative")
+	}
+	if c.Shutdown.Timeout.D() <= 0 {
+		add("shutdown.timeout must be positive")
+	}
+	switch d := c.GC.Interval; {
+	case d.bad != "":
+		add("line %d: gc.interval: %q is not a duration (use e.g. 10m, 0 to disable)", d.line, strings.TrimSuffix(d.bad, " "))
+	case d.D() < 0 || (d.D() > 0 && d.D() < time.Second):
+		add("gc.interval must be 0 (disabled) or at least 1s")
+	}
+	if c.GC.Batch < 0 {
+		add("gc.batch must be positive")
 	}
 	if c.Deny.ResourceMetadata != "" && !isHTTPURL(c.Deny.ResourceMetadata) {
 		add("deny.resource_metadata must be an absolute http(s) URL")
@@ -490,6 +557,83 @@ func (c *Config) validate() []string {
 		add("log.format must be json or text")
 	}
 	p = append(p, c.loadKeys()...)
+	return p
+}
+
+// checkRouteProviders reports, under key at, the names of one route's
+// provider list that are not defined under providers and every pair of its
+// providers that would write the same header.
+func (c *Config) checkRouteProviders(at string, names []string) []string {
+	var p []string
+	headerOwner := map[string]string{}
+	for _, name := range names {
+		pr, ok := c.Providers[name]
+		if !ok {
+			p = append(p, fmt.Sprintf("%s: %q is not defined under providers", at, name))
+			continue
+		}
+		for _, h := range []string{pr.Header, pr.IDTokenHeader} {
+			if h == "" {
+				continue
+			}
+			if other := headerOwner[h]; other != "" && other != name {
+				p = append(p, fmt.Sprintf("%s: %q and %q both write header %q", at, other, name, h))
+			}
+			headerOwner[h] = name
+		}
+	}
+	return p
+}
+
+// routeHost is a DNS name (letters, digits, '-', '_', dots between labels)
+// after lower-casing; IP addresses are checked apart.
+var routeHost = regexp.MustCompile(`^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$`)
+
+// validateRoutes checks the routes section.
+func (c *Config) validateRoutes() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	seen := map[[2]string]int{}
+	for i, r := range c.Routes {
+		at := fmt.Sprintf("routes[%d]", i)
+		host := strings.TrimSuffix(r.Host, ".")
+		switch {
+		case r.Host == "":
+		case strings.Contains(r.Host, "*"):
+			add("%s.host: %q: wildcards are not supported (leave host empty to match any host)", at, r.Host)
+		case net.ParseIP(strings.Trim(r.Host, "[]")) != nil:
+			host = strings.Trim(r.Host, "[]")
+		case routeHost.MatchString(r.Host):
+		default:
+			if _, _, err := net.SplitHostPort(r.Host); err == nil {
+				add("%s.host: %q: give the host without a port (the request's port is ignored)", at, r.Host)
+			} else {
+				add("%s.host: %q is not a host name or IP address", at, r.Host)
+			}
+		}
+		switch clean := authz.CleanPath(r.PathPrefix); {
+		case r.PathPrefix == "":
+			add("%s.path_prefix is required (use \"/\" for every path)", at)
+		case !strings.HasPrefix(r.PathPrefix, "/"):
+			add("%s.path_prefix: %q must start with \"/\"", at, r.PathPrefix)
+		case strings.ContainsAny(r.PathPrefix, "?#"):
+			add("%s.path_prefix: %q must not contain a query or fragment (they are ignored when matching)", at, r.PathPrefix)
+		case clean != r.PathPrefix:
+			add("%s.path_prefix: %q is not in normal form (paths are matched with unreserved characters decoded and dot-segments removed): write %q", at, r.PathPrefix, clean)
+		}
+		key := [2]string{host, r.PathPrefix}
+		if j, dup := seen[key]; dup {
+			add("%s: same host and path_prefix as routes[%d]", at, j)
+		} else {
+			seen[key] = i
+		}
+		p = append(p, c.checkRouteProviders(at+".providers", r.Providers)...)
+		for _, s := range r.RequiredScopes {
+			if !authz.ValidScope(s) {
+				add("%s.required_scopes: %q is not a scope-token (RFC 6749: printable ASCII without space, '\"' or '\\'; list scopes as separate items)", at, s)
+			}
+		}
+	}
 	return p
 }
 

@@ -264,3 +264,76 @@ func TestListenTLS(t *testing.T) {
 		}
 	}
 }
+
+func TestListenMetricsAndShutdown(t *testing.T) {
+	base := env(map[string]string{"DB": "postgres://u@db/x", "GH_SECRET": "x"})
+	c, err := Parse([]byte(valid), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.Metrics != ":9090" || c.Shutdown.DrainDelay.D() != 5*time.Second || c.Shutdown.Timeout.D() != 15*time.Second {
+		t.Errorf("defaults: listen.metrics %q, shutdown %v/%v", c.Listen.Metrics, c.Shutdown.DrainDelay.D(), c.Shutdown.Timeout.D())
+	}
+	set := strings.Replace(valid, "  grpc: 127.0.0.1:9001\n", "  grpc: 127.0.0.1:9001\n  metrics: 127.0.0.1:9102\n", 1) +
+		"shutdown:\n  drain_delay: 0s\n  timeout: 30s\n"
+	c, err = Parse([]byte(set), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.Metrics != "127.0.0.1:9102" || c.Shutdown.DrainDelay.D() != 0 || c.Shutdown.Timeout.D() != 30*time.Second {
+		t.Errorf("set: listen.metrics %q, shutdown %v/%v", c.Listen.Metrics, c.Shutdown.DrainDelay.D(), c.Shutdown.Timeout.D())
+	}
+	off := strings.Replace(valid, "  grpc: 127.0.0.1:9001\n", "  grpc: 127.0.0.1:9001\n  metrics: \"off\"\n", 1)
+	if c, err = Parse([]byte(off), base); err != nil || c.Listen.Metrics != MetricsOff {
+		t.Errorf("listen.metrics off: %v %v", c, err)
+	}
+	bad := strings.Replace(valid, "  grpc: 127.0.0.1:9001\n", "  grpc: 127.0.0.1:9001\n  metrics: nope\n", 1) +
+		"shutdown:\n  drain_delay: -1s\n  timeout: 0s\n"
+	_, err = Parse([]byte(bad), base)
+	for _, want := range []string{"listen.metrics must be", "shutdown.drain_delay must not be negative", "shutdown.timeout must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestGC(t *testing.T) {
+	base := env(map[string]string{"DB": "postgres://u@db/x", "GH_SECRET": "x"})
+	c, err := Parse([]byte(valid), base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GC.Interval.D() != 10*time.Minute || c.GC.Batch != 1000 {
+		t.Errorf("defaults: gc.interval %v, gc.batch %d; want 10m, 1000", c.GC.Interval.D(), c.GC.Batch)
+	}
+	for _, tt := range []struct {
+		yaml     string
+		interval time.Duration
+		batch    int
+	}{
+		{"gc: {interval: 1h, batch: 50}", time.Hour, 50},
+		{"gc: {interval: 0}", 0, 1000},
+		{"gc: {interval: 0s, batch: 1}", 0, 1},
+	} {
+		c, err := Parse([]byte(valid+tt.yaml+"\n"), base)
+		if err != nil {
+			t.Errorf("%s: %v", tt.yaml, err)
+			continue
+		}
+		if c.GC.Interval.D() != tt.interval || c.GC.Batch != tt.batch {
+			t.Errorf("%s: gc.interval %v, gc.batch %d; want %v, %d", tt.yaml, c.GC.Interval.D(), c.GC.Batch, tt.interval, tt.batch)
+		}
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"gc: {interval: -1m}", "gc.interval must be 0 (disabled) or at least 1s"},
+		{"gc: {interval: 10ms}", "gc.interval must be 0 (disabled) or at least 1s"},
+		{"gc: {interval: often}", `gc.interval: "often" is not a duration`},
+		{"gc: {batch: -5}", "gc.batch must be positive"},
+		{"gc: {batches: 5}", `unknown key "gc.batches"`},
+	} {
+		_, err := Parse([]byte(valid+tt.yaml+"\n"), base)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %v, want it to contain %q", tt.yaml, err, tt.want)
+		}
+	}
+}

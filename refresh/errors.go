@@ -23,8 +23,8 @@ import (
 // unsupported_grant_type, invalid_scope). It always comes together with
 // upstreamtoken.ErrUpstreamUnavailable: the user's refresh token is not to
 // blame and must not be discarded, but an operator must fix the
-// configuration.
-var ErrProviderMisconfigured = errors.New("refresh: provider rejected our client configuration")
+// configuration. It is upstreamtoken.ErrProviderMisconfigured.
+var ErrProviderMisconfigured = upstreamtoken.ErrProviderMisconfigured
 
 // MaxRetryAfter caps the Retry-After hint taken from a provider's response.
 const MaxRetryAfter = time.Hour

@@ -17,6 +17,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/trace"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -53,7 +54,11 @@ func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 }
 
 // FromCheckRequest extracts the decision's input. Header names are
-// lower-cased (Envoy already sends them so).
+// lower-cased (Envoy already sends them so). Host and Path are
+// attributes.request.http.host and .path as Envoy sends them: the path is the
+// request target with its query string and without decoding (but after
+// Envoy's own normalize_path / merge_slashes, when configured); the decision
+// drops the query and normalizes the path itself before matching routes.
 func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -70,7 +75,8 @@ func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 		}
 		headers[strings.ToLower(h.GetKey())] = v
 	}
-	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions()}
+	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions(),
+		Host: httpReq.GetHost(), Path: httpReq.GetPath()}
 }
 
 // ToCheckResponse renders a decision. Headers set on an allowed request
@@ -133,6 +139,9 @@ type Options struct {
 	ServerOptions []grpc.ServerOption
 	// Logger receives internal errors; nil discards them.
 	Logger *slog.Logger
+	// TracerProvider, when not nil, gives every RPC but health checks a span
+	// parented by the trace context in the gRPC metadata (see tracing).
+	TracerProvider trace.TracerProvider
 }
 
 // recoverPanics turns a panic in a handler into an Internal error instead
@@ -159,7 +168,11 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 // the Authorization service. The returned health server lets the caller turn
 // them NOT_SERVING on shutdown.
 func New(d Decider, opts Options) (*grpc.Server, *health.Server) {
-	s := grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(opts.Logger))}, opts.ServerOptions...)...)
+	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(opts.Logger))}
+	if opts.TracerProvider != nil {
+		sopts = append(sopts, tracing(opts.TracerProvider))
+	}
+	s := grpc.NewServer(append(sopts, opts.ServerOptions...)...)
 	authv3.RegisterAuthorizationServer(s, NewAuthorization(d))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

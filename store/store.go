@@ -193,6 +193,30 @@ type Rewriter interface {
 	RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t Tokens) error
 }
 
+// Collector deletes the rows of expired sessions (garbage collection). The
+// service runs it periodically; several replicas may try at the same time,
+// and RunExclusive makes all but one of them skip the pass.
+type Collector interface {
+	// DeleteExpired deletes at most limit rows whose SessionExpiresAt is at
+	// or before now by the store's clock (the database's now() for
+	// PostgreSQL, so that the replicas' clocks do not matter), and returns
+	// how many it deleted. A row without a session expiry is never deleted.
+	// Rows are deleted whole, whatever their refresh lease or re-
+	// authentication mark: a refresh in flight on a deleted row then fails
+	// with ErrLeaseLost. A limit that is not positive is ErrInvalid.
+	DeleteExpired(ctx context.Context, limit int) (deleted int, err error)
+	// RunExclusive runs fn, one garbage collection pass, unless another
+	// pass holds the store's collection lock: then it returns false at once
+	// without calling fn. The lock is shared by every process using the
+	// same store (every replica on one database) and is held until fn
+	// returns, or until the process or its connection dies. It returns
+	// whether fn ran and fn's error; failing to take the lock is an error
+	// wrapping ErrUnavailable, with ran false. fn is called with ctx. The
+	// lock only keeps passes from piling up on one another: DeleteExpired
+	// is safe to call without it.
+	RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (ran bool, err error)
+}
+
 // Store is the full contract that every backend implements.
 type Store interface {
 	Reader

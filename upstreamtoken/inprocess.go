@@ -102,6 +102,32 @@ func WithIDTokenVerifier(v IDTokenVerifier) Option {
 // the outcome, provider and a short session hash, never a token.
 func WithLogger(l *slog.Logger) Option { return func(s *InProcessService) { s.log = l } }
 
+// WithRefreshObserver makes the service call observe once per refresh it
+// coordinates, where the refresh's outcome is logged, with the provider, the
+// outcome and the time since the refresh began (waiting for another
+// process's lease included). The outcomes are:
+//
+//   - "ok": redeemed at the provider and stored;
+//   - "skipped": another process had already refreshed the row, whose token
+//     is served without redeeming anything;
+//   - "refused": the provider refused the refresh token for good, or
+//     returned an ID token that failed verification (the row is marked for
+//     re-authentication);
+//   - "unavailable": the provider failed passingly (5xx, 429, time-out,
+//     network);
+//   - "misconfigured": the provider rejected our client credentials;
+//   - "backing_off": not attempted, the provider failed recently;
+//   - "superseded": the row changed or was deleted during the refresh, and
+//     the new tokens were discarded;
+//   - "not_stored": the provider answered but the store failed to keep the
+//     new tokens.
+//
+// observe is called on the refresh's goroutine: it must be quick and safe
+// for concurrent use. It never receives a token or a session ID.
+func WithRefreshObserver(observe func(provider, outcome string, elapsed time.Duration)) Option {
+	return func(s *InProcessService) { s.observe = observe }
+}
+
 // WithOwner names this process in refresh leases (default host:pid). Each
 // claim adds a random suffix.
 func WithOwner(name string) Option { return func(s *InProcessService) { s.owner = name } }
@@ -118,6 +144,7 @@ type InProcessService struct {
 	refresher      Refresher
 	idTokens       IDTokenVerifier
 	log            *slog.Logger
+	observe        func(provider, outcome string, elapsed time.Duration)
 	owner          string
 	skew           time.Duration
 	refreshTimeout time.Duration
@@ -126,6 +153,7 @@ type InProcessService struct {
 	backoff        backoff
 	now            func() time.Time
 	flights        singleflight.Group
+	inflight       inflight
 }
 
 var (
@@ -140,6 +168,7 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 		storage:        storage,
 		refresher:      refresher,
 		log:            slog.New(slog.DiscardHandler),
+		observe:        func(string, string, time.Duration) {},
 		owner:          defaultOwner(),
 		skew:           30 * time.Second,
 		refreshTimeout: 10 * time.Second,
@@ -150,6 +179,9 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 	}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.observe == nil {
+		s.observe = func(string, string, time.Duration) {}
 	}
 	s.lockTimeout = max(s.lockTimeout, MinLockTimeout(s.refreshTimeout, s.persistTimeout))
 	s.backoff.now = s.now

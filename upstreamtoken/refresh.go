@@ -64,6 +64,9 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
 	}
 	key := row.SessionID + "\x00" + row.Provider + "\x00" + row.Subject + "\x00" + row.ClientID
+	// Each caller counts as in flight until the shared refresh has ended,
+	// even if it stops waiting, so that WaitRefreshes outlasts the refresh.
+	s.inflight.add()
 	ch := s.flights.DoChan(key, func() (any, error) {
 		// Waiting out another process's lease, redeeming and storing each
 		// have their own bound; this one covers them all.
@@ -73,12 +76,65 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 	})
 	select {
 	case r := <-ch:
+		s.inflight.done()
 		if r.Err != nil {
 			return store.Tokens{}, r.Err
 		}
 		return r.Val.(store.Tokens), nil
 	case <-ctx.Done():
+		go func() { <-ch; s.inflight.done() }()
 		return store.Tokens{}, fmt.Errorf("%w: waiting for refresh at provider %q: %w", ErrUpstreamUnavailable, row.Provider, ctx.Err())
+	}
+}
+
+// WaitRefreshes waits until no refresh is in flight (each has stored its
+// result, or failed), or until ctx is done, when it returns ctx's error. A
+// refresh goes on after the Check that started it has given up, so a process
+// that is shutting down calls it after its last Check and before closing the
+// store: otherwise a refresh token the provider has just rotated could be
+// lost.
+func (s *InProcessService) WaitRefreshes(ctx context.Context) error {
+	return s.inflight.wait(ctx)
+}
+
+// inflight counts refreshes in flight.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.idle = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.idle)
+	}
+}
+
+func (f *inflight) wait(ctx context.Context) error {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -92,9 +148,12 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 // then claims the lease itself.
 func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store.Tokens, error) {
 	log := s.log.With("provider", row.Provider, "session", SessionHash(row.SessionID))
+	begin := time.Now()
+	done := func(outcome string) { s.observe(row.Provider, outcome, time.Since(begin)) }
 	for {
 		if wait := s.backoff.remaining(row.Provider); wait > 0 {
 			log.Debug("refresh", "outcome", "backing_off", "retry_after", wait)
+			done("backing_off")
 			return store.Tokens{}, &backoffError{provider: row.Provider, wait: wait}
 		}
 		claimStart := time.Now()
@@ -113,6 +172,7 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 		if !cur.Expired(s.now(), s.skew) {
 			s.release(ctx, claim, false)
 			log.Info("refresh", "outcome", "skipped", "why", "already refreshed")
+			done("skipped")
 			return cur.Tokens, nil
 		}
 		if !claim.Held {
@@ -129,7 +189,7 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 			s.release(ctx, claim, false)
 			continue
 		}
-		return s.redeem(ctx, log, cur, claim.Lease)
+		return s.redeem(ctx, log, cur, claim.Lease, done)
 	}
 }
 
@@ -148,19 +208,26 @@ func (s *InProcessService) redeemable(row, cur store.Row) error {
 }
 
 // redeem calls the provider once with the lease held, checks the answer and
-// stores it.
-func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease) (store.Tokens, error) {
+// stores it. done records the refresh's outcome.
+func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, done func(outcome string)) (store.Tokens, error) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, s.refreshTimeout)
 	t, err := s.refresher.Refresh(rctx, cur.Provider, cur.RefreshToken)
 	cancel()
 	if err != nil {
 		permanent := errors.Is(err, ErrRefreshFailed)
-		if permanent {
+		switch {
+		case permanent:
 			log.Info("refresh", "outcome", "refused", "duration", time.Since(start), "error", err)
-		} else {
+			done("refused")
+		case errors.Is(err, ErrProviderMisconfigured):
+			wait := s.backoff.fail(cur.Provider, RetryAfter(err))
+			log.Error("refresh", "outcome", "misconfigured", "duration", time.Since(start), "backoff", wait, "error", err)
+			done("misconfigured")
+		default:
 			wait := s.backoff.fail(cur.Provider, RetryAfter(err))
 			log.Warn("refresh", "outcome", "unavailable", "duration", time.Since(start), "backoff", wait, "error", err)
+			done("unavailable")
 		}
 		// A refusal is recorded so that no process redeems the token again.
 		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, permanent)
@@ -176,12 +243,14 @@ func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur sto
 	if t.IDToken == "" {
 		t.IDToken = cur.IDToken
 	} else if err := s.checkIDToken(ctx, log, cur, &t); err != nil {
+		done("refused")
 		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, true)
 		return store.Tokens{}, err
 	}
-	stored, err := s.persist(ctx, log, cur, lease, t)
+	stored, err := s.persist(ctx, log, cur, lease, t, done)
 	if err == nil {
 		log.Info("refresh", "outcome", "ok", "duration", time.Since(start))
+		done("ok")
 	}
 	return stored, err
 }
@@ -216,7 +285,7 @@ func (s *InProcessService) checkIDToken(ctx context.Context, log *slog.Logger, c
 // have rotated the refresh token, so the write has a budget of its own and
 // is retried while the store's failure is passing. If the row changed since
 // the claim (a new login wrote it), the newer row wins.
-func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, t store.Tokens) (store.Tokens, error) {
+func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, t store.Tokens, done func(outcome string)) (store.Tokens, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
 	defer cancel()
 	var err error
@@ -227,9 +296,12 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 		case err == nil:
 			return t, nil
 		case errors.Is(err, store.ErrNotFound):
+			log.Info("refresh", "outcome", "superseded", "why", "the session was deleted during the refresh")
+			done("superseded")
 			return store.Tokens{}, fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, cur.Provider)
 		case errors.Is(err, store.ErrLeaseLost):
 			log.Warn("refresh", "outcome", "superseded", "why", "the row changed during the refresh; its new content wins")
+			done("superseded")
 			return store.Tokens{}, fmt.Errorf("%w: the session changed during the refresh at provider %q; retry", ErrUpstreamUnavailable, cur.Provider)
 		}
 		if !errors.Is(err, store.ErrUnavailable) || attempt == maxPersistAttempts || !sleep(ctx, wait) {
@@ -237,6 +309,7 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 		}
 		wait *= 2
 	}
+	done("not_stored")
 	log.Error("refresh", "outcome", "not_stored", "why", "the store failed; the provider's new tokens are lost and the next refresh may need re-authentication", "error", err)
 	return store.Tokens{}, fmt.Errorf("%w: refreshed tokens for provider %q could not be stored: %w", ErrUpstreamUnavailable, cur.Provider, err)
 }

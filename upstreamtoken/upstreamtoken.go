@@ -34,6 +34,12 @@ var (
 	// (unreachable, 5xx, 429, time-out) or the provider rejected our own client
 	// configuration. It is passing: retry later; the user is not logged out.
 	ErrUpstreamUnavailable = errors.New("upstreamtoken: upstream unavailable")
+	// ErrProviderMisconfigured means the provider rejected our own client
+	// registration (invalid_client and the like). A Refresher returns it
+	// together with ErrUpstreamUnavailable: the user's refresh token is not
+	// to blame, but an operator must fix the configuration.
+	// refresh.ErrProviderMisconfigured is this same error.
+	ErrProviderMisconfigured = errors.New("upstreamtoken: provider rejected our client configuration")
 )
 
 // UpstreamCredential is what a backend needs to call the provider's APIs on

@@ -46,6 +46,7 @@ Usage:
   extauthz tokens put|get|delete ...  manage a session's upstream tokens (see 'extauthz tokens -h')
   extauthz keys generate              print a new random encryption key
   extauthz keys rotate --config FILE  re-encrypt every row under encryption.primary, online
+  extauthz gc [--config FILE | --database-url URL] [--batch N]  delete expired sessions now
   extauthz version
 `
 
@@ -67,6 +68,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = tokensCmd(ctx, args[1:], env)
 	case "keys":
 		err = keysCmd(ctx, args[1:], env)
+	case "gc":
+		err = gcCmd(ctx, args[1:], env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "extauthz", versionString())
 	case "help", "-h", "--help":

@@ -44,6 +44,7 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("dev", env)
 	dir := fs.String("dir", ".extauthz-dev", "folder for the private database, key and config")
 	listen := fs.String("grpc", "127.0.0.1:9001", "address of the gRPC listener")
+	metricsAddr := fs.String("metrics", "off", "address of the /metrics, /healthz and /readyz listener (e.g. 127.0.0.1:9090), or off")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -97,6 +98,7 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	cfgText := fmt.Sprintf(`# Written by "extauthz dev": a development configuration, not for production.
 listen:
   grpc: %q
+  metrics: %q
   reflection: true
 database:
   url: %q
@@ -118,7 +120,9 @@ encryption:
   keys:
     - id: dev
       key_file: %q
-`, *listen, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider, keyPath)
+shutdown:
+  drain_delay: 0s
+`, *listen, *metricsAddr, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider, keyPath)
 	cfgPath := filepath.Join(abs, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err

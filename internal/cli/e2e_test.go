@@ -200,6 +200,9 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 	cfgText := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
+  metrics: "off"
+shutdown:
+  drain_delay: 0s
 database:
   url: ${E2E_DATABASE_URL}
 jwt:

@@ -74,7 +74,8 @@ func TestLeastPrivilegeRole(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	cfgText := fmt.Sprintf(`
-listen: {grpc: "127.0.0.1:0"}
+listen: {grpc: "127.0.0.1:0", metrics: "off"}
+shutdown: {drain_delay: 0s}
 database: {url: %q}
 jwt: {issuer: %q, audiences: [%q], jwks_url: %q}
 providers:

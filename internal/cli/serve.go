@@ -5,8 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
@@ -14,14 +21,27 @@ import (
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/server"
+	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
+	"github.com/extauthz/extauthz/store/instrumented"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/store/traced"
+	"github.com/extauthz/extauthz/telemetry"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
+
+// storePingInterval is how often the store is pinged to keep
+// extauthz_store_up current while no Check uses it.
+const storePingInterval = 5 * time.Second
+
+// checkTimeout bounds each reachability check of serve --check-config.
+const checkTimeout = 10 * time.Second
 
 func serveCmd(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("serve", env)
 	path := fs.String("config", "", "configuration file (YAML)")
+	check := fs.Bool("check-config", false, "check the configuration, reach the database and the JWKS, and exit without serving:\n"+
+		"0 when all is well, 1 when the database or the JWKS cannot be reached, 2 when the configuration is invalid")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -31,6 +51,9 @@ func serveCmd(ctx context.Context, args []string, env Env) error {
 	cfg, err := config.Load(*path, env.Getenv)
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", errUsage, *path, err)
+	}
+	if *check {
+		return checkConfig(ctx, cfg, env)
 	}
 	return serve(ctx, cfg, env, nil)
 }
@@ -46,19 +69,35 @@ func newLogger(cfg config.Log, env Env) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(env.Stderr, opts))
 }
 
-// serve runs the gRPC server until ctx is done, then stops gracefully. When
-// ready is not nil it receives the listening address once the server
-// accepts connections.
-func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net.Addr)) error {
-	log := newLogger(cfg.Log, env)
+// parts are the service's components built from the configuration, before
+// any listener exists.
+type parts struct {
+	pg        *postgres.Store
+	verifier  *jwtauth.Verifier
+	refresher *refresh.Client
+	idTokens  *idtoken.Verifier
+	providers map[string]authz.Provider
+}
 
+// build makes what the configuration describes and checks what config.Load
+// cannot (the JWKS file, the providers); its errors are usage errors. It
+// neither listens nor connects: the pool connects lazily. The caller closes
+// pg.
+func build(ctx context.Context, cfg *config.Config) (*parts, error) {
 	pg, err := postgres.New(ctx, cfg.Database.URL)
 	if err != nil {
-		return fmt.Errorf("%w: database.url: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: database.url: %w", errUsage, err)
 	}
-	defer pg.Close()
-	st := encrypted.New(pg, cfg.Keyring())
+	p, err := buildRest(ctx, cfg)
+	if err != nil {
+		pg.Close()
+		return nil, err
+	}
+	p.pg = pg
+	return p, nil
+}
 
+func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	verifier, err := jwtauth.New(ctx, jwtauth.Config{
 		Issuer:    cfg.JWT.Issuer,
 		Audiences: cfg.JWT.Audiences,
@@ -67,24 +106,15 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 		Leeway:    cfg.JWT.Leeway.D(),
 	})
 	if err != nil {
-		return fmt.Errorf("%w: jwt: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
-	if cfg.JWT.JWKSURL != "" {
-		// Warm the key cache; a JWKS that is down now is fetched again on use.
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := verifier.Prefetch(pctx); err != nil {
-			log.Warn("JWKS not reachable at start; Checks answer 503 until it is", "error", err)
-		}
-		cancel()
-	}
-
 	oidcProviders := map[string]idtoken.Provider{}
 	providers := make(map[string]refresh.Provider, len(cfg.Providers))
 	headers := make(map[string]authz.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
 		style, err := refresh.ParseAuthStyle(p.AuthStyle)
 		if err != nil {
-			return fmt.Errorf("%w: providers.%s.auth_style: %w", errUsage, name, err)
+			return nil, fmt.Errorf("%w: providers.%s.auth_style: %w", errUsage, name, err)
 		}
 		providers[name] = refresh.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
 		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
@@ -94,28 +124,148 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 	}
 	idTokens, err := idtoken.New(oidcProviders)
 	if err != nil {
-		return fmt.Errorf("%w: providers: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
 	// No client time-out: each refresh runs under refresh.timeout.
 	refresher, err := refresh.New(providers)
 	if err != nil {
-		return fmt.Errorf("%w: providers: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
+	}
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens, providers: headers}, nil
+}
+
+// checkConfig is serve --check-config: the configuration has loaded (else
+// the exit code is 2 already); it builds the components (2 on a problem),
+// then reaches the database and the JWKS, reporting every failure at once
+// (1). It never listens.
+func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
+	p, err := build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.pg.Close()
+	if cfg.Listen.TLS.Cert != "" {
+		if _, err := grpcTLS(cfg.Listen.TLS, slog.New(slog.DiscardHandler)); err != nil {
+			return err
+		}
 	}
 
-	svc := upstreamtoken.NewInProcessService(st, refresher,
+	var problems []string
+	dctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	err = p.pg.Ping(dctx)
+	if err == nil {
+		// A key no row has: the answer is "not found" when the table is
+		// there and readable.
+		_, err = p.pg.Get(dctx, "extauthz-check-config", "-")
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		} else if err != nil {
+			err = fmt.Errorf("%w (has 'extauthz migrate' run, and may this role read upstream_tokens?)", err)
+		}
+	}
+	cancel()
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("database: %v", err))
+	} else {
+		fmt.Fprintln(env.Stdout, "database: reachable, schema present")
+	}
+
+	if cfg.JWT.JWKSURL != "" {
+		jctx, cancel := context.WithTimeout(ctx, checkTimeout)
+		err := p.verifier.Prefetch(jctx)
+		cancel()
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("jwt.jwks_url: %v", err))
+		} else {
+			fmt.Fprintln(env.Stdout, "jwt.jwks_url: key set fetched")
+		}
+	} else {
+		fmt.Fprintln(env.Stdout, "jwt.jwks_file: key set loaded")
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("configuration valid, but:\n  - %s", strings.Join(problems, "\n  - "))
+	}
+	fmt.Fprintln(env.Stdout, "configuration OK")
+	return nil
+}
+
+// serveHooks let callers in this package (dev, tests) learn the listeners'
+// addresses.
+type serveHooks struct {
+	// grpc receives the gRPC listener's address once it accepts
+	// connections.
+	grpc func(addr net.Addr)
+	// metrics receives the metrics listener's address, when there is one,
+	// before grpc is called.
+	metrics func(addr net.Addr)
+}
+
+// serve runs the gRPC server until ctx is done, then shuts down gracefully.
+// When ready is not nil it receives the listening address once the server
+// accepts connections.
+func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net.Addr)) error {
+	return run(ctx, cfg, env, serveHooks{grpc: ready})
+}
+
+// run is serve with hooks.
+//
+// Shutdown, when ctx is done: the gRPC health service turns NOT_SERVING and
+// /readyz 503 at once; the listener keeps serving for shutdown.drain_delay,
+// so that Envoy's health checks and Kubernetes endpoints move traffic away;
+// then it stops accepting and waits for the Checks in flight and the
+// refreshes they started, all within shutdown.timeout (after which the
+// remaining RPCs are cut); then the metrics listener and the database pool
+// close.
+func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) error {
+	log := newLogger(cfg.Log, env)
+
+	p, err := build(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	tp, stopTracing, err := setupTracing(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = stopTracing(c)
+		cancel()
+	}()
+	pg := p.pg
+	defer pg.Close()
+	defer startGC(ctx, pg, cfg.GC, log)() // garbage collection of expired sessions (internal/cli/gc.go)
+
+	metrics := telemetry.NewMetrics(versionString(), slices.Collect(maps.Keys(cfg.Providers)))
+	measured := instrumented.New(pg, metrics)
+	st := encrypted.New(traced.New(measured, tp), cfg.Keyring())
+
+	if cfg.JWT.JWKSURL != "" {
+		// Warm the key cache; a JWKS that is down now is fetched again on use.
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := p.verifier.Prefetch(pctx); err != nil {
+			log.Warn("JWKS not reachable at start; Checks answer 503 until it is", "error", err)
+		}
+		cancel()
+	}
+
+	svc := upstreamtoken.NewInProcessService(st, telemetry.TraceRefresher(p.refresher, tp),
 		upstreamtoken.WithSkew(cfg.Refresh.Skew.D()),
 		upstreamtoken.WithRefreshTimeout(cfg.Refresh.Timeout.D()),
 		upstreamtoken.WithPersistTimeout(config.PersistTimeout),
 		upstreamtoken.WithLockTimeout(cfg.Refresh.LockTimeout.D()),
 		upstreamtoken.WithBackoff(cfg.Refresh.BackoffMin.D(), cfg.Refresh.BackoffMax.D()),
-		upstreamtoken.WithIDTokenVerifier(idTokens),
+		upstreamtoken.WithIDTokenVerifier(p.idTokens),
+		upstreamtoken.WithRefreshObserver(metrics.Refresh),
 		upstreamtoken.WithLogger(log))
 	decider := authz.New(authz.Config{
-		Providers:        headers,
+		Providers:        p.providers,
 		DefaultProviders: cfg.DefaultProviders,
+		Routes:           authzRoutes(cfg.Routes),
 		Realm:            cfg.Deny.Realm,
 		ResourceMetadata: cfg.Deny.ResourceMetadata,
-	}, verifier, svc, log)
+		Observer:         metrics,
+	}, p.verifier, svc, log)
 
 	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
 	if err != nil {
@@ -125,30 +275,124 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 	if err != nil {
 		return fmt.Errorf("listen.grpc: %w", err)
 	}
-	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts})
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	log.Info("serving", "grpc", lis.Addr().String(), "version", versionString())
-	if ready != nil {
-		ready(lis.Addr())
+	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts, TracerProvider: tp})
+
+	// Readiness: started, configuration loaded, not draining. The store's
+	// state is deliberately not part of it (see the README).
+	var ready, draining atomic.Bool
+	var metricsSrv *http.Server
+	metricsErr := make(chan error, 1)
+	if cfg.Listen.Metrics != config.MetricsOff {
+		mlis, err := net.Listen("tcp", cfg.Listen.Metrics)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen.metrics: %w", err)
+		}
+		metricsSrv = &http.Server{Handler: opsHandler(metrics, &ready, &draining), ReadHeaderTimeout: 10 * time.Second}
+		go func() { metricsErr <- metricsSrv.Serve(mlis) }()
+		log.Info("serving metrics and health", "http", mlis.Addr().String(), "paths", "/metrics /healthz /readyz")
+		if hooks.metrics != nil {
+			hooks.metrics(mlis.Addr())
+		}
 	}
 
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		instrumented.Watch(watchCtx, measured.(instrumented.Pinger), storePingInterval)
+	}()
+	defer func() { stopWatch(); <-watched }()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	ready.Store(true)
+	log.Info("serving", "grpc", lis.Addr().String(), "version", versionString())
+	if hooks.grpc != nil {
+		hooks.grpc(lis.Addr())
+	}
+
+	var serveErr error
 	select {
 	case err := <-errc:
-		return fmt.Errorf("grpc server: %w", err)
+		serveErr = fmt.Errorf("grpc server: %w", err)
+	case err := <-metricsErr:
+		serveErr = fmt.Errorf("metrics server: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+
+	// Drain: tell Envoy and Kubernetes first, keep serving meanwhile.
 	health.Shutdown()
+	draining.Store(true)
+	if serveErr == nil {
+		log.Info("shutting down: health NOT_SERVING, draining", "drain_delay", cfg.Shutdown.DrainDelay.D())
+		select {
+		case <-time.After(cfg.Shutdown.DrainDelay.D()):
+		case err := <-errc:
+			serveErr = fmt.Errorf("grpc server: %w", err)
+		}
+	}
+
+	// Stop accepting; let the Checks in flight and their refreshes finish.
+	deadline, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout.D())
+	defer cancel()
+	log.Info("shutting down: waiting for Checks in flight", "timeout", cfg.Shutdown.Timeout.D())
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(cfg.Refresh.Timeout.D() + config.PersistTimeout + time.Second):
+	case <-deadline.Done():
+		log.Warn("shutting down: shutdown.timeout reached; cutting the remaining Checks")
 		srv.Stop()
+		<-stopped
 	}
-	if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("grpc server: %w", err)
+	if err := svc.WaitRefreshes(deadline); err != nil {
+		log.Warn("shutting down: shutdown.timeout reached with refreshes in flight; their results may be lost")
 	}
-	return nil
+	if serveErr == nil {
+		if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+			serveErr = fmt.Errorf("grpc server: %w", err)
+		}
+	}
+	if metricsSrv != nil {
+		mctx, mcancel := context.WithTimeout(context.Background(), time.Second)
+		_ = metricsSrv.Shutdown(mctx)
+		mcancel()
+	}
+	log.Info("stopped")
+	return serveErr
+}
+
+// authzRoutes converts the routes section for the decision.
+func authzRoutes(routes []config.Route) []authz.Route {
+	out := make([]authz.Route, len(routes))
+	for i, r := range routes {
+		out[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
+	}
+	return out
+}
+
+// opsHandler serves /metrics, /healthz (200 while the process runs) and
+// /readyz (200 once serving and until draining, 503 otherwise).
+func opsHandler(m *telemetry.Metrics, ready, draining *atomic.Bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch {
+		case draining.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "draining")
+		case !ready.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "starting")
+		default:
+			fmt.Fprintln(w, "ready")
+		}
+	})
+	return mux
 }

@@ -32,6 +32,7 @@ func tlsServeConfig(t *testing.T, cert, key, clientCA string) (path string, gete
 	text := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
+  metrics: "off"
   tls:
     cert: %s
     key: %s
@@ -45,6 +46,8 @@ jwt:
 providers:
   gh: {token_url: "https://gh.test/token", client_id: gh, auth_style: params}
 default_providers: [gh]
+shutdown:
+  drain_delay: 0s
 encryption:
   keys:
     - id: k1

@@ -112,7 +112,7 @@ func Start(ctx context.Context, dir string, logw io.Writer) (*Cluster, error) {
 		}
 		c.reused = true
 		fmt.Fprintf(logw, "localpg: reusing the PostgreSQL server already running from %s on port %d\n", abs, c.port)
-	} else if err := c.start(ctx); err != nil {
+	} else if err := c.start(ctx, 0); err != nil {
 		return nil, err
 	}
 	if err := c.waitReady(ctx); err != nil {
@@ -159,6 +159,23 @@ func (c *Cluster) Stop() error {
 		return fmt.Errorf("localpg: pg_ctl stop: %w%s", err, tail(out))
 	}
 	return nil
+}
+
+// Restart starts the server again after Stop, on the port it had, so that
+// connection URLs taken from DSN stay valid (a connection pool reconnects by
+// itself), and returns once it accepts connections. It fails if that port
+// has been taken meanwhile. Restarting a server that runs is not an error.
+func (c *Cluster) Restart(ctx context.Context) error {
+	running, err := c.running(ctx)
+	if err != nil {
+		return err
+	}
+	if !running {
+		if err := c.start(ctx, c.port); err != nil {
+			return err
+		}
+	}
+	return c.waitReady(ctx)
 }
 
 // clusterVersion returns the major version recorded in dir/PG_VERSION, or ""
@@ -393,15 +410,18 @@ func (c *Cluster) running(ctx context.Context) (bool, error) {
 	return false, fmt.Errorf("localpg: pg_ctl status: %w%s", err, tail(out))
 }
 
-// start starts the server on a free port, trying another if the port was
-// taken in the meantime.
-func (c *Cluster) start(ctx context.Context) error {
+// start starts the server on port, or if port is 0 on a free port, trying
+// another if the port was taken in the meantime.
+func (c *Cluster) start(ctx context.Context, fixed int) error {
 	logFile := filepath.Join(c.dir, "server.log")
 	var lastErr error
 	for range 3 {
-		port, err := freePort()
-		if err != nil {
-			return fmt.Errorf("localpg: find a free port: %w", err)
+		port := fixed
+		if port == 0 {
+			var err error
+			if port, err = freePort(); err != nil {
+				return fmt.Errorf("localpg: find a free port: %w", err)
+			}
 		}
 		offset := fileSize(logFile)
 		fmt.Fprintf(c.logw, "localpg: starting PostgreSQL on 127.0.0.1:%d (log in %s)\n", port, logFile)
@@ -415,7 +435,7 @@ func (c *Cluster) start(ctx context.Context) error {
 			return nil
 		}
 		lastErr = fmt.Errorf("localpg: pg_ctl start: %w%s%s", err, tail(out), tail(serverLog))
-		if ctx.Err() != nil || !bytes.Contains(serverLog, []byte("could not bind")) {
+		if fixed != 0 || ctx.Err() != nil || !bytes.Contains(serverLog, []byte("could not bind")) {
 			break
 		}
 	}

@@ -276,3 +276,28 @@ func TestStartAsRootUnreachableDirectory(t *testing.T) {
 		t.Errorf("Start under a directory closed to postgres: err = %v", err)
 	}
 }
+
+func TestRestartKeepsThePort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := filepath.Join(tempDir(t), "pgdata")
+	var logw syncBuffer
+	c := start(t, ctx, dir, &logw)
+	dsn := c.DSN()
+	execSQL(t, ctx, dsn, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('still here')")
+	if err := c.Restart(ctx); err != nil {
+		t.Fatalf("Restart of a running server: %v", err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop: %v\nlog:\n%s", err, logw.String())
+	}
+	if err := c.Restart(ctx); err != nil {
+		t.Fatalf("Restart: %v\nlog:\n%s", err, logw.String())
+	}
+	if c.DSN() != dsn {
+		t.Errorf("DSN after Restart = %q, want %q", c.DSN(), dsn)
+	}
+	if got := query(t, ctx, dsn, "SELECT v FROM kept"); got != "still here" {
+		t.Errorf("SELECT v FROM kept = %q", got)
+	}
+}

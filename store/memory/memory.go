@@ -8,7 +8,8 @@
 // that a caller can never change what the store holds.
 //
 // Its clock, which WithClock may replace, plays the part of the database's
-// clock: it stamps CreatedAt and UpdatedAt and times refresh leases.
+// clock: it stamps CreatedAt and UpdatedAt, times refresh leases and decides
+// which sessions DeleteExpired finds expired.
 package memory
 
 import (
@@ -29,6 +30,9 @@ import (
 type Store struct {
 	now func() time.Time
 
+	// gcMu is the collection lock of RunExclusive, taken with TryLock.
+	gcMu sync.Mutex
+
 	mu          sync.Mutex
 	unavailable bool
 	sessions    map[string]map[string]entry // session ID -> provider -> row
@@ -44,8 +48,9 @@ type entry struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Rewriter = (*Store)(nil)
+	_ store.Store     = (*Store)(nil)
+	_ store.Rewriter  = (*Store)(nil)
+	_ store.Collector = (*Store)(nil)
 )
 
 // Option configures a Store built by New.
@@ -361,6 +366,59 @@ func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, v
 	e.row.Tokens = normalizeTokens(t)
 	s.sessions[sessionID][provider] = e
 	return nil
+}
+
+// DeleteExpired implements store.Collector: it deletes at most limit rows
+// whose SessionExpiresAt is at or before the store's clock, those that
+// expired first first.
+func (s *Store) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: delete limit is not positive", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return 0, err
+	}
+	now := s.clock()
+	var expired []store.Row
+	for _, session := range s.sessions {
+		for _, e := range session {
+			if at := e.row.SessionExpiresAt; !at.IsZero() && !at.After(now) {
+				expired = append(expired, e.row)
+			}
+		}
+	}
+	slices.SortFunc(expired, func(a, b store.Row) int { return a.SessionExpiresAt.Compare(b.SessionExpiresAt) })
+	if len(expired) > limit {
+		expired = expired[:limit]
+	}
+	for _, r := range expired {
+		delete(s.sessions[r.SessionID], r.Provider)
+		if len(s.sessions[r.SessionID]) == 0 {
+			delete(s.sessions, r.SessionID)
+		}
+	}
+	return len(expired), nil
+}
+
+// RunExclusive implements store.Collector with a mutex of the Store: passes
+// on one Store exclude each other, passes on different Stores do not.
+func (s *Store) RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
+	if fn == nil {
+		return false, fmt.Errorf("%w: no function to run", store.ErrInvalid)
+	}
+	s.mu.Lock()
+	err := s.check(ctx)
+	s.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if !s.gcMu.TryLock() {
+		return false, nil
+	}
+	defer s.gcMu.Unlock()
+	return true, fn(ctx)
 }
 
 // leased returns the entry for (sessionID, provider) if lease still holds

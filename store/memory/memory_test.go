@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -122,6 +123,11 @@ func TestSetUnavailable(t *testing.T) {
 		{"RewriteTokens", func() error {
 			return s.RewriteTokens(ctx, "s1", "github", 1, store.Tokens{AccessToken: "at2"})
 		}},
+		{"DeleteExpired", func() error { _, err := s.DeleteExpired(ctx, 10); return err }},
+		{"RunExclusive", func() error {
+			_, err := s.RunExclusive(ctx, func(context.Context) error { return nil })
+			return err
+		}},
 	}
 	for _, c := range calls {
 		if err := c.call(); !errors.Is(err, store.ErrUnavailable) {
@@ -157,5 +163,29 @@ func TestLeaseClock(t *testing.T) {
 	c, err = s.ClaimRefresh(ctx, "s1", "github", "b", time.Minute)
 	if err != nil || !c.Held {
 		t.Fatalf("ClaimRefresh when the lease ends = %+v, %v; want held", c, err)
+	}
+}
+
+// TestDeleteExpiredClock checks that a session expires when the store's
+// clock reaches its expiry, not a microsecond later.
+func TestDeleteExpiredClock(t *testing.T) {
+	now := time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
+	s := memory.New(memory.WithClock(func() time.Time { return now }))
+	ctx := t.Context()
+	r := row("s1", "github")
+	r.SessionExpiresAt = now.Add(time.Minute)
+	if err := s.Put(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute - time.Microsecond)
+	if n, err := s.DeleteExpired(ctx, 10); n != 0 || err != nil {
+		t.Fatalf("DeleteExpired a microsecond before expiry = %d, %v; want 0, nil", n, err)
+	}
+	now = now.Add(time.Microsecond)
+	if n, err := s.DeleteExpired(ctx, 10); n != 1 || err != nil {
+		t.Fatalf("DeleteExpired at expiry = %d, %v; want 1, nil", n, err)
+	}
+	if rows, err := s.GetSession(ctx, "s1"); len(rows) != 0 || err != nil {
+		t.Errorf("GetSession after collection = %v, %v; want none", rows, err)
 	}
 }

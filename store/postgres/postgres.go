@@ -15,6 +15,22 @@
 // database's clock (now()); no connection or transaction is held while a
 // lease is.
 //
+// Garbage collection (store.Collector) deletes rows whose session_expires_at
+// has passed by the database's clock. RunExclusive takes the transaction-level
+// advisory lock GCLockKey with pg_try_advisory_xact_lock in a transaction
+// opened on a connection of its own, which stays open, idle, for the whole
+// pass, and rolls it back at the end: the lock is released then, or by the
+// server as soon as that connection dies, so a crashed replica never leaves
+// it held. A transaction-level lock (rather than a session lock) is what
+// keeps this correct behind PgBouncer in transaction mode, which pins the
+// server connection to the client until the transaction ends. The pass's
+// deletes run on other connections of the pool and commit batch by batch, so
+// a pass needs two connections; the open transaction has written nothing and
+// holds no snapshot, so it holds back neither vacuum nor other sessions. A
+// server idle_in_transaction_session_timeout shorter than a pass ends it,
+// and with it the lock, early: another replica may then start a pass, which
+// does no harm.
+//
 // Every statement a Store runs is bounded by the server's statement_timeout,
 // which New sets on the pool's connections (see New and
 // WithStatementTimeout): a statement stuck behind a lock or on an overloaded
@@ -44,9 +60,16 @@ type Store struct {
 }
 
 var (
-	_ store.Store    = (*Store)(nil)
-	_ store.Rewriter = (*Store)(nil)
+	_ store.Store     = (*Store)(nil)
+	_ store.Rewriter  = (*Store)(nil)
+	_ store.Collector = (*Store)(nil)
 )
+
+// GCLockKey is the key of the advisory lock that RunExclusive takes with
+// pg_try_advisory_xact_lock(bigint): the ASCII bytes of "xauth-gc". Holding
+// it from another session, in a transaction, makes every replica skip its
+// garbage collection passes until that transaction ends.
+const GCLockKey int64 = 0x78617574682d6763
 
 // DefaultStatementTimeout is the statement_timeout New sets unless told
 // otherwise.
@@ -290,6 +313,20 @@ const (
 	deleteSQL = `DELETE FROM upstream_tokens WHERE session_id = $1 AND provider = $2`
 
 	deleteSessionSQL = `DELETE FROM upstream_tokens WHERE session_id = $1`
+
+	// deleteExpiredSQL deletes up to $1 rows whose session has expired,
+	// oldest expiry first, along the partial index on session_expires_at.
+	// Rows locked by a write in progress are skipped, not waited for: a
+	// later pass deletes them.
+	deleteExpiredSQL = `DELETE FROM upstream_tokens
+	WHERE (session_id, provider) IN (
+		SELECT session_id, provider FROM upstream_tokens
+		WHERE session_expires_at <= now()
+		ORDER BY session_expires_at
+		LIMIT $1
+		FOR UPDATE SKIP LOCKED)`
+
+	gcLockSQL = `SELECT pg_try_advisory_xact_lock($1)`
 )
 
 // Get implements store.Reader.
@@ -533,6 +570,63 @@ func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, v
 		return fmt.Errorf("%w: postgres rewrite tokens: no row for this session and provider", store.ErrNotFound)
 	}
 	return fmt.Errorf("%w: postgres rewrite tokens: the row is no longer at version %d", store.ErrConflict, version)
+}
+
+// DeleteExpired implements store.Collector with one DELETE statement, by
+// the database's clock: a row is expired when session_expires_at <= now().
+// A row whose session_expires_at is NULL or 'infinity' never is; one at
+// '-infinity' always is. A limit that is not positive is refused with an
+// error wrapping store.ErrInvalid.
+func (s *Store) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("%w: delete limit is not positive", store.ErrInvalid)
+	}
+	tag, err := s.pool.Exec(ctx, deleteExpiredSQL, limit)
+	if err != nil {
+		return 0, mapError(ctx, "delete expired", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// gcReleaseTimeout bounds the rollback that releases the collection lock.
+const gcReleaseTimeout = 5 * time.Second
+
+// RunExclusive implements store.Collector with the transaction-level
+// advisory lock GCLockKey, held on a connection taken from the pool for the
+// duration of fn (see the package documentation). fn must be able to get
+// another connection from the pool.
+func (s *Store) RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
+	if fn == nil {
+		return false, fmt.Errorf("%w: no function to run", store.ErrInvalid)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return false, mapError(ctx, "gc lock", err)
+	}
+	defer conn.Release()
+	// Read committed, whatever the server's default: between statements the
+	// transaction then holds no snapshot.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err != nil {
+		return false, mapError(ctx, "gc lock", err)
+	}
+	// Rolling back releases the lock. If the rollback fails, pgx closes the
+	// connection, and the server releases the lock when it notices.
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), gcReleaseTimeout)
+		defer cancel()
+		_ = tx.Rollback(rctx)
+	}()
+	// The simple protocol leaves no portal open, which would keep its
+	// snapshot while the transaction idles.
+	var locked bool
+	if err := tx.QueryRow(ctx, gcLockSQL, pgx.QueryExecModeSimpleProtocol, GCLockKey).Scan(&locked); err != nil {
+		return false, mapError(ctx, "gc lock", err)
+	}
+	if !locked {
+		return false, nil
+	}
+	return true, fn(ctx)
 }
 
 // leaseLost returns the error for a lease that no longer holds the row: one

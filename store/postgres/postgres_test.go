@@ -30,8 +30,22 @@ func newStore(t *testing.T, dsn string) *postgres.Store {
 
 func TestConformance(t *testing.T) {
 	pgtest.Admin(t) // skip once, not in every subtest
-	storetest.Run(t, func(t *testing.T) store.Store { return newStore(t, pgtest.New(t)) })
+	storetest.Run(t, func(t *testing.T) store.Store {
+		dsn := pgtest.New(t)
+		return replicated{newStore(t, dsn), dsn}
+	})
 }
+
+// replicated is a Store that can open another, with a pool of its own, on
+// the same database: a second replica for the collection lock tests.
+type replicated struct {
+	*postgres.Store
+	dsn string
+}
+
+var _ storetest.Replicator = replicated{}
+
+func (r replicated) Replica(t *testing.T) store.Store { return newStore(t, r.dsn) }
 
 func row(sessionID, provider string) store.Row {
 	return store.Row{
@@ -85,6 +99,11 @@ func TestUnreachableDatabase(t *testing.T) {
 		}},
 		{"Scan", func() error { _, err := s.Scan(ctx, store.Key{}, 10); return err }},
 		{"RewriteTokens", func() error { return s.RewriteTokens(ctx, "s1", "github", 1, r.Tokens) }},
+		{"DeleteExpired", func() error { _, err := s.DeleteExpired(ctx, 10); return err }},
+		{"RunExclusive", func() error {
+			_, err := s.RunExclusive(ctx, func(context.Context) error { return nil })
+			return err
+		}},
 	}
 	for _, tt := range calls {
 		err := tt.call()

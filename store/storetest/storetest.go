@@ -9,8 +9,9 @@
 // that implements Advancer has its clock moved forward; any other store is
 // waited for with time.Sleep, a few hundred milliseconds at a time.
 //
-// The store.Rewriter tests run if the store under test implements it, and
-// are skipped otherwise.
+// The store.Rewriter and store.Collector tests run if the store under test
+// implements them, and are skipped otherwise. The collection lock tests play
+// two replicas if the store implements Replicator.
 package storetest
 
 import (
@@ -59,6 +60,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RewriteTokens", testRewriteTokens},
 		{"RewriteKeepsLease", testRewriteKeepsLease},
 		{"RewriterCancelledContext", testRewriterCancelledContext},
+		{"DeleteExpired", testDeleteExpired},
+		{"DeleteExpiredLimit", testDeleteExpiredLimit},
+		{"DeleteExpiredByStoreClock", testDeleteExpiredByStoreClock},
+		{"RunExclusive", testRunExclusive},
+		{"ConcurrentPasses", testConcurrentPasses},
+		{"CollectorCancelledContext", testCollectorCancelledContext},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,198 @@
+// Package telemetry holds extauthz's Prometheus metrics and its
+// OpenTelemetry tracing set-up.
+//
+// Metrics live in a registry of their own (not the client library's global
+// one) served by Metrics.Handler. Every label value comes from a short fixed
+// set or from the configuration (provider names): no label ever carries a
+// token, a subject, a client ID or a session ID.
+package telemetry
+
+import (
+	"net/http"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/extauthz/extauthz/authz"
+)
+
+// Metric names.
+const (
+	MetricCheckDecisions  = "extauthz_check_decisions_total"
+	MetricCheckDuration   = "extauthz_check_duration_seconds"
+	MetricRefreshes       = "extauthz_refresh_total"
+	MetricRefreshDuration = "extauthz_refresh_duration_seconds"
+	MetricRefreshSkipped  = "extauthz_refresh_skipped_total"
+	MetricStoreDuration   = "extauthz_store_operation_duration_seconds"
+	MetricStoreErrors     = "extauthz_store_errors_total"
+	MetricStoreUp         = "extauthz_store_up"
+	MetricBuildInfo       = "extauthz_build_info"
+)
+
+// Decisions lists every (result, reason) pair a Check can produce (see
+// authz.Response.Reason). The counters start at zero for each of them, so
+// that rates exist before the first such Check. A reason outside this list
+// is counted as "other".
+var Decisions = map[string][]string{
+	"ok":     {"ok"},
+	"denied": {"no_token", "invalid_token", "session_not_found", "binding_mismatch", "no_refresh_token", "refresh_failed", "insufficient_scope"},
+	"error": {"keys_unavailable", "store_unavailable", "provider_unavailable", "provider_misconfigured",
+		"route_misconfigured", "unsafe_token"},
+}
+
+// RefreshOutcomes lists the outcomes of a refresh (see
+// upstreamtoken.WithRefreshObserver). Another outcome is counted as "other".
+var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "backing_off", "superseded", "not_stored"}
+
+// StoreOperations lists the store operations that are measured (see package
+// store/instrumented). Another name is counted as "other".
+var StoreOperations = []string{"get", "get_session", "put", "update_tokens", "mark_reauth", "delete",
+	"claim_refresh", "complete_refresh", "release_refresh", "scan", "rewrite_tokens", "delete_expired", "ping"}
+
+// Metrics records what extauthz does. Its methods are safe for concurrent
+// use. It implements authz.Observer (Decision), the function
+// upstreamtoken.WithRefreshObserver takes (Refresh) and
+// instrumented.Recorder (StoreOperation and SetStoreUp).
+type Metrics struct {
+	reg       *prometheus.Registry
+	providers []string
+
+	decisions       *prometheus.CounterVec
+	checkDuration   prometheus.Histogram
+	refreshes       *prometheus.CounterVec
+	refreshDuration *prometheus.HistogramVec
+	refreshSkipped  prometheus.Counter
+	storeDuration   *prometheus.HistogramVec
+	storeErrors     *prometheus.CounterVec
+	storeUp         prometheus.Gauge
+}
+
+var _ authz.Observer = (*Metrics)(nil)
+
+// NewMetrics returns the metrics of a process running version, in a new
+// registry that also holds the Go runtime and process collectors. providers
+// are the configured provider names: the refresh metrics start at zero for
+// each, and any other name is counted as "other". extauthz_store_up is 0
+// until the store first answers an operation or a ping.
+func NewMetrics(version string, providers []string) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), providers: slices.Sorted(slices.Values(providers))}
+	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricCheckDecisions,
+		Help: "Check decisions by result (ok, denied, error) and reason.",
+	}, []string{"result", "reason"})
+	m.checkDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    MetricCheckDuration,
+		Help:    "Time to decide a Check, refreshes included.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1, 2.5, 5, 10, 30},
+	})
+	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricRefreshes,
+		Help: "Refreshes of upstream access tokens coordinated by this process, by provider and outcome.",
+	}, []string{"provider", "outcome"})
+	m.refreshDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    MetricRefreshDuration,
+		Help:    "Time from the start of a refresh (waiting for another replica's lease included) to its outcome.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"provider", "outcome"})
+	m.refreshSkipped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: MetricRefreshSkipped,
+		Help: "Refresh-token redemptions skipped because another replica (or an earlier refresh) had already refreshed the row.",
+	})
+	m.storeDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    MetricStoreDuration,
+		Help:    "Latency of token store operations, by operation.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"op"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricStoreErrors,
+		Help: "Token store operations that failed, by operation (not found, lease lost and conflict are answers, not failures).",
+	}, []string{"op"})
+	m.storeUp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: MetricStoreUp,
+		Help: "1 when the token store answered the last operation or ping, 0 when it could not be reached.",
+	})
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MetricBuildInfo,
+		Help: "Always 1; the labels name the build.",
+	}, []string{"version", "goversion"})
+
+	m.reg.MustRegister(m.decisions, m.checkDuration, m.refreshes, m.refreshDuration, m.refreshSkipped,
+		m.storeDuration, m.storeErrors, m.storeUp, buildInfo,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	for result, reasons := range Decisions {
+		for _, reason := range reasons {
+			m.decisions.WithLabelValues(result, reason)
+		}
+	}
+	for _, p := range m.providers {
+		for _, o := range RefreshOutcomes {
+			m.refreshes.WithLabelValues(p, o)
+		}
+	}
+	for _, op := range StoreOperations {
+		m.storeErrors.WithLabelValues(op)
+	}
+	return m
+}
+
+// Registry returns the registry holding the metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Decision implements authz.Observer: it counts the decision by result and
+// reason and observes its latency.
+func (m *Metrics) Decision(resp authz.Response, elapsed time.Duration) {
+	result, reason := resp.Result(), resp.Reason
+	if !slices.Contains(Decisions[result], reason) {
+		reason = "other"
+	}
+	m.decisions.WithLabelValues(result, reason).Inc()
+	m.checkDuration.Observe(elapsed.Seconds())
+}
+
+// Refresh records one refresh's outcome; it has the signature of the
+// function upstreamtoken.WithRefreshObserver takes.
+func (m *Metrics) Refresh(provider, outcome string, elapsed time.Duration) {
+	if _, found := slices.BinarySearch(m.providers, provider); !found {
+		provider = "other"
+	}
+	if !slices.Contains(RefreshOutcomes, outcome) {
+		outcome = "other"
+	}
+	m.refreshes.WithLabelValues(provider, outcome).Inc()
+	m.refreshDuration.WithLabelValues(provider, outcome).Observe(elapsed.Seconds())
+	if outcome == "skipped" {
+		m.refreshSkipped.Inc()
+	}
+}
+
+// StoreOperation records one store operation's latency and whether it
+// failed.
+func (m *Metrics) StoreOperation(op string, elapsed time.Duration, failed bool) {
+	if !slices.Contains(StoreOperations, op) {
+		op = "other"
+	}
+	m.storeDuration.WithLabelValues(op).Observe(elapsed.Seconds())
+	if failed {
+		m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// SetStoreUp sets extauthz_store_up.
+func (m *Metrics) SetStoreUp(up bool) {
+	if up {
+		m.storeUp.Set(1)
+	} else {
+		m.storeUp.Set(0)
+	}
+}
