@@ -96,8 +96,9 @@ type Observer interface {
 // path loses its query and fragment, percent-encoded unreserved characters
 // (RFC 3986 §2.3: letters, digits, "-", ".", "_", "~") are decoded, the hex
 // digits of the remaining escapes are upper-cased and dot-segments are
-// removed (RFC 3986 §5.2.4). Nothing else is decoded: "%2F" stays an encoded
-// slash and "%25" an encoded percent, and repeated slashes are kept, since
+// removed (RFC 3986 §5.2.4). Nothing else is decoded, and nothing twice:
+// "%2F" stays an encoded slash and "%25" an encoded percent (so "%252F" is
+// not a slash either), and repeated slashes are kept, since
 // decoding or merging those can change what the backend sees. PathPrefix is
 // compared in the same normal form (see CleanPath).
 type Route struct {
@@ -151,7 +152,8 @@ type Response struct {
 	// Reason is a short fixed word for logs and metrics. It never carries
 	// request data. The words are "ok"; for a deny the client can act on
 	// (Result "denied"): "no_token", "invalid_token", "session_not_found",
-	// "binding_mismatch", "no_refresh_token", "refresh_failed"; and for a
+	// "binding_mismatch", "no_refresh_token", "refresh_failed",
+	// "insufficient_scope" (403: the JWT lacks a required scope); and for a
 	// failure of the service or what it depends on (Result "error"):
 	// "keys_unavailable" (the JWKS), "store_unavailable" (the token store
 	// cannot be read, or a row cannot be decrypted), "provider_unavailable"
@@ -422,8 +424,9 @@ func cleanHost(h string) string {
 // the query and fragment are dropped, percent-encoded unreserved characters
 // (letters, digits, "-", ".", "_", "~") decoded, the hex digits of every
 // other escape upper-cased, and dot-segments removed (RFC 3986 §5.2.4).
-// Reserved characters stay encoded ("%2F" is not a "/"), malformed escapes
-// and repeated slashes are kept as they are. CleanPath is idempotent.
+// Reserved characters stay encoded ("%2F" is not a "/"), a "%" that starts
+// no escape is taken as "%25", and repeated slashes are kept. CleanPath is
+// idempotent: nothing is ever decoded twice.
 func CleanPath(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
@@ -440,6 +443,13 @@ func CleanPath(p string) string {
 					b.WriteString(strings.ToUpper(p[i : i+3]))
 				}
 				i += 2
+				continue
+			}
+			if p[i] == '%' {
+				// Not an escape: take it as a literal "%", so that
+				// it can never pair with a decoded digit into a new
+				// escape (which a second decoding would decode).
+				b.WriteString("%25")
 				continue
 			}
 			b.WriteByte(p[i])

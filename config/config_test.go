@@ -337,3 +337,79 @@ func TestGC(t *testing.T) {
 		}
 	}
 }
+
+func TestRoutes(t *testing.T) {
+	base := `
+database: {url: "postgres://x/y"}
+jwt: {issuer: "https://as", audiences: [api], jwks_file: /k.json}
+providers:
+  github: {token_url: "https://gh/token", client_id: a, auth_style: params}
+  gitlab: {token_url: "https://gl/token", client_id: b, auth_style: params}
+  google: {token_url: "https://g/token", client_id: c, auth_style: params, header: x-google-token, id_token_header: x-google-id}
+default_providers: [github]
+encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
+routes:
+`
+	good := base + `
+  - {host: API.Example.com, path_prefix: /github/, providers: [github], required_scopes: [repo, "read:org"]}
+  - {path_prefix: /github/, providers: [github, google]}
+  - {host: "::1", path_prefix: /github/}
+  - {path_prefix: /, required_scopes: ["https://graph.microsoft.com/.default"]}
+`
+	c, err := Parse([]byte(good), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Route{Host: "api.example.com", PathPrefix: "/github/", Providers: []string{"github"}, RequiredScopes: []string{"repo", "read:org"}}
+	if len(c.Routes) != 4 || fmt.Sprint(c.Routes[0]) != fmt.Sprint(want) {
+		t.Errorf("routes = %+v", c.Routes)
+	}
+
+	bad := base + `
+  - {path_prefix: github/}
+  - {host: api.example.com}
+  - {host: "api.example.com:8443", path_prefix: /a/}
+  - {host: "*.example.com", path_prefix: /b/}
+  - {host: "bad host", path_prefix: /c/}
+  - {path_prefix: "/d?x=1"}
+  - {path_prefix: "/e/../f/"}
+  - {path_prefix: "/%7Eg/"}
+  - {path_prefix: /h/, providers: [nope]}
+  - {path_prefix: /i/, providers: [github, gitlab]}
+  - {path_prefix: /j/, required_scopes: ["repo read"]}
+  - {path_prefix: /k/, required_scopes: ['a"b', ""]}
+  - {host: API.example.com, path_prefix: /l/}
+  - {host: api.example.com., path_prefix: /l/}
+  - {path_prefix: /l/, colour: blue}
+`
+	_, err = Parse([]byte(bad), env(nil))
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("err = %v, want ErrInvalid", err)
+	}
+	for _, want := range []string{
+		`routes[0].path_prefix: "github/" must start with "/"`,
+		`routes[1].path_prefix is required`,
+		`routes[2].host: "api.example.com:8443": give the host without a port`,
+		`routes[3].host: "*.example.com": wildcards are not supported`,
+		`routes[4].host: "bad host" is not a host name or IP address`,
+		`routes[5].path_prefix: "/d?x=1" must not contain a query`,
+		`routes[6].path_prefix: "/e/../f/" is not in normal form`,
+		`write "/f/"`,
+		`routes[7].path_prefix: "/%7Eg/" is not in normal form`,
+		`write "/~g/"`,
+		`routes[8].providers: "nope" is not defined under providers`,
+		`routes[9].providers: "github" and "gitlab" both write header "authorization"`,
+		`routes[10].required_scopes: "repo read" is not a scope-token`,
+		`routes[11].required_scopes: "a\"b" is not a scope-token`,
+		`routes[11].required_scopes: "" is not a scope-token`,
+		`routes[13]: same host and path_prefix as routes[12]`,
+		`unknown key "routes.colour"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if n := strings.Count(err.Error(), "\n  - "); n != 15 {
+		t.Errorf("%d problems reported, want 15 (every one at once):\n%v", n, err)
+	}
+}

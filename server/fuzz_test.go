@@ -99,6 +99,11 @@ func newFuzzDecider() *authz.Decider {
 			"okta":   {Header: "x-okta", IDTokenHeader: "x-okta-id"},
 		},
 		DefaultProviders: []string{"gh"},
+		Routes: []authz.Route{
+			{PathPrefix: "/google/", Providers: []string{"google"}, RequiredScopes: []string{"read"}},
+			{Host: "api.example", PathPrefix: "/admin/", RequiredScopes: []string{"admin"}},
+			{PathPrefix: "/two/", Providers: []string{"gh", "gitlab"}},
+		},
 		Realm:            "api",
 		ResourceMetadata: "https://api.example/.well-known/oauth-protected-resource",
 	}, fuzzVerifier{}, source, nil)
@@ -114,11 +119,11 @@ func fuzzHasCtl(s string) bool { return strings.ContainsAny(s, "\r\n\x00") }
 // 401, 403, 500, 502 or 503 and a JSON object body. The gRPC method gives the
 // same answer, or InvalidArgument when the request has no HTTP attributes.
 func FuzzCheckRequest(f *testing.F) {
-	seed := func(headers map[string]string, ext map[string]string, raw ...*corev3.HeaderValue) {
+	seedAt := func(path string, headers map[string]string, ext map[string]string, raw ...*corev3.HeaderValue) {
 		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			ContextExtensions: ext,
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: "GET", Path: "/api", Host: "api.example", Headers: headers,
+				Method: "GET", Path: path, Host: "api.example", Headers: headers,
 			}},
 		}}
 		if len(raw) > 0 {
@@ -129,6 +134,9 @@ func FuzzCheckRequest(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+	}
+	seed := func(headers map[string]string, ext map[string]string, raw ...*corev3.HeaderValue) {
+		seedAt("/api", headers, ext, raw...)
 	}
 	auth := func(v string) map[string]string { return map[string]string{"authorization": v} }
 	route := func(p string) map[string]string { return map[string]string{authz.ContextKeyProviders: p} }
@@ -156,6 +164,13 @@ func FuzzCheckRequest(f *testing.F) {
 	seed(auth("Bearer jwt-s-ok"), route(" , "))
 	seed(nil, route("google"), &corev3.HeaderValue{Key: "Authorization", RawValue: []byte("Bearer jwt-s-ok")})
 	seed(auth("Bearer garbage"), nil, &corev3.HeaderValue{Key: "authorization", Value: "Bearer jwt-s-ok"})
+	seed(auth("Bearer jwt-s-ok"), map[string]string{authz.ContextKeyRequiredScopes: "read"})
+	seed(auth("Bearer jwt-s-ok"), map[string]string{authz.ContextKeyRequiredScopes: "read write"})
+	seed(auth("Bearer jwt-s-ok"), map[string]string{authz.ContextKeyRequiredScopes: "re\"ad"})
+	seedAt("/google/x?y=1", auth("Bearer jwt-s-ok"), nil)
+	seedAt("/%61dmin/../admin/x", auth("Bearer jwt-s-ok"), nil)
+	seedAt("/two/x", auth("Bearer jwt-s-ok"), nil)
+	seedAt("/admin/x", auth("Bearer jwt-s-ok"), route("okta"))
 	f.Add([]byte{})
 	f.Add([]byte{0x0a, 0x00})
 

@@ -40,6 +40,24 @@ func TestFromCheckRequest(t *testing.T) {
 	}
 }
 
+func TestFromCheckRequestHostAndPath(t *testing.T) {
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Host: "API.example.com:8443", Path: "/github/%61dmin?x=1", Query: "x=1",
+			Headers: map[string]string{":authority": "ignored", ":path": "/ignored"},
+		}},
+	}}
+	got := FromCheckRequest(req)
+	// Passed on as Envoy sent them: the decision strips the query, the
+	// port and the case, and normalizes the path, when it matches routes.
+	if got.Host != "API.example.com:8443" || got.Path != "/github/%61dmin?x=1" {
+		t.Errorf("Host %q Path %q", got.Host, got.Path)
+	}
+	if got := FromCheckRequest(&authv3.CheckRequest{}); got.Host != "" || got.Path != "" {
+		t.Errorf("no attributes: Host %q Path %q", got.Host, got.Path)
+	}
+}
+
 func TestToCheckResponse(t *testing.T) {
 	ok := ToCheckResponse(authz.Response{Allowed: true, Status: 200,
 		Headers: []authz.Header{{Name: "authorization", Value: "Bearer up"}}, RemoveHeaders: []string{"x-id"}})

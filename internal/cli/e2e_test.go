@@ -232,6 +232,11 @@ providers:
     id_token_header: x-okta-id-token
     issuer: %s
 default_providers: [gh]
+routes:
+  - host: api.test
+    path_prefix: /calendar/
+    providers: [google]
+    required_scopes: [calendar]
 refresh:
   skew: %s
   timeout: 5s
@@ -320,14 +325,23 @@ func (e *e2e) jwt(t *testing.T, session string, overrides map[string]any) string
 
 func (e *e2e) check(t *testing.T, headers map[string]string, providers string) *authv3.CheckResponse {
 	t.Helper()
+	var ext map[string]string
+	if providers != "" {
+		ext = map[string]string{"upstream_providers": providers}
+	}
+	return e.checkAt(t, "api.test", "/api", headers, ext)
+}
+
+// checkAt sends a Check for a GET of host and path with the given context
+// extensions.
+func (e *e2e) checkAt(t *testing.T, host, path string, headers, ext map[string]string) *authv3.CheckResponse {
+	t.Helper()
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		ContextExtensions: ext,
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Path: "/api", Host: "api.test", Headers: headers,
+			Method: "GET", Path: path, Host: host, Headers: headers,
 		}},
 	}}
-	if providers != "" {
-		req.Attributes.ContextExtensions = map[string]string{"upstream_providers": providers}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := e.client.Check(ctx, req)
@@ -571,6 +585,68 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 		}
 	})
 	e.assertNoSecretsLogged(t, "gh-access", "g-access", "g-id", "gh-rt", "rt-exp", "new-access", "new-refresh", "gh-secret", "google-secret")
+}
+
+// TestEndToEndPerRoutePolicy: required scopes from context_extensions and
+// from the routes section, a 403 before any store access or refresh, and
+// context_extensions winning over routes.
+func TestEndToEndPerRoutePolicy(t *testing.T) {
+	e := startE2E(t)
+	expired := time.Now().Add(-time.Hour)
+	e.put(t, store.Row{SessionID: "s-scope", Provider: "gh", Tokens: store.Tokens{AccessToken: "gh-stale", RefreshToken: "rt-scope", ExpiresAt: expired}})
+	e.put(t, store.Row{SessionID: "s-scope", Provider: "google", Tokens: store.Tokens{AccessToken: "g-access"}})
+	auth := func(scope any) map[string]string {
+		return map[string]string{"authorization": "Bearer " + e.jwt(t, "s-scope", map[string]any{"scope": scope})}
+	}
+	scopeChallenge := e2eChallenge + `, error="insufficient_scope", scope=`
+
+	t.Run("context_extensions required_scopes: 403 without refresh", func(t *testing.T) {
+		resp := e.checkAt(t, "api.test", "/api", auth("repo"), map[string]string{"required_scopes": "repo read:org"})
+		d := resp.GetDeniedResponse()
+		if d.GetStatus().GetCode() != 403 || codes.Code(resp.GetStatus().GetCode()) != codes.PermissionDenied {
+			t.Fatalf("got %v, want 403 PermissionDenied", resp)
+		}
+		h := respHeaders(resp)
+		if want := scopeChallenge + `"repo read:org"`; h["www-authenticate"] != want {
+			t.Errorf("WWW-Authenticate = %q\nwant %q", h["www-authenticate"], want)
+		}
+		if want := `{"error":"insufficient_scope","error_description":"the access token lacks a scope this resource requires"}`; d.GetBody() != want || h["content-type"] != "application/json" {
+			t.Errorf("body %s (content-type %q)", d.GetBody(), h["content-type"])
+		}
+		if n := e.tokens.count("rt-scope"); n != 0 {
+			t.Errorf("a token without the scope caused %d refreshes", n)
+		}
+		if row, err := e.store.Get(context.Background(), "s-scope", "gh"); err != nil || row.AccessToken != "gh-stale" {
+			t.Errorf("row changed: %q %v", row.AccessToken, err)
+		}
+	})
+	t.Run("context_extensions required_scopes present: allowed and refreshed", func(t *testing.T) {
+		resp := e.checkAt(t, "api.test", "/api", auth("read:org repo"), map[string]string{"required_scopes": "repo read:org"})
+		if got := respHeaders(resp)["authorization"]; got != "Bearer new-access-rt-scope-1" {
+			t.Fatalf("authorization = %q (%v)", got, resp.GetDeniedResponse())
+		}
+	})
+	t.Run("routes: host and path choose providers and scopes", func(t *testing.T) {
+		resp := e.checkAt(t, "API.test:443", "/calendar/events?owner=me", auth("calendar"), nil)
+		if got := respHeaders(resp); got["x-google-token"] != "Bearer g-access" || got["authorization"] != "" {
+			t.Fatalf("headers = %v (%v), want the route's provider google", got, resp.GetDeniedResponse())
+		}
+		resp = e.checkAt(t, "api.test", "/calendar/events", auth("repo"), nil)
+		if resp.GetDeniedResponse().GetStatus().GetCode() != 403 || respHeaders(resp)["www-authenticate"] != scopeChallenge+`"calendar"` {
+			t.Errorf("route scope missing: got %v", resp)
+		}
+		// Another host: no route, default provider, no scope required.
+		resp = e.checkAt(t, "other.test", "/calendar/events", auth("repo"), nil)
+		if got := respHeaders(resp)["authorization"]; got != "Bearer new-access-rt-scope-1" {
+			t.Errorf("other host: authorization = %q (%v)", got, resp.GetDeniedResponse())
+		}
+		// context_extensions win: the route's provider and scope are not used.
+		resp = e.checkAt(t, "api.test", "/calendar/events", auth("repo"), map[string]string{"upstream_providers": "gh"})
+		if got := respHeaders(resp); got["authorization"] != "Bearer new-access-rt-scope-1" || got["x-google-token"] != "" {
+			t.Errorf("context_extensions over routes: headers %v (%v)", got, resp.GetDeniedResponse())
+		}
+	})
+	e.assertNoSecretsLogged(t, "gh-stale", "g-access", "rt-scope", "new-access")
 }
 
 func TestEndToEndHealth(t *testing.T) {

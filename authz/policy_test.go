@@ -1,0 +1,367 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/jwtauth/jwttest"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/memory"
+	"github.com/extauthz/extauthz/upstreamtoken"
+)
+
+// countingSource is a CredentialSource that counts its Lookups and passes
+// them on to next (when set) or answers "<provider>-access" for every
+// provider asked.
+type countingSource struct {
+	lookups atomic.Int64
+	next    CredentialSource
+}
+
+func (s *countingSource) Lookup(ctx context.Context, sessionID string, b *upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
+	s.lookups.Add(1)
+	if s.next != nil {
+		return s.next.Lookup(ctx, sessionID, b, providers...)
+	}
+	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}}
+	for _, p := range providers {
+		res.Credentials[p] = upstreamtoken.UpstreamCredential{AccessToken: p + "-access"}
+	}
+	return res, nil
+}
+
+// countingRefresher refreshes every token and counts the refreshes.
+type countingRefresher struct{ n atomic.Int64 }
+
+func (r *countingRefresher) Refresh(_ context.Context, provider, _ string) (store.Tokens, error) {
+	r.n.Add(1)
+	return store.Tokens{AccessToken: provider + "-refreshed", ExpiresAt: now.Add(time.Hour)}, nil
+}
+
+const scopeChallenge = challenge + `, error="insufficient_scope", scope=`
+
+// TestRequiredScopes signs real JWTs (so that "scope" and "scp" are parsed
+// by jwtauth) for a session whose token has expired: an allowed Check reads
+// the store and refreshes, a 403 must do neither.
+func TestRequiredScopes(t *testing.T) {
+	signer := jwttest.NewSigner(t)
+	verifier, err := jwtauth.New(t.Context(), jwtauth.Config{
+		Issuer: hostileIssuer, Audiences: []string{hostileAudience},
+		JWKSFile: signer.WriteJWKSFile(t), Now: func() time.Time { return now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := func(kv ...any) string { return "Bearer " + signer.Sign(t, hostileClaims(kv...)) }
+
+	tests := []struct {
+		name   string
+		auth   string
+		ext    map[string]string
+		status int
+		reason string
+		www    string // exact WWW-Authenticate, "" = none
+	}{
+		{"scope claim string has all", tok("scope", "admin repo read:org"),
+			map[string]string{ContextKeyRequiredScopes: "repo read:org"}, 200, "ok", ""},
+		{"scp array has all", tok("scp", []string{"read:org", "repo"}),
+			map[string]string{ContextKeyRequiredScopes: "repo read:org"}, 200, "ok", ""},
+		{"scp string has all", tok("scp", "repo read:org"),
+			map[string]string{ContextKeyRequiredScopes: "repo read:org"}, 200, "ok", ""},
+		{"scope claim missing one", tok("scope", "repo"),
+			map[string]string{ContextKeyRequiredScopes: "repo read:org"}, 403, "insufficient_scope", scopeChallenge + `"repo read:org"`},
+		{"scp array missing one", tok("scp", []string{"read:org"}),
+			map[string]string{ContextKeyRequiredScopes: "repo read:org"}, 403, "insufficient_scope", scopeChallenge + `"repo read:org"`},
+		{"no scope claim at all", tok(),
+			map[string]string{ContextKeyRequiredScopes: "repo"}, 403, "insufficient_scope", scopeChallenge + `"repo"`},
+		{"scopes are case-sensitive", tok("scope", "REPO"),
+			map[string]string{ContextKeyRequiredScopes: "repo"}, 403, "insufficient_scope", scopeChallenge + `"repo"`},
+		{"scope wins over scp", tok("scope", "read:org", "scp", []string{"repo", "read:org"}),
+			map[string]string{ContextKeyRequiredScopes: "repo"}, 403, "insufficient_scope", scopeChallenge + `"repo"`},
+		{"repeated and extra spaces", tok("scope", "read"),
+			map[string]string{ContextKeyRequiredScopes: "  repo  repo read "}, 403, "insufficient_scope", scopeChallenge + `"repo read"`},
+		{"with providers", tok("scope", "read"),
+			map[string]string{ContextKeyProviders: "gh", ContextKeyRequiredScopes: "repo"}, 403, "insufficient_scope", scopeChallenge + `"repo"`},
+		{"empty required_scopes requires nothing", tok(),
+			map[string]string{ContextKeyRequiredScopes: ""}, 200, "ok", ""},
+		{"malformed required_scopes: tab", tok("scope", "repo read"),
+			map[string]string{ContextKeyRequiredScopes: "repo\tread"}, 500, "route_misconfigured", ""},
+		{"malformed required_scopes: quote", tok("scope", `re"po`),
+			map[string]string{ContextKeyRequiredScopes: `re"po`}, 500, "route_misconfigured", ""},
+		{"malformed required_scopes: non-ASCII", tok("scope", "répo"),
+			map[string]string{ContextKeyRequiredScopes: "répo"}, 500, "route_misconfigured", ""},
+		{"no token comes first", "",
+			map[string]string{ContextKeyRequiredScopes: "repo"}, 401, "no_token", challenge},
+		{"token verified before scopes", "Bearer not-a-jwt",
+			map[string]string{ContextKeyRequiredScopes: "repo"}, 401, "invalid_token",
+			challenge + `, error="invalid_token", error_description="the access token is invalid"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := memory.New()
+			err := st.Put(t.Context(), store.Row{SessionID: "session-1", Provider: "gh", Subject: "user-1", ClientID: "client-1",
+				Tokens: store.Tokens{AccessToken: "gh-old", RefreshToken: "rt", ExpiresAt: now.Add(-time.Hour)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := &countingRefresher{}
+			src := &countingSource{next: upstreamtoken.NewInProcessService(st, ref, upstreamtoken.WithClock(func() time.Time { return now }))}
+			d := New(Config{
+				Providers:        map[string]Provider{"gh": {}},
+				DefaultProviders: []string{"gh"},
+				Realm:            "api",
+				ResourceMetadata: "https://api.example/.well-known/oauth-protected-resource",
+			}, verifier, src, nil)
+
+			req := Request{Headers: map[string]string{}, ContextExtensions: tc.ext}
+			if tc.auth != "" {
+				req.Headers["authorization"] = tc.auth
+			}
+			resp := d.Check(t.Context(), req)
+			if resp.Status != tc.status || resp.Reason != tc.reason {
+				t.Fatalf("got status %d reason %q, want %d %q (%s)", resp.Status, resp.Reason, tc.status, tc.reason, resp.Body)
+			}
+			h := headerMap(resp.Headers)
+			if !resp.Allowed && h["www-authenticate"] != tc.www {
+				t.Errorf("WWW-Authenticate = %q\nwant %q", h["www-authenticate"], tc.www)
+			}
+			wantTouches := int64(0)
+			if resp.Allowed {
+				wantTouches = 1
+				if h["authorization"] != "Bearer gh-refreshed" {
+					t.Errorf("authorization = %q", h["authorization"])
+				}
+			}
+			if n, r := src.lookups.Load(), ref.n.Load(); n != wantTouches || r != wantTouches {
+				t.Errorf("store lookups %d, refreshes %d; want %d of each", n, r, wantTouches)
+			}
+			if tc.status == 403 {
+				var body map[string]string
+				if err := json.Unmarshal([]byte(resp.Body), &body); err != nil ||
+					body["error"] != "insufficient_scope" || body["error_description"] != descScope || h["content-type"] != "application/json" {
+					t.Errorf("403 body = %s (content-type %q)", resp.Body, h["content-type"])
+				}
+				if resp.Result() != "denied" {
+					t.Errorf("Result = %q, want denied", resp.Result())
+				}
+			}
+		})
+	}
+}
+
+// TestRoutes checks route selection by host and path, and its precedence
+// against context extensions. The outcome is "ok:<providers>" (from the
+// headers set) or "<status>:<scope challenge attribute>".
+func TestRoutes(t *testing.T) {
+	v := staticVerifier{}
+	for name, scopes := range map[string][]string{"none": nil, "repo": {"repo"}, "admin": {"repo", "admin"}, "read": {"read"}} {
+		v["jwt-"+name] = jwtauth.Claims{Subject: "alice", ClientID: "app", SessionID: "s", Scopes: scopes}
+	}
+	src := &countingSource{}
+	d := New(Config{
+		Providers: map[string]Provider{
+			"gh":     {},
+			"google": {Header: "x-google-token"},
+			"okta":   {Header: "x-okta-token"},
+		},
+		DefaultProviders: []string{"okta"},
+		Routes: []Route{
+			{PathPrefix: "/github/", Providers: []string{"gh"}, RequiredScopes: []string{"repo"}},
+			{PathPrefix: "/github/admin/", Providers: []string{"gh"}, RequiredScopes: []string{"admin"}},
+			{Host: "API.example.com", PathPrefix: "/github/", Providers: []string{"google"}},
+			{PathPrefix: "/google/", Providers: []string{"google", "okta"}},
+			{PathPrefix: "/scoped/", RequiredScopes: []string{"read"}},
+			{Host: "::1", PathPrefix: "/github/", Providers: []string{"okta"}},
+		},
+		Realm: "api",
+	}, v, src, nil)
+
+	tests := []struct {
+		name, token, host, path string
+		ext                     map[string]string
+		want                    string
+	}{
+		{"host-less route", "repo", "other.example", "/github/repos", nil, "ok:gh"},
+		{"host-less route, scope missing", "none", "other.example", "/github/repos", nil, `403:scope="repo"`},
+		{"host-specific beats host-less on equal prefix", "none", "api.example.com", "/github/repos", nil, "ok:google"},
+		{"host case-insensitive, port ignored", "none", "API.Example.COM:8443", "/github/repos", nil, "ok:google"},
+		{"host trailing dot ignored", "none", "api.example.com.", "/github/repos", nil, "ok:google"},
+		{"IPv6 literal with port", "none", "[::1]:8080", "/github/repos", nil, "ok:okta"},
+		{"longest prefix wins over host-specific shorter", "repo", "api.example.com", "/github/admin/users", nil, `403:scope="admin"`},
+		{"longest prefix", "admin", "other.example", "/github/admin/users", nil, "ok:gh"},
+		{"query string ignored", "none", "x", "/google/a?next=/github/admin/", nil, "ok:google,okta"},
+		{"query string on a prefix", "repo", "x", "/github/?scope=admin", nil, "ok:gh"},
+		{"prefix is a plain string prefix", "none", "x", "/github", nil, "ok:okta"},
+		{"fragment ignored", "none", "x", "/google/#/github/admin/", nil, "ok:google,okta"},
+		{"encoded unreserved decoded", "repo", "x", "/%67ithub/%61dmin/x", nil, `403:scope="admin"`},
+		{"dot-segments removed", "repo", "x", "/public/../github/./admin/x", nil, `403:scope="admin"`},
+		{"encoded dot-segments removed", "repo", "x", "/public/%2E%2e/github/admin/x", nil, `403:scope="admin"`},
+		{"encoded slash not decoded", "repo", "x", "/github/admin%2fx", nil, "ok:gh"},
+		{"route without providers uses the default", "read", "x", "/scoped/x", nil, "ok:okta"},
+		{"route without providers still requires its scopes", "repo", "x", "/scoped/x", nil, `403:scope="read"`},
+		{"no match: default providers, no scopes", "none", "x", "/elsewhere", nil, "ok:okta"},
+		{"no host or path (another front)", "none", "", "", nil, "ok:okta"},
+		{"upstream_providers wins over routes", "none", "x", "/github/admin/x",
+			map[string]string{ContextKeyProviders: "google"}, "ok:google"},
+		{"required_scopes alone is authoritative for both", "read", "x", "/github/admin/x",
+			map[string]string{ContextKeyRequiredScopes: "read"}, "ok:okta"},
+		{"required_scopes alone, missing", "repo", "x", "/github/x",
+			map[string]string{ContextKeyRequiredScopes: "read"}, `403:scope="read"`},
+		{"present but empty upstream_providers: no route", "none", "x", "/github/x",
+			map[string]string{ContextKeyProviders: ""}, "ok:okta"},
+		{"other extensions do not disable routes", "none", "x", "/github/x",
+			map[string]string{"unrelated": "1"}, `403:scope="repo"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := src.lookups.Load()
+			resp := d.Check(t.Context(), Request{
+				Headers:           map[string]string{"authorization": "Bearer jwt-" + tc.token},
+				ContextExtensions: tc.ext, Host: tc.host, Path: tc.path,
+			})
+			var got string
+			if resp.Allowed {
+				var ps []string
+				for _, h := range resp.Headers {
+					ps = append(ps, strings.TrimSuffix(strings.TrimPrefix(h.Value, "Bearer "), "-access"))
+				}
+				sort.Strings(ps)
+				got = "ok:" + strings.Join(ps, ",")
+			} else {
+				_, scope, _ := strings.Cut(headerMap(resp.Headers)["www-authenticate"], "insufficient_scope\", ")
+				got = fmt.Sprintf("%d:%s", resp.Status, scope)
+			}
+			if got != tc.want {
+				t.Errorf("got %s, want %s (%s)", got, tc.want, resp.Body)
+			}
+			if lookups := src.lookups.Load() - before; (lookups == 1) != resp.Allowed {
+				t.Errorf("%d store lookups for allowed=%v", lookups, resp.Allowed)
+			}
+		})
+	}
+}
+
+func TestRouteMisconfiguredAtCheckTime(t *testing.T) {
+	// config refuses these at load; the Decider still fails closed.
+	d := New(Config{
+		Providers:        map[string]Provider{"gh": {}, "gitlab": {}},
+		DefaultProviders: []string{"gh"},
+		Routes: []Route{
+			{PathPrefix: "/bad-scope/", RequiredScopes: []string{"two words"}},
+			{PathPrefix: "/two-writers/", Providers: []string{"gh", "gitlab"}},
+			{PathPrefix: "/unknown/", Providers: []string{"nope"}},
+		},
+	}, staticVerifier{"jwt": {Subject: "a", ClientID: "b", SessionID: "s"}}, &countingSource{}, nil)
+	for _, path := range []string{"/bad-scope/x", "/two-writers/x", "/unknown/x"} {
+		resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt"}, Path: path})
+		if resp.Status != 500 || resp.Reason != "route_misconfigured" {
+			t.Errorf("%s: got %d %s, want 500 route_misconfigured", path, resp.Status, resp.Reason)
+		}
+	}
+}
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                     "",
+		"/":                    "/",
+		"/a/b?c=d#e":           "/a/b",
+		"/a#b?c":               "/a",
+		"/%7euser/%41%2d%5F":   "/~user/A-_",
+		"/a%2fb%2Fc":           "/a%2Fb%2Fc",
+		"/a%25%32%66":          "/a%252f",
+		"/a%zz%4":              "/a%25zz%254",
+		"/%%370":               "/%2570",
+		"/%252F":               "/%252F",
+		"/a/./b/../c":          "/a/c",
+		"/a/b/..":              "/a/",
+		"/a/b/.":               "/a/b/",
+		"/../../a":             "/a",
+		"/a//b/../c":           "/a//c",
+		"//a":                  "//a",
+		"/a/.../b":             "/a/.../b",
+		"/a/..b/.c":            "/a/..b/.c",
+		"/%2e%2E/admin":        "/admin",
+		"*":                    "*",
+		"http://h/a/../b":      "http://h/a/../b",
+		"/\xff/%C3%A9":         "/\xff/%C3%A9",
+		"/public/%2e%2e%2fadm": "/public/..%2Fadm",
+	} {
+		if got := CleanPath(in); got != want {
+			t.Errorf("CleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestCleanHost(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"API.Example.com":       "api.example.com",
+		"api.example.com:8443":  "api.example.com",
+		"api.example.com.":      "api.example.com",
+		"api.example.com.:443":  "api.example.com",
+		"[::1]:8080":            "::1",
+		"[2001:DB8::1]":         "2001:db8::1",
+		"2001:db8::1":           "2001:db8::1",
+		" spaced.example.com ":  "spaced.example.com",
+		"10.0.0.1:80":           "10.0.0.1",
+		"api.example.com:":      "api.example.com",
+		"[unterminated:80":      "[unterminated:80",
+		"user@api.example.com":  "user@api.example.com",
+		"api.example.com:80:80": "api.example.com:80:80",
+	} {
+		if got := cleanHost(in); got != want {
+			t.Errorf("cleanHost(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseScopes(t *testing.T) {
+	got, err := ParseScopes(" repo  read:org repo https://graph.microsoft.com/.default ")
+	if err != nil || !slices.Equal(got, []string{"repo", "read:org", "https://graph.microsoft.com/.default"}) {
+		t.Errorf("ParseScopes = %q, %v", got, err)
+	}
+	if got, err := ParseScopes("   "); err != nil || got != nil {
+		t.Errorf("blank: %q, %v", got, err)
+	}
+	for _, bad := range []string{"a\tb", "a\nb", `a"b`, `a\b`, "é", "a\x00"} {
+		if _, err := ParseScopes(bad); err == nil {
+			t.Errorf("ParseScopes(%q) accepted", bad)
+		}
+	}
+}
+
+// FuzzCleanPath: CleanPath is idempotent (nothing is decoded twice), never
+// yields a query or a dot-segment for an absolute path and keeps a leading
+// "/".
+func FuzzCleanPath(f *testing.F) {
+	for _, s := range []string{"/", "/a/../b", "/%2e%2E/x?y", "/a%2f%7e", "//a/./b/..", "%", "/%4", "/a/b/.", "*", "%%370"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		c := CleanPath(p)
+		if again := CleanPath(c); again != c {
+			t.Fatalf("CleanPath(%q) = %q, but CleanPath of that = %q", p, c, again)
+		}
+		if strings.ContainsAny(c, "?#") {
+			t.Fatalf("CleanPath(%q) = %q", p, c)
+		}
+		if strings.HasPrefix(p, "/") != strings.HasPrefix(c, "/") {
+			t.Fatalf("CleanPath(%q) = %q changed the leading slash", p, c)
+		}
+		if strings.HasPrefix(c, "/") {
+			for _, seg := range strings.Split(c, "/") {
+				if seg == "." || seg == ".." {
+					t.Fatalf("CleanPath(%q) = %q keeps a dot-segment", p, c)
+				}
+			}
+		}
+	})
+}
