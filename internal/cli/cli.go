@@ -42,6 +42,7 @@ const usage = `extauthz: an Envoy/Istio ext_authz service that swaps the caller'
 Usage:
   extauthz serve --config FILE        run the ext_authz gRPC server
   extauthz dev [--dir DIR]            try it locally: private PostgreSQL, dev key, server (NOT for production)
+  extauthz demo [--listen :8000]      demo authorization server and token endpoint for docker compose (NOT for production)
   extauthz migrate [--config FILE | --database-url URL]
   extauthz tokens put|get|delete ...  manage a session's upstream tokens (see 'extauthz tokens -h')
   extauthz keys generate              print a new random encryption key
@@ -68,6 +69,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = tokensCmd(ctx, args[1:], env)
 	case "keys":
 		err = keysCmd(ctx, args[1:], env)
+	case "demo":
+		err = demoCmd(ctx, args[1:], env)
 	case "gc":
 		err = gcCmd(ctx, args[1:], env)
 	case "version", "--version", "-version":

@@ -12,15 +12,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/localpg"
@@ -89,11 +88,14 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 		}
 	}
 
-	tokenURL, stopProvider, err := startDevProvider()
+	idp := &demoIdP{key: key, issuer: devIssuer, audience: devAudience, session: devSession, subject: devSubject,
+		clientID: devClientID, jwtTTL: 12 * time.Hour, accessTTL: 5 * time.Minute, log: slog.New(slog.DiscardHandler)}
+	providerLis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	defer stopProvider()
+	defer idp.serveOn(providerLis).Close()
+	tokenURL := "http://" + providerLis.Addr().String() + "/token"
 
 	cfgText := fmt.Sprintf(`# Written by "extauthz dev": a development configuration, not for production.
 listen:
@@ -131,7 +133,7 @@ shutdown:
 	if err != nil {
 		return err
 	}
-	token, err := mintDevJWT(key, 12*time.Hour)
+	token, err := idp.mint("")
 	if err != nil {
 		return err
 	}
@@ -210,57 +212,9 @@ func devKeyID(k *ecdsa.PrivateKey) string {
 }
 
 func writePublicJWKS(path string, k *ecdsa.PrivateKey) error {
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: devKeyID(k), Algorithm: string(jose.ES256), Use: "sig"}}}
-	b, err := json.MarshalIndent(set, "", "  ")
+	b, err := json.MarshalIndent(publicJWKS(k), "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
-}
-
-// mintDevJWT signs an access token for the demo session.
-func mintDevJWT(k *ecdsa.PrivateKey, ttl time.Duration) (string, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", devKeyID(k)))
-	if err != nil {
-		return "", err
-	}
-	now := time.Now()
-	return jwt.Signed(signer).Claims(map[string]any{
-		"iss": devIssuer, "aud": devAudience, "sub": devSubject, "client_id": devClientID,
-		"tsid": devSession, "iat": now.Unix(), "exp": now.Add(ttl).Unix(),
-	}).Serialize()
-}
-
-// startDevProvider serves a development OAuth token endpoint on loopback
-// that accepts any refresh token and issues a new, rotated pair.
-func startDevProvider() (tokenURL string, stop func(), err error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		if r.FormValue("grant_type") != "refresh_token" || r.FormValue("refresh_token") == "" {
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
-			return
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"access_token":  "upstream-demo-token-" + randomHex(6),
-			"refresh_token": "upstream-demo-refresh-" + randomHex(6),
-			"token_type":    "Bearer",
-			"expires_in":    300,
-		})
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(lis) }()
-	return "http://" + lis.Addr().String() + "/token", func() { _ = srv.Close() }, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
