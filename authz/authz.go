@@ -275,11 +275,10 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 		d.log.InfoContext(ctx, "check denied", "reason", "invalid_token", "error", err)
 		return d.deny401("invalid_token", "invalid_token", descInvalidToken)
 	}
-	session := upstreamtoken.SessionHash(claims.SessionID)
 	// Before any store access: a token without the route's scopes must not
 	// read, let alone refresh, the session's credentials.
 	if missing := missingScopes(scopes, claims.Scopes); len(missing) > 0 {
-		d.log.InfoContext(ctx, "check denied", "reason", "insufficient_scope", "session", session, "missing_scopes", missing)
+		d.log.InfoContext(ctx, "check denied", "reason", "insufficient_scope", "session", upstreamtoken.SessionHash(claims.SessionID), "missing_scopes", missing)
 		return d.deny403(scopes)
 	}
 
@@ -290,15 +289,17 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 	}
 	if err != nil {
 		resp := d.denyFor(err)
-		d.log.Log(ctx, logLevel(err), "check denied", "reason", resp.Reason, "session", session, "error", err)
+		d.log.Log(ctx, logLevel(err), "check denied", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
 		return resp
 	}
 	resp, err := d.allow(providers, res.Credentials)
 	if err != nil {
-		d.log.ErrorContext(ctx, "check refused: unsafe upstream credential", "reason", resp.Reason, "session", session, "error", err)
+		d.log.ErrorContext(ctx, "check refused: unsafe upstream credential", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
 		return resp
 	}
-	d.log.DebugContext(ctx, "check allowed", "session", session, "providers", providers)
+	if d.log.Enabled(ctx, slog.LevelDebug) {
+		d.log.DebugContext(ctx, "check allowed", "session", upstreamtoken.SessionHash(claims.SessionID), "providers", providers)
+	}
 	return resp
 }
 
@@ -600,8 +601,7 @@ func unavailableReason(err error) string {
 // allow builds the OK response: each provider's headers set, every other
 // header a provider could set removed.
 func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.UpstreamCredential) (Response, error) {
-	resp := Response{Allowed: true, Status: http.StatusOK, Reason: "ok"}
-	set := make(map[string]bool, 2*len(providers))
+	resp := Response{Allowed: true, Status: http.StatusOK, Reason: "ok", Headers: make([]Header, 0, 2*len(providers))}
 	for _, name := range providers {
 		p, c := d.cfg.Providers[name], creds[name]
 		sendID := p.IDTokenHeader != "" && c.IDToken != ""
@@ -610,15 +610,31 @@ func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.Upstr
 				fmt.Errorf("provider %q: token contains CR, LF or NUL", name)
 		}
 		resp.Headers = append(resp.Headers, Header{Name: p.header(), Value: "Bearer " + c.AccessToken})
-		set[p.header()] = true
 		if sendID {
 			resp.Headers = append(resp.Headers, Header{Name: p.IDTokenHeader, Value: c.IDToken})
-			set[p.IDTokenHeader] = true
 		}
 	}
+	// Few headers on either side: linear scans cost less than a map.
+	isSet := func(n string) bool {
+		for _, h := range resp.Headers {
+			if h.Name == n {
+				return true
+			}
+		}
+		return false
+	}
+	removed := 0
 	for _, n := range d.allHeaders {
-		if !set[n] {
-			resp.RemoveHeaders = append(resp.RemoveHeaders, n)
+		if !isSet(n) {
+			removed++
+		}
+	}
+	if removed > 0 {
+		resp.RemoveHeaders = make([]string, 0, removed)
+		for _, n := range d.allHeaders {
+			if !isSet(n) {
+				resp.RemoveHeaders = append(resp.RemoveHeaders, n)
+			}
 		}
 	}
 	return resp, nil

@@ -41,6 +41,7 @@ type Config struct {
 	Encryption       Encryption          `yaml:"encryption"`
 	GC               GC                  `yaml:"gc"`
 	Shutdown         Shutdown            `yaml:"shutdown"`
+	Cache            Cache               `yaml:"cache"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -109,6 +110,10 @@ type Database struct {
 	// URL is a PostgreSQL connection URL. The DATABASE_URL environment
 	// variable, when set, overrides it.
 	URL string `yaml:"url"`
+	// DirectURL is the connection the token cache's listener (LISTEN)
+	// uses; it must not go through PgBouncer in transaction mode. Default:
+	// URL.
+	DirectURL string `yaml:"direct_url"`
 }
 
 // JWT configures verification of the caller's access token.
@@ -383,6 +388,7 @@ func (c *Config) defaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}
+	c.cacheDefaults()
 	for name, p := range c.Providers {
 		p.Header = strings.ToLower(p.Header)
 		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)
@@ -556,6 +562,7 @@ func (c *Config) validate() []string {
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		add("log.format must be json or text")
 	}
+	p = append(p, c.validateCache()...)
 	p = append(p, c.loadKeys()...)
 	return p
 }

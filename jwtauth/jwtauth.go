@@ -23,12 +23,14 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -107,6 +109,14 @@ type Config struct {
 	// MaxTokenBytes bounds the length of a token; longer tokens are refused
 	// before parsing. 0 means 16 KiB.
 	MaxTokenBytes int
+	// CacheSize is how many verified tokens Verify remembers, keyed by the
+	// SHA-256 of the whole token, so that a token presented again costs a
+	// hash and a map look-up instead of a signature check; 0 disables the
+	// cache. A cached token is accepted exactly as long as Verify would
+	// accept it: until its exp plus Leeway, and while the key set still
+	// holds the key that verified it. The least recently used tokens are
+	// evicted beyond CacheSize (each takes a few hundred bytes).
+	CacheSize int
 }
 
 // Claims are the verified claims of an access token.
@@ -149,6 +159,7 @@ type Verifier struct {
 	now           func() time.Time
 	maxTokenBytes int
 	keys          KeySet
+	cache         *tokenCache // nil when disabled
 }
 
 // New validates cfg, reporting every problem at once, and returns a Verifier.
@@ -225,6 +236,9 @@ func (cfg *Config) validate() []error {
 	if cfg.MaxTokenBytes < 0 {
 		errs = append(errs, errors.New("jwtauth: MaxTokenBytes must not be negative"))
 	}
+	if cfg.CacheSize < 0 {
+		errs = append(errs, errors.New("jwtauth: CacheSize must not be negative"))
+	}
 	return errs
 }
 
@@ -256,6 +270,9 @@ func newVerifier(cfg Config, keys KeySet) *Verifier {
 	}
 	if v.maxTokenBytes == 0 {
 		v.maxTokenBytes = DefaultMaxTokenBytes
+	}
+	if cfg.CacheSize > 0 {
+		v.cache = newTokenCache(cfg.CacheSize)
 	}
 	return v
 }
@@ -306,7 +323,31 @@ func invalid(reason string) error { return fmt.Errorf("%w: %s", ErrInvalidToken,
 // "Bearer " prefix), and returns its claims. A rejected token yields an error
 // wrapping ErrInvalidToken; a key set that cannot be loaded yields one
 // wrapping ErrKeysUnavailable. ctx bounds any JWKS fetch the call waits for.
+//
+// With Config.CacheSize set, a token that passed is remembered (see
+// Config.CacheSize); the Claims returned for it then share their Scopes
+// slice with the cache and with every other caller: it must not be
+// modified.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
+	if v.cache == nil {
+		return v.verify(ctx, raw, nil)
+	}
+	// Bound the input before hashing it; a cached token passed this test.
+	if len(raw) > v.maxTokenBytes {
+		return Claims{}, errTooLarge
+	}
+	// Hash the string's bytes in place: SHA-256 only reads them, and a
+	// copy would be the only allocation of a cache hit.
+	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	if c, ok := v.cached(ctx, &key); ok {
+		return c, nil
+	}
+	return v.verify(ctx, raw, &key)
+}
+
+// verify is Verify without the cache look-up. When cacheKey is not nil, a
+// token that passes is added to the cache under it.
+func (v *Verifier) verify(ctx context.Context, raw string, cacheKey *[sha256.Size]byte) (Claims, error) {
 	if err := checkCompact(raw, v.maxTokenBytes); err != nil {
 		return Claims{}, err
 	}
@@ -343,7 +384,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if err != nil {
 		return Claims{}, errSignature
 	}
-	return v.checkClaims(payload)
+	claims, err := v.checkClaims(payload)
+	if err == nil && cacheKey != nil {
+		v.remember(cacheKey, claims, h.KeyID, h.Algorithm, key)
+	}
+	return claims, err
 }
 
 // checkCompact refuses, before any parsing, what cannot be a JWS compact

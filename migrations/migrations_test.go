@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -140,7 +142,7 @@ func TestUpConcurrentlyThenAgain(t *testing.T) {
 	if err != nil || !indexed {
 		t.Errorf("index on session_expires_at: %v (%v), want one", indexed, err)
 	}
-	for _, v := range []int{1, 2} {
+	for _, v := range []int{1, 2, 3} {
 		var versions int
 		err = conn.QueryRow(ctx, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id = $1`, v).Scan(&versions)
 		if err != nil || versions != 1 {
@@ -268,5 +270,75 @@ func TestFSHoldsNumberedMigrations(t *testing.T) {
 	}
 	if got := len(p.ListSources()); got != len(entries) {
 		t.Errorf("goose collected %d migrations from %d files", got, len(entries))
+	}
+}
+
+// TestChangeNotifications checks the trigger of 00003: every change to what
+// a Check could serve notifies with the row's key (never a token), a lease
+// claim or release alone does not, and TRUNCATE and over-long keys notify
+// "*".
+func TestChangeNotifications(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := t.Context()
+	listener, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(context.Background())
+	if _, err := listener.Exec(ctx, "LISTEN extauthz_tokens"); err != nil {
+		t.Fatal(err)
+	}
+	writer, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close(context.Background())
+
+	// received returns the payloads that arrive within a short wait.
+	received := func() []string {
+		var got []string
+		for {
+			wctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+			n, err := listener.WaitForNotification(wctx)
+			cancel()
+			if err != nil {
+				return got
+			}
+			got = append(got, n.Payload)
+		}
+	}
+	long := strings.Repeat("x", 8000)
+	steps := []struct {
+		sql  string
+		want []string
+	}{
+		{`INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
+			VALUES ('s1', 'gh', 'secret-access', 'sub', 'client'), ('s"2', 'gh', 'secret-access', 'sub', 'client')`,
+			[]string{`["s1", "gh"]`, `["s\"2", "gh"]`}},
+		{`UPDATE upstream_tokens SET lease_owner = 'me', lease_until = now() + interval '1 minute' WHERE session_id = 's1'`, nil},
+		{`UPDATE upstream_tokens SET lease_owner = NULL, lease_until = NULL WHERE session_id = 's1'`, nil},
+		{`UPDATE upstream_tokens SET access_token = access_token WHERE session_id = 's1'`, nil},
+		{`UPDATE upstream_tokens SET access_token = 'secret-2' WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
+		{`UPDATE upstream_tokens SET needs_reauth = true, lease_owner = NULL WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
+		{`UPDATE upstream_tokens SET version = version + 1 WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
+		{`UPDATE upstream_tokens SET provider = 'github' WHERE session_id = 's1'`, []string{`["s1", "gh"]`, `["s1", "github"]`}},
+		{`DELETE FROM upstream_tokens WHERE session_id = 's1'`, []string{`["s1", "github"]`}},
+		{`INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
+			VALUES ('` + long + `', 'gh', 'secret', 'sub', 'client')`, []string{"*"}},
+		{`TRUNCATE upstream_tokens`, []string{"*"}},
+	}
+	for _, s := range steps {
+		if _, err := writer.Exec(ctx, s.sql); err != nil {
+			t.Fatalf("%s: %v", s.sql, err)
+		}
+		got := received()
+		if !slices.Equal(got, s.want) {
+			t.Errorf("%.80s\nnotified %q, want %q", s.sql, got, s.want)
+		}
+		for _, p := range got {
+			if strings.Contains(p, "secret") {
+				t.Errorf("a notification carries a token: %q", p)
+			}
+		}
 	}
 }

@@ -213,7 +213,8 @@ type Result struct {
 // row at all), ErrInvalidBinding, or ErrUpstreamUnavailable (the store could
 // not be read). Per-provider outcomes are in the Result.
 func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding *Binding, providers ...string) (Result, error) {
-	rows, err := s.readSession(ctx, sessionID, providers)
+	var one [1]store.Row // the single row of a one-provider read, kept off the heap
+	rows, err := s.readSession(ctx, sessionID, providers, one[:0])
 	if err != nil {
 		return Result{}, err
 	}
@@ -221,60 +222,82 @@ func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding
 		return Result{}, ErrSessionNotFound
 	}
 	if binding != nil {
-		for _, r := range rows {
-			if r.Subject != binding.Subject || r.ClientID != binding.ClientID {
+		for i := range rows {
+			if rows[i].Subject != binding.Subject || rows[i].ClientID != binding.ClientID {
 				return Result{}, ErrInvalidBinding
 			}
 		}
 	}
-	byProvider := make(map[string]store.Row, len(rows))
-	for _, r := range rows {
-		byProvider[r.Provider] = r
-	}
 	if len(providers) == 0 {
-		for _, r := range rows {
-			providers = append(providers, r.Provider)
+		for i := range rows {
+			providers = append(providers, rows[i].Provider)
 		}
 	}
 
 	res := Result{Credentials: make(map[string]UpstreamCredential, len(providers))}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	record := func(p string, c UpstreamCredential, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		if err == nil {
-			res.Credentials[p] = c
-			return
-		}
-		if res.Failures == nil {
-			res.Failures = make(map[string]error)
-		}
-		res.Failures[p] = err
-	}
+	// Fresh tokens are served at once; expired ones are refreshed in
+	// parallel.
+	now := s.now()
+	var due []store.Row
 	for _, p := range providers {
-		row, ok := byProvider[p]
+		i := findRow(rows, p)
 		switch {
-		case !ok:
-			record(p, UpstreamCredential{}, fmt.Errorf("%w: no tokens for provider %q", ErrSessionNotFound, p))
-		case !row.Expired(s.now(), s.skew):
-			record(p, credential(row.Tokens), nil)
+		case i < 0:
+			res.fail(p, fmt.Errorf("%w: no tokens for provider %q", ErrSessionNotFound, p))
+		case !rows[i].Expired(now, s.skew):
+			res.Credentials[p] = credential(rows[i].Tokens)
 		default:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t, err := s.refresh(ctx, row)
-				record(p, credential(t), err)
-			}()
+			due = append(due, rows[i])
 		}
+	}
+	if len(due) == 0 {
+		return res, nil
+	}
+	type outcome struct {
+		t   store.Tokens
+		err error
+	}
+	out := make([]outcome, len(due))
+	var wg sync.WaitGroup
+	for i, row := range due {
+		wg.Go(func() {
+			t, err := s.refresh(ctx, row)
+			out[i] = outcome{t, err}
+		})
 	}
 	wg.Wait()
+	for i, o := range out {
+		if o.err != nil {
+			res.fail(due[i].Provider, o.err)
+		} else {
+			res.Credentials[due[i].Provider] = credential(o.t)
+		}
+	}
 	return res, nil
 }
 
+func (r *Result) fail(provider string, err error) {
+	if r.Failures == nil {
+		r.Failures = make(map[string]error)
+	}
+	r.Failures[provider] = err
+}
+
+// findRow returns the index of provider's row in rows, or -1. A session has
+// a few providers: a linear scan beats building a map.
+func findRow(rows []store.Row, provider string) int {
+	for i := range rows {
+		if rows[i].Provider == provider {
+			return i
+		}
+	}
+	return -1
+}
+
 // readSession reads the rows needed for providers: one row with Get when a
-// single provider is asked for, else the whole session in one round trip.
-func (s *InProcessService) readSession(ctx context.Context, sessionID string, providers []string) ([]store.Row, error) {
+// single provider is asked for (appended to buf), else the whole session in
+// one round trip.
+func (s *InProcessService) readSession(ctx context.Context, sessionID string, providers []string, buf []store.Row) ([]store.Row, error) {
 	if len(providers) == 1 {
 		row, err := s.storage.Get(ctx, sessionID, providers[0])
 		switch {
@@ -283,7 +306,7 @@ func (s *InProcessService) readSession(ctx context.Context, sessionID string, pr
 		case err != nil:
 			return nil, storeErr(err)
 		}
-		return []store.Row{row}, nil
+		return append(buf, row), nil
 	}
 	rows, err := s.storage.GetSession(ctx, sessionID)
 	if err != nil {

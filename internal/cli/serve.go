@@ -104,6 +104,7 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 		JWKSURL:   cfg.JWT.JWKSURL,
 		JWKSFile:  cfg.JWT.JWKSFile,
 		Leeway:    cfg.JWT.Leeway.D(),
+		CacheSize: cfg.Cache.JWTEntries(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
@@ -238,7 +239,11 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 
 	metrics := telemetry.NewMetrics(versionString(), slices.Collect(maps.Keys(cfg.Providers)))
 	measured := instrumented.New(pg, metrics)
-	st := encrypted.New(traced.New(measured, tp), cfg.Keyring())
+	st, stopCache, err := withTokenCache(ctx, cfg, encrypted.New(traced.New(measured, tp), cfg.Keyring()), log, metrics.Registry())
+	if err != nil {
+		return err
+	}
+	defer stopCache()
 
 	if cfg.JWT.JWKSURL != "" {
 		// Warm the key cache; a JWKS that is down now is fetched again on use.

@@ -31,6 +31,20 @@
 // and with it the lock, early: another replica may then start a pass, which
 // does no harm.
 //
+// Prepared statements: every statement is a constant string run through the
+// pool in pgx's default mode, QueryExecModeCacheStatement, so each is
+// prepared once per connection and then executed in a single exchange
+// (Bind, Execute, Sync): a read costs one round trip. Nothing here defeats
+// the statement cache: no statement text is built per call, and only the
+// garbage collection lock's SELECT uses the simple protocol on purpose (see
+// RunExclusive). Behind PgBouncer in transaction mode, either PgBouncer must
+// track protocol-level prepared statements (1.21 or later, with
+// max_prepared_statements set) or the URL must say
+// default_query_exec_mode=exec.
+//
+// Listener (listener.go) keeps caches of rows (store/cached) consistent
+// across processes with LISTEN/NOTIFY on a connection of its own.
+//
 // Every statement a Store runs is bounded by the server's statement_timeout,
 // which New sets on the pool's connections (see New and
 // WithStatementTimeout): a statement stuck behind a lock or on an overloaded

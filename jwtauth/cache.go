@@ -1,0 +1,159 @@
+package jwtauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/lru"
+)
+
+// cacheShards is the most shards a verified-token cache is split into, each
+// with its own lock.
+const cacheShards = 32
+
+// tokenCache remembers tokens that passed Verify, keyed by the SHA-256 of the
+// whole token, so that the next presentation of the same token skips the
+// signature check and the claims parsing. It is bounded: each shard is an
+// LRU, and the shards' capacities sum to the configured size.
+type tokenCache struct {
+	shards []cacheShard
+}
+
+type cacheShard struct {
+	mu  sync.Mutex
+	lru *lru.LRU[[sha256.Size]byte, *verified]
+	_   [48]byte // keep neighbouring shards' locks off one cache line
+}
+
+// verified is a cache entry: a token's claims, how long Verify would go on
+// accepting it, and the key that verified its signature.
+type verified struct {
+	claims Claims
+	// until is exp plus the leeway: Verify accepts the token while now is
+	// before it.
+	until    time.Time
+	kid, alg string
+	key      crypto.PublicKey
+}
+
+func newTokenCache(size int) *tokenCache {
+	n := min(size, cacheShards)
+	c := &tokenCache{shards: make([]cacheShard, n)}
+	for i := range c.shards {
+		// Spread size exactly: the shards' capacities sum to size.
+		capacity := size / n
+		if i < size%n {
+			capacity++
+		}
+		c.shards[i].lru = lru.New[[sha256.Size]byte, *verified](capacity)
+	}
+	return c
+}
+
+func (c *tokenCache) shard(key *[sha256.Size]byte) *cacheShard {
+	return &c.shards[binary.LittleEndian.Uint64(key[:8])%uint64(len(c.shards))]
+}
+
+// get returns the entry for key, or nil.
+func (c *tokenCache) get(key *[sha256.Size]byte) *verified {
+	s := c.shard(key)
+	s.mu.Lock()
+	e, _ := s.lru.Get(*key)
+	s.mu.Unlock()
+	return e
+}
+
+func (c *tokenCache) add(key *[sha256.Size]byte, e *verified) {
+	s := c.shard(key)
+	s.mu.Lock()
+	s.lru.Add(*key, e, 1)
+	s.mu.Unlock()
+}
+
+func (c *tokenCache) remove(key *[sha256.Size]byte) {
+	s := c.shard(key)
+	s.mu.Lock()
+	s.lru.Remove(*key)
+	s.mu.Unlock()
+}
+
+// len returns the number of cached tokens.
+func (c *tokenCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += s.lru.Len()
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// cached returns the claims of raw if it is in the cache and Verify would
+// still accept it: its exp (with the leeway) has not passed, and the key
+// set still holds the key that verified its signature. An entry that fails
+// either test is dropped.
+func (v *Verifier) cached(ctx context.Context, key *[sha256.Size]byte) (Claims, bool) {
+	e := v.cache.get(key)
+	if e == nil {
+		return Claims{}, false
+	}
+	if !v.now().Before(e.until) {
+		v.cache.remove(key)
+		return Claims{}, false
+	}
+	// A key removed from the JWKS (or replaced under the same kid) stops
+	// its tokens at once, as it would without the cache.
+	k, err := v.keys.VerificationKey(ctx, e.kid, e.alg)
+	if err != nil || !sameKey(e.key, k) {
+		v.cache.remove(key)
+		return Claims{}, false
+	}
+	return e.claims, true
+}
+
+// remember caches the claims of a token that has just been verified with
+// key.
+func (v *Verifier) remember(key *[sha256.Size]byte, c Claims, kid, alg string, pub crypto.PublicKey) {
+	// The claims' strings are substrings of the whole payload: copy them so
+	// that the entry does not keep the payload alive.
+	c.Subject = strings.Clone(c.Subject)
+	c.ClientID = strings.Clone(c.ClientID)
+	c.SessionID = strings.Clone(c.SessionID)
+	if c.Scopes != nil {
+		scopes := make([]string, len(c.Scopes))
+		for i, s := range c.Scopes {
+			scopes[i] = strings.Clone(s)
+		}
+		// Full capacity: an append by a caller cannot write into the
+		// cached array.
+		c.Scopes = slices.Clip(scopes)
+	}
+	v.cache.add(key, &verified{claims: c, until: c.ExpiresAt.Add(v.leeway), kid: kid, alg: alg, key: pub})
+}
+
+// sameKey reports whether a and b are the same public key.
+func sameKey(a, b crypto.PublicKey) bool {
+	switch a := a.(type) {
+	case *rsa.PublicKey:
+		b, ok := b.(*rsa.PublicKey)
+		return ok && (a == b || a.Equal(b))
+	case *ecdsa.PublicKey:
+		b, ok := b.(*ecdsa.PublicKey)
+		return ok && (a == b || a.Equal(b))
+	case ed25519.PublicKey:
+		b, ok := b.(ed25519.PublicKey)
+		return ok && a.Equal(b)
+	}
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}

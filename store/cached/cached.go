@@ -1,0 +1,524 @@
+// Package cached is a store.Store decorator that keeps recently read rows in
+// memory, so that a Check for a session read recently costs no database
+// round trip (and, placed above store/encrypted, no decryption either).
+//
+// # What is cached
+//
+// Rows are cached per session: one entry holds the rows of a session that
+// have been read, and knows whether they are all of them (GetSession read
+// the whole session) so that GetSession can be answered from it too. Absent
+// rows are remembered as well, so that a client presenting a deleted
+// session's token does not reach the database on every request either. An
+// entry is served until the earliest of
+//
+//   - the expiry of the access token of any of its rows, minus Skew (a row
+//     that is about to need a refresh is never served from the cache: the
+//     refresh path, which re-reads the row, takes over);
+//   - MaxAge after it was read (a defence in depth against a lost
+//     invalidation; rows whose token never expires are bounded by it alone);
+//   - an invalidation of its session.
+//
+// The cache holds at most Size rows (an absent row counts as one, and so
+// does a session without rows); beyond that the least recently used
+// sessions are evicted.
+//
+// # Invalidation
+//
+// A write through the Store (Put, UpdateTokens, MarkReauth, Delete,
+// CompleteRefresh, ReleaseRefresh with reauth, RewriteTokens) invalidates
+// its session here once the write returns, whether or not it failed.
+// ClaimRefresh always goes to the inner store: a lease is never served from
+// memory. Writes made elsewhere (other replicas, 'extauthz tokens', an
+// authorization server writing SQL, key rotation, garbage collection) are
+// reported by an invalidation source, normally postgres.Listener, through
+// Invalidate and InvalidateAll.
+//
+// The source also vouches for the cache with Trust: the cache is used only
+// while the source's last vouching holds (it says that every change
+// committed before some time has been reported); at any other time, before
+// the first vouching and whenever the source is down or late, every read
+// goes to the inner store and nothing is cached. So without a source the
+// Store is a pass-through.
+//
+// A read that misses is stored only if no invalidation of its session (and
+// no InvalidateAll) happened while it was being read: a write that commits
+// while a replica reads the old row can never leave that old row cached.
+package cached
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/lru"
+	"github.com/extauthz/extauthz/store"
+)
+
+// DefaultMaxAge is the longest an entry is served when Options.MaxAge is 0.
+const DefaultMaxAge = 5 * time.Minute
+
+// Options configure a Store.
+type Options struct {
+	// Size is the most rows the cache holds; it must be positive.
+	Size int
+	// Skew is the refresh skew of the service (refresh.skew): a row whose
+	// access token expires within Skew is not served from the cache.
+	Skew time.Duration
+	// MaxAge bounds how long an entry is served after it was read; 0 means
+	// DefaultMaxAge.
+	MaxAge time.Duration
+	// Now returns the current time, for the entries' expiry; nil means
+	// time.Now. Trust is always measured on the monotonic clock.
+	Now func() time.Time
+}
+
+const (
+	maxShards       = 32
+	minShardRows    = 64 // fewer rows are not worth another shard
+	stripesPerShard = 64
+)
+
+// Store caches the reads of an inner store. It is safe for concurrent use
+// when the inner store is.
+type Store struct {
+	inner  store.Store
+	skew   time.Duration
+	maxAge time.Duration
+	now    func() time.Time
+	seed   maphash.Seed
+	shards []shard
+	// epoch moves on at every InvalidateAll.
+	epoch atomic.Uint64
+	// base anchors trusted, which is the monotonic time (since base) until
+	// which the cache may be used.
+	base    time.Time
+	trusted atomic.Int64
+
+	hits, misses, bypassed atomic.Uint64
+}
+
+type shard struct {
+	mu  sync.Mutex
+	lru *lru.LRU[string, *entry]
+	// stripes move on at every invalidation of a session that hashes to
+	// them; a read that saw its stripe move does not store its result.
+	stripes [stripesPerShard]uint64
+}
+
+// entry is one session's cached rows. It is never modified once stored.
+type entry struct {
+	rows     []store.Row // sorted by provider
+	absent   []string    // providers known to have no row (when !complete)
+	complete bool        // rows are every row of the session
+	until    time.Time   // served while now is before it
+}
+
+// stamp is what a read records before it goes to the inner store, to tell
+// whether its session was invalidated meanwhile.
+type stamp struct {
+	epoch, stripe uint64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns a Store caching the reads of inner. It panics if o.Size is not
+// positive. The result implements store.Rewriter if inner does and
+// store.Collector if inner does.
+func New(inner store.Store, o Options) *Store {
+	if o.Size <= 0 {
+		panic("cached: Size must be positive")
+	}
+	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now()}
+	if s.maxAge <= 0 {
+		s.maxAge = DefaultMaxAge
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	n := min(max(o.Size/minShardRows, 1), maxShards)
+	s.shards = make([]shard, n)
+	for i := range s.shards {
+		capacity := o.Size / n
+		if i < o.Size%n {
+			capacity++
+		}
+		s.shards[i].lru = lru.New[string, *entry](capacity)
+	}
+	return s
+}
+
+// Wrap is New for a caller that needs the optional interfaces of inner
+// (store.Rewriter, store.Collector) passed through: the result implements
+// each of them when inner does, and its Rewriter and Collector writes
+// invalidate too. It returns the Store as well, for the invalidation
+// source.
+func Wrap(inner store.Store, o Options) (store.Store, *Store) {
+	s := New(inner, o)
+	rw, isRW := inner.(store.Rewriter)
+	c, isC := inner.(store.Collector)
+	switch {
+	case isRW && isC:
+		return &rewritingCollecting{s, rewriter{s, rw}, collector{s, c}}, s
+	case isRW:
+		return &rewriting{s, rewriter{s, rw}}, s
+	case isC:
+		return &collecting{s, collector{s, c}}, s
+	}
+	return s, s
+}
+
+// Trust lets the cache be used until until (read on the monotonic clock): the
+// invalidation source vouches that every change committed before until
+// minus its staleness bound has been reported. A later call replaces an
+// earlier one; the zero time stops the use of the cache at once.
+func (s *Store) Trust(until time.Time) {
+	if until.IsZero() {
+		s.trusted.Store(0)
+		return
+	}
+	s.trusted.Store(int64(until.Sub(s.base)))
+}
+
+// Trusted reports whether the cache is in use now.
+func (s *Store) Trusted() bool {
+	return int64(time.Since(s.base)) < s.trusted.Load()
+}
+
+// Invalidate forgets the cached rows of a session. provider names the row
+// that changed ("" for the whole session); the whole session is forgotten
+// either way.
+func (s *Store) Invalidate(sessionID, provider string) {
+	sh, stripe := s.locate(sessionID)
+	sh.mu.Lock()
+	sh.stripes[stripe]++
+	sh.lru.Remove(sessionID)
+	sh.mu.Unlock()
+}
+
+// InvalidateAll forgets every cached row.
+func (s *Store) InvalidateAll() {
+	s.epoch.Add(1)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.lru.Clear()
+		sh.mu.Unlock()
+	}
+}
+
+// Stats are counters of a Store's reads.
+type Stats struct {
+	// Hits were answered from the cache, Misses read from the inner store
+	// and cached (if still valid), Bypassed read from the inner store
+	// because the cache was not trusted.
+	Hits, Misses, Bypassed uint64
+	// Sessions and Rows are what the cache holds now (absent rows and
+	// sessions without rows count as one row).
+	Sessions, Rows int
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	st := Stats{Hits: s.hits.Load(), Misses: s.misses.Load(), Bypassed: s.bypassed.Load()}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		st.Sessions += sh.lru.Len()
+		st.Rows += sh.lru.Weight()
+		sh.mu.Unlock()
+	}
+	return st
+}
+
+func (s *Store) locate(sessionID string) (*shard, int) {
+	h := maphash.String(s.seed, sessionID)
+	return &s.shards[h%uint64(len(s.shards))], int((h >> 32) % stripesPerShard)
+}
+
+// errNotFound is returned for a row the cache knows to be absent.
+var errNotFound = fmt.Errorf("%w: cached: no row for this session and provider", store.ErrNotFound)
+
+// lookup returns the session's entry if it is cached and valid, and
+// otherwise the stamp to store a read with. ok is false when the cache is
+// not trusted: the read must neither use nor fill it.
+func (s *Store) lookup(sessionID string, now time.Time) (e *entry, st stamp, ok bool) {
+	if !s.Trusted() {
+		return nil, stamp{}, false
+	}
+	sh, stripe := s.locate(sessionID)
+	st.epoch = s.epoch.Load()
+	sh.mu.Lock()
+	e, found := sh.lru.Get(sessionID)
+	if found && !now.Before(e.until) {
+		sh.lru.Remove(sessionID)
+		e = nil
+	}
+	st.stripe = sh.stripes[stripe]
+	sh.mu.Unlock()
+	return e, st, true
+}
+
+// store merges what a read found into the session's entry, unless the
+// session was invalidated since st was taken or the cache is no longer
+// trusted. merge gets the current valid entry (nil if none) and returns the
+// new one, or nil to store nothing.
+func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry) {
+	if !s.Trusted() {
+		return
+	}
+	now := s.now()
+	sh, stripe := s.locate(sessionID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.stripes[stripe] != st.stripe || s.epoch.Load() != st.epoch {
+		return
+	}
+	cur, _ := sh.lru.Peek(sessionID)
+	if cur != nil && !now.Before(cur.until) {
+		cur = nil
+	}
+	e := merge(cur)
+	if e == nil {
+		return
+	}
+	if !now.Before(e.until) {
+		sh.lru.Remove(sessionID)
+		return
+	}
+	sh.lru.Add(sessionID, e, max(1, len(e.rows)+len(e.absent)))
+}
+
+// validUntil returns how long r may be served if read at now.
+func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
+	until := now.Add(s.maxAge)
+	if !r.ExpiresAt.IsZero() {
+		if t := r.ExpiresAt.Add(-s.skew); t.Before(until) {
+			until = t
+		}
+	}
+	return until
+}
+
+// find returns the index of provider's row in rows, or -1.
+func find(rows []store.Row, provider string) int {
+	for i := range rows {
+		if rows[i].Provider == provider {
+			return i
+		}
+	}
+	return -1
+}
+
+// Get implements store.Reader.
+func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
+	if sessionID == "" || provider == "" || ctx.Err() != nil {
+		return s.inner.Get(ctx, sessionID, provider) // for its error
+	}
+	now := s.now()
+	e, st, ok := s.lookup(sessionID, now)
+	if !ok {
+		s.bypassed.Add(1)
+		return s.inner.Get(ctx, sessionID, provider)
+	}
+	if e != nil {
+		if i := find(e.rows, provider); i >= 0 {
+			s.hits.Add(1)
+			return e.rows[i], nil
+		}
+		if e.complete || slices.Contains(e.absent, provider) {
+			s.hits.Add(1)
+			return store.Row{}, errNotFound
+		}
+	}
+	s.misses.Add(1)
+	r, err := s.inner.Get(ctx, sessionID, provider)
+	switch {
+	case err == nil:
+		s.store(sessionID, st, func(cur *entry) *entry {
+			e := &entry{until: s.validUntil(&r, now)}
+			if cur != nil {
+				e.rows = make([]store.Row, 0, len(cur.rows)+1)
+				e.rows = append(e.rows, cur.rows...)
+				e.absent = slices.DeleteFunc(slices.Clone(cur.absent), func(p string) bool { return p == provider })
+				e.complete = false // a row the full read did not see: read it whole again
+				if cur.until.Before(e.until) {
+					e.until = cur.until
+				}
+			}
+			if i := find(e.rows, provider); i >= 0 {
+				e.rows[i] = r
+			} else {
+				e.rows = append(e.rows, r)
+				slices.SortFunc(e.rows, func(a, b store.Row) int { return compare(a.Provider, b.Provider) })
+			}
+			return e
+		})
+	case errors.Is(err, store.ErrNotFound):
+		s.store(sessionID, st, func(cur *entry) *entry {
+			e := &entry{absent: []string{provider}, until: now.Add(s.maxAge)}
+			if cur != nil {
+				if find(cur.rows, provider) >= 0 {
+					return nil // contradicts the entry: leave it to an invalidation
+				}
+				e.rows, e.complete, e.until = cur.rows, cur.complete, cur.until
+				e.absent = append(slices.Clone(cur.absent), provider)
+			}
+			return e
+		})
+	}
+	return r, err
+}
+
+func compare(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// GetSession implements store.Reader. The returned slice is the caller's.
+func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, error) {
+	if sessionID == "" || ctx.Err() != nil {
+		return s.inner.GetSession(ctx, sessionID) // for its error
+	}
+	now := s.now()
+	e, st, ok := s.lookup(sessionID, now)
+	if !ok {
+		s.bypassed.Add(1)
+		return s.inner.GetSession(ctx, sessionID)
+	}
+	if e != nil && e.complete {
+		s.hits.Add(1)
+		return append([]store.Row{}, e.rows...), nil
+	}
+	s.misses.Add(1)
+	rows, err := s.inner.GetSession(ctx, sessionID)
+	if err != nil {
+		return rows, err
+	}
+	e = &entry{rows: slices.Clone(rows), complete: true, until: now.Add(s.maxAge)}
+	for i := range e.rows {
+		if t := s.validUntil(&e.rows[i], now); t.Before(e.until) {
+			e.until = t
+		}
+	}
+	s.store(sessionID, st, func(*entry) *entry { return e })
+	return rows, nil
+}
+
+// invalidated runs a write and then invalidates its session.
+func (s *Store) invalidated(sessionID, provider string, err error) error {
+	if sessionID != "" {
+		s.Invalidate(sessionID, provider)
+	}
+	return err
+}
+
+// Put implements store.Writer.
+func (s *Store) Put(ctx context.Context, row store.Row) error {
+	return s.invalidated(row.SessionID, row.Provider, s.inner.Put(ctx, row))
+}
+
+// UpdateTokens implements store.Writer.
+func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
+	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
+	return r, s.invalidated(sessionID, provider, err)
+}
+
+// MarkReauth implements store.Writer.
+func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
+	return s.invalidated(sessionID, provider, s.inner.MarkReauth(ctx, sessionID, provider))
+}
+
+// Delete implements store.Writer.
+func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
+	return s.invalidated(sessionID, provider, s.inner.Delete(ctx, sessionID, provider))
+}
+
+// ClaimRefresh implements store.RefreshCoordinator. It always asks the inner
+// store.
+func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
+	return s.inner.ClaimRefresh(ctx, sessionID, provider, owner, ttl)
+}
+
+// CompleteRefresh implements store.RefreshCoordinator.
+func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
+	r, err := s.inner.CompleteRefresh(ctx, sessionID, provider, lease, t)
+	return r, s.invalidated(sessionID, provider, err)
+}
+
+// ReleaseRefresh implements store.RefreshCoordinator. A release without
+// reauth changes no cached content and invalidates nothing.
+func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
+	err := s.inner.ReleaseRefresh(ctx, sessionID, provider, lease, reauth)
+	if !reauth {
+		return err
+	}
+	return s.invalidated(sessionID, provider, err)
+}
+
+type rewriting struct {
+	*Store
+	rewriter
+}
+
+type collecting struct {
+	*Store
+	collector
+}
+
+type rewritingCollecting struct {
+	*Store
+	rewriter
+	collector
+}
+
+var (
+	_ store.Rewriter  = (*rewriting)(nil)
+	_ store.Collector = (*collecting)(nil)
+	_ store.Rewriter  = (*rewritingCollecting)(nil)
+	_ store.Collector = (*rewritingCollecting)(nil)
+)
+
+type rewriter struct {
+	s  *Store
+	rw store.Rewriter
+}
+
+// Scan implements store.Rewriter; it is not cached.
+func (r rewriter) Scan(ctx context.Context, after store.Key, limit int) ([]store.Row, error) {
+	return r.rw.Scan(ctx, after, limit)
+}
+
+// RewriteTokens implements store.Rewriter.
+func (r rewriter) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
+	return r.s.invalidated(sessionID, provider, r.rw.RewriteTokens(ctx, sessionID, provider, version, t))
+}
+
+type collector struct {
+	s *Store
+	c store.Collector
+}
+
+// DeleteExpired implements store.Collector. The deleted rows are not known,
+// so the whole cache is forgotten when any was deleted.
+func (c collector) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	n, err := c.c.DeleteExpired(ctx, limit)
+	if n > 0 || err != nil {
+		c.s.InvalidateAll()
+	}
+	return n, err
+}
+
+// RunExclusive implements store.Collector.
+func (c collector) RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
+	return c.c.RunExclusive(ctx, fn)
+}

@@ -1,0 +1,266 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/postgres"
+)
+
+// sink records what a Listener tells it.
+type sink struct {
+	mu    sync.Mutex
+	keys  [][2]string
+	all   int
+	until time.Time
+}
+
+func (s *sink) Invalidate(sessionID, provider string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append(s.keys, [2]string{sessionID, provider})
+}
+
+func (s *sink) InvalidateAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.all++
+}
+
+func (s *sink) Trust(until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.until = until
+}
+
+func (s *sink) trusted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return time.Now().Before(s.until)
+}
+
+func (s *sink) state() (keys [][2]string, all int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][2]string(nil), s.keys...), s.all
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, within)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func startListener(t *testing.T, dsn string, s *sink, opts ...postgres.ListenerOption) *postgres.Listener {
+	t.Helper()
+	l, err := postgres.NewListener(dsn, s, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if s.trusted() || l.Up() {
+			t.Error("the sink is still trusted after Run returned")
+		}
+	})
+	return l
+}
+
+func TestNewListenerRefusesBadDSNWithoutEchoingIt(t *testing.T) {
+	_, err := postgres.NewListener("postgres://user:hunter2@host:notaport/db", &sink{})
+	if !errors.Is(err, store.ErrInvalid) || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("NewListener = %v; want ErrInvalid without the password", err)
+	}
+}
+
+func TestListenerPassesNotificationsOn(t *testing.T) {
+	dsn := pgtest.New(t)
+	s := &sink{}
+	l := startListener(t, dsn, s)
+	eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
+	if _, all := s.state(); all == 0 {
+		t.Error("no InvalidateAll after LISTEN: changes before it would stay cached")
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	st := newStore(t, dsn)
+	if err := st.Put(t.Context(), row("s\x01\"1", "gh")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "the Put reported", func() bool {
+		keys, _ := s.state()
+		return len(keys) == 1 && keys[0] == [2]string{"s\x01\"1", "gh"}
+	})
+	_, before := s.state()
+	for _, payload := range []string{"*", "garbage", `["only-one"]`} {
+		if _, err := conn.Exec(t.Context(), `SELECT pg_notify($1, $2)`, postgres.NotifyChannel, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, time.Second, "unknown payloads forget everything", func() bool {
+		_, all := s.state()
+		return all == before+3
+	})
+	// Heartbeats keep extending the trust.
+	time.Sleep(2 * postgres.DefaultStaleness)
+	if !s.trusted() {
+		t.Error("trust ran out on a healthy connection")
+	}
+}
+
+// proxy forwards TCP connections to target until paused (bytes then stop
+// flowing both ways, as on a network partition) or cut.
+type proxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	paused chan struct{} // closed while flowing
+	conns  []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{ln: ln, target: target, paused: make(chan struct{})}
+	close(p.paused)
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go p.pipe(c, u)
+			go p.pipe(u, c)
+		}
+	}()
+	return p
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			gate := p.paused
+			p.mu.Unlock()
+			<-gate
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if err != io.EOF {
+				dst.Close()
+			}
+			dst.Close()
+			return
+		}
+	}
+}
+
+func (p *proxy) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.paused = make(chan struct{})
+}
+
+func (p *proxy) resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.paused:
+	default:
+		close(p.paused)
+	}
+}
+
+func (p *proxy) cut() {
+	p.resume()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func viaProxy(t *testing.T, dsn, addr string) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = addr
+	return u.String()
+}
+
+// TestListenerTrustLapsesWhenTheConnectionStalls: a connection that stops
+// answering (no error, no FIN) stops vouching for the cache within the
+// staleness bound, and vouches again once it answers, without losing the
+// cache; a cut connection clears it and reconnects.
+func TestListenerTrustLapsesWhenTheConnectionStalls(t *testing.T) {
+	dsn := pgtest.New(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, u.Host)
+	s := &sink{}
+	l := startListener(t, viaProxy(t, dsn, p.ln.Addr().String()), s,
+		postgres.WithReconnectBackoff(50*time.Millisecond, 50*time.Millisecond))
+	eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
+
+	p.pause()
+	start := time.Now()
+	eventually(t, postgres.DefaultStaleness+200*time.Millisecond, "trust lapses while the connection stalls", func() bool { return !s.trusted() })
+	t.Logf("trust lapsed %v after the stall", time.Since(start).Round(time.Millisecond))
+	_, allBefore := s.state()
+	p.resume()
+	eventually(t, 2*time.Second, "trust back once the connection answers", s.trusted)
+	if _, all := s.state(); all != allBefore {
+		t.Error("the cache was cleared although no notification can have been lost")
+	}
+
+	pid := l.BackendPID()
+	p.cut()
+	eventually(t, 5*time.Second, "reconnected", func() bool { return l.Up() && s.trusted() && l.BackendPID() != pid })
+	if _, all := s.state(); all < allBefore+2 {
+		t.Errorf("InvalidateAll called %d times over a reconnection, want at least 2 (on loss, after LISTEN)", all-allBefore)
+	}
+}
