@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
@@ -320,14 +321,14 @@ func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 				names = append(names, n)
 			}
 		}
-		if scopes, err = ParseScopes(ext[ContextKeyRequiredScopes]); err != nil {
+		if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
 			return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
 		}
 	default:
 		if r := d.match(req.Host, req.Path); r != nil {
 			names = r.Providers
 			for _, s := range r.RequiredScopes {
-				if !ValidScope(s) {
+				if !oauthscope.Valid(s) {
 					return nil, nil, fmt.Errorf("route %q: required scope %q is not an RFC 6749 scope-token", r.Host+r.PathPrefix, s)
 				}
 				if !slices.Contains(scopes, s) {
@@ -359,38 +360,6 @@ func (d *Decider) match(host, path string) *Route {
 		}
 	}
 	return nil
-}
-
-// ValidScope reports whether s is an RFC 6749 §3.3 scope-token: one or more
-// of %x21 / %x23-5B / %x5D-7E (printable ASCII except space, '"' and '\').
-func ValidScope(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
-// ParseScopes splits a space-separated scope list (RFC 6749 §3.3), ignoring
-// repeated, leading and trailing spaces and repeated scopes. Any other
-// character outside the scope-token set, a tab included, is an error.
-func ParseScopes(v string) ([]string, error) {
-	var out []string
-	for _, s := range strings.Split(v, " ") {
-		if s == "" || slices.Contains(out, s) {
-			continue
-		}
-		if !ValidScope(s) {
-			return nil, fmt.Errorf("%q is not an RFC 6749 scope-token", s)
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }
 
 // missingScopes returns the required scopes that have is without, compared

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -319,21 +318,6 @@ func TestCleanHost(t *testing.T) {
 	} {
 		if got := cleanHost(in); got != want {
 			t.Errorf("cleanHost(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestParseScopes(t *testing.T) {
-	got, err := ParseScopes(" repo  read:org repo https://graph.microsoft.com/.default ")
-	if err != nil || !slices.Equal(got, []string{"repo", "read:org", "https://graph.microsoft.com/.default"}) {
-		t.Errorf("ParseScopes = %q, %v", got, err)
-	}
-	if got, err := ParseScopes("   "); err != nil || got != nil {
-		t.Errorf("blank: %q, %v", got, err)
-	}
-	for _, bad := range []string{"a\tb", "a\nb", `a"b`, `a\b`, "é", "a\x00"} {
-		if _, err := ParseScopes(bad); err == nil {
-			t.Errorf("ParseScopes(%q) accepted", bad)
 		}
 	}
 }

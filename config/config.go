@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
@@ -636,7 +637,7 @@ func (c *Config) validateRoutes() []string {
 		}
 		p = append(p, c.checkRouteProviders(at+".providers", r.Providers)...)
 		for _, s := range r.RequiredScopes {
-			if !authz.ValidScope(s) {
+			if !oauthscope.Valid(s) {
 				add("%s.required_scopes: %q is not a scope-token (RFC 6749: printable ASCII without space, '\"' or '\\'; list scopes as separate items)", at, s)
 			}
 		}

@@ -31,6 +31,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -163,25 +164,11 @@ func (p Provider) validate(name string) []error {
 		bad("auth style is not set: want \"header\" or \"params\"")
 	}
 	for _, s := range p.Scopes {
-		if !validScopeToken(s) {
+		if !oauthscope.Valid(s) {
 			bad("invalid scope %q: a scope is a non-empty token of printable ASCII without spaces, quotes or backslashes", s)
 		}
 	}
 	return errs
-}
-
-// validScopeToken reports whether s is an RFC 6749 section 3.3 scope-token.
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // Option configures a Client.
