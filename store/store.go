@@ -224,15 +224,40 @@ type Store interface {
 	RefreshCoordinator
 }
 
-// Validate reports, wrapping ErrInvalid, what makes row unfit to be stored.
-func (r Row) Validate() error {
+// CheckKey reports, wrapping ErrInvalid, what makes (sessionID, provider)
+// unfit to name a row. Backends call it before touching storage.
+func CheckKey(sessionID, provider string) error {
+	if errs := keyProblems(sessionID, provider); len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+	}
+	return nil
+}
+
+// CheckLease is CheckKey for a lease operation, which also needs an owner.
+func CheckLease(sessionID, provider, owner string) error {
+	if err := CheckKey(sessionID, provider); err != nil {
+		return err
+	}
+	if owner == "" {
+		return fmt.Errorf("%w: lease owner is empty", ErrInvalid)
+	}
+	return nil
+}
+
+func keyProblems(sessionID, provider string) []error {
 	var errs []error
-	if r.SessionID == "" {
+	if sessionID == "" {
 		errs = append(errs, errors.New("session ID is empty"))
 	}
-	if r.Provider == "" {
+	if provider == "" {
 		errs = append(errs, errors.New("provider is empty"))
 	}
+	return errs
+}
+
+// Validate reports, wrapping ErrInvalid, what makes row unfit to be stored.
+func (r Row) Validate() error {
+	errs := keyProblems(r.SessionID, r.Provider)
 	if r.AccessToken == "" {
 		errs = append(errs, errors.New("access token is empty"))
 	}

@@ -14,7 +14,6 @@ package memory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -87,7 +86,7 @@ func (s *Store) SetUnavailable(down bool) {
 
 // Get implements store.Reader.
 func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
 	s.mu.Lock()
@@ -158,7 +157,7 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 // Put clears it. It clears any refresh lease. Tokens with an empty access
 // token are refused with an error wrapping store.ErrInvalid.
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
 	if t.AccessToken == "" {
@@ -181,7 +180,7 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 // MarkReauth implements store.Writer. It leaves any refresh lease alone: the
 // new Version makes the lease holder's CompleteRefresh fail.
 func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -227,7 +226,7 @@ func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 // ClaimRefresh implements store.RefreshCoordinator. The lease runs for ttl
 // rounded up to the microsecond, by the store's clock.
 func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
-	if err := checkLease(sessionID, provider, owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, owner); err != nil {
 		return store.Claim{}, err
 	}
 	if ttl <= 0 {
@@ -258,7 +257,7 @@ func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner str
 
 // CompleteRefresh implements store.RefreshCoordinator.
 func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
-	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return store.Row{}, err
 	}
 	if t.AccessToken == "" {
@@ -280,7 +279,7 @@ func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string,
 
 // ReleaseRefresh implements store.RefreshCoordinator.
 func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
-	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -345,7 +344,7 @@ func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.R
 // any refresh lease as they are. Tokens with an empty access token are
 // refused with an error wrapping store.ErrInvalid.
 func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
 	if t.AccessToken == "" {
@@ -465,16 +464,6 @@ func errNotFound() error {
 	return fmt.Errorf("%w: memory: no row for this session and provider", store.ErrNotFound)
 }
 
-func checkLease(sessionID, provider, owner string) error {
-	if err := checkKey(sessionID, provider); err != nil {
-		return err
-	}
-	if owner == "" {
-		return fmt.Errorf("%w: lease owner is empty", store.ErrInvalid)
-	}
-	return nil
-}
-
 // ceilMicrosecond rounds d up to a whole number of microseconds, the
 // precision at which times are kept.
 func ceilMicrosecond(d time.Duration) time.Duration {
@@ -482,20 +471,6 @@ func ceilMicrosecond(d time.Duration) time.Duration {
 		d += time.Microsecond - r
 	}
 	return d
-}
-
-func checkKey(sessionID, provider string) error {
-	var errs []error
-	if sessionID == "" {
-		errs = append(errs, errors.New("session ID is empty"))
-	}
-	if provider == "" {
-		errs = append(errs, errors.New("provider is empty"))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", store.ErrInvalid, errors.Join(errs...))
 }
 
 func normalizeTokens(t store.Tokens) store.Tokens {

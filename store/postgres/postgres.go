@@ -345,7 +345,7 @@ const (
 
 // Get implements store.Reader.
 func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
 	row, err := scanRow(s.pool.QueryRow(ctx, getSQL, sessionID, provider))
@@ -400,7 +400,7 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 // token are refused with an error wrapping store.ErrInvalid. An empty token
 // type is stored as "Bearer".
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
 	if t.AccessToken == "" {
@@ -419,7 +419,7 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 // MarkReauth implements store.Writer. It leaves any refresh lease alone: the
 // new Version makes the lease holder's CompleteRefresh fail.
 func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
 	if _, err := s.pool.Exec(ctx, markReauthSQL, sessionID, provider); err != nil {
@@ -457,7 +457,7 @@ const maxClaimAttempts = 5
 // UPDATE; only when it does not take the lease is the row read again, to
 // report who holds it for how long.
 func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
-	if err := checkLease(sessionID, provider, owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, owner); err != nil {
 		return store.Claim{}, err
 	}
 	if ttl <= 0 {
@@ -494,7 +494,7 @@ func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner str
 // CompleteRefresh implements store.RefreshCoordinator. An empty token type
 // is stored as "Bearer".
 func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
-	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return store.Row{}, err
 	}
 	if t.AccessToken == "" {
@@ -515,7 +515,7 @@ func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string,
 
 // ReleaseRefresh implements store.RefreshCoordinator.
 func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
-	if err := checkLease(sessionID, provider, lease.Owner); err != nil {
+	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return err
 	}
 	sql := releaseSQL
@@ -560,7 +560,7 @@ func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.R
 // as they are. Tokens with an empty access token are refused with an error
 // wrapping store.ErrInvalid.
 func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
-	if err := checkKey(sessionID, provider); err != nil {
+	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
 	if t.AccessToken == "" {
@@ -678,30 +678,6 @@ func scanRow(r pgx.Row, extra ...any) (store.Row, error) {
 	row.CreatedAt = row.CreatedAt.UTC()
 	row.UpdatedAt = row.UpdatedAt.UTC()
 	return row, nil
-}
-
-func checkLease(sessionID, provider, owner string) error {
-	if err := checkKey(sessionID, provider); err != nil {
-		return err
-	}
-	if owner == "" {
-		return fmt.Errorf("%w: lease owner is empty", store.ErrInvalid)
-	}
-	return nil
-}
-
-func checkKey(sessionID, provider string) error {
-	var errs []error
-	if sessionID == "" {
-		errs = append(errs, errors.New("session ID is empty"))
-	}
-	if provider == "" {
-		errs = append(errs, errors.New("provider is empty"))
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: %w", store.ErrInvalid, errors.Join(errs...))
 }
 
 func tokenType(t string) string {
