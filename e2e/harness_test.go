@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testutil"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -106,23 +108,8 @@ const (
 // process, so tests of failures use one provider each.
 var providerNames = []string{"idp", "grant", "client", "busy", "slow"}
 
-// syncBuffer collects a process's stderr.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output written concurrently.
+type syncBuffer = testutil.SyncBuffer
 
 // cluster is one test's world: a database, a JWKS, a token endpoint and any
 // number of extauthz processes sharing them.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -32,23 +33,8 @@ import (
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
-// syncBuffer collects log output written concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output written concurrently.
+type syncBuffer = testutil.SyncBuffer
 
 // tokenEndpoint is a provider's token endpoint. Refresh tokens script its
 // answers: "refused-*" gets invalid_grant, "busy-*" a 503 with Retry-After,

@@ -1,37 +1,22 @@
 package localpg
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// syncBuffer is a log writer safe to read while Start may still write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written concurrently.
+type syncBuffer = testutil.SyncBuffer
 
 // start calls Start and skips the test if PostgreSQL is not installed
 // (failing instead on CI).

@@ -1,7 +1,6 @@
 package tlsreload
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
@@ -33,23 +34,8 @@ func (allow) Check(context.Context, authz.Request) authz.Response {
 	return authz.Response{Allowed: true, Status: 200}
 }
 
-// syncBuffer collects log output written concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer collects output written concurrently.
+type syncBuffer = testutil.SyncBuffer
 
 // fixture is a directory of TLS files and a gRPC server serving them.
 type fixture struct {
