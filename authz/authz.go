@@ -185,9 +185,26 @@ type Decider struct {
 	source     CredentialSource
 	log        *slog.Logger
 	cfg        Config
-	challenge  string   // WWW-Authenticate prefix: Bearer realm="..."[, resource_metadata="..."]
-	allHeaders []string // every header name a provider could set, sorted
-	routes     []Route  // cfg.Routes normalized, in matching order
+	challenge  string          // WWW-Authenticate prefix: Bearer realm="..."[, resource_metadata="..."]
+	allHeaders []string        // every header name a provider could set, sorted
+	routes     []compiledRoute // cfg.Routes normalized, in matching order
+	fallback   policy          // when no context extension and no route applies
+}
+
+// compiledRoute is a configured Route with its policy resolved at New.
+type compiledRoute struct {
+	Route
+	policy
+}
+
+// policy is a route's providers (checked by checkRoute) and required scopes,
+// or the error that refuses the route. The configured routes' and the
+// fallback's are resolved once, at New, so that a Check that uses them
+// allocates nothing for its route; their slices are shared by every Check
+// and never modified (they are clipped: an append copies).
+type policy struct {
+	providers, scopes []string
+	err               error
 }
 
 // New returns a Decider. log may be nil.
@@ -214,7 +231,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 	for _, r := range cfg.Routes {
 		r.Host = cleanHost(r.Host)
 		r.PathPrefix = CleanPath(r.PathPrefix)
-		d.routes = append(d.routes, r)
+		d.routes = append(d.routes, compiledRoute{Route: r})
 	}
 	// Longest prefix first; on equal length, host-specific first. Stable,
 	// so that of two identical routes (refused by config) the first wins.
@@ -225,6 +242,10 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		}
 		return a.Host != "" && b.Host == ""
 	})
+	for i := range d.routes {
+		d.routes[i].policy = d.routePolicy(&d.routes[i].Route)
+	}
+	d.fallback = d.resolve(nil, nil)
 	return d
 }
 
@@ -309,46 +330,63 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 // present, even empty: the providers come from ContextKeyProviders (else
 // DefaultProviders) and the scopes from ContextKeyRequiredScopes (else none),
 // and Routes are not consulted. Otherwise the matching Route supplies both.
+// The returned slices must not be modified.
 func (d *Decider) route(req Request) (providers, scopes []string, err error) {
-	var names []string
 	ext := req.ContextExtensions
 	_, hasProviders := ext[ContextKeyProviders]
 	_, hasScopes := ext[ContextKeyRequiredScopes]
-	switch {
-	case hasProviders || hasScopes:
-		for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				names = append(names, n)
-			}
-		}
-		if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
-			return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
-		}
-	default:
+	if !hasProviders && !hasScopes {
+		p := &d.fallback
 		if r := d.match(req.Host, req.Path); r != nil {
-			names = r.Providers
-			for _, s := range r.RequiredScopes {
-				if !oauthscope.Valid(s) {
-					return nil, nil, fmt.Errorf("route %q: required scope %q is not an RFC 6749 scope-token", r.Host+r.PathPrefix, s)
-				}
-				if !slices.Contains(scopes, s) {
-					scopes = append(scopes, s)
-				}
-			}
+			p = &r.policy
+		}
+		return p.providers, p.scopes, p.err
+	}
+	var names []string
+	for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
 		}
 	}
+	if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
+		return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
+	}
+	p := d.resolve(names, scopes)
+	return p.providers, p.scopes, p.err
+}
+
+// routePolicy resolves a configured route's policy.
+func (d *Decider) routePolicy(r *Route) policy {
+	var scopes []string
+	for _, s := range r.RequiredScopes {
+		if !oauthscope.Valid(s) {
+			return policy{err: fmt.Errorf("route %q: required scope %q is not an RFC 6749 scope-token", r.Host+r.PathPrefix, s)}
+		}
+		if !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	return d.resolve(r.Providers, scopes)
+}
+
+// resolve returns the policy of a route naming providers (none means
+// DefaultProviders) and requiring scopes.
+func (d *Decider) resolve(names, scopes []string) policy {
 	if len(names) == 0 {
 		names = d.cfg.DefaultProviders
 	}
 	if len(names) == 0 {
-		return nil, nil, errors.New("no providers for this route and no default_providers")
+		return policy{err: errors.New("no providers for this route and no default_providers")}
 	}
-	providers, err = d.checkRoute(names)
-	return providers, scopes, err
+	providers, err := d.checkRoute(names)
+	if err != nil {
+		return policy{err: err}
+	}
+	return policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes)}
 }
 
 // match returns the route for host and path, or nil.
-func (d *Decider) match(host, path string) *Route {
+func (d *Decider) match(host, path string) *compiledRoute {
 	if len(d.routes) == 0 {
 		return nil
 	}

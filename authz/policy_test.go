@@ -248,6 +248,38 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
+// TestRouteAllocatesNothing: a Check that uses a configured route or the
+// default providers finds its policy resolved at New.
+func TestRouteAllocatesNothing(t *testing.T) {
+	d := New(Config{
+		Providers:        map[string]Provider{"gh": {}, "google": {Header: "x-google-token"}},
+		DefaultProviders: []string{"gh"},
+		Routes:           []Route{{PathPrefix: "/cal/", Providers: []string{"google"}, RequiredScopes: []string{"calendar", "calendar"}}},
+	}, staticVerifier{}, &countingSource{}, nil)
+	for _, path := range []string{"/v1/items?limit=20", "/cal/x"} {
+		req := Request{Host: "api.example.com", Path: path}
+		var providers, scopes []string
+		allocs := testing.AllocsPerRun(100, func() {
+			var err error
+			if providers, scopes, err = d.route(req); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: route allocates %.0f times", path, allocs)
+		}
+		if path == "/cal/x" && (strings.Join(providers, ",") != "google" || strings.Join(scopes, ",") != "calendar") {
+			t.Errorf("%s: providers %q, scopes %q", path, providers, scopes)
+		}
+		if path != "/cal/x" && (strings.Join(providers, ",") != "gh" || scopes != nil) {
+			t.Errorf("%s: providers %q, scopes %q", path, providers, scopes)
+		}
+		if cap(providers) != len(providers) {
+			t.Errorf("%s: shared providers slice has spare capacity: an append would write into it", path)
+		}
+	}
+}
+
 func TestRouteMisconfiguredAtCheckTime(t *testing.T) {
 	// config refuses these at load; the Decider still fails closed.
 	d := New(Config{

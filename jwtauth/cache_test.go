@@ -3,6 +3,7 @@ package jwtauth
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"reflect"
@@ -259,5 +260,71 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCacheHoldsItsSize is the bound as a whole: a cache holds as many
+// tokens as its size however they spread over its shards, so a working set
+// of exactly that many tokens, presented in turn, always hits. (With a fixed
+// share per shard, the shards that drew more than their share evicted their
+// own tokens, and about half the look-ups missed.)
+func TestCacheHoldsItsSize(t *testing.T) {
+	const size = 10000
+	c := newTokenCache(size)
+	key := func(i int) *[sha256.Size]byte {
+		k := sha256.Sum256([]byte(fmt.Sprintf("token-%d", i)))
+		return &k
+	}
+	for round := range 2 {
+		for i := range size {
+			if round == 1 && c.get(key(i)) == nil {
+				t.Fatalf("token %d missed in round 2; the cache of %d holds %d", i, size, c.len())
+			}
+			c.add(key(i), &verified{})
+		}
+	}
+	// More tokens than the size: the bound holds, and the count matches.
+	for i := size; i < 2*size; i++ {
+		c.add(key(i), &verified{})
+		if i%997 == 0 && c.len() > size {
+			t.Fatalf("cache holds %d tokens, more than its size %d", c.len(), size)
+		}
+	}
+	if n := c.len(); n != size || c.count.Load() != size {
+		t.Fatalf("cache holds %d tokens (count %d); want %d", n, c.count.Load(), size)
+	}
+	// The most recent tokens are there, and removal keeps the count.
+	for i := 2*size - 100; i < 2*size; i++ {
+		if c.get(key(i)) == nil {
+			t.Fatalf("recent token %d evicted", i)
+		}
+		c.remove(key(i))
+	}
+	if n := c.len(); n != size-100 || c.count.Load() != size-100 {
+		t.Fatalf("after 100 removals: %d tokens (count %d); want %d", n, c.count.Load(), size-100)
+	}
+}
+
+// TestCacheBoundConcurrent: concurrent adds over every shard never leave
+// the cache above its size.
+func TestCacheBoundConcurrent(t *testing.T) {
+	for _, size := range []int{1, 7, 100, 1000} {
+		c := newTokenCache(size)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 2000 {
+					k := sha256.Sum256([]byte(fmt.Sprintf("%d-%d", g, i)))
+					c.add(&k, &verified{})
+					if i%3 == 0 {
+						c.remove(&k)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n := c.len(); n > size || int64(n) != c.count.Load() {
+			t.Errorf("size %d: cache holds %d tokens (count %d)", size, n, c.count.Load())
+		}
 	}
 }

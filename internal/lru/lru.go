@@ -103,6 +103,17 @@ func (c *LRU[K, V]) Remove(k K) {
 	}
 }
 
+// RemoveOldest deletes the least recently used entry and reports whether
+// there was one. It lets a caller that bounds several LRUs together evict
+// from one of them.
+func (c *LRU[K, V]) RemoveOldest() bool {
+	if c.root.prev == &c.root {
+		return false
+	}
+	c.unlink(c.root.prev)
+	return true
+}
+
 // Clear removes every entry.
 func (c *LRU[K, V]) Clear() {
 	clear(c.items)

@@ -27,6 +27,28 @@ func TestEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+func TestRemoveOldest(t *testing.T) {
+	c := New[string, int](5)
+	if c.RemoveOldest() {
+		t.Fatal("RemoveOldest on an empty LRU reported an entry")
+	}
+	c.Add("a", 1, 2)
+	c.Add("b", 2, 1)
+	c.Get("a") // b is now the least recently used
+	if !c.RemoveOldest() {
+		t.Fatal("RemoveOldest reported no entry")
+	}
+	if _, ok := c.Peek("b"); ok {
+		t.Error("b survived RemoveOldest")
+	}
+	if c.Len() != 1 || c.Weight() != 2 {
+		t.Errorf("Len, Weight = %d, %d; want 1, 2", c.Len(), c.Weight())
+	}
+	if !c.RemoveOldest() || c.Len() != 0 || c.Weight() != 0 || c.RemoveOldest() {
+		t.Errorf("after removing a: Len, Weight = %d, %d; want an empty LRU", c.Len(), c.Weight())
+	}
+}
+
 func TestWeights(t *testing.T) {
 	c := New[int, string](10)
 	for i := range 10 {
