@@ -123,7 +123,7 @@ type JWT struct {
 	Audiences []string `yaml:"audiences"`
 	JWKSURL   string   `yaml:"jwks_url"`
 	JWKSFile  string   `yaml:"jwks_file"`
-	// Leeway is the clock skew tolerated on exp and nbf. Default 30s.
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s.
 	Leeway Duration `yaml:"leeway"`
 }
 
@@ -469,7 +469,7 @@ func (c *Config) validate() []string {
 		{"refresh.lock_timeout", c.Refresh.LockTimeout}, {"refresh.backoff_min", c.Refresh.BackoffMin}, {"refresh.backoff_max", c.Refresh.BackoffMax},
 		{"shutdown.drain_delay", c.Shutdown.DrainDelay}, {"shutdown.timeout", c.Shutdown.Timeout}} {
 		if d.d.bad != "" {
-			add("line %d: %s: %q is not a duration (use e.g. 30s, 2m)", d.d.line, d.key, strings.TrimSuffix(d.d.bad, " "))
+			add("line %d: %s is not a duration (use e.g. 30s, 2m)", d.d.line, d.key)
 		}
 	}
 	if c.JWT.Leeway.D() < 0 || c.JWT.Leeway.D() > 5*time.Minute {
@@ -542,7 +542,7 @@ func (c *Config) validate() []string {
 	}
 	switch d := c.GC.Interval; {
 	case d.bad != "":
-		add("line %d: gc.interval: %q is not a duration (use e.g. 10m, 0 to disable)", d.line, strings.TrimSuffix(d.bad, " "))
+		add("line %d: gc.interval is not a duration (use e.g. 10m, 0 to disable)", d.line)
 	case d.D() < 0 || (d.D() > 0 && d.D() < time.Second):
 		add("gc.interval must be 0 (disabled) or at least 1s")
 	}

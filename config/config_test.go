@@ -119,7 +119,7 @@ refresh:
 		"database.url is required",
 		"jwt.issuer is required",
 		"jwt.audiences",
-		"soon",
+		"jwt.leeway is not a duration",
 		"providers.gh.token_url",
 		"providers.gh.client_id is required",
 		"providers.gh.auth_style",
@@ -327,7 +327,7 @@ func TestGC(t *testing.T) {
 	for _, tt := range []struct{ yaml, want string }{
 		{"gc: {interval: -1m}", "gc.interval must be 0 (disabled) or at least 1s"},
 		{"gc: {interval: 10ms}", "gc.interval must be 0 (disabled) or at least 1s"},
-		{"gc: {interval: often}", `gc.interval: "often" is not a duration`},
+		{"gc: {interval: often}", `gc.interval is not a duration`},
 		{"gc: {batch: -5}", "gc.batch must be positive"},
 		{"gc: {batches: 5}", `unknown key "gc.batches"`},
 	} {

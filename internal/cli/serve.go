@@ -127,7 +127,8 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	// No client time-out: each refresh runs under refresh.timeout.
+	// Each refresh runs under refresh.timeout (the refresh client's own
+	// 30 s time-out only backs it up).
 	refresher, err := refresh.New(providers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)

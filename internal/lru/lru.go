@@ -36,8 +36,6 @@ func New[K comparable, V any](capacity int) *LRU[K, V] {
 	return c
 }
 
-// Capacity returns the most weight the LRU holds.
-func (c *LRU[K, V]) Capacity() int { return c.capacity }
 
 // Len returns the number of entries.
 func (c *LRU[K, V]) Len() int { return len(c.items) }
