@@ -353,13 +353,22 @@ func unknownKeys(n *yaml.Node, t reflect.Type, path string, problems *[]string) 
 	}
 }
 
+// yamlProblems lists a decoding error's problems. The decoder quotes the
+// start of an offending value; values are expanded from the environment
+// (secrets among them) by then, so the quote is dropped.
 func yamlProblems(err error) []string {
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return te.Errors
+	if !errors.As(err, &te) {
+		return []string{quotedValue.ReplaceAllString(err.Error(), "a value")}
 	}
-	return []string{err.Error()}
+	out := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		out[i] = quotedValue.ReplaceAllString(e, "a value")
+	}
+	return out
 }
+
+var quotedValue = regexp.MustCompile("`[^`]*`")
 
 func (c *Config) defaults() {
 	if c.Listen.GRPC == "" {

@@ -413,3 +413,14 @@ routes:
 		t.Errorf("%d problems reported, want 15 (every one at once):\n%v", n, err)
 	}
 }
+
+func TestTypeErrorsDoNotQuoteValues(t *testing.T) {
+	src := strings.Replace(valid, "    client_secret: ${GH_SECRET}\n", "    client_secret: ${GH_SECRET}\n    scopes: ${GH_SECRET}\n", 1)
+	_, err := Parse([]byte(src), env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "s3cretvalue"}))
+	if err == nil || !strings.Contains(err.Error(), "cannot unmarshal") {
+		t.Fatalf("err = %v, want a type error", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("type error quotes a secret: %v", err)
+	}
+}
