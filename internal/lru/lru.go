@@ -36,7 +36,6 @@ func New[K comparable, V any](capacity int) *LRU[K, V] {
 	return c
 }
 
-
 // Len returns the number of entries.
 func (c *LRU[K, V]) Len() int { return len(c.items) }
 
