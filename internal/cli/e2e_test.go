@@ -243,25 +243,7 @@ encryption:
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	})
+	addr, logs := serveInProcess(t, cfg, getenv)
 
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -696,4 +678,32 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 	if err != nil || !row.NeedsReauth || row.AccessToken != "old" {
 		t.Errorf("row after a subject mismatch: reauth %v access %q %v; want marked and the new tokens discarded", row.NeedsReauth, row.AccessToken, err)
 	}
+}
+
+// serveInProcess runs serve with cfg until the test ends and returns the
+// address it listens on and the log it writes. The test fails if serve does
+// not start or returns an error when stopped.
+func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) (net.Addr, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v", err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+	})
+	return addr, logs
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -101,19 +100,7 @@ encryption: {keys: [{id: k, key: %q}]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithCancel(ctx)
-	addrc, done := make(chan net.Addr, 1), make(chan error, 1)
-	logs := &syncBuffer{}
-	go func() {
-		done <- serve(sctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: noEnv}, func(a net.Addr) { addrc <- a })
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	defer func() { cancel(); <-done }()
+	addr, logs := serveInProcess(t, cfg, noEnv)
 	e := &e2e{signer: signer}
 	e.client, e.conn = dialCheck(t, addr.String())
 	// The token expires within the skew: the Check refreshes it (lease claim,

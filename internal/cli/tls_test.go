@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,25 +74,7 @@ func TestServeMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
-	}()
-	var addr net.Addr
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-	})
+	addr, logs := serveInProcess(t, cfg, getenv)
 
 	dial := func(t *testing.T, tc *tls.Config) *grpc.ClientConn {
 		t.Helper()
