@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/gc"
 	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
@@ -385,9 +386,9 @@ func (c *Config) defaults() {
 	c.Refresh.LockTimeout.orDefault(30 * time.Second)
 	c.Refresh.BackoffMin.orDefault(time.Second)
 	c.Refresh.BackoffMax.orDefault(time.Minute)
-	c.GC.Interval.orDefault(10 * time.Minute)
+	c.GC.Interval.orDefault(gc.DefaultInterval)
 	if c.GC.Batch == 0 {
-		c.GC.Batch = 1000
+		c.GC.Batch = gc.DefaultBatch
 	}
 	if c.Deny.Realm == "" {
 		c.Deny.Realm = "extauthz"

@@ -26,12 +26,9 @@ func withTokenCache(ctx context.Context, cfg *config.Config, st store.Store, log
 	if size == 0 {
 		return st, func() {}, nil
 	}
-	direct := cfg.Database.DirectURL
-	if direct == "" {
-		direct = cfg.Database.URL
-	}
 	c := cached.New(st, cached.Options{Size: size, Skew: cfg.Refresh.Skew.D()})
-	l, err := postgres.NewListener(direct, c, postgres.WithListenerLogger(log))
+	// database.direct_url defaults to database.url at load.
+	l, err := postgres.NewListener(cfg.Database.DirectURL, c, postgres.WithListenerLogger(log))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: database.direct_url: %w", errUsage, err)
 	}
