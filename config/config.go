@@ -27,6 +27,7 @@ import (
 	"github.com/extauthz/extauthz/internal/gc"
 	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/tokencrypt"
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // Config is the whole configuration. Field names follow the YAML keys.
@@ -538,7 +539,7 @@ func (c *Config) validate() []string {
 	if c.Refresh.Timeout.D() <= 0 {
 		add("refresh.timeout must be positive")
 	}
-	if least := c.Refresh.Timeout.D() + PersistTimeout + time.Second; c.Refresh.LockTimeout.D() < least {
+	if least := upstreamtoken.MinLockTimeout(c.Refresh.Timeout.D(), PersistTimeout); c.Refresh.LockTimeout.D() < least {
 		add("refresh.lock_timeout must be at least refresh.timeout + 6s (%v), so that no lease lapses while its owner may still be waiting on the provider", least)
 	}
 	if c.Refresh.BackoffMin.D() <= 0 || c.Refresh.BackoffMax.D() < c.Refresh.BackoffMin.D() {
