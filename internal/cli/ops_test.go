@@ -698,14 +698,16 @@ func TestServeCheckConfig(t *testing.T) {
 	tests := []struct {
 		name   string
 		text   string
+		env    map[string]string
 		code   int
 		output string
 	}{
-		{"all reachable", good.text(), ExitOK, "configuration OK"},
-		{"database unreachable", noDB.text(), ExitFailure, "database:"},
-		{"JWKS unreachable", noJWKS.text(), ExitFailure, "jwt.jwks_url:"},
-		{"schema missing", empty.text(), ExitFailure, "extauthz migrate"},
-		{"invalid configuration", strings.Replace(good.text(), "default_providers: [gh]", "default_providers: [nope]", 1), ExitUsage, `"nope" is not defined`},
+		{"all reachable", good.text(), nil, ExitOK, "configuration OK"},
+		{"tracing settings serve would refuse", good.text(), map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, ExitUsage, "OTEL_TRACES_EXPORTER"},
+		{"database unreachable", noDB.text(), nil, ExitFailure, "database:"},
+		{"JWKS unreachable", noJWKS.text(), nil, ExitFailure, "jwt.jwks_url:"},
+		{"schema missing", empty.text(), nil, ExitFailure, "extauthz migrate"},
+		{"invalid configuration", strings.Replace(good.text(), "default_providers: [gh]", "default_providers: [nope]", 1), nil, ExitUsage, `"nope" is not defined`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -716,7 +718,7 @@ func TestServeCheckConfig(t *testing.T) {
 			var out syncBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			code := Run(ctx, []string{"serve", "--config", path, "--check-config"}, Env{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }})
+			code := Run(ctx, []string{"serve", "--config", path, "--check-config"}, Env{Stdout: &out, Stderr: &out, Getenv: func(k string) string { return tc.env[k] }})
 			if code != tc.code || !strings.Contains(out.String(), tc.output) {
 				t.Errorf("exit %d, want %d with %q; output:\n%s", code, tc.code, tc.output, out.String())
 			}

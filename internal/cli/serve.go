@@ -151,6 +151,10 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 			return err
 		}
 	}
+	// What serve would refuse, the check refuses too: the OTEL_* settings.
+	if _, err := telemetry.TracingEnabled(env.Getenv); err != nil {
+		return fmt.Errorf("%w: tracing: %w", errUsage, err)
+	}
 
 	var problems []string
 	dctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -225,6 +229,13 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	if err != nil {
 		return err
 	}
+	pg := p.pg
+	defer pg.Close()
+	// The remaining usage errors before any background work starts.
+	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
+	if err != nil {
+		return err
+	}
 	tp, stopTracing, err := setupTracing(ctx, env, log)
 	if err != nil {
 		return err
@@ -234,12 +245,12 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		_ = stopTracing(c)
 		cancel()
 	}()
-	pg := p.pg
-	defer pg.Close()
-	defer startGC(ctx, pg, cfg.GC, log)() // garbage collection of expired sessions (internal/cli/gc.go)
 
 	metrics := telemetry.NewMetrics(versionString(), slices.Collect(maps.Keys(cfg.Providers)))
 	measured := instrumented.New(pg, metrics)
+	// Garbage collection of expired sessions (internal/cli/gc.go), measured
+	// as the store operation delete_expired.
+	defer startGC(ctx, measured.(store.Collector), cfg.GC, log)()
 	st, stopCache, err := withTokenCache(ctx, cfg, encrypted.New(traced.New(measured, tp), cfg.Keyring()), log, metrics.Registry())
 	if err != nil {
 		return err
@@ -273,10 +284,6 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		Observer:         metrics,
 	}, p.verifier, svc, log)
 
-	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
-	if err != nil {
-		return err
-	}
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("listen.grpc: %w", err)

@@ -115,9 +115,10 @@ func (s *Store) record(ctx context.Context, op string, start time.Time, err erro
 		s.rec.StoreOperation(op, elapsed, false)
 		return
 	}
-	s.rec.StoreOperation(op, elapsed, failed(err))
+	f := failed(err)
+	s.rec.StoreOperation(op, elapsed, f)
 	switch {
-	case err == nil || !failed(err) || errors.Is(err, store.ErrInvalid):
+	case !f || errors.Is(err, store.ErrInvalid):
 		s.rec.SetStoreUp(true)
 	case errors.Is(err, store.ErrUnavailable):
 		s.rec.SetStoreUp(false)

@@ -18,6 +18,7 @@ package traced
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -132,12 +133,14 @@ func Outcome(err error) string {
 	}
 }
 
-func (s *Store) start(ctx context.Context, op, provider string) (context.Context, trace.Span) {
-	attrs := []attribute.KeyValue{attribute.String(AttrOperation, op)}
+// start starts the span named name, "store." and the operation: the name is
+// a constant at each call site, so that no Check builds it.
+func (s *Store) start(ctx context.Context, name, provider string) (context.Context, trace.Span) {
+	attrs := []attribute.KeyValue{attribute.String(AttrOperation, strings.TrimPrefix(name, "store."))}
 	if provider != "" {
 		attrs = append(attrs, attribute.String(AttrProvider, provider))
 	}
-	return s.tracer.Start(ctx, "store."+op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return s.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 }
 
 // end records err's outcome and ends span. It is called after the inner
@@ -155,7 +158,7 @@ func end(span trace.Span, err error, attrs ...attribute.KeyValue) {
 
 // Get implements store.Reader.
 func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
-	ctx, span := s.start(ctx, "Get", provider)
+	ctx, span := s.start(ctx, "store.Get", provider)
 	r, err := s.inner.Get(ctx, sessionID, provider)
 	end(span, err)
 	return r, err
@@ -163,7 +166,7 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 
 // GetSession implements store.Reader.
 func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, error) {
-	ctx, span := s.start(ctx, "GetSession", "")
+	ctx, span := s.start(ctx, "store.GetSession", "")
 	rows, err := s.inner.GetSession(ctx, sessionID)
 	end(span, err, attribute.Int(AttrRows, len(rows)))
 	return rows, err
@@ -171,7 +174,7 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 
 // Put implements store.Writer.
 func (s *Store) Put(ctx context.Context, row store.Row) error {
-	ctx, span := s.start(ctx, "Put", row.Provider)
+	ctx, span := s.start(ctx, "store.Put", row.Provider)
 	err := s.inner.Put(ctx, row)
 	end(span, err)
 	return err
@@ -179,7 +182,7 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 
 // UpdateTokens implements store.Writer.
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	ctx, span := s.start(ctx, "UpdateTokens", provider)
+	ctx, span := s.start(ctx, "store.UpdateTokens", provider)
 	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
 	end(span, err)
 	return r, err
@@ -187,7 +190,7 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 
 // MarkReauth implements store.Writer.
 func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	ctx, span := s.start(ctx, "MarkReauth", provider)
+	ctx, span := s.start(ctx, "store.MarkReauth", provider)
 	err := s.inner.MarkReauth(ctx, sessionID, provider)
 	end(span, err)
 	return err
@@ -195,7 +198,7 @@ func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) erro
 
 // Delete implements store.Writer.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
-	ctx, span := s.start(ctx, "Delete", provider)
+	ctx, span := s.start(ctx, "store.Delete", provider)
 	err := s.inner.Delete(ctx, sessionID, provider)
 	end(span, err)
 	return err
@@ -203,7 +206,7 @@ func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 
 // ClaimRefresh implements store.RefreshCoordinator.
 func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (store.Claim, error) {
-	ctx, span := s.start(ctx, "ClaimRefresh", provider)
+	ctx, span := s.start(ctx, "store.ClaimRefresh", provider)
 	c, err := s.inner.ClaimRefresh(ctx, sessionID, provider, owner, ttl)
 	if err != nil {
 		end(span, err)
@@ -215,7 +218,7 @@ func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner str
 
 // CompleteRefresh implements store.RefreshCoordinator.
 func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
-	ctx, span := s.start(ctx, "CompleteRefresh", provider)
+	ctx, span := s.start(ctx, "store.CompleteRefresh", provider)
 	r, err := s.inner.CompleteRefresh(ctx, sessionID, provider, lease, t)
 	end(span, err)
 	return r, err
@@ -223,7 +226,7 @@ func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string,
 
 // ReleaseRefresh implements store.RefreshCoordinator.
 func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, reauth bool) error {
-	ctx, span := s.start(ctx, "ReleaseRefresh", provider)
+	ctx, span := s.start(ctx, "store.ReleaseRefresh", provider)
 	err := s.inner.ReleaseRefresh(ctx, sessionID, provider, lease, reauth)
 	end(span, err)
 	return err
@@ -231,7 +234,7 @@ func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, 
 
 // Scan implements store.Rewriter.
 func (r rewriter) Scan(ctx context.Context, after store.Key, limit int) ([]store.Row, error) {
-	ctx, span := r.s.start(ctx, "Scan", "")
+	ctx, span := r.s.start(ctx, "store.Scan", "")
 	rows, err := r.rw.Scan(ctx, after, limit)
 	end(span, err, attribute.Int(AttrRows, len(rows)))
 	return rows, err
@@ -239,7 +242,7 @@ func (r rewriter) Scan(ctx context.Context, after store.Key, limit int) ([]store
 
 // RewriteTokens implements store.Rewriter.
 func (r rewriter) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
-	ctx, span := r.s.start(ctx, "RewriteTokens", provider)
+	ctx, span := r.s.start(ctx, "store.RewriteTokens", provider)
 	err := r.rw.RewriteTokens(ctx, sessionID, provider, version, t)
 	end(span, err)
 	return err
@@ -247,7 +250,7 @@ func (r rewriter) RewriteTokens(ctx context.Context, sessionID, provider string,
 
 // DeleteExpired implements store.Collector.
 func (c collector) DeleteExpired(ctx context.Context, limit int) (int, error) {
-	ctx, span := c.s.start(ctx, "DeleteExpired", "")
+	ctx, span := c.s.start(ctx, "store.DeleteExpired", "")
 	n, err := c.c.DeleteExpired(ctx, limit)
 	end(span, err, attribute.Int(AttrRows, n))
 	return n, err
@@ -256,7 +259,7 @@ func (c collector) DeleteExpired(ctx context.Context, limit int) (int, error) {
 // RunExclusive implements store.Collector. Its span covers fn, so the
 // pass's DeleteExpired spans are its children.
 func (c collector) RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
-	ctx, span := c.s.start(ctx, "RunExclusive", "")
+	ctx, span := c.s.start(ctx, "store.RunExclusive", "")
 	ran, err := c.c.RunExclusive(ctx, fn)
 	end(span, err, attribute.Bool(AttrRan, ran))
 	return ran, err
