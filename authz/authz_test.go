@@ -70,6 +70,11 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 	put("s-mixed", "gh", "gh-old", "rt-busy", expired, "alice", "app")
 	put("s-mixed", "google", "g-old", "rt-refused", expired, "alice", "app")
 	put("s-crlf", "gh", "evil\r\nx-injected: 1", "", fresh, "alice", "app")
+	put("s-nul", "gh", "evil\x00", "", fresh, "alice", "app")
+	if err := st.Put(context.Background(), store.Row{SessionID: "s-crlf-id", Provider: "google", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "google-access", IDToken: "evil\r\nx-injected: 1", ExpiresAt: fresh}}); err != nil {
+		t.Fatal(err)
+	}
 	ref := scriptedRefresher{
 		"rt-refused": fmt.Errorf("%w: invalid_grant", upstreamtoken.ErrRefreshFailed),
 		"rt-busy":    fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, retryHint{7 * time.Second}),
@@ -79,7 +84,7 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 		return jwtauth.Claims{Subject: sub, ClientID: "app", SessionID: session}
 	}
 	v := staticVerifier{}
-	for _, s := range []string{"s-ok", "s-expired", "s-norefresh", "s-refused", "s-busy", "s-mixed", "s-crlf", "s-unknown"} {
+	for _, s := range []string{"s-ok", "s-expired", "s-norefresh", "s-refused", "s-busy", "s-mixed", "s-crlf", "s-nul", "s-crlf-id", "s-unknown"} {
 		v["jwt-"+s] = claims(s, "alice")
 	}
 	v["jwt-mallory"] = claims("s-ok", "mallory")
@@ -127,6 +132,8 @@ func TestCheckDenyTable(t *testing.T) {
 		{"two providers on a route write one header", "Bearer jwt-s-ok", "gh,gitlab", 500, "route_misconfigured", "", "", "server_error"},
 		{"bearer with a tab", "Bearer\tgarbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
 		{"token with CR LF fails closed", "Bearer jwt-s-crlf", "", 502, "unsafe_token", "", "", "server_error"},
+		{"token with NUL fails closed", "Bearer jwt-s-nul", "", 502, "unsafe_token", "", "", "server_error"},
+		{"ID token with CR LF fails closed", "Bearer jwt-s-crlf-id", "google", 502, "unsafe_token", "", "", "server_error"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -234,6 +241,46 @@ func TestIDTokenHeaderRemovedWhenNoIDToken(t *testing.T) {
 	}
 	if !reflect.DeepEqual(resp.RemoveHeaders, []string{"authorization", "x-google-id"}) {
 		t.Errorf("removed = %v: a forged ID token header must be removed when there is no ID token", resp.RemoveHeaders)
+	}
+}
+
+func TestAuthorizationRemovedWhenNoProviderWritesIt(t *testing.T) {
+	// No provider anywhere in the configuration writes authorization: the
+	// client's own bearer JWT must still not reach the backend.
+	f, _ := fixture(t)
+	d := New(Config{
+		Providers:        map[string]Provider{"google": {Header: "x-google-token", IDTokenHeader: "x-google-id"}},
+		DefaultProviders: []string{"google"},
+	}, f.verifier, f.source, nil)
+	resp := d.Check(context.Background(), Request{Headers: map[string]string{"authorization": "Bearer jwt-s-ok"}})
+	if !resp.Allowed {
+		t.Fatalf("denied: %+v", resp)
+	}
+	want := map[string]string{"x-google-token": "Bearer google-access", "x-google-id": "google-id"}
+	if got := headerMap(resp.Headers); !reflect.DeepEqual(got, want) {
+		t.Errorf("set headers = %v, want %v", got, want)
+	}
+	if !reflect.DeepEqual(resp.RemoveHeaders, []string{"authorization"}) {
+		t.Errorf("removed = %v, want [authorization]", resp.RemoveHeaders)
+	}
+}
+
+func TestRetryAfterWholeSecondsRoundedUp(t *testing.T) {
+	for _, tc := range []struct {
+		retry time.Duration
+		want  string
+	}{
+		{0, ""},
+		{time.Millisecond, "1"},
+		{time.Second, "1"},
+		{1500 * time.Millisecond, "2"},
+		{7 * time.Second, "7"},
+		{7*time.Second + time.Nanosecond, "8"},
+	} {
+		resp := failure(503, "provider_unavailable", "temporarily_unavailable", "retry later", tc.retry)
+		if got := headerMap(resp.Headers)["retry-after"]; got != tc.want {
+			t.Errorf("retry %v: Retry-After = %q, want %q", tc.retry, got, tc.want)
+		}
 	}
 }
 

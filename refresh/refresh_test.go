@@ -482,6 +482,7 @@ func TestRefreshFailureClassification(t *testing.T) {
 		{name: "503 Retry-After seconds", h: respondJSON(503, `{"error":"temporarily_unavailable",`+desc+`}`, "Retry-After", "7"),
 			class: passing, status: 503, code: "temporarily_unavailable", retry: 7 * time.Second, wantInMsg: []string{"retry after 7s"}},
 		{name: "429 Retry-After date", h: respond(429, "text/plain", bodyMarker, "Retry-After", retryDate), class: passing, status: 429, retry: 90 * time.Second},
+		{name: "429 with invalid_grant is not trusted", h: respondJSON(429, `{"error":"invalid_grant"}`), class: passing, status: 429, code: "invalid_grant"},
 		{name: "429 huge Retry-After capped", h: respond(429, "", "", "Retry-After", "99999999999999999999999"), class: passing, status: 429, retry: MaxRetryAfter},
 		{name: "400 temporarily_unavailable", h: respondJSON(400, `{"error":"temporarily_unavailable"}`), class: passing, status: 400, code: "temporarily_unavailable"},
 		{name: "400 slow_down", h: respondJSON(400, `{"error":"slow_down"}`), class: passing, status: 400, code: "slow_down"},

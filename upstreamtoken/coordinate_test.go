@@ -137,6 +137,95 @@ func TestPassingFailureBacksOff(t *testing.T) {
 	if row.NeedsReauth {
 		t.Error("a passing failure marked the row for re-authentication")
 	}
+	// The success ended the back-off: the next failure pauses for the first
+	// step again (the 3s hint), not for the doubled one.
+	clk.advance(2 * time.Hour)
+	ref.err = fmt.Errorf("%w: %w", ErrUpstreamUnavailable, retryErr(3*time.Second))
+	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); !errors.Is(err, ErrUpstreamUnavailable) || ref.calls.Load() != 3 {
+		t.Fatalf("failure after success: %v after %d calls", err, ref.calls.Load())
+	}
+	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); RetryAfter(err) != 3*time.Second || ref.calls.Load() != 3 {
+		t.Errorf("back-off after success, failure: retry %v after %d calls; want 3s and no new call", RetryAfter(err), ref.calls.Load())
+	}
+}
+
+func TestRefreshRechecksBindingOfTheReRead(t *testing.T) {
+	// The session was written again, for another subject or client, after
+	// this request read and checked it: the claim's re-read is checked too,
+	// so the other identity's tokens are neither served nor redeemed.
+	for _, tc := range []struct {
+		name, subject, clientID string
+		expires                 time.Time
+	}{
+		{"other subject, fresh token", "mallory", "app", t0.Add(time.Hour)},
+		{"other subject, expired token", "mallory", "app", t0.Add(-time.Minute)},
+		{"other client, expired token", "alice", "other-app", t0.Add(-time.Minute)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+			stale, _ := st.Get(context.Background(), "s1", "gh")
+			other := row("gh", tc.expires, "rt-other")
+			other.Subject, other.ClientID, other.AccessToken = tc.subject, tc.clientID, "other-access"
+			if err := st.Put(context.Background(), other); err != nil {
+				t.Fatal(err)
+			}
+			ref := &fakeRefresher{}
+			got, err := newService(st, ref).refresh(context.Background(), stale)
+			if !errors.Is(err, ErrInvalidBinding) || got.AccessToken != "" || ref.calls.Load() != 0 {
+				t.Errorf("got %+v, %v after %d redemptions (seen %v); want ErrInvalidBinding and none", got, err, ref.calls.Load(), ref.seen)
+			}
+		})
+	}
+}
+
+func TestShortLockTimeoutIsRaised(t *testing.T) {
+	// A lease shorter than the provider call plus the write could lapse
+	// while its owner still redeems: it is raised, and the refresh works.
+	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+	ref := &fakeRefresher{rotate: true}
+	svc := newService(st, ref, WithRefreshTimeout(200*time.Millisecond), WithPersistTimeout(200*time.Millisecond), WithLockTimeout(time.Millisecond))
+	c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+	if err != nil || c.AccessToken != "gh-access-1" || ref.calls.Load() != 1 {
+		t.Fatalf("got %+v, %v after %d calls; want the refreshed token after 1", c, err, ref.calls.Load())
+	}
+}
+
+func TestStoringOutlivesTheRefreshContext(t *testing.T) {
+	// The provider may have rotated the refresh token, or refused it, by the
+	// time the refresh's context ends: storing the result and releasing the
+	// lease with the refusal mark have budgets of their own.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name  string
+		act   func(*InProcessService, store.Claim) error
+		check func(store.Row) bool
+	}{
+		{"rotated tokens stored", func(svc *InProcessService, c store.Claim) error {
+			_, err := svc.persist(done, svc.log, c.Row, c.Lease,
+				store.Tokens{AccessToken: "new", RefreshToken: "rt-rotated", ExpiresAt: t0.Add(time.Hour)}, func(string) {})
+			return err
+		}, func(r store.Row) bool { return r.AccessToken == "new" && r.RefreshToken == "rt-rotated" }},
+		{"refusal marked", func(svc *InProcessService, c store.Claim) error {
+			svc.release(done, c, true)
+			return nil
+		}, func(r store.Row) bool { return r.NeedsReauth }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+			svc := newService(st, &fakeRefresher{})
+			claim, err := st.ClaimRefresh(context.Background(), "s1", "gh", "me", time.Minute)
+			if err != nil || !claim.Held {
+				t.Fatalf("claim: %+v %v", claim, err)
+			}
+			if err := tc.act(svc, claim); err != nil {
+				t.Fatalf("with the refresh's context done: %v", err)
+			}
+			if got, _ := st.Get(context.Background(), "s1", "gh"); !tc.check(got) {
+				t.Errorf("row after the refresh's context ended: %+v", got)
+			}
+		})
+	}
 }
 
 func TestBackoffGrowsToMax(t *testing.T) {

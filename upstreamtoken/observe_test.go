@@ -56,8 +56,8 @@ func TestRefreshObserverOutcomes(t *testing.T) {
 			&fakeRefresher{err: fmt.Errorf("%w: invalid_grant", ErrRefreshFailed)}, 1, []string{"gh:refused"}},
 		{"unavailable, then backing off", func(t *testing.T) Storage { return newStore(t, row("gh", expired, "rt")) },
 			&fakeRefresher{err: fmt.Errorf("%w: 503", ErrUpstreamUnavailable)}, 2, []string{"gh:unavailable", "gh:backing_off"}},
-		{"misconfigured", func(t *testing.T) Storage { return newStore(t, row("gh", expired, "rt")) },
-			&fakeRefresher{err: misconfigured}, 1, []string{"gh:misconfigured"}},
+		{"misconfigured, then backing off", func(t *testing.T) Storage { return newStore(t, row("gh", expired, "rt")) },
+			&fakeRefresher{err: misconfigured}, 2, []string{"gh:misconfigured", "gh:backing_off"}},
 		{"superseded", func(t *testing.T) Storage { return leaseLostStorage{newStore(t, row("gh", expired, "rt"))} },
 			&fakeRefresher{}, 1, []string{"gh:superseded"}},
 		{"not stored", func(t *testing.T) Storage {

@@ -163,8 +163,9 @@ func TestRotateKeepsConcurrentRefresh(t *testing.T) {
 	if _, err := both.CompleteRefresh(ctx, "s1", "gh", claim.Lease, store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
 		t.Fatalf("refresh after rotation: %v", err)
 	}
-	// And the other order: a refresh stored between rotation's read and write
-	// makes the rewrite conflict; the refreshed tokens survive.
+	// The refreshed tokens are the ones stored, readable under the new key
+	// alone. (The other order, a refresh stored between rotation's read and
+	// write, is TestRotateRetriesAConflictingRow.)
 	got, err := encrypted.New(inner, keyring(t, "b", "b")).Get(ctx, "s1", "gh")
 	if err != nil || got.AccessToken != "refreshed" || got.RefreshToken != "rt2" {
 		t.Errorf("after rotation and refresh: %+v %v", got.Tokens, err)
@@ -180,5 +181,60 @@ func TestRotateStopsOnUnreadableRow(t *testing.T) {
 	_, err := encrypted.New(inner, keyring(t, "b", "b")).Rotate(ctx, 10, nil)
 	if !errors.Is(err, store.ErrUnreadable) || !errors.Is(err, tokencrypt.ErrUnknownKey) {
 		t.Errorf("rotation without the old key: %v, want ErrUnreadable (unknown key)", err)
+	}
+}
+
+// conflictOnce is a store whose first RewriteTokens finds the row changed:
+// before it, a concurrent writer stores a refresh.
+type conflictOnce struct {
+	*memory.Store
+	before func()
+}
+
+func (c *conflictOnce) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
+	if f := c.before; f != nil {
+		c.before = nil
+		f()
+	}
+	return c.Store.RewriteTokens(ctx, sessionID, provider, version, t)
+}
+
+func TestRotateRetriesAConflictingRow(t *testing.T) {
+	ctx := context.Background()
+	inner := &conflictOnce{Store: memory.New()}
+	// A replica that still seals under key a refreshes the row between
+	// rotation's read and its write.
+	oldReplica := encrypted.New(inner.Store, keyring(t, "a", "a"))
+	if err := oldReplica.Put(ctx, row("s1", "gh", "old")); err != nil {
+		t.Fatal(err)
+	}
+	inner.before = func() {
+		if _, err := oldReplica.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
+			t.Error(err)
+		}
+	}
+	stats, err := encrypted.New(inner, keyring(t, "b", "a", "b")).Rotate(ctx, 10, nil)
+	if err != nil || stats.Conflicts != 1 || stats.Rewritten != 1 {
+		t.Fatalf("Rotate = %+v, %v; want one conflict, then the row rewritten", stats, err)
+	}
+	// The refreshed tokens survive, under key b: key a can go.
+	got, err := encrypted.New(inner.Store, keyring(t, "b", "b")).Get(ctx, "s1", "gh")
+	if err != nil || got.AccessToken != "refreshed" || got.RefreshToken != "rt2" {
+		t.Errorf("after rotation: %+v %v", got.Tokens, err)
+	}
+}
+
+func TestClaimOfUnreadableRowGivesTheLeaseBack(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	if err := encrypted.New(inner, keyring(t, "a", "a")).Put(ctx, row("s1", "gh", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := encrypted.New(inner, keyring(t, "b", "b")).ClaimRefresh(ctx, "s1", "gh", "replica", time.Minute); !errors.Is(err, store.ErrUnreadable) {
+		t.Fatalf("claim of an unreadable row: %v, want ErrUnreadable", err)
+	}
+	// The unusable claim was released, not left to lapse.
+	if c, err := inner.ClaimRefresh(ctx, "s1", "gh", "other", time.Minute); err != nil || !c.Held {
+		t.Errorf("another claim right after: %+v %v; want it held", c, err)
 	}
 }
