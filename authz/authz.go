@@ -707,5 +707,7 @@ func bearer(h string) (raw string, ok bool) {
 
 // quote renders s as an RFC 9110 quoted-string.
 func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	return `"` + quoteEscaper.Replace(s) + `"`
 }
+
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
