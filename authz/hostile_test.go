@@ -217,8 +217,8 @@ func selfSignedCert(t *testing.T, key *ecdsa.PrivateKey) []byte {
 	return der
 }
 
-// TestHostileJWTsDenied is the list of hostile access tokens (issue 4, item
-// 4). Each one is refused by the real verifier with an error wrapping
+// TestHostileJWTsDenied is the list of hostile access tokens the service
+// must refuse. Each one is refused by the real verifier with an error wrapping
 // jwtauth.ErrInvalidToken and, through the decision, answered 401 with
 // error="invalid_token". The attacker's server named by jku/x5u headers is
 // never contacted.
