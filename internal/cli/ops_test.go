@@ -705,6 +705,7 @@ func TestServeCheckConfig(t *testing.T) {
 		{"all reachable", good.text(), nil, ExitOK, "configuration OK"},
 		{"tracing settings serve would refuse", good.text(), map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, ExitUsage, "OTEL_TRACES_EXPORTER"},
 		{"database unreachable", noDB.text(), nil, ExitFailure, "database:"},
+		{"direct URL unreachable", strings.Replace(good.text(), "database:\n", "database:\n  direct_url: postgres://postgres@"+closed+"/postgres?sslmode=disable&connect_timeout=2\n", 1), nil, ExitFailure, "database.direct_url:"},
 		{"JWKS unreachable", noJWKS.text(), nil, ExitFailure, "jwt.jwks_url:"},
 		{"schema missing", empty.text(), nil, ExitFailure, "extauthz migrate"},
 		{"invalid configuration", strings.Replace(good.text(), "default_providers: [gh]", "default_providers: [nope]", 1), nil, ExitUsage, `"nope" is not defined`},

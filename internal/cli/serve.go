@@ -176,6 +176,14 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 		fmt.Fprintln(env.Stdout, "database: reachable, schema present")
 	}
 
+	if cfg.Cache.TokenEntries() > 0 && cfg.Database.DirectURL != cfg.Database.URL {
+		if err := pingDirect(ctx, cfg.Database.DirectURL); err != nil {
+			problems = append(problems, fmt.Sprintf("database.direct_url: %v", err))
+		} else {
+			fmt.Fprintln(env.Stdout, "database.direct_url: reachable")
+		}
+	}
+
 	if cfg.JWT.JWKSURL != "" {
 		jctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		err := p.verifier.Prefetch(jctx)
@@ -193,6 +201,19 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 	}
 	fmt.Fprintln(env.Stdout, "configuration OK")
 	return nil
+}
+
+// pingDirect checks that the token cache's listening connection can be
+// made. Its errors, like the store's, never carry the URL's password.
+func pingDirect(ctx context.Context, dsn string) error {
+	direct, err := postgres.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer direct.Close()
+	dctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	return direct.Ping(dctx)
 }
 
 // serveHooks let callers in this package (dev, tests) learn the listeners'
