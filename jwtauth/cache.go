@@ -10,19 +10,9 @@ import (
 	"encoding/binary"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/lru"
-)
-
-// cacheShards is the most shards a verified-token cache is split into, each
-// with its own lock; minShardTokens is the fewest tokens per shard (a smaller
-// cache has fewer shards, down to one).
-const (
-	cacheShards    = 32
-	minShardTokens = 64
 )
 
 // tokenCache remembers tokens that passed Verify, keyed by the SHA-256 of the
@@ -30,26 +20,15 @@ const (
 // signature check and the claims parsing. It holds at most size tokens (one
 // more per add in progress, until it has evicted), in LRU shards.
 //
-// The bound is the cache's as a whole, not each shard's: the tokens hash
-// unevenly over the shards, and with a fixed share each (size/shards) about
-// half of the shards of a cache as large as its working set overflow and
-// evict their own least recently used tokens while others have room. Tokens
-// presented in turn (many sessions, each calling now and then) then miss on
-// every look-up in those shards: with 10 000 sessions and the default size
-// of 10 000, half of bench/run's hot-path Checks paid the ES256 check. Each
-// shard may therefore grow up to size; count is the total, and an add that
-// takes it over size evicts its own shard's least recently used token (or,
-// when that shard holds no other, another shard's).
+// The bound is the cache's as a whole, not each shard's (see lru.Sharded):
+// with a fixed share per shard, about half of the shards of a cache as
+// large as its working set overflowed and evicted their own least recently
+// used tokens while others had room, and tokens presented in turn (many
+// sessions, each calling now and then) then missed on every look-up in
+// those shards: with 10 000 sessions and the default size of 10 000, half
+// of bench/run's hot-path Checks paid the ES256 check.
 type tokenCache struct {
-	size   int64
-	count  atomic.Int64 // tokens held by all the shards
-	shards []cacheShard
-}
-
-type cacheShard struct {
-	mu  sync.Mutex
-	lru *lru.LRU[[sha256.Size]byte, *verified]
-	_   [48]byte // keep neighbouring shards' locks off one cache line
+	lru *lru.Sharded[[sha256.Size]byte, *verified]
 }
 
 // verified is a cache entry: a token's claims, how long Verify would go on
@@ -64,73 +43,38 @@ type verified struct {
 }
 
 func newTokenCache(size int) *tokenCache {
-	n := min(max(size/minShardTokens, 1), cacheShards)
-	c := &tokenCache{size: int64(size), shards: make([]cacheShard, n)}
-	for i := range c.shards {
-		c.shards[i].lru = lru.New[[sha256.Size]byte, *verified](size)
-	}
-	return c
+	return &tokenCache{lru: lru.NewSharded[[sha256.Size]byte, *verified](size)}
 }
 
-func (c *tokenCache) shardIndex(key *[sha256.Size]byte) int {
-	return int(binary.LittleEndian.Uint64(key[:8]) % uint64(len(c.shards)))
+func (c *tokenCache) shard(key *[sha256.Size]byte) *lru.Shard[[sha256.Size]byte, *verified] {
+	return c.lru.Shard(binary.LittleEndian.Uint64(key[:8]))
 }
 
 // get returns the entry for key, or nil.
 func (c *tokenCache) get(key *[sha256.Size]byte) *verified {
-	s := &c.shards[c.shardIndex(key)]
-	s.mu.Lock()
-	e, _ := s.lru.Get(*key)
-	s.mu.Unlock()
+	s := c.shard(key)
+	s.Lock()
+	e, _ := s.Get(*key)
+	s.Unlock()
 	return e
 }
 
 func (c *tokenCache) add(key *[sha256.Size]byte, e *verified) {
-	i := c.shardIndex(key)
-	s := &c.shards[i]
-	s.mu.Lock()
-	before := s.lru.Len()
-	s.lru.Add(*key, e, 1)
-	over := c.count.Add(int64(s.lru.Len()-before)) - c.size
-	for over > 0 && s.lru.Len() > 1 {
-		s.lru.RemoveOldest()
-		over = c.count.Add(-1) - c.size
-	}
-	s.mu.Unlock()
-	// Rare (a small cache, or concurrent adds): evict from the next
-	// shards, one lock at a time.
-	for j := 1; over > 0 && j < 2*len(c.shards); j++ {
-		o := &c.shards[(i+j)%len(c.shards)]
-		o.mu.Lock()
-		if o.lru.RemoveOldest() {
-			over = c.count.Add(-1) - c.size
-		} else {
-			over = c.count.Load() - c.size
-		}
-		o.mu.Unlock()
-	}
+	s := c.shard(key)
+	s.Lock()
+	s.Add(*key, e, 1)
+	s.Unlock()
 }
 
 func (c *tokenCache) remove(key *[sha256.Size]byte) {
-	s := &c.shards[c.shardIndex(key)]
-	s.mu.Lock()
-	before := s.lru.Len()
-	s.lru.Remove(*key)
-	c.count.Add(int64(s.lru.Len() - before))
-	s.mu.Unlock()
+	s := c.shard(key)
+	s.Lock()
+	s.Remove(*key)
+	s.Unlock()
 }
 
 // len returns the number of cached tokens.
-func (c *tokenCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		n += s.lru.Len()
-		s.mu.Unlock()
-	}
-	return n
-}
+func (c *tokenCache) len() int { return c.lru.Len() }
 
 // cached returns the claims of raw if it is in the cache and Verify would
 // still accept it: its exp (with the leeway) has not passed, and the key

@@ -290,8 +290,8 @@ func TestCacheHoldsItsSize(t *testing.T) {
 			t.Fatalf("cache holds %d tokens, more than its size %d", c.len(), size)
 		}
 	}
-	if n := c.len(); n != size || c.count.Load() != size {
-		t.Fatalf("cache holds %d tokens (count %d); want %d", n, c.count.Load(), size)
+	if n := c.len(); n != size || c.lru.Weight() != size {
+		t.Fatalf("cache holds %d tokens (count %d); want %d", n, c.lru.Weight(), size)
 	}
 	// The most recent tokens are there, and removal keeps the count.
 	for i := 2*size - 100; i < 2*size; i++ {
@@ -300,8 +300,8 @@ func TestCacheHoldsItsSize(t *testing.T) {
 		}
 		c.remove(key(i))
 	}
-	if n := c.len(); n != size-100 || c.count.Load() != size-100 {
-		t.Fatalf("after 100 removals: %d tokens (count %d); want %d", n, c.count.Load(), size-100)
+	if n := c.len(); n != size-100 || c.lru.Weight() != size-100 {
+		t.Fatalf("after 100 removals: %d tokens (count %d); want %d", n, c.lru.Weight(), size-100)
 	}
 }
 
@@ -323,8 +323,8 @@ func TestCacheBoundConcurrent(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		if n := c.len(); n > size || int64(n) != c.count.Load() {
-			t.Errorf("size %d: cache holds %d tokens (count %d)", size, n, c.count.Load())
+		if n := c.len(); n > size || n != c.lru.Weight() {
+			t.Errorf("size %d: cache holds %d tokens (count %d)", size, n, c.lru.Weight())
 		}
 	}
 }

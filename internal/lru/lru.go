@@ -1,10 +1,10 @@
 // Package lru is a weighted least-recently-used map, the building block of
 // the service's bounded caches (verified JWTs, upstream tokens).
 //
-// An LRU is not safe for concurrent use: callers shard their keys over
-// several LRUs, each behind its own mutex. Every operation is O(1). Get
-// allocates nothing, and Add reuses the node of the entry it evicts, so a
-// full cache allocates only for the map's own growth.
+// An LRU is not safe for concurrent use: a Sharded spreads its keys over
+// several LRUs, each behind its own mutex, bounded together. Every operation
+// is O(1). Get allocates nothing, and Add reuses the node of the entry it
+// evicts, so a full cache allocates only for the map's own growth.
 package lru
 
 // LRU maps keys to values and keeps the sum of the entries' weights at or

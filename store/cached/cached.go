@@ -20,7 +20,9 @@
 //
 // The cache holds at most Size rows (an absent row counts as one, and so
 // does a session without rows); beyond that the least recently used
-// sessions are evicted.
+// sessions are evicted. The bound is the cache's as a whole, not each of its
+// shards' (see lru.Sharded), so a cache as large as the sessions in use
+// holds them all however they hash.
 //
 // # Invalidation
 //
@@ -51,7 +53,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,11 +78,7 @@ type Options struct {
 	Now func() time.Time
 }
 
-const (
-	maxShards       = 32
-	minShardRows    = 64 // fewer rows are not worth another shard
-	stripesPerShard = 64
-)
+const stripesPerShard = 64
 
 // Store caches the reads of an inner store. It is safe for concurrent use
 // when the inner store is.
@@ -91,7 +88,9 @@ type Store struct {
 	maxAge time.Duration
 	now    func() time.Time
 	seed   maphash.Seed
-	shards []shard
+	lru    *lru.Sharded[string, *entry]
+	// stripes[i] are guarded by the lock of the i-th shard of lru.
+	stripes []stripeSet
 	// epoch moves on at every InvalidateAll.
 	epoch atomic.Uint64
 	// base anchors trusted, which is the monotonic time (since base) until
@@ -102,13 +101,10 @@ type Store struct {
 	hits, misses, bypassed atomic.Uint64
 }
 
-type shard struct {
-	mu  sync.Mutex
-	lru *lru.LRU[string, *entry]
-	// stripes move on at every invalidation of a session that hashes to
-	// them; a read that saw its stripe move does not store its result.
-	stripes [stripesPerShard]uint64
-}
+// stripeSet is a shard's stripes, which move on at every invalidation of a
+// session that hashes to them; a read that saw its stripe move does not
+// store its result.
+type stripeSet [stripesPerShard]uint64
 
 // entry is one session's cached rows. It is never modified once stored.
 type entry struct {
@@ -140,15 +136,8 @@ func New(inner store.Store, o Options) *Store {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	n := min(max(o.Size/minShardRows, 1), maxShards)
-	s.shards = make([]shard, n)
-	for i := range s.shards {
-		capacity := o.Size / n
-		if i < o.Size%n {
-			capacity++
-		}
-		s.shards[i].lru = lru.New[string, *entry](capacity)
-	}
+	s.lru = lru.NewSharded[string, *entry](o.Size)
+	s.stripes = make([]stripeSet, s.lru.Shards())
 	return s
 }
 
@@ -194,21 +183,16 @@ func (s *Store) Trusted() bool {
 // either way.
 func (s *Store) Invalidate(sessionID, provider string) {
 	sh, stripe := s.locate(sessionID)
-	sh.mu.Lock()
-	sh.stripes[stripe]++
-	sh.lru.Remove(sessionID)
-	sh.mu.Unlock()
+	sh.Lock()
+	*stripe++
+	sh.Remove(sessionID)
+	sh.Unlock()
 }
 
 // InvalidateAll forgets every cached row.
 func (s *Store) InvalidateAll() {
 	s.epoch.Add(1)
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		sh.lru.Clear()
-		sh.mu.Unlock()
-	}
+	s.lru.Clear()
 }
 
 // Stats are counters of a Store's reads.
@@ -224,20 +208,18 @@ type Stats struct {
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	st := Stats{Hits: s.hits.Load(), Misses: s.misses.Load(), Bypassed: s.bypassed.Load()}
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		st.Sessions += sh.lru.Len()
-		st.Rows += sh.lru.Weight()
-		sh.mu.Unlock()
+	return Stats{
+		Hits: s.hits.Load(), Misses: s.misses.Load(), Bypassed: s.bypassed.Load(),
+		Sessions: s.lru.Len(), Rows: s.lru.Weight(),
 	}
-	return st
 }
 
-func (s *Store) locate(sessionID string) (*shard, int) {
+// locate returns the shard of a session and its stripe, which the shard's
+// lock guards.
+func (s *Store) locate(sessionID string) (*lru.Shard[string, *entry], *uint64) {
 	h := maphash.String(s.seed, sessionID)
-	return &s.shards[h%uint64(len(s.shards))], int((h >> 32) % stripesPerShard)
+	i := h % uint64(len(s.stripes))
+	return s.lru.Shard(i), &s.stripes[i][(h>>32)%stripesPerShard]
 }
 
 // errNotFound is returned for a row the cache knows to be absent.
@@ -252,14 +234,14 @@ func (s *Store) lookup(sessionID string, now time.Time) (e *entry, st stamp, ok 
 	}
 	sh, stripe := s.locate(sessionID)
 	st.epoch = s.epoch.Load()
-	sh.mu.Lock()
-	e, found := sh.lru.Get(sessionID)
+	sh.Lock()
+	e, found := sh.Get(sessionID)
 	if found && !now.Before(e.until) {
-		sh.lru.Remove(sessionID)
+		sh.Remove(sessionID)
 		e = nil
 	}
-	st.stripe = sh.stripes[stripe]
-	sh.mu.Unlock()
+	st.stripe = *stripe
+	sh.Unlock()
 	return e, st, true
 }
 
@@ -273,12 +255,12 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	}
 	now := s.now()
 	sh, stripe := s.locate(sessionID)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.stripes[stripe] != st.stripe || s.epoch.Load() != st.epoch {
+	sh.Lock()
+	defer sh.Unlock()
+	if *stripe != st.stripe || s.epoch.Load() != st.epoch {
 		return
 	}
-	cur, _ := sh.lru.Peek(sessionID)
+	cur, _ := sh.Peek(sessionID)
 	if cur != nil && !now.Before(cur.until) {
 		cur = nil
 	}
@@ -287,10 +269,10 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 		return
 	}
 	if !now.Before(e.until) {
-		sh.lru.Remove(sessionID)
+		sh.Remove(sessionID)
 		return
 	}
-	sh.lru.Add(sessionID, e, max(1, len(e.rows)+len(e.absent)))
+	sh.Add(sessionID, e, max(1, len(e.rows)+len(e.absent)))
 }
 
 // validUntil returns how long r may be served if read at now.

@@ -568,3 +568,134 @@ func TestMemoryStaysBounded(t *testing.T) {
 	}
 	runtime.KeepAlive(c)
 }
+
+// TestHoldsItsSize is the bound as a whole: a cache holds as many rows as its
+// size however the sessions spread over its shards, so a working set of
+// exactly that many rows, read in turn, always hits. (With a fixed share per
+// shard, the shards that drew more than their share evicted their own
+// sessions, and about half the reads missed.)
+func TestHoldsItsSize(t *testing.T) {
+	const sessions = 6000
+	inner := newCounting()
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	// Sessions of one row read with Get, of two rows read with GetSession,
+	// and without a row: 1, 2 and 1 rows in the cache.
+	size := 0
+	for i := range sessions {
+		s := fmt.Sprintf("session-%d", i)
+		switch i % 3 {
+		case 0:
+			size++
+		case 1:
+			if err := inner.Store.Put(ctx, row(s, "gh", "at-"+s, expires)); err != nil {
+				t.Fatal(err)
+			}
+			size++
+		case 2:
+			for _, p := range []string{"gh", "google"} {
+				if err := inner.Store.Put(ctx, row(s, p, "at-"+s, expires)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			size += 2
+		}
+	}
+	c := cached.New(inner, cached.Options{Size: size})
+	c.Trust(forever())
+	read := func(i int) {
+		s := fmt.Sprintf("session-%d", i)
+		var err error
+		if i%3 == 2 {
+			_, err = c.GetSession(ctx, s)
+		} else {
+			_, err = c.Get(ctx, s, "gh")
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+	}
+	for i := range sessions {
+		read(i)
+	}
+	if st := c.Stats(); st.Rows != size || st.Sessions != sessions {
+		t.Fatalf("after the first pass: %d sessions, %d rows cached; want %d, %d", st.Sessions, st.Rows, sessions, size)
+	}
+	before := inner.reads.Load()
+	for i := range sessions {
+		read(i)
+		if n := inner.reads.Load() - before; n != 0 {
+			st := c.Stats()
+			t.Fatalf("session %d missed in the second pass; the cache of %d rows holds %d sessions, %d rows", i, size, st.Sessions, st.Rows)
+		}
+	}
+	// More sessions than the size: the bound holds, and the least recently
+	// used go.
+	for i := range sessions {
+		s := fmt.Sprintf("more-%d", i)
+		if _, err := c.Get(ctx, s, "gh"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if st := c.Stats(); st.Rows > size {
+			t.Fatalf("cache holds %d rows, more than its size %d", st.Rows, size)
+		}
+	}
+	// (A session of two rows may have made room for one of one.)
+	if st := c.Stats(); st.Rows < size-1 {
+		t.Fatalf("cache holds %d rows; want %d", st.Rows, size)
+	}
+	before = inner.reads.Load()
+	read(0)
+	if inner.reads.Load() == before {
+		t.Error("the least recently used session survived")
+	}
+}
+
+// TestBoundConcurrent: concurrent fills over every shard, with invalidations,
+// never leave the cache above its size, and its count of rows matches what
+// it holds.
+func TestBoundConcurrent(t *testing.T) {
+	inner := memory.New()
+	ctx := t.Context()
+	expires := time.Now().Add(time.Hour)
+	for i := range 500 {
+		for _, p := range []string{"gh", "google"}[:1+i%2] {
+			if err := inner.Put(ctx, row(fmt.Sprintf("s%d", i), p, "at", expires)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, size := range []int{1, 7, 100, 1000} {
+		c := cached.New(inner, cached.Options{Size: size})
+		c.Trust(forever())
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Go(func() {
+				for i := range 2000 {
+					s := fmt.Sprintf("s%d", (g*131+i)%700) // some absent
+					var err error
+					switch i % 4 {
+					case 0:
+						_, err = c.GetSession(ctx, s)
+					case 1:
+						c.Invalidate(s, "")
+					default:
+						_, err = c.Get(ctx, s, "gh")
+					}
+					if err != nil && !errors.Is(err, store.ErrNotFound) {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if st := c.Stats(); st.Rows > size || st.Sessions > st.Rows {
+			t.Errorf("size %d: cache holds %d sessions, %d rows", size, st.Sessions, st.Rows)
+		}
+		c.InvalidateAll()
+		if st := c.Stats(); st.Rows != 0 || st.Sessions != 0 {
+			t.Errorf("size %d: after InvalidateAll, %d sessions, %d rows", size, st.Sessions, st.Rows)
+		}
+	}
+}
