@@ -255,6 +255,15 @@ func keyProblems(sessionID, provider string) []error {
 	return errs
 }
 
+// Check reports, wrapping ErrInvalid, why t cannot be stored: a stored row
+// always has an access token.
+func (t Tokens) Check() error {
+	if t.AccessToken == "" {
+		return fmt.Errorf("%w: access token is empty", ErrInvalid)
+	}
+	return nil
+}
+
 // Validate reports, wrapping ErrInvalid, what makes row unfit to be stored.
 func (r Row) Validate() error {
 	errs := keyProblems(r.SessionID, r.Provider)

@@ -160,8 +160,8 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
-	if t.AccessToken == "" {
-		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,8 +260,8 @@ func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string,
 	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return store.Row{}, err
 	}
-	if t.AccessToken == "" {
-		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -347,8 +347,8 @@ func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, v
 	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
-	if t.AccessToken == "" {
-		return fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

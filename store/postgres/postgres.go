@@ -361,13 +361,19 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: session ID is empty", store.ErrInvalid)
 	}
-	rows, err := s.pool.Query(ctx, getSessionSQL, sessionID)
+	return s.queryRows(ctx, "get session", getSessionSQL, sessionID)
+}
+
+// queryRows runs a query returning whole rows; no rows is an empty,
+// non-nil slice.
+func (s *Store) queryRows(ctx context.Context, op, sql string, args ...any) ([]store.Row, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, mapError(ctx, "get session", err)
+		return nil, mapError(ctx, op, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Row, error) { return scanRow(r) })
 	if err != nil {
-		return nil, mapError(ctx, "get session", err)
+		return nil, mapError(ctx, op, err)
 	}
 	if out == nil {
 		out = []store.Row{}
@@ -403,8 +409,8 @@ func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t 
 	if err := store.CheckKey(sessionID, provider); err != nil {
 		return store.Row{}, err
 	}
-	if t.AccessToken == "" {
-		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
 	}
 	row, err := scanRow(s.pool.QueryRow(ctx, updateTokensSQL,
 		sessionID, provider,
@@ -497,8 +503,8 @@ func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string,
 	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
 		return store.Row{}, err
 	}
-	if t.AccessToken == "" {
-		return store.Row{}, fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
 	}
 	row, err := scanRow(s.pool.QueryRow(ctx, completeSQL,
 		sessionID, provider, lease.Owner, lease.Version,
@@ -539,18 +545,7 @@ func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.R
 	if limit <= 0 {
 		return nil, fmt.Errorf("%w: scan limit is not positive", store.ErrInvalid)
 	}
-	rows, err := s.pool.Query(ctx, scanSQL, after.SessionID, after.Provider, limit)
-	if err != nil {
-		return nil, mapError(ctx, "scan", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Row, error) { return scanRow(r) })
-	if err != nil {
-		return nil, mapError(ctx, "scan", err)
-	}
-	if out == nil {
-		out = []store.Row{}
-	}
-	return out, nil
+	return s.queryRows(ctx, "scan", scanSQL, after.SessionID, after.Provider, limit)
 }
 
 // RewriteTokens implements store.Rewriter with one conditional UPDATE; only
@@ -563,8 +558,8 @@ func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, v
 	if err := store.CheckKey(sessionID, provider); err != nil {
 		return err
 	}
-	if t.AccessToken == "" {
-		return fmt.Errorf("%w: access token is empty", store.ErrInvalid)
+	if err := t.Check(); err != nil {
+		return err
 	}
 	tag, err := s.pool.Exec(ctx, rewriteSQL,
 		sessionID, provider, version,
