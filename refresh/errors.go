@@ -19,12 +19,17 @@ import (
 )
 
 // ErrProviderMisconfigured means the provider rejected our own client
-// registration or request (invalid_client, unauthorized_client,
-// unsupported_grant_type, invalid_scope). It always comes together with
+// registration (invalid_client, unauthorized_client,
+// unsupported_grant_type). It always comes together with
 // upstreamtoken.ErrUpstreamUnavailable: the user's refresh token is not to
 // blame and must not be discarded, but an operator must fix the
 // configuration. It is upstreamtoken.ErrProviderMisconfigured.
 var ErrProviderMisconfigured = upstreamtoken.ErrProviderMisconfigured
+
+// ErrUnknownRefusal means the provider answered a 4xx with an OAuth error
+// code that is in none of the classes below. It always comes together with
+// upstreamtoken.ErrUpstreamUnavailable. It is upstreamtoken.ErrUnknownRefusal.
+var ErrUnknownRefusal = upstreamtoken.ErrUnknownRefusal
 
 // MaxRetryAfter caps the Retry-After hint taken from a provider's response.
 const MaxRetryAfter = time.Hour
@@ -33,21 +38,27 @@ const MaxRetryAfter = time.Hour
 // status, the OAuth error code and a short cause: never a token, the client
 // secret or the response body.
 //
-// The error wraps (errors.Is) these sentinels:
+// The error wraps (errors.Is) these sentinels, by who is to blame:
 //
-//   - upstreamtoken.ErrRefreshFailed, permanent, when the provider refused the
-//     refresh token: OAuth error invalid_grant, invalid_request (how some
-//     providers answer the reuse of a rotated refresh token) or
-//     bad_refresh_token (GitHub, with HTTP 200);
-//   - upstreamtoken.ErrUpstreamUnavailable and ErrProviderMisconfigured when
-//     the provider rejected our client: invalid_client, unauthorized_client,
-//     unsupported_grant_type, invalid_scope;
-//   - upstreamtoken.ErrUpstreamUnavailable alone for everything else: HTTP 5xx
-//     or 429 (whatever the error code), temporarily_unavailable,
-//     server_error, slow_down, an unknown error code, a non-2xx answer
-//     without one, a redirect, a 2xx answer without access_token or that
-//     cannot be parsed, a time-out, a cancelled context and network
-//     failures. A context's error (context.DeadlineExceeded,
+//   - the session's grant: upstreamtoken.ErrRefreshFailed, permanent, when
+//     the provider refused this session's refresh token or its consent:
+//     OAuth error invalid_grant, invalid_request (how Dex and others answer
+//     the reuse of a rotated refresh token), invalid_scope (the user narrowed
+//     consent), interaction_required, consent_required, login_required (how
+//     Microsoft Entra answers under conditional access) or bad_refresh_token
+//     (GitHub, with HTTP 200);
+//   - our client registration: upstreamtoken.ErrUpstreamUnavailable and
+//     ErrProviderMisconfigured: invalid_client, unauthorized_client,
+//     unsupported_grant_type;
+//   - nobody known: upstreamtoken.ErrUpstreamUnavailable and
+//     ErrUnknownRefusal for a 4xx (or 2xx) answer with any other well-formed
+//     OAuth error code;
+//   - the provider's health: upstreamtoken.ErrUpstreamUnavailable alone for
+//     everything else: HTTP 5xx or 429 (whatever the error code),
+//     temporarily_unavailable, server_error, slow_down, a non-2xx
+//     answer without a well-formed code, a redirect, a 2xx answer without
+//     access_token or that cannot be parsed, a time-out, a cancelled context
+//     and network failures. A context's error (context.DeadlineExceeded,
 //     context.Canceled) is wrapped as well.
 type Error struct {
 	// Provider is the provider's name as configured.
@@ -102,18 +113,28 @@ func (e *Error) Unwrap() []error { return e.errs }
 func (e *Error) RetryAfter() time.Duration { return e.Retry }
 
 var (
-	// permanentCodes mean that the refresh token itself is no good.
-	permanentCodes = map[string]bool{
-		"invalid_grant":     true,
-		"invalid_request":   true,
-		"bad_refresh_token": true,
+	// grantCodes mean that this session's grant is no good: the user must
+	// authenticate again.
+	grantCodes = map[string]bool{
+		"invalid_grant":        true,
+		"invalid_request":      true,
+		"invalid_scope":        true,
+		"interaction_required": true,
+		"consent_required":     true,
+		"login_required":       true,
+		"bad_refresh_token":    true,
 	}
-	// misconfiguredCodes mean that our client registration is wrong.
-	misconfiguredCodes = map[string]bool{
+	// clientCodes mean that our client registration is wrong.
+	clientCodes = map[string]bool{
 		"invalid_client":         true,
 		"unauthorized_client":    true,
 		"unsupported_grant_type": true,
-		"invalid_scope":          true,
+	}
+	// healthCodes mean that the provider cannot serve anyone right now.
+	healthCodes = map[string]bool{
+		"temporarily_unavailable": true,
+		"server_error":            true,
+		"slow_down":               true,
 	}
 )
 
@@ -153,12 +174,14 @@ func (c *Client) classify(ctx context.Context, providerName string, a *attempt, 
 			// An overloaded or failing server's verdict on the token is
 			// not trusted: never log a user out on a 5xx.
 			return unavailable("provider unavailable")
-		case permanentCodes[lc]:
+		case grantCodes[lc]:
 			e.summary = "refresh token refused, re-authentication required"
 			e.errs = []error{upstreamtoken.ErrRefreshFailed}
 			return e
-		case misconfiguredCodes[lc]:
+		case clientCodes[lc]:
 			return unavailable("provider rejected our client configuration", ErrProviderMisconfigured)
+		case e.Code != "" && !healthCodes[lc] && (status < 300 || status >= 400):
+			return unavailable("provider refused this refresh with an unknown error code", ErrUnknownRefusal)
 		case code == "" && status >= 300 && status < 400:
 			e.Cause = "redirect not followed"
 		}

@@ -428,6 +428,7 @@ const (
 	permanent class = iota + 1
 	passing
 	misconfigured
+	unknownRefusal
 )
 
 func checkClass(t *testing.T, err error, want class) {
@@ -441,6 +442,11 @@ func checkClass(t *testing.T, err error, want class) {
 		ok = is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrRefreshFailed) && !is(ErrProviderMisconfigured)
 	case misconfigured:
 		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+	case unknownRefusal:
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrUnknownRefusal) && !is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+	}
+	if want != unknownRefusal && is(ErrUnknownRefusal) {
+		ok = false
 	}
 	if !ok {
 		t.Errorf("err = %v: refused=%v unavailable=%v misconfigured=%v; want class %d", err,
@@ -474,7 +480,10 @@ func TestRefreshFailureClassification(t *testing.T) {
 			wantInMsg: []string{"rejected our client configuration", "HTTP 401", `"invalid_client"`}},
 		{name: "400 unauthorized_client", h: respondJSON(400, `{"error":"unauthorized_client",`+desc+`}`), class: misconfigured, status: 400, code: "unauthorized_client"},
 		{name: "400 unsupported_grant_type", h: respondJSON(400, `{"error":"unsupported_grant_type"}`), class: misconfigured, status: 400, code: "unsupported_grant_type"},
-		{name: "400 invalid_scope", h: respondJSON(400, `{"error":"invalid_scope"}`), class: misconfigured, status: 400, code: "invalid_scope"},
+		{name: "400 invalid_scope (consent narrowed)", h: respondJSON(400, `{"error":"invalid_scope"}`), class: permanent, status: 400, code: "invalid_scope"},
+		{name: "400 interaction_required (Entra)", h: respondJSON(400, `{"error":"interaction_required",`+desc+`}`), class: permanent, status: 400, code: "interaction_required"},
+		{name: "400 consent_required", h: respondJSON(400, `{"error":"consent_required"}`), class: permanent, status: 400, code: "consent_required"},
+		{name: "400 login_required", h: respondJSON(400, `{"error":"login_required"}`), class: permanent, status: 400, code: "login_required"},
 		{name: "500 no body", h: respond(500, "", ""), class: passing, status: 500, wantInMsg: []string{"unavailable", "HTTP 500"}},
 		{name: "500 html", h: respond(500, "text/html", "<html>"+bodyMarker+"</html>"), class: passing, status: 500},
 		{name: "500 with invalid_grant is not trusted", h: respondJSON(500, `{"error":"invalid_grant"}`), class: passing, status: 500, code: "invalid_grant"},
@@ -486,7 +495,10 @@ func TestRefreshFailureClassification(t *testing.T) {
 		{name: "429 huge Retry-After capped", h: respond(429, "", "", "Retry-After", "99999999999999999999999"), class: passing, status: 429, retry: MaxRetryAfter},
 		{name: "400 temporarily_unavailable", h: respondJSON(400, `{"error":"temporarily_unavailable"}`), class: passing, status: 400, code: "temporarily_unavailable"},
 		{name: "400 slow_down", h: respondJSON(400, `{"error":"slow_down"}`), class: passing, status: 400, code: "slow_down"},
-		{name: "400 unknown code", h: respondJSON(400, `{"error":"something_new",`+desc+`}`), class: passing, status: 400, code: "something_new"},
+		{name: "400 unknown code", h: respondJSON(400, `{"error":"something_new",`+desc+`}`), class: unknownRefusal, status: 400, code: "something_new",
+			wantInMsg: []string{"unknown error code", `"something_new"`}},
+		{name: "403 unknown code", h: respondJSON(403, `{"error":"access_denied"}`), class: unknownRefusal, status: 403, code: "access_denied"},
+		{name: "200 unknown code", h: respondJSON(200, `{"error":"something_new"}`), class: unknownRefusal, status: 200, code: "something_new"},
 		{name: "400 without code", h: respondJSON(400, `{`+desc+`}`), class: passing, status: 400},
 		{name: "400 code with digits", h: respondJSON(400, `{"error":"`+bodyMarker+`"}`), class: passing, status: 400, cause: "malformed OAuth error code"},
 		{name: "400 malformed code", h: respondJSON(400, `{"error":"`+bodyMarker+` `+oldRT+`"}`), class: passing, status: 400, cause: "malformed OAuth error code"},

@@ -282,6 +282,13 @@ func (r Row) Validate() error {
 	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
 }
 
+// SessionExpired reports whether the row's session has expired: its
+// SessionExpiresAt is set and at or before now. Such a row no longer
+// stands for a session, whether or not garbage collection has removed it.
+func (r Row) SessionExpired(now time.Time) bool {
+	return !r.SessionExpiresAt.IsZero() && !now.Before(r.SessionExpiresAt)
+}
+
 // Expired reports whether the access token expires at or before now+skew.
 // A token without expiry never expires.
 func (t Tokens) Expired(now time.Time, skew time.Duration) bool {

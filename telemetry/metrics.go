@@ -46,7 +46,7 @@ var Decisions = map[string][]string{
 
 // RefreshOutcomes lists the outcomes of a refresh (see
 // upstreamtoken.WithRefreshObserver). Another outcome is counted as "other".
-var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "backing_off", "superseded", "not_stored"}
+var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "unknown_refusal", "backing_off", "superseded", "deferred", "not_stored"}
 
 // StoreOperations lists the store operations that are measured (see package
 // store/instrumented). Another name is counted as "other".

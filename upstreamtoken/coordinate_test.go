@@ -235,8 +235,11 @@ func TestBackoffGrowsToMax(t *testing.T) {
 			t.Errorf("failure %d: pause %v, want %v", i, got, want)
 		}
 	}
-	if got := b.fail("p", 9*time.Second); got != 9*time.Second {
-		t.Errorf("a longer Retry-After wins: %v", got)
+	if got := b.fail("p", 9*time.Second); got != 4*time.Second {
+		t.Errorf("a Retry-After beyond max: pause %v, want max (4s)", got)
+	}
+	if got := b.fail("q", 3*time.Second); got != 3*time.Second {
+		t.Errorf("a Retry-After longer than the step and within max: pause %v, want 3s", got)
 	}
 	b.succeed("p")
 	if b.remaining("p") != 0 {

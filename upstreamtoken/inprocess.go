@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -154,6 +156,8 @@ type InProcessService struct {
 	now            func() time.Time
 	flights        singleflight.Group
 	inflight       inflight
+	pending        pending
+	closing        atomic.Bool
 }
 
 var (
@@ -176,6 +180,7 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 		lockTimeout:    30 * time.Second,
 		backoff:        backoff{min: time.Second, max: time.Minute},
 		now:            time.Now,
+		pending:        newPending(),
 	}
 	for _, o := range opts {
 		o(s)
@@ -207,17 +212,27 @@ type Result struct {
 // Lookup returns valid credentials for the given providers of a session,
 // refreshing expired ones in parallel. With no providers it covers every
 // provider the session has. When binding is not nil every stored row of the
-// session must carry that subject and client ID.
+// session must carry that subject and client ID. A row whose session has
+// expired (SessionExpiresAt past) counts as absent, and is never refreshed.
 //
 // The returned error is for the session as a whole: ErrSessionNotFound (no
 // row at all), ErrInvalidBinding, or ErrUpstreamUnavailable (the store could
 // not be read). Per-provider outcomes are in the Result.
+//
+// Tokens that this process refreshed but could not store yet (the store
+// failed after the provider answered) are served in place of the stored
+// row they replace, and, while the store cannot be read, on their own.
 func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding *Binding, providers ...string) (Result, error) {
 	var one [1]store.Row // the single row of a one-provider read, kept off the heap
 	rows, err := s.readSession(ctx, sessionID, providers, one[:0])
+	now := s.now()
 	if err != nil {
+		if res, ok := s.servePending(sessionID, binding, providers, now, err); ok {
+			return res, nil
+		}
 		return Result{}, err
 	}
+	rows = slices.DeleteFunc(rows, func(r store.Row) bool { return r.SessionExpired(now) })
 	if len(rows) == 0 {
 		return Result{}, ErrSessionNotFound
 	}
@@ -237,16 +252,19 @@ func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding
 	res := Result{Credentials: make(map[string]UpstreamCredential, len(providers))}
 	// Fresh tokens are served at once; expired ones are refreshed in
 	// parallel.
-	now := s.now()
 	var due []store.Row
 	for _, p := range providers {
 		i := findRow(rows, p)
-		switch {
-		case i < 0:
+		if i < 0 {
 			res.fail(p, fmt.Errorf("%w: no tokens for provider %q", ErrSessionNotFound, p))
-		case !rows[i].Expired(now, s.skew):
+			continue
+		}
+		if pr, ok := s.pending.get(sessionID, p, rows[i].Version); ok {
+			rows[i].Tokens = pr.Tokens
+		}
+		if !rows[i].Expired(now, s.skew) {
 			res.Credentials[p] = credential(rows[i].Tokens)
-		default:
+		} else {
 			due = append(due, rows[i])
 		}
 	}
@@ -274,6 +292,31 @@ func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding
 		}
 	}
 	return res, nil
+}
+
+// servePending answers a Lookup whose store read failed with readErr from
+// this process's deferred writes: each named provider with one (for the
+// binding, if any, and a live session) is served, the others fail with
+// readErr. It reports false when there is nothing to serve, or no provider
+// was named (the session's full set of providers is unknown then).
+func (s *InProcessService) servePending(sessionID string, binding *Binding, providers []string, now time.Time, readErr error) (Result, bool) {
+	if len(providers) == 0 {
+		return Result{}, false
+	}
+	var res Result
+	for _, p := range providers {
+		r, ok := s.pending.get(sessionID, p, 0)
+		if !ok || r.SessionExpired(now) || r.Expired(now, s.skew) ||
+			(binding != nil && (r.Subject != binding.Subject || r.ClientID != binding.ClientID)) {
+			res.fail(p, readErr)
+			continue
+		}
+		if res.Credentials == nil {
+			res.Credentials = make(map[string]UpstreamCredential, len(providers))
+		}
+		res.Credentials[p] = credential(r.Tokens)
+	}
+	return res, res.Credentials != nil
 }
 
 func (r *Result) fail(provider string, err error) {

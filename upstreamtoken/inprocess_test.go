@@ -355,12 +355,14 @@ type retryErr time.Duration
 func (r retryErr) Error() string             { return "retry" }
 func (r retryErr) RetryAfter() time.Duration { return time.Duration(r) }
 
-// flakyStorage fails CompleteRefresh with ErrUnavailable a number of times.
+// flakyStorage fails CompleteRefresh a number of times, with failWith or
+// else ErrUnavailable.
 type flakyStorage struct {
 	Storage
 	mu       sync.Mutex
 	failures int
 	attempts int
+	failWith error
 }
 
 func (f *flakyStorage) CompleteRefresh(ctx context.Context, sessionID, provider string, l store.Lease, t store.Tokens) (store.Row, error) {
@@ -368,6 +370,9 @@ func (f *flakyStorage) CompleteRefresh(ctx context.Context, sessionID, provider 
 	f.attempts++
 	fail := f.attempts <= f.failures
 	f.mu.Unlock()
+	if fail && f.failWith != nil {
+		return store.Row{}, f.failWith
+	}
 	if fail {
 		return store.Row{}, fmt.Errorf("%w: connection reset", store.ErrUnavailable)
 	}
@@ -388,11 +393,17 @@ func TestRefreshedTokensPersistedDespiteTransientStoreErrors(t *testing.T) {
 	}
 }
 
-func TestRefreshedTokensNotStorableIsUnavailable(t *testing.T) {
+func TestRefreshedTokensRefusedByTheStoreIsUnavailable(t *testing.T) {
+	// A store that refuses the write (rather than failing to answer) is
+	// not asked again: the refresh is a passing failure.
 	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
-	flaky := &flakyStorage{Storage: st, failures: 100}
-	_, err := newService(flaky, &fakeRefresher{rotate: true}).GetValidTokens(context.Background(), "s1", "gh")
-	if !errors.Is(err, ErrUpstreamUnavailable) || flaky.attempts != maxPersistAttempts {
-		t.Fatalf("err = %v after %d attempts; want ErrUpstreamUnavailable after %d", err, flaky.attempts, maxPersistAttempts)
+	flaky := &flakyStorage{Storage: st, failures: 100, failWith: fmt.Errorf("%w: value too long", store.ErrInvalid)}
+	svc := newService(flaky, &fakeRefresher{rotate: true})
+	_, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+	if !errors.Is(err, ErrUpstreamUnavailable) || flaky.attempts != 1 {
+		t.Fatalf("err = %v after %d attempts; want ErrUpstreamUnavailable after 1", err, flaky.attempts)
+	}
+	if svc.pending.count.Load() != 0 {
+		t.Error("a write the store refused was deferred")
 	}
 }

@@ -60,8 +60,13 @@ func TestRefreshObserverOutcomes(t *testing.T) {
 			&fakeRefresher{err: misconfigured}, 2, []string{"gh:misconfigured", "gh:backing_off"}},
 		{"superseded", func(t *testing.T) Storage { return leaseLostStorage{newStore(t, row("gh", expired, "rt"))} },
 			&fakeRefresher{}, 1, []string{"gh:superseded"}},
+		{"unknown refusal, then this session backing off", func(t *testing.T) Storage { return newStore(t, row("gh", expired, "rt")) },
+			&fakeRefresher{err: errors.Join(ErrUpstreamUnavailable, ErrUnknownRefusal)}, 2, []string{"gh:unknown_refusal", "gh:backing_off"}},
+		{"deferred", func(t *testing.T) Storage {
+			return &flakyStorage{Storage: newStore(t, row("gh", expired, "rt")), failures: maxPersistAttempts + 1}
+		}, &fakeRefresher{}, 2, []string{"gh:deferred"}},
 		{"not stored", func(t *testing.T) Storage {
-			return &flakyStorage{Storage: newStore(t, row("gh", expired, "rt")), failures: 100}
+			return &flakyStorage{Storage: newStore(t, row("gh", expired, "rt")), failures: 100, failWith: store.ErrInvalid}
 		}, &fakeRefresher{}, 1, []string{"gh:not_stored"}},
 	}
 	for _, tc := range tests {
@@ -70,6 +75,9 @@ func TestRefreshObserverOutcomes(t *testing.T) {
 			svc := newService(tc.storage(t), tc.ref, WithRefreshObserver(o.observe), WithPersistTimeout(2*time.Second))
 			for range tc.calls {
 				_, _ = svc.GetValidTokens(context.Background(), "s1", "gh")
+			}
+			if err := svc.WaitRefreshes(context.Background()); err != nil {
+				t.Fatal(err)
 			}
 			if got := o.take(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("outcomes %v, want %v", got, tc.want)

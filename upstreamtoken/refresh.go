@@ -63,6 +63,9 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 	if s.refresher == nil || row.RefreshToken == "" {
 		return store.Tokens{}, fmt.Errorf("%w: provider %q", ErrNoRefreshToken, row.Provider)
 	}
+	if s.closing.Load() {
+		return store.Tokens{}, fmt.Errorf("%w: shutting down; no new refresh at provider %q", ErrUpstreamUnavailable, row.Provider)
+	}
 	key := row.SessionID + "\x00" + row.Provider + "\x00" + row.Subject + "\x00" + row.ClientID
 	// Each caller counts as in flight until the shared refresh has ended,
 	// even if it stops waiting, so that WaitRefreshes outlasts the refresh.
@@ -87,14 +90,28 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 	}
 }
 
-// WaitRefreshes waits until no refresh is in flight (each has stored its
-// result, or failed), or until ctx is done, when it returns ctx's error. A
-// refresh goes on after the Check that started it has given up, so a process
-// that is shutting down calls it after its last Check and before closing the
-// store: otherwise a refresh token the provider has just rotated could be
-// lost.
+// WaitRefreshes waits until no refresh is in flight and no deferred write
+// is pending (each has stored its result, or failed), or until ctx is done,
+// when it returns ctx's error. A refresh goes on after the Check that started
+// it has given up, so a process that is shutting down calls it (through
+// Shutdown) after its last Check and before closing the store: otherwise a
+// refresh token the provider has just rotated could be lost.
 func (s *InProcessService) WaitRefreshes(ctx context.Context) error {
 	return s.inflight.wait(ctx)
+}
+
+// Shutdown stops refreshes from starting (a Check that needs one from now on
+// fails with ErrUpstreamUnavailable; tokens already refreshed are still
+// served) and waits as WaitRefreshes does. If ctx ends first, the deferred
+// writes still pending are given up, each logged with its provider and
+// session hash, and ctx's error is returned.
+func (s *InProcessService) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	err := s.inflight.wait(ctx)
+	if err != nil {
+		s.pending.abandon(s.log)
+	}
+	return err
 }
 
 // inflight counts refreshes in flight.
@@ -151,10 +168,15 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 	begin := time.Now()
 	done := func(outcome string) { s.observe(row.Provider, outcome, time.Since(begin)) }
 	for {
-		if wait := s.backoff.remaining(row.Provider); wait > 0 {
-			log.Debug("refresh", "outcome", "backing_off", "retry_after", wait)
+		// This process redeemed the row already and is still writing the
+		// result: serve it, never redeem the spent refresh token again.
+		if p, ok := s.pending.get(row.SessionID, row.Provider, row.Version); ok {
+			return p.Tokens, nil
+		}
+		if err := s.paused(row); err != nil {
+			log.Debug("refresh", "outcome", "backing_off", "retry_after", err.wait)
 			done("backing_off")
-			return store.Tokens{}, &backoffError{provider: row.Provider, wait: wait}
+			return store.Tokens{}, err
 		}
 		claimStart := time.Now()
 		claim, err := s.storage.ClaimRefresh(ctx, row.SessionID, row.Provider, s.owner+":"+randomID(), s.lockTimeout)
@@ -181,15 +203,18 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 			}
 			continue
 		}
+		// The lease ends lockTimeout after the store granted it, which was
+		// after claimStart by the store's clock.
+		leaseEnd := claimStart.Add(s.lockTimeout)
 		// A process paused (GC, SIGSTOP) between claiming and redeeming may
 		// have seen its lease lapse and another process take over: it must
 		// not redeem then. What is left of the lease must still cover the
 		// provider call and the write.
-		if time.Since(claimStart) > s.lockTimeout-s.refreshTimeout-s.persistTimeout {
+		if time.Until(leaseEnd) < s.refreshTimeout+s.persistTimeout {
 			s.release(ctx, claim, false)
 			continue
 		}
-		return s.redeem(ctx, log, cur, claim.Lease, done)
+		return s.redeem(ctx, log, cur, claim.Lease, leaseEnd, done)
 	}
 }
 
@@ -199,6 +224,8 @@ func (s *InProcessService) redeemable(row, cur store.Row) error {
 	switch {
 	case cur.Subject != row.Subject || cur.ClientID != row.ClientID:
 		return ErrInvalidBinding
+	case cur.SessionExpired(s.now()):
+		return fmt.Errorf("%w: the session expired", ErrSessionNotFound)
 	case cur.NeedsReauth:
 		return fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, cur.Provider)
 	case cur.RefreshToken == "" && cur.Expired(s.now(), s.skew):
@@ -207,33 +234,36 @@ func (s *InProcessService) redeemable(row, cur store.Row) error {
 	return nil
 }
 
+// paused returns the pause that keeps row from being refreshed now, if
+// any: its provider's, or its session's there.
+func (s *InProcessService) paused(row store.Row) *backoffError {
+	if wait := s.backoff.remaining(row.Provider); wait > 0 {
+		return &backoffError{provider: row.Provider, wait: wait}
+	}
+	if wait := s.backoff.remaining(sessionKey(row.Provider, row.SessionID)); wait > 0 {
+		return &backoffError{provider: row.Provider, session: true, wait: wait}
+	}
+	return nil
+}
+
 // redeem calls the provider once with the lease held, checks the answer and
-// stores it. done records the refresh's outcome.
-func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, done func(outcome string)) (store.Tokens, error) {
+// stores it. Everything between the provider's answer and the write fits in
+// the lease, which ends at leaseEnd: checking a new ID token gets what is
+// left of it less the write's budget, so that no other process can claim
+// the row and redeem the spent refresh token while this one is still busy.
+// done records the refresh's outcome.
+func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, leaseEnd time.Time, done func(outcome string)) (store.Tokens, error) {
 	start := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, s.refreshTimeout)
 	t, err := s.refresher.Refresh(rctx, cur.Provider, cur.RefreshToken)
 	cancel()
 	if err != nil {
-		permanent := errors.Is(err, ErrRefreshFailed)
-		switch {
-		case permanent:
-			log.Info("refresh", "outcome", "refused", "duration", time.Since(start), "error", err)
-			done("refused")
-		case errors.Is(err, ErrProviderMisconfigured):
-			wait := s.backoff.fail(cur.Provider, RetryAfter(err))
-			log.Error("refresh", "outcome", "misconfigured", "duration", time.Since(start), "backoff", wait, "error", err)
-			done("misconfigured")
-		default:
-			wait := s.backoff.fail(cur.Provider, RetryAfter(err))
-			log.Warn("refresh", "outcome", "unavailable", "duration", time.Since(start), "backoff", wait, "error", err)
-			done("unavailable")
-		}
+		err = s.refused(log, cur, err, start, done)
 		// A refusal is recorded so that no process redeems the token again.
-		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, permanent)
+		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, errors.Is(err, ErrRefreshFailed))
 		return store.Tokens{}, err
 	}
-	s.backoff.succeed(cur.Provider)
+	s.backoff.succeed(cur.Provider, sessionKey(cur.Provider, cur.SessionID))
 	if t.RefreshToken == "" {
 		t.RefreshToken = cur.RefreshToken
 	}
@@ -242,17 +272,59 @@ func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur sto
 	}
 	if t.IDToken == "" {
 		t.IDToken = cur.IDToken
-	} else if err := s.checkIDToken(ctx, log, cur, &t); err != nil {
+	} else {
+		vctx, cancel := context.WithDeadline(ctx, leaseEnd.Add(-s.persistTimeout))
+		err := s.checkIDToken(vctx, log, cur, &t)
+		cancel()
+		if err != nil {
+			done("refused")
+			s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, true)
+			return store.Tokens{}, err
+		}
+	}
+	return s.persist(ctx, log, cur, lease, t, func(outcome string) {
+		if outcome == "ok" {
+			log.Info("refresh", "outcome", "ok", "duration", time.Since(start))
+		}
+		done(outcome)
+	})
+}
+
+// refused logs and records a failed redemption and starts the pause it
+// calls for, by who is to blame: none for a refusal of the session's grant
+// (permanent), the provider's for its health or our client registration,
+// the session's alone for a refusal nobody can place. It returns the error
+// to hand back, which carries the pause as its Retry-After.
+func (s *InProcessService) refused(log *slog.Logger, cur store.Row, err error, start time.Time, done func(outcome string)) error {
+	elapsed := time.Since(start)
+	pause := func(session bool) *backoffError {
+		key := cur.Provider
+		if session {
+			key = sessionKey(cur.Provider, cur.SessionID)
+		}
+		return &backoffError{provider: cur.Provider, session: session, wait: s.backoff.fail(key, RetryAfter(err)), cause: err}
+	}
+	switch {
+	case errors.Is(err, ErrRefreshFailed):
+		log.Info("refresh", "outcome", "refused", "duration", elapsed, "error", err)
 		done("refused")
-		s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, true)
-		return store.Tokens{}, err
+		return err
+	case errors.Is(err, ErrProviderMisconfigured):
+		p := pause(false)
+		log.Error("refresh", "outcome", "misconfigured", "duration", elapsed, "backoff", p.wait, "error", err)
+		done("misconfigured")
+		return p
+	case errors.Is(err, ErrUnknownRefusal):
+		p := pause(true)
+		log.Warn("refresh", "outcome", "unknown_refusal", "duration", elapsed, "backoff", p.wait, "error", err)
+		done("unknown_refusal")
+		return p
+	default:
+		p := pause(false)
+		log.Warn("refresh", "outcome", "unavailable", "duration", elapsed, "backoff", p.wait, "error", err)
+		done("unavailable")
+		return p
 	}
-	stored, err := s.persist(ctx, log, cur, lease, t, done)
-	if err == nil {
-		log.Info("refresh", "outcome", "ok", "duration", time.Since(start))
-		done("ok")
-	}
-	return stored, err
 }
 
 // checkIDToken verifies a refreshed ID token for an OIDC provider: its
@@ -283,8 +355,10 @@ func (s *InProcessService) checkIDToken(ctx context.Context, log *slog.Logger, c
 
 // persist stores refreshed tokens and releases the lease. The provider may
 // have rotated the refresh token, so the write has a budget of its own and
-// is retried while the store's failure is passing. If the row changed since
-// the claim (a new login wrote it), the newer row wins.
+// is retried while the store's failure is passing; if the store still fails
+// when the budget is spent, the write is deferred (see pending) and the new
+// tokens are served meanwhile. If the row changed since the claim (a new
+// login wrote it), the newer row wins.
 func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur store.Row, lease store.Lease, t store.Tokens, done func(outcome string)) (store.Tokens, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.persistTimeout)
 	defer cancel()
@@ -294,6 +368,7 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 		_, err = s.storage.CompleteRefresh(ctx, cur.SessionID, cur.Provider, lease, t)
 		switch {
 		case err == nil:
+			done("ok")
 			return t, nil
 		case errors.Is(err, store.ErrNotFound):
 			log.Info("refresh", "outcome", "superseded", "why", "the session was deleted during the refresh")
@@ -308,6 +383,11 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 			break
 		}
 		wait *= 2
+	}
+	if errors.Is(err, store.ErrUnavailable) && s.deferWrite(cur, lease, t) {
+		log.Warn("refresh", "outcome", "deferred", "why", "the store failed; the new tokens are kept in memory, served by this process and written as soon as the store answers", "error", err)
+		done("deferred")
+		return t, nil
 	}
 	done("not_stored")
 	log.Error("refresh", "outcome", "not_stored", "why", "the store failed; the provider's new tokens are lost and the next refresh may need re-authentication", "error", err)
@@ -341,64 +421,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	}
 }
-
-// backoff pauses refreshes at a provider after passing failures.
-type backoff struct {
-	min, max time.Duration
-	now      func() time.Time
-	mu       sync.Mutex
-	state    map[string]backoffState
-}
-
-type backoffState struct {
-	until time.Time
-	next  time.Duration
-}
-
-// remaining returns how long refreshes at provider are still paused.
-func (b *backoff) remaining(provider string) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	st, ok := b.state[provider]
-	if !ok {
-		return 0
-	}
-	return max(st.until.Sub(b.now()), 0)
-}
-
-// fail records a passing failure with the provider's retry hint and returns
-// the pause it starts.
-func (b *backoff) fail(provider string, hint time.Duration) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.state == nil {
-		b.state = make(map[string]backoffState)
-	}
-	d := b.min
-	if st, ok := b.state[provider]; ok {
-		d = st.next
-	}
-	d = min(max(d, hint), max(b.max, hint))
-	b.state[provider] = backoffState{until: b.now().Add(d), next: min(2*d, b.max)}
-	return d
-}
-
-// succeed ends the pause at provider.
-func (b *backoff) succeed(provider string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.state, provider)
-}
-
-// backoffError is returned while refreshes at a provider are paused.
-type backoffError struct {
-	provider string
-	wait     time.Duration
-}
-
-func (e *backoffError) Error() string {
-	return fmt.Sprintf("upstreamtoken: provider %q failed recently; refreshes paused for %v", e.provider, e.wait.Round(time.Millisecond))
-}
-
-func (e *backoffError) Unwrap() error             { return ErrUpstreamUnavailable }
-func (e *backoffError) RetryAfter() time.Duration { return e.wait }

@@ -40,6 +40,14 @@ var (
 	// to blame, but an operator must fix the configuration.
 	// refresh.ErrProviderMisconfigured is this same error.
 	ErrProviderMisconfigured = errors.New("upstreamtoken: provider rejected our client configuration")
+	// ErrUnknownRefusal means the provider refused one session's refresh
+	// with an OAuth error code that is not known to mean either "this grant
+	// is no good" or "your client is wrong". A Refresher returns it together
+	// with ErrUpstreamUnavailable: the row is kept and that session alone
+	// pauses its refreshes, since nothing says the provider or our
+	// configuration is at fault for its other users.
+	// refresh.ErrUnknownRefusal is this same error.
+	ErrUnknownRefusal = errors.New("upstreamtoken: provider refused the refresh with an unknown error code")
 )
 
 // UpstreamCredential is what a backend needs to call the provider's APIs on
@@ -75,23 +83,27 @@ type TokenReader interface {
 }
 
 // RetryAfter returns how long a caller should wait before retrying after a
-// passing failure: the longest hint carried by err (any error in its tree
-// with a RetryAfter() time.Duration method), at least one second.
+// passing failure: the longest hint carried by err, at least one second. A
+// hint is an error in err's tree with a RetryAfter() time.Duration method;
+// such an error speaks for everything it wraps (the pause it reports already
+// took its causes' hints into account), so the tree below it is not searched.
 func RetryAfter(err error) time.Duration {
 	best := time.Second
-	walk(err, func(e error) {
-		if h, ok := e.(interface{ RetryAfter() time.Duration }); ok && h.RetryAfter() > best {
+	walk(err, func(e error) bool {
+		h, ok := e.(interface{ RetryAfter() time.Duration })
+		if ok && h.RetryAfter() > best {
 			best = h.RetryAfter()
 		}
+		return !ok
 	})
 	return best
 }
 
-func walk(err error, fn func(error)) {
-	if err == nil {
+// walk calls fn for err and, while fn returns true, for what err wraps.
+func walk(err error, fn func(error) bool) {
+	if err == nil || !fn(err) {
 		return
 	}
-	fn(err)
 	switch u := err.(type) {
 	case interface{ Unwrap() error }:
 		walk(u.Unwrap(), fn)

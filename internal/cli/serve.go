@@ -380,8 +380,8 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		srv.Stop()
 		<-stopped
 	}
-	if err := svc.WaitRefreshes(deadline); err != nil {
-		log.Warn("shutting down: shutdown.timeout reached with refreshes in flight; their results may be lost")
+	if err := svc.Shutdown(deadline); err != nil {
+		log.Warn("shutting down: shutdown.timeout reached with refreshes or deferred writes in flight; their results may be lost")
 	}
 	if serveErr == nil {
 		if err := <-errc; err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, grpc.ErrServerStopped) {
