@@ -106,7 +106,7 @@ const (
 // providerNames are the providers every process is configured with, all at
 // the same fake token endpoint. Each has its own back-off state in a
 // process, so tests of failures use one provider each.
-var providerNames = []string{"idp", "grant", "client", "busy", "slow"}
+var providerNames = []string{"idp", "grant", "client", "busy", "slow", "entra", "oidc"}
 
 // syncBuffer collects output written concurrently.
 type syncBuffer = testutil.SyncBuffer
@@ -122,6 +122,9 @@ type cluster struct {
 	jwksURL string
 	idp     *idp
 	idpURL  string
+	// oidcIssuer, when set before start, is the issuer of provider "oidc",
+	// whose refreshed ID tokens the processes then verify.
+	oidcIssuer string
 
 	mu    sync.Mutex
 	procs []*proc
@@ -131,7 +134,12 @@ type cluster struct {
 // are stopped, and their logs checked for secrets, when the test ends.
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	dsn := pgtest.New(t)
+	return newClusterOn(t, pgtest.New(t))
+}
+
+// newClusterOn is newCluster on the migrated database at dsn.
+func newClusterOn(t *testing.T, dsn string) *cluster {
+	t.Helper()
 	if serverBinary == "" {
 		t.Fatal("the server binary was not built (TestMain)")
 	}
@@ -170,6 +178,11 @@ func withRefreshTimeout(d time.Duration) func(*procOptions) {
 	return func(o *procOptions) { o.refreshTimeout, o.lockTimeout = d, d+6*time.Second }
 }
 
+// withBackoff sets refresh.backoff_min and refresh.backoff_max.
+func withBackoff(lo, hi time.Duration) func(*procOptions) {
+	return func(o *procOptions) { o.backoffMin, o.backoffMax = lo, hi }
+}
+
 // start runs one `extauthz serve` process and waits until its health
 // service answers SERVING.
 func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
@@ -184,6 +197,9 @@ func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
 	for _, n := range providerNames {
 		fmt.Fprintf(&providers, "  %s:\n    token_url: %s\n    client_id: %s\n    client_secret: ${E2E_CLIENT_SECRET}\n    auth_style: params\n",
 			n, c.idpURL, clientID)
+		if n == "oidc" && c.oidcIssuer != "" {
+			fmt.Fprintf(&providers, "    issuer: %s\n", c.oidcIssuer)
+		}
 	}
 	cfg := fmt.Sprintf(`listen:
   grpc: %s

@@ -30,6 +30,9 @@ const (
 	// answerSlow answers only after the caller gave up (its connection
 	// closed), so slower than any refresh.timeout; nothing is consumed.
 	answerSlow
+	// answerCode refuses with HTTP 400 and the session's code (see
+	// setCode); the refresh token is not consumed.
+	answerCode
 )
 
 // holdPhase says where a hold stops a request.
@@ -94,6 +97,7 @@ type idpSession struct {
 	dropped     int // requests dropped by a hold before processing
 	revoked     bool
 	script      answer
+	code        string // the OAuth error code of answerCode
 	access      string // latest access token issued
 	refresh     string // latest refresh token issued
 }
@@ -109,6 +113,9 @@ type refreshToken struct {
 // session and overall, and records every token it ever issued.
 type idp struct {
 	clientID, clientSecret string
+	// idToken, when set, signs an ID token into every successful answer;
+	// it is given the session ID.
+	idToken func(session string) string
 
 	mu       sync.Mutex
 	latency  time.Duration
@@ -165,6 +172,14 @@ func (p *idp) setLatency(d time.Duration) {
 func (p *idp) setScript(session string, a answer) {
 	p.mu.Lock()
 	p.sessions[session].script = a
+	p.mu.Unlock()
+}
+
+// setCode makes the provider refuse session's requests with code.
+func (p *idp) setCode(session, code string) {
+	p.mu.Lock()
+	p.sessions[session].script = answerCode
+	p.sessions[session].code = code
 	p.mu.Unlock()
 }
 
@@ -281,6 +296,8 @@ func (p *idp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case answerUnavailable:
 		reply = oauthError(503, "temporarily_unavailable")
 		reply.retryAfter = "2"
+	case answerCode:
+		reply = oauthError(400, s.code)
 	case answerSlow:
 		p.mu.Unlock()
 		select {
@@ -304,9 +321,13 @@ func (p *idp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.access, s.refresh = newAccessToken(), newRefreshToken()
 			p.tokens[s.refresh] = &refreshToken{sess: s}
 			p.issued = append(p.issued, s.access, s.refresh)
-			reply = tokenReply{status: 200, body: map[string]any{
+			body := map[string]any{
 				"access_token": s.access, "refresh_token": s.refresh, "token_type": "Bearer", "expires_in": 3600,
-			}}
+			}
+			if p.idToken != nil {
+				body["id_token"] = p.idToken(s.id)
+			}
+			reply = tokenReply{status: 200, body: body}
 			if h != nil {
 				h.issuedAccess, h.issuedRefresh = s.access, s.refresh
 			}

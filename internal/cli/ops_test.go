@@ -6,7 +6,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,10 +28,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/extauthz/extauthz/config"
-	"github.com/extauthz/extauthz/internal/localpg"
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
-	"github.com/extauthz/extauthz/migrations"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
@@ -464,40 +461,8 @@ func assertDeltas(t *testing.T, before, after metricsSnapshot, want map[string]f
 	}
 }
 
-// stoppablePG starts a private PostgreSQL cluster for the test, migrated.
-func stoppablePG(t *testing.T) *localpg.Cluster {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	// When the test runs as root PostgreSQL runs as another user, which
-	// must be able to reach the data folder.
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		if strings.HasPrefix(d, os.TempDir()+"/") {
-			_ = os.Chmod(d, 0o755)
-		}
-	}
-	logs := &syncBuffer{}
-	c, err := localpg.Start(ctx, filepath.Join(dir, "pg"), logs)
-	if errors.Is(err, localpg.ErrNotInstalled) && os.Getenv("CI") != "true" {
-		t.Skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
-	}
-	if err != nil {
-		t.Fatalf("localpg: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(); err != nil {
-			t.Errorf("stop PostgreSQL: %v", err)
-		}
-	})
-	if err := migrations.Up(ctx, c.DSN(), nil); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
-	cluster := stoppablePG(t)
+	cluster := pgtest.Stoppable(t)
 	o := newOpsEnv(t, cluster.DSN())
 	s := o.start(t, o.config())
 	s.put(t, store.Row{SessionID: "sess-o", Provider: "gh", Tokens: store.Tokens{AccessToken: "tok-o", ExpiresAt: time.Now().Add(time.Hour)}})

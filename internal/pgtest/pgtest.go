@@ -15,12 +15,15 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/extauthz/extauthz/internal/localpg"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/migrations"
 )
 
@@ -118,3 +121,39 @@ func withDatabase(dsn, name string) (string, error) {
 }
 
 var errInvalidURL = errors.New("cannot parse the URL")
+
+// Stoppable starts a PostgreSQL server of t's own from the system's
+// PostgreSQL binaries, migrated, for tests that stop and restart the
+// database under the service (Cluster.Stop, Cluster.Restart). It is stopped
+// when t ends. Without the binaries the test is skipped, or failed when the
+// environment variable CI is "true".
+func Stoppable(t testing.TB) *localpg.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	// When the test runs as root PostgreSQL runs as another user, which
+	// must be able to reach the data folder.
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if strings.HasPrefix(d, os.TempDir()+"/") {
+			_ = os.Chmod(d, 0o755)
+		}
+	}
+	logs := &testutil.SyncBuffer{}
+	c, err := localpg.Start(ctx, filepath.Join(dir, "pg"), logs)
+	if errors.Is(err, localpg.ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+	}
+	if err != nil {
+		t.Fatalf("localpg: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop PostgreSQL: %v", err)
+		}
+	})
+	if err := migrations.Up(ctx, c.DSN(), nil); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
