@@ -13,6 +13,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/cached"
 )
 
 // outageStorage fails every operation with ErrUnavailable while down.
@@ -364,4 +365,25 @@ func TestIDTokenCheckFitsInTheLease(t *testing.T) {
 			t.Errorf("stored %q/%q, want the rotated refresh token and the previous ID token", got.RefreshToken, got.IDToken)
 		}
 	})
+}
+
+func TestExpiredSessionIsRefusedFromTheCache(t *testing.T) {
+	clk := &clock{t: t0}
+	r := row("gh", t0.Add(time.Hour), "rt")
+	r.SessionExpiresAt = t0.Add(time.Minute)
+	mem := newStore(t, r)
+	c := cached.New(mem, cached.Options{Size: 16, MaxAge: time.Hour, Now: clk.now})
+	c.Trust(time.Now().Add(time.Hour))
+	svc := newService(c, &fakeRefresher{}, WithClock(clk.now))
+	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil {
+		t.Fatalf("live session: %v", err)
+	}
+	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil || c.Stats().Hits == 0 {
+		t.Fatalf("live session again: %v, cache hits %d; want it served from the cache", err, c.Stats().Hits)
+	}
+	clk.advance(time.Minute)
+	_, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+	if !errors.Is(err, ErrSessionNotFound) {
+		t.Errorf("after the session expired: %v, want ErrSessionNotFound", err)
+	}
 }

@@ -348,6 +348,8 @@ func TestEndToEndDenyTable(t *testing.T) {
 	// than the 503 case, or it would only see gh's pause.
 	e.put(t, store.Row{SessionID: "s-misconf", Provider: "google", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "misconfigured-1", ExpiresAt: expired}})
 	e.put(t, store.Row{SessionID: "s-crlf", Provider: "gh", Tokens: store.Tokens{AccessToken: "evil\r\nx-admin: yes", ExpiresAt: fresh}})
+	// Past its session expiry, not yet collected: gone for Checks.
+	e.put(t, store.Row{SessionID: "s-ended", Provider: "gh", Tokens: store.Tokens{AccessToken: "gh-access", RefreshToken: "rt", ExpiresAt: expired}, SessionExpiresAt: expired})
 
 	invalid := e2eChallenge + `, error="invalid_token", error_description="the access token is invalid"`
 	session := e2eChallenge + `, error="invalid_token", error_description="the token's session is not valid for this resource"`
@@ -372,6 +374,7 @@ func TestEndToEndDenyTable(t *testing.T) {
 		{"tsid not a string", "Bearer " + e.jwt(t, "s-ok", map[string]any{"tsid": 42}), "", 401, codes.Unauthenticated, invalid, ""},
 		{"unknown session", "Bearer " + e.jwt(t, "s-unknown", nil), "", 401, codes.Unauthenticated, session, ""},
 		{"provider missing from session", "Bearer " + e.jwt(t, "s-ok", nil), "gh,google", 401, codes.Unauthenticated, session, ""},
+		{"session expired, not yet collected", "Bearer " + e.jwt(t, "s-ended", nil), "", 401, codes.Unauthenticated, session, ""},
 		{"binding: other subject", "Bearer " + e.jwt(t, "s-ok", map[string]any{"sub": "mallory"}), "", 401, codes.Unauthenticated, session, ""},
 		{"binding: other client", "Bearer " + e.jwt(t, "s-ok", map[string]any{"client_id": "evil-app"}), "", 401, codes.Unauthenticated, session, ""},
 		{"no refresh token", "Bearer " + e.jwt(t, "s-norefresh", nil), "", 401, codes.Unauthenticated, reauth, ""},

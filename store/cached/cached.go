@@ -283,6 +283,9 @@ func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
 			until = t
 		}
 	}
+	if !r.SessionExpiresAt.IsZero() && r.SessionExpiresAt.Before(until) {
+		until = r.SessionExpiresAt
+	}
 	return until
 }
 

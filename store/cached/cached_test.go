@@ -699,3 +699,29 @@ func TestBoundConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestEntryNotServedPastSessionExpiry(t *testing.T) {
+	clk := t0
+	now := func() time.Time { return clk }
+	mem := memory.New(memory.WithClock(now))
+	r := store.Row{SessionID: "s1", Provider: "gh", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "at", ExpiresAt: t0.Add(time.Hour)}, SessionExpiresAt: t0.Add(time.Minute)}
+	if err := mem.Put(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	c := cached.New(mem, cached.Options{Size: 16, MaxAge: time.Hour, Now: now})
+	c.Trust(time.Now().Add(time.Hour))
+	for range 2 {
+		if _, err := c.Get(context.Background(), "s1", "gh"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk = t0.Add(time.Minute)
+	before := c.Stats()
+	if _, err := c.Get(context.Background(), "s1", "gh"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats(); got.Hits != before.Hits || got.Misses != before.Misses+1 {
+		t.Errorf("read at the session's expiry: hits %d→%d, misses %d→%d; want a miss", before.Hits, got.Hits, before.Misses, got.Misses)
+	}
+}
