@@ -45,7 +45,7 @@ type TokenVerifier interface {
 // CredentialSource returns a session's valid upstream credentials, checking
 // the binding. upstreamtoken.InProcessService implements it.
 type CredentialSource interface {
-	Lookup(ctx context.Context, sessionID string, binding *upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error)
+	Lookup(ctx context.Context, sessionID string, binding upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error)
 }
 
 // Provider says where a provider's credentials go on an allowed request.
@@ -305,7 +305,7 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 	}
 
 	res, err := d.source.Lookup(ctx, claims.SessionID,
-		&upstreamtoken.Binding{Subject: claims.Subject, ClientID: claims.ClientID}, providers...)
+		upstreamtoken.Binding{Subject: claims.Subject, ClientID: claims.ClientID}, providers...)
 	if err == nil {
 		err = worst(providers, res.Failures)
 	}

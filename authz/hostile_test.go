@@ -38,12 +38,12 @@ type memoryEntry struct {
 	creds   map[string]upstreamtoken.UpstreamCredential
 }
 
-func (s memorySource) Lookup(_ context.Context, sessionID string, b *upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
+func (s memorySource) Lookup(_ context.Context, sessionID string, b upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
 	e, ok := s[sessionID]
 	if !ok {
 		return upstreamtoken.Result{}, upstreamtoken.ErrSessionNotFound
 	}
-	if b != nil && *b != e.binding {
+	if b != e.binding {
 		return upstreamtoken.Result{}, upstreamtoken.ErrInvalidBinding
 	}
 	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}, Failures: map[string]error{}}

@@ -25,7 +25,7 @@ type countingSource struct {
 	next    CredentialSource
 }
 
-func (s *countingSource) Lookup(ctx context.Context, sessionID string, b *upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
+func (s *countingSource) Lookup(ctx context.Context, sessionID string, b upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
 	s.lookups.Add(1)
 	if s.next != nil {
 		return s.next.Lookup(ctx, sessionID, b, providers...)

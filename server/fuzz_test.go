@@ -51,7 +51,7 @@ type fuzzOutcome struct {
 	err  error
 }
 
-func (s fuzzSource) Lookup(_ context.Context, sessionID string, b *upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
+func (s fuzzSource) Lookup(_ context.Context, sessionID string, b upstreamtoken.Binding, providers ...string) (upstreamtoken.Result, error) {
 	if sessionID == "s-down" {
 		return upstreamtoken.Result{}, fmt.Errorf("%w: store unreachable", upstreamtoken.ErrUpstreamUnavailable)
 	}
@@ -59,7 +59,7 @@ func (s fuzzSource) Lookup(_ context.Context, sessionID string, b *upstreamtoken
 	if !ok {
 		return upstreamtoken.Result{}, upstreamtoken.ErrSessionNotFound
 	}
-	if b != nil && (b.Subject != "alice" || b.ClientID != "app") {
+	if b.Subject != "alice" || b.ClientID != "app" {
 		return upstreamtoken.Result{}, upstreamtoken.ErrInvalidBinding
 	}
 	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}, Failures: map[string]error{}}

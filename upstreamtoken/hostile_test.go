@@ -307,7 +307,7 @@ func TestExpiredSessionIsRefused(t *testing.T) {
 			t.Errorf("provider %s of an expired session: %v, want ErrSessionNotFound", p, err)
 		}
 	}
-	if _, err := svc.Lookup(context.Background(), "s1", nil); !errors.Is(err, ErrSessionNotFound) {
+	if _, err := svc.Lookup(context.Background(), "s1", Binding{Subject: "alice", ClientID: "app"}); !errors.Is(err, ErrSessionNotFound) {
 		t.Errorf("whole expired session: %v, want ErrSessionNotFound", err)
 	}
 	if creds, failed, err := svc.GetAllUpstreamCredentials(context.Background(), "s1"); err != nil || len(creds) != 0 || len(failed) != 0 {

@@ -45,7 +45,9 @@ type bindingKey struct{}
 
 // WithBinding returns a context that makes GetValidTokens and
 // GetAllUpstreamCredentials check the stored rows against b, failing with
-// ErrInvalidBinding on a mismatch.
+// ErrInvalidBinding on a mismatch. Without it those two methods do not check
+// the binding at all: a caller serving requests must use it, or call Lookup,
+// which always checks.
 func WithBinding(ctx context.Context, b Binding) context.Context {
 	return context.WithValue(ctx, bindingKey{}, b)
 }
@@ -211,8 +213,9 @@ type Result struct {
 
 // Lookup returns valid credentials for the given providers of a session,
 // refreshing expired ones in parallel. With no providers it covers every
-// provider the session has. When binding is not nil every stored row of the
-// session must carry that subject and client ID. A row whose session has
+// provider the session has. Every stored row of the session must carry
+// binding's subject and client ID (a zero Binding matches no stored row,
+// since every row has both), else the error is ErrInvalidBinding. A row whose session has
 // expired (SessionExpiresAt past) counts as absent, and is never refreshed.
 //
 // The returned error is for the session as a whole: ErrSessionNotFound (no
@@ -222,7 +225,12 @@ type Result struct {
 // Tokens that this process refreshed but could not store yet (the store
 // failed after the provider answered) are served in place of the stored
 // row they replace, and, while the store cannot be read, on their own.
-func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding *Binding, providers ...string) (Result, error) {
+func (s *InProcessService) Lookup(ctx context.Context, sessionID string, binding Binding, providers ...string) (Result, error) {
+	return s.lookup(ctx, sessionID, &binding, providers)
+}
+
+// lookup is Lookup with the binding check skipped when binding is nil.
+func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding *Binding, providers []string) (Result, error) {
 	var one [1]store.Row // the single row of a one-provider read, kept off the heap
 	rows, err := s.readSession(ctx, sessionID, providers, one[:0])
 	now := s.now()
@@ -372,7 +380,7 @@ func credential(t store.Tokens) UpstreamCredential {
 // GetValidTokens implements Service. When ctx carries a Binding (see
 // WithBinding) the stored row must match it.
 func (s *InProcessService) GetValidTokens(ctx context.Context, sessionID, providerName string) (*UpstreamCredential, error) {
-	res, err := s.Lookup(ctx, sessionID, bindingFrom(ctx), providerName)
+	res, err := s.lookup(ctx, sessionID, bindingFrom(ctx), []string{providerName})
 	if err != nil {
 		return nil, err
 	}
@@ -385,30 +393,36 @@ func (s *InProcessService) GetValidTokens(ctx context.Context, sessionID, provid
 
 // GetAllUpstreamCredentials implements TokenReader. When ctx carries a
 // Binding (see WithBinding) every stored row must match it, else the error is
-// ErrInvalidBinding.
+// ErrInvalidBinding; without one the binding is not checked.
 func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessionID string) (map[string]UpstreamCredential, []string, error) {
-	res, err := s.Lookup(ctx, sessionID, bindingFrom(ctx))
+	res, err := s.lookup(ctx, sessionID, bindingFrom(ctx), nil)
 	switch {
 	case errors.Is(err, ErrSessionNotFound):
 		return map[string]UpstreamCredential{}, nil, nil
 	case err != nil:
 		return nil, nil, err
 	}
-	var failed []string
-	var passing []error
+	var failed, passing []string
 	for p, ferr := range res.Failures {
 		if errors.Is(ferr, ErrInvalidBinding) {
 			return nil, nil, ferr
 		}
 		if errors.Is(ferr, ErrUpstreamUnavailable) {
-			passing = append(passing, ferr)
+			passing = append(passing, p)
 			continue
 		}
 		failed = append(failed, p)
 	}
-	if len(passing) > 0 {
-		return nil, nil, errors.Join(passing...)
-	}
 	sort.Strings(failed)
-	return res.Credentials, failed, nil
+	if len(passing) == 0 {
+		return res.Credentials, failed, nil
+	}
+	// The other providers' outcomes stand; the error names the providers
+	// to retry and carries their causes (and Retry-After hints).
+	sort.Strings(passing)
+	errs := make([]error, len(passing))
+	for i, p := range passing {
+		errs[i] = res.Failures[p]
+	}
+	return res.Credentials, failed, fmt.Errorf("providers %q unavailable: %w", passing, errors.Join(errs...))
 }

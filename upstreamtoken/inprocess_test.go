@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -178,12 +179,30 @@ func TestGetAllUpstreamCredentials(t *testing.T) {
 	}
 }
 
-func TestGetAllPassingFailureIsAnError(t *testing.T) {
-	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"), row("google", t0.Add(time.Hour), ""))
+func TestGetAllPassingFailureKeepsTheOthers(t *testing.T) {
+	// gh's provider is down: the error says so, and google's good
+	// credential and okta's permanent failure are still reported.
+	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"), row("google", t0.Add(time.Hour), ""), row("okta", t0.Add(-time.Minute), ""))
 	ref := &fakeRefresher{err: fmt.Errorf("%w: 503", ErrUpstreamUnavailable)}
-	_, _, err := newService(st, ref).GetAllUpstreamCredentials(context.Background(), "s1")
-	if !errors.Is(err, ErrUpstreamUnavailable) {
-		t.Fatalf("err = %v, want ErrUpstreamUnavailable", err)
+	creds, failed, err := newService(st, ref).GetAllUpstreamCredentials(context.Background(), "s1")
+	if !errors.Is(err, ErrUpstreamUnavailable) || !strings.Contains(err.Error(), `"gh"`) {
+		t.Fatalf("err = %v, want ErrUpstreamUnavailable naming gh", err)
+	}
+	want := map[string]UpstreamCredential{"google": {AccessToken: "google-access-0", IDToken: "google-id-0"}}
+	if !reflect.DeepEqual(creds, want) || !reflect.DeepEqual(failed, []string{"okta"}) {
+		t.Errorf("got %v failed %v; want %v failed [okta]", creds, failed, want)
+	}
+}
+
+func TestLookupAlwaysChecksTheBinding(t *testing.T) {
+	svc := newService(newStore(t, row("gh", t0.Add(time.Hour), "rt")), nil)
+	for _, b := range []Binding{{}, {Subject: "alice"}, {Subject: "mallory", ClientID: "app"}} {
+		if _, err := svc.Lookup(context.Background(), "s1", b, "gh"); !errors.Is(err, ErrInvalidBinding) {
+			t.Errorf("Lookup with binding %+v: %v, want ErrInvalidBinding", b, err)
+		}
+	}
+	if res, err := svc.Lookup(context.Background(), "s1", Binding{Subject: "alice", ClientID: "app"}, "gh"); err != nil || res.Credentials["gh"].AccessToken == "" {
+		t.Errorf("Lookup with the row's binding: %+v, %v", res, err)
 	}
 }
 
@@ -334,7 +353,7 @@ func TestRefreshInParallel(t *testing.T) {
 	expired := t0.Add(-time.Minute)
 	st := newStore(t, row("gh", expired, "rt"), row("google", expired, "rt"), row("okta", expired, "rt"))
 	svc := newService(st, &barrierRefresher{n: 3, all: make(chan struct{})})
-	res, err := svc.Lookup(context.Background(), "s1", nil, "gh", "google", "okta")
+	res, err := svc.Lookup(context.Background(), "s1", Binding{Subject: "alice", ClientID: "app"}, "gh", "google", "okta")
 	if err != nil || len(res.Credentials) != 3 || len(res.Failures) != 0 {
 		t.Fatalf("got %+v, %v; want three providers refreshed together", res, err)
 	}

@@ -77,8 +77,14 @@ type TokenReader interface {
 	// of the session, refreshing those that have expired. Providers whose
 	// token could not be refreshed for good are left out of creds and named in
 	// failed. An unknown session yields an empty map, nil failed and nil
-	// error. A passing failure (store or provider unreachable) is returned as
-	// an error wrapping ErrUpstreamUnavailable.
+	// error. When the store cannot be read, creds and failed are nil and the
+	// error wraps ErrUpstreamUnavailable. When some providers' refresh failed
+	// passingly (provider unreachable, paused), they are left out of creds and
+	// failed and the error wraps ErrUpstreamUnavailable, while creds and
+	// failed still hold the other providers' outcomes: a caller may use the
+	// credentials it got and retry later for the rest. The session's binding
+	// is checked only when the implementation is given the caller's identity
+	// (InProcessService: a context from WithBinding).
 	GetAllUpstreamCredentials(ctx context.Context, sessionID string) (creds map[string]UpstreamCredential, failed []string, err error)
 }
 

@@ -119,7 +119,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 // the Check's data path, or the error.
 func (r *replica) access(t *testing.T, session, provider string) (string, error) {
 	t.Helper()
-	res, err := r.svc.Lookup(t.Context(), session, &upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, provider)
+	res, err := r.svc.Lookup(t.Context(), session, upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, provider)
 	if err != nil {
 		return "", err
 	}
@@ -379,7 +379,7 @@ func TestRoundTripsPerCheck(t *testing.T) {
 	}
 	// Prepare both statements on the pool's connection.
 	r.served(t, "s0", "gh", "at-s0-gh")
-	if _, err := r.svc.Lookup(ctx, "s0", &upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, "gh", "google"); err != nil {
+	if _, err := r.svc.Lookup(ctx, "s0", upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, "gh", "google"); err != nil {
 		t.Fatal(err)
 	}
 	prepared := r.counter.prepares.Load()
@@ -396,7 +396,7 @@ func TestRoundTripsPerCheck(t *testing.T) {
 		}
 		for j := range 2 {
 			before := r.counter.roundTrips()
-			res, err := r.svc.Lookup(ctx, s, &upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, "gh", "google")
+			res, err := r.svc.Lookup(ctx, s, upstreamtoken.Binding{Subject: "alice", ClientID: "app"}, "gh", "google")
 			if err != nil || len(res.Credentials) != 2 {
 				t.Fatalf("Lookup = %+v, %v", res, err)
 			}
