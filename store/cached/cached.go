@@ -49,9 +49,9 @@ package cached
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"encoding/binary"
 	"hash/maphash"
 	"slices"
 	"sync"
