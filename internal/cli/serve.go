@@ -272,7 +272,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	// Garbage collection of expired sessions (internal/cli/gc.go), measured
 	// as the store operation delete_expired.
 	defer startGC(ctx, measured.(store.Collector), cfg.GC, log)()
-	legacyRead, err := legacyReadObserver(metrics.Registry(), log)
+	legacyRead, err := legacyReadObserver(metrics.Registry(), log, slices.Collect(maps.Keys(cfg.Providers)))
 	if err != nil {
 		return err
 	}
