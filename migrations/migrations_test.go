@@ -16,6 +16,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/migrations"
+	"github.com/extauthz/extauthz/store"
 )
 
 // column is one column of upstream_tokens as information_schema describes it.
@@ -142,7 +143,11 @@ func TestUpConcurrentlyThenAgain(t *testing.T) {
 	if err != nil || !indexed {
 		t.Errorf("index on session_expires_at: %v (%v), want one", indexed, err)
 	}
-	for _, v := range []int{1, 2, 3} {
+	var keyLen int
+	if err := conn.QueryRow(ctx, `SELECT octet_length(key) FROM extauthz_notify_key`).Scan(&keyLen); err != nil || keyLen != 32 {
+		t.Errorf("notification key: %d bytes (%v), want one row of 32", keyLen, err)
+	}
+	for _, v := range []int{1, 2, 3, 4} {
 		var versions int
 		err = conn.QueryRow(ctx, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id = $1`, v).Scan(&versions)
 		if err != nil || versions != 1 {
@@ -307,6 +312,11 @@ func TestChangeNotifications(t *testing.T) {
 			got = append(got, n.Payload)
 		}
 	}
+	var key []byte
+	if err := writer.QueryRow(ctx, `SELECT key FROM extauthz_notify_key`).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	tag := func(session string) string { return store.NotifyTag(key, session).String() }
 	long := strings.Repeat("x", 8000)
 	steps := []struct {
 		sql  string
@@ -314,17 +324,21 @@ func TestChangeNotifications(t *testing.T) {
 	}{
 		{`INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
 			VALUES ('s1', 'gh', 'secret-access', 'sub', 'client'), ('s"2', 'gh', 'secret-access', 'sub', 'client')`,
-			[]string{`["s1", "gh"]`, `["s\"2", "gh"]`}},
+			[]string{tag("s1"), tag(`s"2`)}},
 		{`UPDATE upstream_tokens SET lease_owner = 'me', lease_until = now() + interval '1 minute' WHERE session_id = 's1'`, nil},
 		{`UPDATE upstream_tokens SET lease_owner = NULL, lease_until = NULL WHERE session_id = 's1'`, nil},
 		{`UPDATE upstream_tokens SET access_token = access_token WHERE session_id = 's1'`, nil},
-		{`UPDATE upstream_tokens SET access_token = 'secret-2' WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
-		{`UPDATE upstream_tokens SET needs_reauth = true, lease_owner = NULL WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
-		{`UPDATE upstream_tokens SET version = version + 1 WHERE session_id = 's1'`, []string{`["s1", "gh"]`}},
-		{`UPDATE upstream_tokens SET provider = 'github' WHERE session_id = 's1'`, []string{`["s1", "gh"]`, `["s1", "github"]`}},
-		{`DELETE FROM upstream_tokens WHERE session_id = 's1'`, []string{`["s1", "github"]`}},
+		{`UPDATE upstream_tokens SET access_token = 'secret-2' WHERE session_id = 's1'`, []string{tag("s1")}},
+		{`UPDATE upstream_tokens SET needs_reauth = true, lease_owner = NULL WHERE session_id = 's1'`, []string{tag("s1")}},
+		{`UPDATE upstream_tokens SET version = version + 1 WHERE session_id = 's1'`, []string{tag("s1")}},
+		// The cache forgets whole sessions: a new provider is the same one.
+		{`UPDATE upstream_tokens SET provider = 'github' WHERE session_id = 's1'`, []string{tag("s1")}},
+		{`UPDATE upstream_tokens SET session_id = 's3' WHERE session_id = 's1'`, []string{tag("s1"), tag("s3")}},
+		{`DELETE FROM upstream_tokens WHERE session_id = 's3'`, []string{tag("s3")}},
 		{`INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
-			VALUES ('` + long + `', 'gh', 'secret', 'sub', 'client')`, []string{"*"}},
+			VALUES ('` + long + `', 'gh', 'secret', 'sub', 'client')`, []string{tag(long)}},
+		{`INSERT INTO upstream_tokens (session_id, provider, access_token, subject, client_id)
+			VALUES ('sess-ünï', 'gh', 'secret', 'sub', 'client')`, []string{tag("sess-ünï")}},
 		{`TRUNCATE upstream_tokens`, []string{"*"}},
 	}
 	for _, s := range steps {
@@ -336,8 +350,8 @@ func TestChangeNotifications(t *testing.T) {
 			t.Errorf("%.80s\nnotified %q, want %q", s.sql, got, s.want)
 		}
 		for _, p := range got {
-			if strings.Contains(p, "secret") {
-				t.Errorf("a notification carries a token: %q", p)
+			if strings.Contains(p, "secret") || strings.Contains(p, "s1") || strings.Contains(p, "xxxx") {
+				t.Errorf("a notification carries a token or a session ID: %.80q", p)
 			}
 		}
 	}

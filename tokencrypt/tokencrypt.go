@@ -1,10 +1,17 @@
 // Package tokencrypt encrypts upstream tokens at rest with AES-256-GCM.
 //
-// A ciphertext is the text "v1.<key id>.<base64url(nonce || sealed)>": it
+// A ciphertext is the text "v2.<key id>.<base64url(nonce || sealed)>": it
 // names the key that sealed it, so keys can be rotated while rows under the
 // old key are still readable. The additional authenticated data binds each
-// ciphertext to its place (session, provider, column): a ciphertext moved to
-// another row or column does not decrypt.
+// ciphertext to its place (session, provider, column) and to the binding of
+// its row (the authorization server's subject and client ID, and the
+// upstream subject): a ciphertext moved to another row or column does not
+// decrypt, and neither does one whose row's binding was changed.
+//
+// Ciphertexts of the earlier format "v1.<key id>.<data>" bind the place
+// only. Open still reads them, so that rows written before the binding was
+// sealed keep working until they are sealed again (Seal always writes v2);
+// Inspect tells the formats apart.
 package tokencrypt
 
 import (
@@ -35,7 +42,22 @@ var (
 // KeySize is the size of a key: AES-256.
 const KeySize = 32
 
-const prefix = "v1."
+// The formats' prefixes. The prefix is also the first part of the
+// additional authenticated data, so a ciphertext relabelled with the other
+// format's prefix does not decrypt.
+const (
+	prefixV1 = "v1."
+	prefixV2 = "v2."
+)
+
+// Format versions, as Inspect reports them.
+const (
+	// FormatV1 binds a ciphertext to its session, provider and column.
+	FormatV1 = 1
+	// FormatV2 binds it to those and to the row's subject, client ID and
+	// upstream subject as well. Seal writes it.
+	FormatV2 = 2
+)
 
 var keyID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -118,27 +140,44 @@ func GenerateKey() string {
 // Primary returns the ID of the key that seals new ciphertexts.
 func (k *Keyring) Primary() string { return k.primary }
 
-// Place is where a ciphertext lives: it is bound into the ciphertext.
+// Place is where a ciphertext lives and what it belongs to: all of it is
+// bound into the ciphertext, which opens only at the same Place.
 type Place struct {
 	SessionID string
 	Provider  string
 	Column    string
+	// The binding of the row: the authorization server's subject and client
+	// ID, and the provider's own subject (may be empty). A v1 ciphertext
+	// does not bind them: opening one ignores these fields.
+	Subject         string
+	ClientID        string
+	UpstreamSubject string
 }
 
-// aad encodes p unambiguously (each part length-prefixed).
-func (p Place) aad() []byte {
-	b := make([]byte, 0, 16+len(p.SessionID)+len(p.Provider)+len(p.Column))
+// aad encodes p for the format named by prefix unambiguously: the prefix,
+// then each part length-prefixed.
+func (p Place) aad(prefix string) []byte {
+	parts := [...]string{p.SessionID, p.Provider, p.Column, p.Subject, p.ClientID, p.UpstreamSubject}
+	n := 3 // v1 binds the place only
+	if prefix == prefixV2 {
+		n = len(parts)
+	}
+	size := len(prefix)
+	for _, part := range parts[:n] {
+		size += binary.MaxVarintLen64 + len(part)
+	}
+	b := make([]byte, 0, size)
 	b = append(b, prefix...)
-	for _, part := range []string{p.SessionID, p.Provider, p.Column} {
+	for _, part := range parts[:n] {
 		b = binary.AppendUvarint(b, uint64(len(part)))
 		b = append(b, part...)
 	}
 	return b
 }
 
-// Seal encrypts plaintext for place under the primary key. The empty string
-// stays empty: an absent token is not a secret, and must remain
-// recognisable as absent.
+// Seal encrypts plaintext for place under the primary key, in the current
+// format (v2, which binds the whole of place). The empty string stays empty:
+// an absent token is not a secret, and must remain recognisable as absent.
 func (k *Keyring) Seal(plaintext string, place Place) (string, error) {
 	if plaintext == "" {
 		return "", nil
@@ -148,16 +187,18 @@ func (k *Keyring) Seal(plaintext string, place Place) (string, error) {
 	if _, err := rand.Read(buf); err != nil {
 		return "", fmt.Errorf("tokencrypt: nonce: %w", err)
 	}
-	sealed := aead.Seal(buf, buf, []byte(plaintext), place.aad())
-	return prefix + k.primary + "." + base64.RawURLEncoding.EncodeToString(sealed), nil
+	sealed := aead.Seal(buf, buf, []byte(plaintext), place.aad(prefixV2))
+	return prefixV2 + k.primary + "." + base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
 // Open decrypts a ciphertext from place. The empty string opens to itself.
+// A v2 ciphertext opens only if every field of place is what it was sealed
+// with; a v1 one, if its session, provider and column are.
 func (k *Keyring) Open(ciphertext string, place Place) (string, error) {
 	if ciphertext == "" {
 		return "", nil
 	}
-	id, body, ok := split(ciphertext)
+	prefix, id, body, ok := split(ciphertext)
 	if !ok {
 		return "", ErrNotEncrypted
 	}
@@ -169,7 +210,7 @@ func (k *Keyring) Open(ciphertext string, place Place) (string, error) {
 	if err != nil || len(raw) < aead.NonceSize()+aead.Overhead() {
 		return "", ErrDecrypt
 	}
-	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], place.aad())
+	plain, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], place.aad(prefix))
 	if err != nil {
 		return "", ErrDecrypt
 	}
@@ -183,18 +224,48 @@ func (k *Keyring) KeyID(ciphertext string) (id string, ok bool) {
 	if ciphertext == "" {
 		return k.primary, true
 	}
-	id, _, ok = split(ciphertext)
+	_, id, _, ok = split(ciphertext)
 	return id, ok
 }
 
-func split(ciphertext string) (id, body string, ok bool) {
-	rest, ok := strings.CutPrefix(ciphertext, prefix)
+// Info describes a ciphertext without opening it.
+type Info struct {
+	// KeyID names the key that sealed it.
+	KeyID string
+	// Format is FormatV1 or FormatV2.
+	Format int
+}
+
+// Inspect reads the format and key ID of ciphertext without opening it; ok
+// is false when the value is not a ciphertext of this package (the empty
+// string included). It says nothing of whether the ciphertext is genuine.
+func Inspect(ciphertext string) (info Info, ok bool) {
+	prefix, id, _, ok := split(ciphertext)
 	if !ok {
-		return "", "", false
+		return Info{}, false
+	}
+	info = Info{KeyID: id, Format: FormatV2}
+	if prefix == prefixV1 {
+		info.Format = FormatV1
+	}
+	return info, true
+}
+
+// split cuts a ciphertext into its format prefix, key ID and body.
+func split(ciphertext string) (prefix, id, body string, ok bool) {
+	var rest string
+	for _, p := range [...]string{prefixV2, prefixV1} {
+		if rest, ok = strings.CutPrefix(ciphertext, p); ok {
+			prefix = p
+			break
+		}
+	}
+	if !ok {
+		return "", "", "", false
 	}
 	id, body, ok = strings.Cut(rest, ".")
 	if !ok || !keyID.MatchString(id) {
-		return "", "", false
+		return "", "", "", false
 	}
-	return id, body, true
+	return prefix, id, body, true
 }

@@ -23,12 +23,12 @@ func TestSealOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := Place{SessionID: "s1", Provider: "github", Column: "access_token"}
+	p := Place{SessionID: "s1", Provider: "github", Column: "access_token", Subject: "alice", ClientID: "app", UpstreamSubject: "gh-1"}
 	ct, err := ring.Seal("gho_secret", p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(ct, "gho_secret") || !strings.HasPrefix(ct, "v1.a.") {
+	if strings.Contains(ct, "gho_secret") || !strings.HasPrefix(ct, "v2.a.") {
 		t.Fatalf("ciphertext %q", ct)
 	}
 	if again, _ := ring.Seal("gho_secret", p); again == ct {
@@ -40,6 +40,9 @@ func TestSealOpen(t *testing.T) {
 	if id, ok := ring.KeyID(ct); !ok || id != "a" {
 		t.Errorf("KeyID = %q, %v", id, ok)
 	}
+	if info, ok := Inspect(ct); !ok || info != (Info{KeyID: "a", Format: FormatV2}) {
+		t.Errorf("Inspect = %+v, %v", info, ok)
+	}
 	if ct, err := ring.Seal("", p); err != nil || ct != "" {
 		t.Errorf("empty value must stay empty: %q %v", ct, err)
 	}
@@ -47,18 +50,37 @@ func TestSealOpen(t *testing.T) {
 
 func TestCiphertextBoundToItsPlace(t *testing.T) {
 	ring, _ := New([]Key{key(t, "a")}, "a")
-	p := Place{SessionID: "s1", Provider: "github", Column: "refresh_token"}
+	p := Place{SessionID: "s1", Provider: "github", Column: "refresh_token", Subject: "alice", ClientID: "app", UpstreamSubject: "gh-1"}
 	ct, _ := ring.Seal("rt", p)
-	for _, other := range []Place{
-		{SessionID: "s2", Provider: "github", Column: "refresh_token"},
-		{SessionID: "s1", Provider: "google", Column: "refresh_token"},
-		{SessionID: "s1", Provider: "github", Column: "access_token"},
+	if got, err := ring.Open(ct, p); err != nil || got != "rt" {
+		t.Fatalf("Open at its place = %q, %v", got, err)
+	}
+	moved := func(f func(*Place)) Place {
+		q := p
+		f(&q)
+		return q
+	}
+	for name, other := range map[string]Place{
+		"session":          moved(func(q *Place) { q.SessionID = "s2" }),
+		"provider":         moved(func(q *Place) { q.Provider = "google" }),
+		"column":           moved(func(q *Place) { q.Column = "access_token" }),
+		"subject":          moved(func(q *Place) { q.Subject = "mallory" }),
+		"client ID":        moved(func(q *Place) { q.ClientID = "other-app" }),
+		"upstream subject": moved(func(q *Place) { q.UpstreamSubject = "gh-2" }),
+		"upstream blanked": moved(func(q *Place) { q.UpstreamSubject = "" }),
+		"subject blanked":  moved(func(q *Place) { q.Subject = "" }),
 		// Length prefixes keep parts from sliding into each other.
-		{SessionID: "s1g", Provider: "ithub", Column: "refresh_token"},
+		"session into provider": moved(func(q *Place) { q.SessionID, q.Provider = "s1g", "ithub" }),
+		"subject into client":   moved(func(q *Place) { q.Subject, q.ClientID = "aliceapp", "" }),
+		"client into upstream":  moved(func(q *Place) { q.ClientID, q.UpstreamSubject = "app"+"gh-1", "" }),
 	} {
 		if _, err := ring.Open(ct, other); !errors.Is(err, ErrDecrypt) {
-			t.Errorf("opened at %+v: err %v, want ErrDecrypt", other, err)
+			t.Errorf("%s changed: err %v, want ErrDecrypt", name, err)
 		}
+	}
+	// A v2 ciphertext relabelled v1 (whose data binds less) does not open.
+	if _, err := ring.Open("v1."+strings.TrimPrefix(ct, "v2."), p); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("relabelled v1: err %v, want ErrDecrypt", err)
 	}
 }
 
@@ -83,8 +105,9 @@ func TestOpenRefusals(t *testing.T) {
 		{"same id, other key", impostor, ct, ErrDecrypt},
 		{"tampered", ringA, string(flipped), ErrDecrypt},
 		{"truncated", ringA, ct[:12], ErrDecrypt},
-		{"not base64", ringA, "v1.a.!!!", ErrDecrypt},
-		{"bad key id", ringA, "v1.a b.xyz", ErrNotEncrypted},
+		{"not base64", ringA, "v2.a.!!!", ErrDecrypt},
+		{"bad key id", ringA, "v2.a b.xyz", ErrNotEncrypted},
+		{"unknown format", ringA, "v3." + strings.TrimPrefix(ct, "v2."), ErrNotEncrypted},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,18 +169,36 @@ func TestNewAndParseKeyErrors(t *testing.T) {
 
 func FuzzOpen(f *testing.F) {
 	ring, _ := New([]Key{{ID: "a", Secret: make([]byte, 32)}}, "a")
-	p := Place{SessionID: "s", Provider: "p", Column: "c"}
+	p := Place{SessionID: "s", Provider: "p", Column: "c", Subject: "alice", ClientID: "app", UpstreamSubject: "u"}
 	ct, _ := ring.Seal("value", p)
 	f.Add(ct)
+	f.Add("v1." + strings.TrimPrefix(ct, "v2."))
+	f.Add("v2.a.")
 	f.Add("v1.a.")
+	f.Add("v2..x")
 	f.Add("v1..x")
 	f.Add("plain")
 	f.Fuzz(func(t *testing.T, s string) {
 		got, err := ring.Open(s, p)
-		if err == nil && s != "" && s != ct && got == "value" {
+		info, isCiphertext := Inspect(s)
+		switch {
+		case err == nil && s != "" && !isCiphertext:
+			t.Fatalf("accepted a non-ciphertext %q", s)
+		case err == nil && s != "" && got == "value" && s != ct && info.Format != FormatV2:
 			// Any other accepted ciphertext must be a genuine seal.
-			if _, ok := ring.KeyID(s); !ok {
-				t.Fatalf("accepted a non-ciphertext %q", s)
+			t.Fatalf("opened %q as the v2 seal's value", s)
+		case err != nil && !errors.Is(err, ErrDecrypt) && !errors.Is(err, ErrNotEncrypted) && !errors.Is(err, ErrUnknownKey):
+			t.Fatalf("Open(%q): unexpected error %v", s, err)
+		case s != "" && errors.Is(err, ErrNotEncrypted) == isCiphertext:
+			t.Fatalf("Open(%q) = %v but Inspect ok = %v", s, err, isCiphertext)
+		}
+		// Whatever was accepted under p is refused once the binding changes,
+		// unless it is v1 (which does not bind it).
+		if err == nil && isCiphertext && info.Format == FormatV2 {
+			q := p
+			q.Subject = "mallory"
+			if _, err := ring.Open(s, q); !errors.Is(err, ErrDecrypt) {
+				t.Fatalf("v2 %q opened for another subject: %v", s, err)
 			}
 		}
 	})

@@ -519,7 +519,7 @@ func TestEndToEndAllowAndRefresh(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, v := range []string{raw.AccessToken, raw.RefreshToken, raw.IDToken} {
-			if strings.Contains(v, "rt-exp") || !strings.HasPrefix(v, "v1.k1.") {
+			if strings.Contains(v, "rt-exp") || !strings.HasPrefix(v, "v2.k1.") {
 				t.Errorf("refreshed token stored as %q, not encrypted", v)
 			}
 		}

@@ -158,7 +158,7 @@ func TestEncryptionPGDumpHoldsNoTokens(t *testing.T) {
 		}
 	}
 	// 4 rows with 10 tokens in all, each a ciphertext under k1.
-	if n := strings.Count(dump, "v1.k1."); n != 10 {
+	if n := strings.Count(dump, "v2.k1."); n != 10 {
 		t.Errorf("the dump holds %d ciphertexts under k1, want 10", n)
 	}
 	for _, tok := range tokens {
@@ -358,7 +358,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		if len(rows) != len(sessions) {
 			t.Fatalf("%d rows stored, want %d", len(rows), len(sessions))
 		}
-		prefix := "v1." + want + "."
+		prefix := "v2." + want + "."
 		for _, r := range rows {
 			for _, v := range []string{r.AccessToken, r.RefreshToken, r.IDToken} {
 				if v != "" && !strings.HasPrefix(v, prefix) {

@@ -408,7 +408,7 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{jwt, "v1.k1."} {
+	for _, k := range []string{jwt, "v1.k1.", "v2.k1."} {
 		for _, snap := range []metricsSnapshot{afterA, afterB} {
 			for s := range snap {
 				if strings.Contains(s, k) {

@@ -272,7 +272,12 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	// Garbage collection of expired sessions (internal/cli/gc.go), measured
 	// as the store operation delete_expired.
 	defer startGC(ctx, measured.(store.Collector), cfg.GC, log)()
-	st, stopCache, err := withTokenCache(ctx, cfg, encrypted.New(traced.New(measured, tp), cfg.Keyring()), log, metrics.Registry())
+	legacyRead, err := legacyReadObserver(metrics.Registry(), log, slices.Collect(maps.Keys(cfg.Providers)))
+	if err != nil {
+		return err
+	}
+	sealed := encrypted.New(traced.New(measured, tp), cfg.Keyring(), encrypted.WithLegacyReadObserver(legacyRead))
+	st, stopCache, err := withTokenCache(ctx, cfg, sealed, log, metrics.Registry())
 	if err != nil {
 		return err
 	}

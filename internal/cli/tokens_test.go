@@ -92,7 +92,7 @@ func tokWriteFile(t *testing.T, name, content string) string {
 // tokConfig: ciphertexts it seals start with tokSealedPrefix.
 const (
 	tokKeyID        = "tok-k1"
-	tokSealedPrefix = "v1." + tokKeyID + "."
+	tokSealedPrefix = "v2." + tokKeyID + "."
 )
 
 // tokConf is a configuration file for the commands that need the

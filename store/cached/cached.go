@@ -49,10 +49,12 @@ package cached
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -80,6 +82,11 @@ type Options struct {
 
 const stripesPerShard = 64
 
+// tagStripes is the number of stripes of tags: an invalidation by tag moves
+// its stripe on, so that a read in flight of a session with a tag in that
+// stripe does not store its result, whether or not the index knew the tag.
+const tagStripes = 4096
+
 // Store caches the reads of an inner store. It is safe for concurrent use
 // when the inner store is.
 type Store struct {
@@ -98,6 +105,17 @@ type Store struct {
 	base    time.Time
 	trusted atomic.Int64
 
+	// notifyKey is the key of the sessions' tags.
+	notifyKey atomic.Pointer[[]byte]
+	// tagStripes move on at every invalidation by a tag in them.
+	tagStripes [tagStripes]atomic.Uint64
+	// index finds the session of a tag. It holds the tag of every cached
+	// entry, entered before the entry is stored, and stale tags (of entries
+	// since evicted or invalidated) until prune drops them.
+	indexMu sync.Mutex
+	index   map[store.Tag]string
+	pruneAt int
+
 	hits, misses, bypassed atomic.Uint64
 }
 
@@ -112,12 +130,14 @@ type entry struct {
 	absent   []string    // providers known to have no row (when !complete)
 	complete bool        // rows are every row of the session
 	until    time.Time   // served while now is before it
+	tag      store.Tag   // the session's tag when it was stored
 }
 
 // stamp is what a read records before it goes to the inner store, to tell
 // whether its session was invalidated meanwhile.
 type stamp struct {
-	epoch, stripe uint64
+	epoch, stripe, tagStripe uint64
+	tag                      store.Tag
 }
 
 var _ store.Store = (*Store)(nil)
@@ -129,7 +149,8 @@ func New(inner store.Store, o Options) *Store {
 	if o.Size <= 0 {
 		panic("cached: Size must be positive")
 	}
-	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now()}
+	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now(),
+		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024}
 	if s.maxAge <= 0 {
 		s.maxAge = DefaultMaxAge
 	}
@@ -195,6 +216,77 @@ func (s *Store) InvalidateAll() {
 	s.lru.Clear()
 }
 
+// SetNotifyKey sets the key of the tags under which InvalidateTag names
+// sessions (store.NotifyTag). Entries stored under an earlier key are not
+// found by the new key's tags: the caller clears the cache (InvalidateAll)
+// after a change of key.
+func (s *Store) SetNotifyKey(key []byte) {
+	k := slices.Clone(key)
+	s.notifyKey.Store(&k)
+}
+
+// tagOf returns the tag of sessionID under the current key.
+func (s *Store) tagOf(sessionID string) store.Tag {
+	var key []byte
+	if k := s.notifyKey.Load(); k != nil {
+		key = *k
+	}
+	return store.NotifyTag(key, sessionID)
+}
+
+func tagStripe(tag store.Tag) int {
+	return int(binary.LittleEndian.Uint16(tag[:2]) % tagStripes)
+}
+
+// InvalidateTag forgets the cached rows of the session whose tag is tag,
+// and keeps a read of it in flight from storing what it read.
+func (s *Store) InvalidateTag(tag store.Tag) {
+	// The stripe moves on before the index is looked at: a read that
+	// entered its tag after this look-up sees the stripe moved.
+	s.tagStripes[tagStripe(tag)].Add(1)
+	s.indexMu.Lock()
+	sessionID, ok := s.index[tag]
+	delete(s.index, tag)
+	s.indexMu.Unlock()
+	if ok {
+		s.Invalidate(sessionID, "")
+	}
+}
+
+// enter records that sessionID has tag, before an entry with it is stored.
+func (s *Store) enter(tag store.Tag, sessionID string) {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	s.index[tag] = sessionID
+	if len(s.index) > s.pruneAt {
+		s.prune()
+	}
+}
+
+// prune drops the index's tags whose session is no longer cached, with
+// indexMu held. Each tag's stripe moves on before its session is looked
+// for: a read that entered the tag but has not stored its entry yet then
+// stores nothing, so no entry is ever left without its tag.
+func (s *Store) prune() {
+	for tag, sessionID := range s.index {
+		s.tagStripes[tagStripe(tag)].Add(1)
+		sh, _ := s.locate(sessionID)
+		sh.Lock()
+		e, ok := sh.Peek(sessionID)
+		sh.Unlock()
+		if !ok || e.tag != tag {
+			delete(s.index, tag)
+		}
+	}
+}
+
+// tagged completes the stamp of a read that missed with its session's tag.
+func (s *Store) tagged(st stamp, sessionID string) stamp {
+	st.tag = s.tagOf(sessionID)
+	st.tagStripe = s.tagStripes[tagStripe(st.tag)].Load()
+	return st
+}
+
 // Stats are counters of a Store's reads.
 type Stats struct {
 	// Hits were answered from the cache, Misses read from the inner store
@@ -253,11 +345,15 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	if !s.Trusted() {
 		return
 	}
+	// The tag is entered before the entry is stored, and the stripes are
+	// checked after: an invalidation by tag either finds the tag or has
+	// moved the stripe on by the time it is checked.
+	s.enter(st.tag, sessionID)
 	now := s.now()
 	sh, stripe := s.locate(sessionID)
 	sh.Lock()
 	defer sh.Unlock()
-	if *stripe != st.stripe || s.epoch.Load() != st.epoch {
+	if *stripe != st.stripe || s.epoch.Load() != st.epoch || s.tagStripes[tagStripe(st.tag)].Load() != st.tagStripe {
 		return
 	}
 	cur, _ := sh.Peek(sessionID)
@@ -268,6 +364,7 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	if e == nil {
 		return
 	}
+	e.tag = st.tag
 	if !now.Before(e.until) {
 		sh.Remove(sessionID)
 		return
@@ -321,6 +418,7 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 		}
 	}
 	s.misses.Add(1)
+	st = s.tagged(st, sessionID)
 	r, err := s.inner.Get(ctx, sessionID, provider)
 	switch {
 	case err == nil:
@@ -385,6 +483,7 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 		return append([]store.Row{}, e.rows...), nil
 	}
 	s.misses.Add(1)
+	st = s.tagged(st, sessionID)
 	rows, err := s.inner.GetSession(ctx, sessionID)
 	if err != nil {
 		return rows, err

@@ -1,12 +1,16 @@
 // Package encrypted is a store.Store that keeps tokens encrypted at rest: it
 // wraps another store, sealing the access, refresh and ID tokens of every row
 // it writes and opening them on every read, with each ciphertext bound to its
-// session, provider and column (see package tokencrypt).
+// session, provider and column and to the row's binding (subject, client ID,
+// upstream subject; see package tokencrypt).
 //
-// A row that cannot be opened (its key was removed, or it was tampered with)
-// is reported as store.ErrUnreadable. Rows written before encryption, or under
-// a key that is no longer primary, are brought under the primary key by
-// Rotate.
+// A row that cannot be opened (its key was removed, it was tampered with, or
+// its binding was changed behind the service's back) is reported as
+// store.ErrUnreadable: its tokens are served to nobody. Rows under a key that
+// is no longer primary, or in tokencrypt's earlier format (which did not bind
+// the binding), are sealed again by Rotate. Rows holding a token that is not
+// a ciphertext at all are never sealed by this package: they are unreadable
+// here, and Rotate reports them.
 package encrypted
 
 import (
@@ -29,15 +33,32 @@ const (
 // Store seals and opens tokens around an inner store. It is safe for
 // concurrent use when the inner store is.
 type Store struct {
-	inner store.Store
-	keys  *tokencrypt.Keyring
+	inner      store.Store
+	keys       *tokencrypt.Keyring
+	legacyRead func(provider string)
 }
 
 var _ store.Store = (*Store)(nil)
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithLegacyReadObserver makes the Store call fn, with the row's provider,
+// each time it opens a row holding a ciphertext of tokencrypt's earlier
+// format (v1), whose binding is not sealed: until 'extauthz keys rotate' has
+// sealed it again, a change of such a row's binding goes unnoticed. fn must
+// be cheap and safe for concurrent use.
+func WithLegacyReadObserver(fn func(provider string)) Option {
+	return func(s *Store) { s.legacyRead = fn }
+}
+
 // New returns a Store that keeps inner's tokens encrypted with keys.
-func New(inner store.Store, keys *tokencrypt.Keyring) *Store {
-	return &Store{inner: inner, keys: keys}
+func New(inner store.Store, keys *tokencrypt.Keyring, opts ...Option) *Store {
+	s := &Store{inner: inner, keys: keys}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // tokenColumns lists a Tokens' secret fields with their column names.
@@ -51,9 +72,24 @@ func tokenColumns(t *store.Tokens) [3]struct {
 	}{{ColumnAccess, &t.AccessToken}, {ColumnRefresh, &t.RefreshToken}, {ColumnID, &t.IDToken}}
 }
 
-func (s *Store) seal(sessionID, provider string, t store.Tokens) (store.Tokens, error) {
+// binding is what of a row, besides its key, its ciphertexts are bound to.
+type binding struct {
+	subject, clientID, upstreamSubject string
+}
+
+func bindingOf(r *store.Row) binding {
+	return binding{r.Subject, r.ClientID, r.UpstreamSubject}
+}
+
+func place(sessionID, provider, column string, b binding) tokencrypt.Place {
+	return tokencrypt.Place{SessionID: sessionID, Provider: provider, Column: column,
+		Subject: b.subject, ClientID: b.clientID, UpstreamSubject: b.upstreamSubject}
+}
+
+// seal returns t sealed for the row (sessionID, provider) with binding b.
+func (s *Store) seal(sessionID, provider string, b binding, t store.Tokens) (store.Tokens, error) {
 	for _, c := range tokenColumns(&t) {
-		ct, err := s.keys.Seal(*c.v, tokencrypt.Place{SessionID: sessionID, Provider: provider, Column: c.name})
+		ct, err := s.keys.Seal(*c.v, place(sessionID, provider, c.name, b))
 		if err != nil {
 			return store.Tokens{}, err
 		}
@@ -62,15 +98,44 @@ func (s *Store) seal(sessionID, provider string, t store.Tokens) (store.Tokens, 
 	return t, nil
 }
 
+// open returns r with its tokens opened, or an error wrapping
+// store.ErrUnreadable when any of them does not open at r's place with r's
+// binding.
 func (s *Store) open(r store.Row) (store.Row, error) {
+	b := bindingOf(&r)
+	legacy := false
 	for _, c := range tokenColumns(&r.Tokens) {
-		pt, err := s.keys.Open(*c.v, tokencrypt.Place{SessionID: r.SessionID, Provider: r.Provider, Column: c.name})
+		pt, err := s.keys.Open(*c.v, place(r.SessionID, r.Provider, c.name, b))
 		if err != nil {
 			return store.Row{}, fmt.Errorf("%w: provider %q, %s: %w", store.ErrUnreadable, r.Provider, c.name, err)
 		}
+		if !legacy && s.legacyRead != nil {
+			info, _ := tokencrypt.Inspect(*c.v)
+			legacy = info.Format == tokencrypt.FormatV1
+		}
 		*c.v = pt
 	}
+	if legacy {
+		s.legacyRead(r.Provider)
+	}
 	return r, nil
+}
+
+// current reads the row (sessionID, provider) from the inner store and
+// checks that its tokens open with its binding, which it returns with the
+// row as stored. It is how a write that does not carry the binding
+// (UpdateTokens, CompleteRefresh) learns what to seal its tokens with: from
+// a row whose binding is proven genuine, never from a binding changed
+// behind the service's back.
+func (s *Store) current(ctx context.Context, sessionID, provider string) (store.Row, binding, error) {
+	r, err := s.inner.Get(ctx, sessionID, provider)
+	if err != nil {
+		return store.Row{}, binding{}, err
+	}
+	if _, err := s.open(r); err != nil {
+		return store.Row{}, binding{}, err
+	}
+	return r, bindingOf(&r), nil
 }
 
 // Get implements store.Reader.
@@ -101,7 +166,7 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	if err := row.Validate(); err != nil {
 		return err
 	}
-	t, err := s.seal(row.SessionID, row.Provider, row.Tokens)
+	t, err := s.seal(row.SessionID, row.Provider, bindingOf(&row), row.Tokens)
 	if err != nil {
 		return err
 	}
@@ -109,9 +174,25 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return s.inner.Put(ctx, row)
 }
 
-// UpdateTokens implements store.Writer.
+// UpdateTokens implements store.Writer. The row's binding is not among its
+// arguments: it reads the row first, and seals t with the binding of the row
+// as read, provided the row's tokens open with it (else the error wraps
+// store.ErrUnreadable and nothing is written). If a concurrent write changes
+// the binding between that read and the update, the updated row does not
+// open either (the returned error wraps store.ErrUnreadable): tokens sealed
+// for one binding are never readable under another.
 func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	sealed, err := s.seal(sessionID, provider, t)
+	if err := store.CheckKey(sessionID, provider); err != nil {
+		return store.Row{}, err
+	}
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
+	}
+	_, b, err := s.current(ctx, sessionID, provider)
+	if err != nil {
+		return store.Row{}, err
+	}
+	sealed, err := s.seal(sessionID, provider, b, t)
 	if err != nil {
 		return store.Row{}, err
 	}
@@ -148,9 +229,34 @@ func (s *Store) ClaimRefresh(ctx context.Context, sessionID, provider, owner str
 	return c, nil
 }
 
-// CompleteRefresh implements store.RefreshCoordinator.
+// CompleteRefresh implements store.RefreshCoordinator. A refresh keeps the
+// row's binding: the row is read again (one more round trip), and t is
+// sealed with its binding, provided the row is still at the lease's version
+// (else the error wraps store.ErrLeaseLost, as the inner store's would) and
+// its tokens open with that binding (else it wraps store.ErrUnreadable, and
+// the lease is left to lapse or be released). The inner CompleteRefresh then
+// writes only if the row is still at that version, which every legitimate
+// change of the binding moves on.
 func (s *Store) CompleteRefresh(ctx context.Context, sessionID, provider string, lease store.Lease, t store.Tokens) (store.Row, error) {
-	sealed, err := s.seal(sessionID, provider, t)
+	if err := store.CheckLease(sessionID, provider, lease.Owner); err != nil {
+		return store.Row{}, err
+	}
+	if err := t.Check(); err != nil {
+		return store.Row{}, err
+	}
+	cur, err := s.inner.Get(ctx, sessionID, provider)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.Row{}, fmt.Errorf("%w: %w: encrypted complete refresh: no row for this session and provider", store.ErrLeaseLost, store.ErrNotFound)
+	case err != nil:
+		return store.Row{}, err
+	case cur.Version != lease.Version:
+		return store.Row{}, fmt.Errorf("%w: encrypted complete refresh: the row changed since the claim", store.ErrLeaseLost)
+	}
+	if _, err := s.open(cur); err != nil {
+		return store.Row{}, err
+	}
+	sealed, err := s.seal(sessionID, provider, bindingOf(&cur), t)
 	if err != nil {
 		return store.Row{}, err
 	}
@@ -168,23 +274,38 @@ func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, 
 
 // RotateStats reports what Rotate did.
 type RotateStats struct {
-	// Scanned rows were looked at; Rewritten ones were resealed under the
-	// primary key; Conflicts counts rewrites retried because the row changed
-	// meanwhile (a refresh or a login wrote it).
-	Scanned, Rewritten, Conflicts int
+	// Scanned rows were looked at; Rewritten ones were sealed again, under
+	// the primary key and in the current format; Upgraded counts those of
+	// them that held a ciphertext of the earlier format (v1), whose binding
+	// is sealed now; Conflicts counts rewrites retried because the row
+	// changed meanwhile (a refresh or a login wrote it).
+	Scanned, Rewritten, Upgraded, Conflicts int
+	// Plaintext names the rows left as they are because a token in them is
+	// not a ciphertext: written before encryption existed, or by something
+	// that bypassed this package. They are unreadable to the service.
+	Plaintext []store.Key
 }
 
 // maxRotateAttempts bounds the retries of one row that keeps changing.
 const maxRotateAttempts = 5
 
-// Rotate reseals, under the primary key, every token not already sealed by
-// it, including rows written before encryption existed (plaintext). It works
-// in batches of batch rows while the service keeps serving, and rewrites a
-// row only if it is unchanged since it was read (compare-and-swap on its
-// version), re-reading it otherwise, so it never writes an older token over
-// one a concurrent refresh just stored. The inner store must implement
-// store.Rewriter. A row that cannot be opened stops the rotation with
-// store.ErrUnreadable: removing its key would lose it.
+// Rotate seals again, under the primary key and in the current format, every
+// token not already so sealed: tokens under another key, and tokens of the
+// earlier format (v1) even under the primary key, so that every row's
+// binding ends up sealed with its tokens. It never seals a token that is
+// not a ciphertext (a plaintext value in the table could have been put
+// there by anyone who can write to it): such rows are left as they are and
+// listed in RotateStats.Plaintext, and the rotation goes on.
+//
+// It works in batches of batch rows while the service keeps serving, and
+// rewrites a row only if it is unchanged since it was read (compare-and-swap
+// on its version), re-reading it otherwise, so it never writes an older
+// token over one a concurrent refresh just stored. The inner store must
+// implement store.Rewriter. A row that cannot be opened stops the rotation
+// with store.ErrUnreadable: removing its key would lose it.
+//
+// A v1 row's binding is taken as it stands when it is sealed again: run
+// Rotate once the tokens' writers and the table are trusted.
 func (s *Store) Rotate(ctx context.Context, batch int, progress func(RotateStats)) (RotateStats, error) {
 	var st RotateStats
 	rw, ok := s.inner.(store.Rewriter)
@@ -215,14 +336,24 @@ func (s *Store) Rotate(ctx context.Context, batch int, progress func(RotateStats
 
 func (s *Store) rotateRow(ctx context.Context, rw store.Rewriter, r store.Row, st *RotateStats) error {
 	for attempt := 1; ; attempt++ {
-		t, changed, err := s.reseal(r)
-		if err != nil || !changed {
+		t, need, err := s.reseal(r)
+		if err != nil {
 			return err
+		}
+		switch need {
+		case upToDate:
+			return nil
+		case plaintext:
+			st.Plaintext = append(st.Plaintext, store.Key{SessionID: r.SessionID, Provider: r.Provider})
+			return nil
 		}
 		err = rw.RewriteTokens(ctx, r.SessionID, r.Provider, r.Version, t)
 		switch {
 		case err == nil:
 			st.Rewritten++
+			if need == upgrade {
+				st.Upgraded++
+			}
 			return nil
 		case errors.Is(err, store.ErrNotFound):
 			return nil
@@ -241,30 +372,49 @@ func (s *Store) rotateRow(ctx context.Context, rw store.Rewriter, r store.Row, s
 	}
 }
 
-// reseal returns r's tokens sealed under the primary key, and whether any
-// needed it. A value that is not a ciphertext is a token written before
-// encryption existed, and is sealed as it is.
-func (s *Store) reseal(r store.Row) (store.Tokens, bool, error) {
+// need is what a row needs from Rotate.
+type need int
+
+const (
+	upToDate  need = iota // every token under the primary key, in the current format
+	rekey                 // some token under another key
+	upgrade               // some token in the earlier format
+	plaintext             // some token is not a ciphertext: leave the row alone
+)
+
+// reseal returns r's tokens sealed under the primary key in the current
+// format, and what the row needed. For a row that is upToDate or holds
+// plaintext, the tokens returned are not to be written.
+func (s *Store) reseal(r store.Row) (store.Tokens, need, error) {
 	t := r.Tokens
-	changed := false
+	n := upToDate
 	for _, c := range tokenColumns(&t) {
-		id, encrypted := s.keys.KeyID(*c.v)
-		if encrypted && id == s.keys.Primary() {
+		if *c.v == "" {
 			continue
 		}
-		place := tokencrypt.Place{SessionID: r.SessionID, Provider: r.Provider, Column: c.name}
-		plain := *c.v
-		if encrypted {
-			var err error
-			if plain, err = s.keys.Open(*c.v, place); err != nil {
-				return store.Tokens{}, false, fmt.Errorf("%w: provider %q, %s: %w", store.ErrUnreadable, r.Provider, c.name, err)
-			}
+		info, ok := tokencrypt.Inspect(*c.v)
+		switch {
+		case !ok:
+			return store.Tokens{}, plaintext, nil
+		case info.Format == tokencrypt.FormatV1:
+			n = upgrade
+		case info.KeyID != s.keys.Primary() && n == upToDate:
+			n = rekey
 		}
-		ct, err := s.keys.Seal(plain, place)
-		if err != nil {
-			return store.Tokens{}, false, err
-		}
-		*c.v, changed = ct, true
 	}
-	return t, changed, nil
+	if n == upToDate {
+		return t, n, nil
+	}
+	b := bindingOf(&r)
+	for _, c := range tokenColumns(&t) {
+		p := place(r.SessionID, r.Provider, c.name, b)
+		plain, err := s.keys.Open(*c.v, p)
+		if err != nil {
+			return store.Tokens{}, n, fmt.Errorf("%w: provider %q, %s: %w", store.ErrUnreadable, r.Provider, c.name, err)
+		}
+		if *c.v, err = s.keys.Seal(plain, p); err != nil {
+			return store.Tokens{}, n, err
+		}
+	}
+	return t, n, nil
 }

@@ -57,7 +57,7 @@ func TestNothingStoredInClear(t *testing.T) {
 	}
 	raw, _ := inner.Get(ctx, "s1", "gh")
 	for _, v := range []string{raw.AccessToken, raw.RefreshToken, raw.IDToken} {
-		if strings.Contains(v, "secret-access") || !strings.HasPrefix(v, "v1.a.") {
+		if strings.Contains(v, "secret-access") || !strings.HasPrefix(v, "v2.a.") {
 			t.Errorf("stored value %q is not a ciphertext", v)
 		}
 	}
@@ -114,7 +114,8 @@ func TestRotate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A row written before encryption existed.
+	// A row written before encryption existed: it is reported, never
+	// sealed.
 	if err := inner.Put(ctx, row("legacy", "gh", "plain-token")); err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +124,9 @@ func TestRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stats.Scanned != 8 || stats.Rewritten != 8 {
-		t.Errorf("stats = %+v, want 8 scanned and rewritten", stats)
+	if stats.Scanned != 8 || stats.Rewritten != 7 || stats.Upgraded != 0 ||
+		len(stats.Plaintext) != 1 || stats.Plaintext[0] != (store.Key{SessionID: "legacy", Provider: "gh"}) {
+		t.Errorf("stats = %+v, want 8 scanned, 7 rewritten, the plaintext row reported", stats)
 	}
 	// Key a can now go.
 	onlyB := encrypted.New(inner, keyring(t, "b", "b"))
@@ -134,11 +136,14 @@ func TestRotate(t *testing.T) {
 			t.Errorf("s%d after rotation: %q %v", i, got.AccessToken, err)
 		}
 	}
-	if got, err := onlyB.Get(ctx, "legacy", "gh"); err != nil || got.AccessToken != "plain-token" || got.IDToken != "id-plain-token" {
-		t.Errorf("legacy row after rotation: %+v %v", got.Tokens, err)
+	if _, err := onlyB.Get(ctx, "legacy", "gh"); !errors.Is(err, store.ErrUnreadable) || !errors.Is(err, tokencrypt.ErrNotEncrypted) {
+		t.Errorf("legacy row after rotation: %v, want unreadable (not encrypted)", err)
 	}
-	// A second rotation has nothing to do.
-	if stats, err := onlyB.Rotate(ctx, 3, nil); err != nil || stats.Rewritten != 0 {
+	if raw, _ := inner.Get(ctx, "legacy", "gh"); raw.AccessToken != "plain-token" || raw.IDToken != "id-plain-token" {
+		t.Errorf("the plaintext row was changed: %+v", raw.Tokens)
+	}
+	// A second rotation has nothing to do but report the plaintext row again.
+	if stats, err := onlyB.Rotate(ctx, 3, nil); err != nil || stats.Rewritten != 0 || len(stats.Plaintext) != 1 {
 		t.Errorf("second rotation: %+v %v", stats, err)
 	}
 }

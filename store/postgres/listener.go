@@ -2,7 +2,8 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -14,12 +15,17 @@ import (
 	"github.com/extauthz/extauthz/store"
 )
 
-// NotifyChannel is the channel on which the trigger of migration 00003 sends
-// a notification for every change of a row of upstream_tokens (lease
-// changes excepted). Its payload is the JSON array [session_id, provider],
-// or "*" for a change that concerns every row (TRUNCATE, or a key too long
-// for a notification).
+// NotifyChannel is the channel on which the trigger of migrations 00003 and
+// 00004 sends a notification for every change of a row of upstream_tokens
+// (lease changes excepted). Its payload names the session by its tag
+// (store.NotifyTag under the key in the table extauthz_notify_key, as 64
+// hex digits), never by its ID, or is "*" for a change that concerns every
+// row (TRUNCATE).
 const NotifyChannel = "extauthz_tokens"
+
+// notifyKeySQL reads the notification key. Every heartbeat runs it, so that
+// a changed key is noticed within one.
+const notifyKeySQL = `SELECT encode(key, 'hex') FROM extauthz_notify_key`
 
 // Listener defaults.
 const (
@@ -34,8 +40,14 @@ const (
 // Invalidator is what a Listener keeps informed: a cache of rows
 // (store/cached.Store implements it).
 type Invalidator interface {
-	// Invalidate forgets the row (sessionID, provider).
-	Invalidate(sessionID, provider string)
+	// SetNotifyKey sets the key under which notifications name sessions
+	// (store.NotifyTag). The Listener calls it, then InvalidateAll, before
+	// it first vouches for the cache on a connection, and again whenever a
+	// heartbeat finds the key changed.
+	SetNotifyKey(key []byte)
+	// InvalidateTag forgets the rows of the session whose tag under the
+	// key is tag.
+	InvalidateTag(tag store.Tag)
 	// InvalidateAll forgets every row.
 	InvalidateAll()
 	// Trust lets the cache be used until until (a time.Now-based time,
@@ -62,6 +74,13 @@ type Invalidator interface {
 //
 // So a change committed at time t is no longer served by the cache after t
 // plus the staleness bound, whatever happens to the connection.
+//
+// Notifications name sessions by a keyed hash, so that the roles that may
+// LISTEN (any role) do not learn session IDs. The Listener reads the key
+// (table extauthz_notify_key, migration 00004) on its connection, which
+// its role must be allowed to SELECT, and hands it to the sink; each
+// heartbeat reads it again. A connection on which the key cannot be read
+// counts as failed: the cache is bypassed and the Listener retries.
 type Listener struct {
 	cfg        *pgconn.Config
 	sink       Invalidator
@@ -199,10 +218,15 @@ func (l *Listener) session(ctx context.Context) error {
 	prev := time.Now()
 	cctx, cancel = context.WithTimeout(ctx, timeout)
 	_, err = conn.Exec(cctx, "LISTEN "+NotifyChannel).ReadAll()
+	var key []byte
+	if err == nil {
+		key, err = readNotifyKey(cctx, conn)
+	}
 	cancel()
 	if err != nil {
 		return err
 	}
+	l.sink.SetNotifyKey(key)
 	// Whatever changed before the LISTEN took effect was not reported.
 	l.sink.InvalidateAll()
 	l.sink.Trust(prev.Add(l.staleness))
@@ -232,7 +256,7 @@ func (l *Listener) session(ctx context.Context) error {
 		// notification sent before the previous heartbeat started.
 		sent := time.Now()
 		hctx, cancel := context.WithTimeout(ctx, timeout)
-		_, err = conn.Exec(hctx, "SELECT 1").ReadAll()
+		k, err := readNotifyKey(hctx, conn)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -240,10 +264,37 @@ func (l *Listener) session(ctx context.Context) error {
 			}
 			return fmt.Errorf("heartbeat: %w", err)
 		}
+		if string(k) != string(key) {
+			// Notifications tagged under the new key may have gone
+			// unrecognised.
+			key = k
+			l.sink.SetNotifyKey(key)
+			l.sink.InvalidateAll()
+			l.log.Info("cache invalidation listener: the notification key changed; cache cleared")
+		}
 		l.sink.Trust(prev.Add(l.staleness))
 		l.covered.Store(prev.UnixNano())
 		prev, next = sent, sent.Add(l.heartbeat)
 	}
+}
+
+// errNoNotifyKey means the notification key table holds no usable key.
+var errNoNotifyKey = errors.New("extauthz_notify_key holds no 32-byte key")
+
+// readNotifyKey reads the notification key on conn.
+func readNotifyKey(ctx context.Context, conn *pgconn.PgConn) ([]byte, error) {
+	res, err := conn.Exec(ctx, notifyKeySQL).ReadAll()
+	if err != nil {
+		return nil, fmt.Errorf("reading the notification key (has 'extauthz migrate' run, and may this role SELECT extauthz_notify_key?): %w", err)
+	}
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+		return nil, errNoNotifyKey
+	}
+	key, err := hex.DecodeString(string(res[0].Rows[0][0]))
+	if err != nil || len(key) != store.NotifyKeySize {
+		return nil, errNoNotifyKey
+	}
+	return key, nil
 }
 
 // notified passes one notification on to the sink.
@@ -251,11 +302,12 @@ func (l *Listener) notified(_ *pgconn.PgConn, n *pgconn.Notification) {
 	if n.Channel != NotifyChannel {
 		return
 	}
-	var key []string
-	if n.Payload == "*" || json.Unmarshal([]byte(n.Payload), &key) != nil || len(key) != 2 || key[0] == "" {
-		// "*", or a payload this version does not understand: forget all.
+	tag, ok := store.ParseTag(n.Payload)
+	if !ok {
+		// "*", or a payload this version does not understand (one sent by
+		// the trigger of an older schema, say): forget all.
 		l.sink.InvalidateAll()
 		return
 	}
-	l.sink.Invalidate(key[0], key[1])
+	l.sink.InvalidateTag(tag)
 }

@@ -20,16 +20,23 @@ import (
 
 // sink records what a Listener tells it.
 type sink struct {
-	mu    sync.Mutex
-	keys  [][2]string
-	all   int
-	until time.Time
+	mu        sync.Mutex
+	notifyKey []byte
+	tags      []store.Tag
+	all       int
+	until     time.Time
 }
 
-func (s *sink) Invalidate(sessionID, provider string) {
+func (s *sink) SetNotifyKey(key []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.keys = append(s.keys, [2]string{sessionID, provider})
+	s.notifyKey = append([]byte(nil), key...)
+}
+
+func (s *sink) InvalidateTag(tag store.Tag) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tags = append(s.tags, tag)
 }
 
 func (s *sink) InvalidateAll() {
@@ -50,10 +57,16 @@ func (s *sink) trusted() bool {
 	return time.Now().Before(s.until)
 }
 
-func (s *sink) state() (keys [][2]string, all int) {
+func (s *sink) state() (tags []store.Tag, all int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([][2]string(nil), s.keys...), s.all
+	return append([]store.Tag(nil), s.tags...), s.all
+}
+
+func (s *sink) key() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notifyKey
 }
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
@@ -106,23 +119,46 @@ func TestListenerPassesNotificationsOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
+	var dbKey []byte
+	if err := conn.QueryRow(t.Context(), `SELECT key FROM extauthz_notify_key`).Scan(&dbKey); err != nil {
+		t.Fatal(err)
+	}
+	if string(s.key()) != string(dbKey) || len(dbKey) != store.NotifyKeySize {
+		t.Fatalf("the sink was given the key %x, the database holds %x", s.key(), dbKey)
+	}
 	st := newStore(t, dsn)
 	if err := st.Put(t.Context(), row("s\x01\"1", "gh")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, time.Second, "the Put reported", func() bool {
-		keys, _ := s.state()
-		return len(keys) == 1 && keys[0] == [2]string{"s\x01\"1", "gh"}
+		tags, _ := s.state()
+		return len(tags) == 1 && tags[0] == store.NotifyTag(dbKey, "s\x01\"1")
 	})
 	_, before := s.state()
-	for _, payload := range []string{"*", "garbage", `["only-one"]`} {
+	// "*", garbage, and the payload of the schema before migration 00004.
+	for _, payload := range []string{"*", "garbage", `["only-one"]`, `["s1", "gh"]`, strings.Repeat("A", 64)} {
 		if _, err := conn.Exec(t.Context(), `SELECT pg_notify($1, $2)`, postgres.NotifyChannel, payload); err != nil {
 			t.Fatal(err)
 		}
 	}
 	eventually(t, time.Second, "unknown payloads forget everything", func() bool {
 		_, all := s.state()
-		return all == before+3
+		return all == before+5
+	})
+	// A changed key is read again within a heartbeat, and clears the cache.
+	if _, err := conn.Exec(t.Context(), `UPDATE extauthz_notify_key SET key = sha256(key)`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "the new key taken up", func() bool {
+		_, all := s.state()
+		return string(s.key()) != string(dbKey) && all > before+5
+	})
+	if err := st.Put(t.Context(), row("s2", "gh")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "the Put reported under the new key", func() bool {
+		tags, _ := s.state()
+		return len(tags) == 2 && tags[1] == store.NotifyTag(s.key(), "s2")
 	})
 	// Heartbeats keep extending the trust.
 	time.Sleep(2 * postgres.DefaultStaleness)
