@@ -9,6 +9,14 @@
 // "jwk" headers are ignored and never fetched or trusted. Tokens must be in
 // JWS compact serialization; encrypted tokens (JWE) are refused.
 //
+// Parsing, the signature check and the registered claims (iss, aud, exp,
+// nbf and iat, with the leeway) are the work of go-jose
+// (github.com/go-jose/go-jose/v4 and its jwt package). This package adds what
+// that library leaves to its callers: one accepted spelling per token, the
+// claims the token swap reads, the key set (fetched, cached, and refetched
+// under a rate limit when a token names an unknown key), and a bounded cache
+// of verified tokens.
+//
 // Every rejection of a token wraps ErrInvalidToken. When the key set is
 // served from a URL that could not be fetched yet, Verify returns an error
 // wrapping ErrKeysUnavailable instead: the token may be fine and the caller
@@ -28,11 +36,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 var (
@@ -54,11 +63,6 @@ const (
 	DefaultKeySetMaxAge       = 10 * time.Minute
 	DefaultHTTPTimeout        = 10 * time.Second
 )
-
-// sessionIDClaim is upstreamtoken.TokenSessionIDClaimKey. It is repeated
-// here, rather than imported, so that upstreamtoken may one day depend on
-// this package; a test keeps the two equal.
-const sessionIDClaim = "tsid"
 
 // allowedAlgs is the signature algorithm allow-list handed to the JWS parser:
 // asymmetric algorithms only, so "none" and the HMAC family (and with them
@@ -119,7 +123,9 @@ type Config struct {
 	CacheSize int
 }
 
-// Claims are the verified claims of an access token.
+// Claims are the verified claims of an access token. Claim names match
+// exactly (case-sensitively), a claim whose value is JSON null counts as
+// absent, and a token whose claims name any member twice is refused.
 type Claims struct {
 	// Subject is the "sub" claim, a non-empty string.
 	Subject string
@@ -134,7 +140,9 @@ type Claims struct {
 	// claim (a string or an array of strings). It is nil when there are
 	// none.
 	Scopes []string
-	// ExpiresAt is the "exp" claim (without leeway).
+	// ExpiresAt is the "exp" claim (without leeway) to the second: a
+	// fractional part is dropped, so the token expires up to a second
+	// early rather than late.
 	ExpiresAt time.Time
 }
 
@@ -154,7 +162,7 @@ type KeySet interface {
 // Verifier verifies access tokens. It is safe for concurrent use.
 type Verifier struct {
 	issuer        string
-	audiences     []string
+	audiences     jwt.Audience
 	leeway        time.Duration
 	now           func() time.Time
 	maxTokenBytes int
@@ -259,7 +267,7 @@ func validateJWKSURL(raw string) error {
 func newVerifier(cfg Config, keys KeySet) *Verifier {
 	v := &Verifier{
 		issuer:        cfg.Issuer,
-		audiences:     append([]string(nil), cfg.Audiences...),
+		audiences:     jwt.Audience(slices.Clone(cfg.Audiences)),
 		leeway:        cfg.Leeway,
 		now:           cfg.Now,
 		maxTokenBytes: cfg.MaxTokenBytes,
@@ -303,7 +311,7 @@ var (
 	errAmbiguousKey   = invalid("no kid and several candidate keys")
 	errKeyMismatch    = invalid("key does not match the signature algorithm")
 	errSignature      = invalid("signature invalid")
-	errClaimsJSON     = invalid("claims are not a valid JSON object")
+	errClaimsJSON     = invalid("malformed claims")
 	errDuplicateClaim = invalid("duplicate claim")
 	errIssuer         = invalid("issuer mismatch")
 	errAudience       = invalid("audience mismatch")
@@ -336,9 +344,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if len(raw) > v.maxTokenBytes {
 		return Claims{}, errTooLarge
 	}
-	// Hash the string's bytes in place: SHA-256 only reads them, and a
-	// copy would be the only allocation of a cache hit.
-	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	key := tokenKey(raw)
 	if c, ok := v.cached(ctx, &key); ok {
 		return c, nil
 	}
