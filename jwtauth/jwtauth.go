@@ -397,12 +397,13 @@ func (v *Verifier) verify(ctx context.Context, raw string, cacheKey *[sha256.Siz
 	return claims, err
 }
 
-// checkCompact refuses, before any parsing, what cannot be a JWS compact
-// token: empty or oversized input, a part count other than three (five parts
-// is a JWE), characters outside the base64url alphabet (padding, whitespace
-// and line breaks included, which the base64 decoder would otherwise skip),
-// empty parts, and non-canonical base64url (non-zero trailing bits), so that
-// each token has exactly one accepted spelling.
+// checkCompact refuses, before any parsing, empty and oversized input and
+// the forms the library would accept but this package does not, so that each
+// token has exactly one accepted spelling: a part count other than three
+// (five parts is a JWE), an empty part, line breaks (which the base64
+// decoder skips) and non-canonical base64url (non-zero trailing bits).
+// Every other character outside the unpadded base64url alphabet is refused
+// by the library's decoder.
 func checkCompact(raw string, maxBytes int) error {
 	if raw == "" {
 		return errEmpty
@@ -417,29 +418,27 @@ func checkCompact(raw string, maxBytes int) error {
 	default:
 		return errMalformed
 	}
-	start := 0
-	for i := 0; i <= len(raw); i++ {
-		if i == len(raw) || raw[i] == '.' {
-			if !canonicalB64(raw[start:i]) {
-				return errMalformed
-			}
-			start = i + 1
-			continue
-		}
-		if b64Value[raw[i]] < 0 {
+	if strings.ContainsAny(raw, "\r\n") {
+		return errMalformed
+	}
+	for seg := range strings.SplitSeq(raw, ".") {
+		if !canonicalB64(seg) {
 			return errMalformed
 		}
 	}
 	return nil
 }
 
-// canonicalB64 reports whether seg is a non-empty, canonical unpadded
-// base64url encoding (its characters were checked by the caller).
+const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// canonicalB64 reports whether seg is non-empty, of a length that unpadded
+// base64 can have, and without bits set past its last whole byte. It leaves
+// the other characters to the decoder.
 func canonicalB64(seg string) bool {
 	if seg == "" {
 		return false
 	}
-	last := b64Value[seg[len(seg)-1]]
+	last := strings.IndexByte(b64Alphabet, seg[len(seg)-1])
 	switch len(seg) % 4 {
 	case 1:
 		return false
@@ -450,19 +449,6 @@ func canonicalB64(seg string) bool {
 	}
 	return true
 }
-
-// b64Value maps a base64url character to its 6-bit value and every other byte
-// to -1.
-var b64Value = func() (t [256]int8) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := range t {
-		t[i] = -1
-	}
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = int8(i)
-	}
-	return t
-}()
 
 // keyFitsAlg reports whether key is a public key of the type, curve and
 // strength that alg requires.

@@ -275,7 +275,7 @@ func TestVerifyMalformedAndRefusedForms(t *testing.T) {
 		t.Fatalf("ES256 signature segment has %d characters", len(sig))
 	}
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	nonCanonical := parts[0] + "." + payload + "." + sig[:len(sig)-1] + string(alphabet[b64Value[sig[len(sig)-1]]|1])
+	nonCanonical := parts[0] + "." + payload + "." + sig[:len(sig)-1] + string(alphabet[strings.IndexByte(alphabet, sig[len(sig)-1])|1])
 	if jws, err := jose.ParseSignedCompact(nonCanonical, allowedAlgs); err != nil {
 		t.Fatalf("go-jose refuses the non-canonical token itself: %v", err)
 	} else if _, err := jws.Verify(ek.priv.Public()); err != nil {
