@@ -524,7 +524,7 @@ func TestParseJWKS(t *testing.T) {
 				}
 				var kids []string
 				for _, k := range keys {
-					kids = append(kids, k.kid)
+					kids = append(kids, k.KeyID)
 				}
 				if !slices.Equal(kids, tc.wantKids) {
 					t.Fatalf("lenient kids = %q, want %q", kids, tc.wantKids)
