@@ -152,6 +152,12 @@ func TestVerifyClaims(t *testing.T) {
 				t.Errorf("Scopes = %q", c.Scopes)
 			}
 		}},
+		{name: "client_id null counts as absent", claims: with(baseClaims(), "client_id", nil, "azp", "client-azp"), check: func(t *testing.T, c Claims) {
+			if c.ClientID != "client-azp" {
+				t.Errorf("ClientID = %q, want client-azp", c.ClientID)
+			}
+		}},
+		{name: "jti of another type is not read", claims: with(baseClaims(), "jti", 7)},
 		{name: "unknown claims are ignored", claims: with(baseClaims(), "extra", map[string]any{"nested": []any{1, "x", nil}}, "jti", "j-1")},
 	}
 	for _, tc := range tests {
