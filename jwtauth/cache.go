@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/lru"
@@ -102,21 +101,25 @@ func (v *Verifier) cached(ctx context.Context, key *[sha256.Size]byte) (Claims, 
 // remember caches the claims of a token that has just been verified with
 // key.
 func (v *Verifier) remember(key *[sha256.Size]byte, c Claims, kid, alg string, pub crypto.PublicKey) {
-	// The claims' strings are substrings of the whole payload: copy them so
-	// that the entry does not keep the payload alive.
-	c.Subject = strings.Clone(c.Subject)
-	c.ClientID = strings.Clone(c.ClientID)
-	c.SessionID = strings.Clone(c.SessionID)
-	if c.Scopes != nil {
-		scopes := make([]string, len(c.Scopes))
-		for i, s := range c.Scopes {
-			scopes[i] = strings.Clone(s)
-		}
-		// Full capacity: an append by a caller cannot write into the
-		// cached array.
-		c.Scopes = slices.Clip(scopes)
-	}
+	// Full capacity: an append by a caller cannot write into the cached
+	// array.
+	c.Scopes = slices.Clip(c.Scopes)
 	v.cache.add(key, &verified{claims: c, until: c.ExpiresAt.Add(v.leeway), kid: kid, alg: alg, key: pub})
+}
+
+// tokenKey returns the SHA-256 of raw. It feeds the hash through a buffer
+// on the stack, so that a cache hit allocates nothing ([]byte(raw) would copy
+// the whole token to the heap).
+func tokenKey(raw string) (sum [sha256.Size]byte) {
+	h := sha256.New()
+	var buf [512]byte
+	for raw != "" {
+		n := copy(buf[:], raw)
+		h.Write(buf[:n])
+		raw = raw[n:]
+	}
+	h.Sum(sum[:0])
+	return sum
 }
 
 // sameKey reports whether a and b are the same public key.

@@ -5,15 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"slices"
+	"reflect"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// splitClaimsReference is the plain json.Decoder token walk of the top-level
-// object that splitClaims must agree with: it returns every member's JSON
-// text, errDuplicateClaim for a repeated name, errClaimsJSON otherwise.
-func splitClaimsReference(payload []byte) (map[string]string, error) {
+// topLevelMembers is the plain encoding/json token walk of a top-level
+// object, the reference decodeClaims must agree with: it returns every
+// member's JSON text, errDuplicateClaim for a repeated name, errClaimsJSON
+// otherwise.
+func topLevelMembers(payload []byte) (map[string]string, error) {
 	if !utf8.Valid(payload) {
 		return nil, errClaimsJSON
 	}
@@ -49,15 +52,7 @@ func splitClaimsReference(payload []byte) (map[string]string, error) {
 	return members, nil
 }
 
-func (rc rawClaims) byName() map[string]string {
-	return map[string]string{
-		"iss": rc.iss, "aud": rc.aud, "exp": rc.exp, "nbf": rc.nbf, "iat": rc.iat,
-		"sub": rc.sub, "client_id": rc.clientID, "azp": rc.azp, "tsid": rc.tsid,
-		"scope": rc.scope, "scp": rc.scp,
-	}
-}
-
-var splitClaimsSeeds = []string{
+var claimsSeeds = []string{
 	`{}`,
 	` { } `,
 	`{"sub":"a","exp":1,"aud":["x","y"],"tsid":"s"}`,
@@ -75,73 +70,77 @@ var splitClaimsSeeds = []string{
 	"{\"s\xffub\":1}",
 }
 
-func TestSplitClaimsMatchesReference(t *testing.T) {
-	for _, s := range splitClaimsSeeds {
-		checkSplitClaims(t, []byte(s))
+func TestDecodeClaimsMatchesReference(t *testing.T) {
+	for _, s := range claimsSeeds {
+		checkDecodeClaims(t, []byte(s))
 	}
 }
 
-func FuzzSplitClaims(f *testing.F) {
-	for _, s := range splitClaimsSeeds {
+// FuzzDecodeClaims checks decodeClaims, the library's strict JSON decoding
+// of a payload, against encoding/json: it refuses what is not one object of
+// valid UTF-8 and every top-level name given twice, and what it accepts
+// reads as encoding/json reads it.
+func FuzzDecodeClaims(f *testing.F) {
+	for _, s := range claimsSeeds {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, payload []byte) { checkSplitClaims(t, payload) })
+	f.Fuzz(func(t *testing.T, payload []byte) { checkDecodeClaims(t, payload) })
 }
 
-func checkSplitClaims(t *testing.T, payload []byte) {
+func checkDecodeClaims(t *testing.T, payload []byte) {
 	t.Helper()
-	rc, err := splitClaims(payload)
-	ref, refErr := splitClaimsReference(payload)
+	c, err := decodeClaims(payload)
+	if err != nil && (!errors.Is(err, ErrInvalidToken) || c != nil) {
+		t.Fatalf("%q: decodeClaims = %v, %v", payload, c, err)
+	}
+	ref, refErr := topLevelMembers(payload)
 	if !json.Valid(payload) || !utf8.Valid(payload) {
-		// The streaming reference may meet a duplicate before the syntax
-		// error; splitClaims validates first.
 		if err != errClaimsJSON {
-			t.Fatalf("%q: splitClaims error %v, want %v", payload, err, errClaimsJSON)
-		}
-		if refErr == nil {
-			t.Fatalf("%q: reference accepted invalid JSON", payload)
+			t.Fatalf("%q: decodeClaims error %v, want %v", payload, err, errClaimsJSON)
 		}
 		return
 	}
-	if !errors.Is(err, refErr) || !errors.Is(refErr, err) {
-		t.Fatalf("%q: splitClaims error %v, reference %v", payload, err, refErr)
+	if refErr != nil && err == nil {
+		t.Fatalf("%q: decodeClaims accepted what the reference refuses: %v", payload, refErr)
 	}
 	if err != nil {
 		return
 	}
-	for name, got := range rc.byName() {
-		if want := ref[name]; got != want {
-			t.Fatalf("%q: claim %q = %q, reference %q", payload, name, got, want)
+	// The untyped claims read as encoding/json reads them (absent and null
+	// alike as nil).
+	untyped := map[string]any{
+		"sub": c.Subject, "jti": c.ID, "client_id": c.ClientID, "azp": c.AZP,
+		"tsid": c.SessionID, "scope": c.Scope, "scp": c.Scp,
+	}
+	for name, got := range untyped {
+		var want any
+		if raw, ok := ref[name]; ok {
+			if err := json.Unmarshal([]byte(raw), &want); err != nil {
+				t.Fatalf("%q: claim %q: %v", payload, name, err)
+			}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q: claim %q = %#v, encoding/json %#v", payload, name, got, want)
 		}
 	}
-	// arrayElems agrees with encoding/json on every array claim.
-	for name, raw := range rc.byName() {
-		if raw == "" || raw[0] != '[' {
+	var iss string
+	if raw, ok := ref["iss"]; ok {
+		_ = json.Unmarshal([]byte(raw), &iss)
+	}
+	if c.Issuer != iss {
+		t.Fatalf("%q: iss = %q, encoding/json %q", payload, c.Issuer, iss)
+	}
+	for name, d := range map[string]*jwt.NumericDate{"exp": c.Expiry, "nbf": c.NotBefore, "iat": c.IssuedAt} {
+		raw, ok := ref[name]
+		if !ok || raw == "null" {
+			if d != nil {
+				t.Fatalf("%q: absent %s read as %d", payload, name, *d)
+			}
 			continue
 		}
-		var want []json.RawMessage
-		if err := json.Unmarshal([]byte(raw), &want); err != nil {
-			t.Fatalf("claim %q: %v", name, err)
-		}
-		var got []string
-		if !arrayElems(raw, func(e string) bool { got = append(got, e); return true }) {
-			t.Fatalf("claim %q: arrayElems refused %q", name, raw)
-		}
-		var wantS []string
-		for _, w := range want {
-			wantS = append(wantS, string(w))
-		}
-		if !slices.Equal(got, wantS) {
-			t.Fatalf("claim %q: elements %q, encoding/json %q", name, got, wantS)
-		}
-	}
-	// jsonString agrees with encoding/json on every string claim.
-	for name, raw := range rc.byName() {
-		var want string
-		wantOK := json.Unmarshal([]byte(raw), &want) == nil && raw != "" && raw[0] == '"'
-		got, ok := jsonString(raw)
-		if ok != wantOK || got != want {
-			t.Fatalf("claim %q: jsonString(%q) = %q, %v; encoding/json %q, %v", name, raw, got, ok, want, wantOK)
+		var f float64
+		if err := json.Unmarshal([]byte(raw), &f); err != nil || d == nil || int64(*d) != int64(f) || f < 0 || f >= maxNumericDate+1 {
+			t.Fatalf("%q: %s = %v read as %v", payload, name, raw, d)
 		}
 	}
 }

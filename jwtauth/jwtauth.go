@@ -9,6 +9,14 @@
 // "jwk" headers are ignored and never fetched or trusted. Tokens must be in
 // JWS compact serialization; encrypted tokens (JWE) are refused.
 //
+// Parsing, the signature check and the registered claims (iss, aud, exp,
+// nbf and iat, with the leeway) are the work of go-jose
+// (github.com/go-jose/go-jose/v4 and its jwt package). This package adds what
+// that library leaves to its callers: one accepted spelling per token, the
+// claims the token swap reads, the key set (fetched, cached, and refetched
+// under a rate limit when a token names an unknown key), and a bounded cache
+// of verified tokens.
+//
 // Every rejection of a token wraps ErrInvalidToken. When the key set is
 // served from a URL that could not be fetched yet, Verify returns an error
 // wrapping ErrKeysUnavailable instead: the token may be fine and the caller
@@ -28,11 +36,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
-	"unsafe"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 var (
@@ -54,11 +63,6 @@ const (
 	DefaultKeySetMaxAge       = 10 * time.Minute
 	DefaultHTTPTimeout        = 10 * time.Second
 )
-
-// sessionIDClaim is upstreamtoken.TokenSessionIDClaimKey. It is repeated
-// here, rather than imported, so that upstreamtoken may one day depend on
-// this package; a test keeps the two equal.
-const sessionIDClaim = "tsid"
 
 // allowedAlgs is the signature algorithm allow-list handed to the JWS parser:
 // asymmetric algorithms only, so "none" and the HMAC family (and with them
@@ -119,7 +123,9 @@ type Config struct {
 	CacheSize int
 }
 
-// Claims are the verified claims of an access token.
+// Claims are the verified claims of an access token. Claim names match
+// exactly (case-sensitively), a claim whose value is JSON null counts as
+// absent, and a token whose claims name any member twice is refused.
 type Claims struct {
 	// Subject is the "sub" claim, a non-empty string.
 	Subject string
@@ -134,7 +140,9 @@ type Claims struct {
 	// claim (a string or an array of strings). It is nil when there are
 	// none.
 	Scopes []string
-	// ExpiresAt is the "exp" claim (without leeway).
+	// ExpiresAt is the "exp" claim (without leeway) to the second: a
+	// fractional part is dropped, so the token expires up to a second
+	// early rather than late.
 	ExpiresAt time.Time
 }
 
@@ -154,7 +162,7 @@ type KeySet interface {
 // Verifier verifies access tokens. It is safe for concurrent use.
 type Verifier struct {
 	issuer        string
-	audiences     []string
+	audiences     jwt.Audience
 	leeway        time.Duration
 	now           func() time.Time
 	maxTokenBytes int
@@ -259,7 +267,7 @@ func validateJWKSURL(raw string) error {
 func newVerifier(cfg Config, keys KeySet) *Verifier {
 	v := &Verifier{
 		issuer:        cfg.Issuer,
-		audiences:     append([]string(nil), cfg.Audiences...),
+		audiences:     jwt.Audience(slices.Clone(cfg.Audiences)),
 		leeway:        cfg.Leeway,
 		now:           cfg.Now,
 		maxTokenBytes: cfg.MaxTokenBytes,
@@ -303,7 +311,7 @@ var (
 	errAmbiguousKey   = invalid("no kid and several candidate keys")
 	errKeyMismatch    = invalid("key does not match the signature algorithm")
 	errSignature      = invalid("signature invalid")
-	errClaimsJSON     = invalid("claims are not a valid JSON object")
+	errClaimsJSON     = invalid("malformed claims")
 	errDuplicateClaim = invalid("duplicate claim")
 	errIssuer         = invalid("issuer mismatch")
 	errAudience       = invalid("audience mismatch")
@@ -336,9 +344,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if len(raw) > v.maxTokenBytes {
 		return Claims{}, errTooLarge
 	}
-	// Hash the string's bytes in place: SHA-256 only reads them, and a
-	// copy would be the only allocation of a cache hit.
-	key := sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+	key := tokenKey(raw)
 	if c, ok := v.cached(ctx, &key); ok {
 		return c, nil
 	}
@@ -391,12 +397,13 @@ func (v *Verifier) verify(ctx context.Context, raw string, cacheKey *[sha256.Siz
 	return claims, err
 }
 
-// checkCompact refuses, before any parsing, what cannot be a JWS compact
-// token: empty or oversized input, a part count other than three (five parts
-// is a JWE), characters outside the base64url alphabet (padding, whitespace
-// and line breaks included, which the base64 decoder would otherwise skip),
-// empty parts, and non-canonical base64url (non-zero trailing bits), so that
-// each token has exactly one accepted spelling.
+// checkCompact refuses, before any parsing, empty and oversized input and
+// the forms the library would accept but this package does not, so that each
+// token has exactly one accepted spelling: a part count other than three
+// (five parts is a JWE), an empty part, line breaks (which the base64
+// decoder skips) and non-canonical base64url (non-zero trailing bits).
+// Every other character outside the unpadded base64url alphabet is refused
+// by the library's decoder.
 func checkCompact(raw string, maxBytes int) error {
 	if raw == "" {
 		return errEmpty
@@ -411,29 +418,27 @@ func checkCompact(raw string, maxBytes int) error {
 	default:
 		return errMalformed
 	}
-	start := 0
-	for i := 0; i <= len(raw); i++ {
-		if i == len(raw) || raw[i] == '.' {
-			if !canonicalB64(raw[start:i]) {
-				return errMalformed
-			}
-			start = i + 1
-			continue
-		}
-		if b64Value[raw[i]] < 0 {
+	if strings.ContainsAny(raw, "\r\n") {
+		return errMalformed
+	}
+	for seg := range strings.SplitSeq(raw, ".") {
+		if !canonicalB64(seg) {
 			return errMalformed
 		}
 	}
 	return nil
 }
 
-// canonicalB64 reports whether seg is a non-empty, canonical unpadded
-// base64url encoding (its characters were checked by the caller).
+const b64Alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// canonicalB64 reports whether seg is non-empty, of a length that unpadded
+// base64 can have, and without bits set past its last whole byte. It leaves
+// the other characters to the decoder.
 func canonicalB64(seg string) bool {
 	if seg == "" {
 		return false
 	}
-	last := b64Value[seg[len(seg)-1]]
+	last := strings.IndexByte(b64Alphabet, seg[len(seg)-1])
 	switch len(seg) % 4 {
 	case 1:
 		return false
@@ -444,19 +449,6 @@ func canonicalB64(seg string) bool {
 	}
 	return true
 }
-
-// b64Value maps a base64url character to its 6-bit value and every other byte
-// to -1.
-var b64Value = func() (t [256]int8) {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	for i := range t {
-		t[i] = -1
-	}
-	for i := 0; i < len(alphabet); i++ {
-		t[alphabet[i]] = int8(i)
-	}
-	return t
-}()
 
 // keyFitsAlg reports whether key is a public key of the type, curve and
 // strength that alg requires.

@@ -27,40 +27,37 @@ const (
 	noKeysRetryInterval = time.Second
 )
 
-// verificationKey is one usable public signing key of a key set.
-type verificationKey struct {
-	kid string
-	alg string // the JWK's "alg"; "" when the JWK does not restrict it
-	key crypto.PublicKey
-}
-
-// keySnapshot is an immutable parsed key set.
+// keySnapshot is an immutable parsed key set: public signing keys only,
+// each usable with at least one allowed algorithm.
 type keySnapshot struct {
-	keys      []verificationKey
+	keys      []jose.JSONWebKey
 	fetchedAt time.Time
 }
 
-// find selects the key for a token header. With a kid, the first key with
-// that kid that fits alg is returned. Without one, the key is returned only
-// when it is the single key in the set that fits alg.
+// find selects the key for a token header: a key fits when its JWK "alg",
+// if any, is alg and it has the type, curve and strength alg requires. With
+// a kid, the first fitting key with that kid is returned. Without one, the
+// key is returned only when it is the single fitting key in the set. (The
+// library's own JWKS look-up takes the first key with the kid, fitting or
+// not, and refuses a token without one.)
 func (s *keySnapshot) find(kid, alg string) (crypto.PublicKey, error) {
 	var found crypto.PublicKey
 	n := 0
 	for i := range s.keys {
 		k := &s.keys[i]
-		if kid != "" && k.kid != kid {
+		if kid != "" && k.KeyID != kid {
 			continue
 		}
-		if k.alg != "" && k.alg != alg {
+		if k.Algorithm != "" && k.Algorithm != alg {
 			continue
 		}
-		if !keyFitsAlg(k.key, alg) {
+		if !keyFitsAlg(k.Key, alg) {
 			continue
 		}
 		if kid != "" {
-			return k.key, nil
+			return k.Key, nil
 		}
-		found = k.key
+		found = k.Key
 		n++
 	}
 	switch n {
@@ -81,7 +78,7 @@ func (s *keySnapshot) find(kid, alg string) (crypto.PublicKey, error) {
 // set, which may legitimately list keys this service cannot use) it is
 // skipped. Private and symmetric keys are never used. A set without any
 // usable key is an error in both modes.
-func parseJWKS(data []byte, strict bool) ([]verificationKey, error) {
+func parseJWKS(data []byte, strict bool) ([]jose.JSONWebKey, error) {
 	var doc struct {
 		Keys []json.RawMessage `json:"keys"`
 	}
@@ -91,7 +88,7 @@ func parseJWKS(data []byte, strict bool) ([]verificationKey, error) {
 	if doc.Keys == nil {
 		return nil, errors.New(`not a JSON Web Key Set: no "keys" array`)
 	}
-	var keys []verificationKey
+	var keys []jose.JSONWebKey
 	for i, raw := range doc.Keys {
 		var meta struct {
 			Use    *string  `json:"use"`
@@ -131,7 +128,7 @@ func parseJWKS(data []byte, strict bool) ([]verificationKey, error) {
 			}
 			continue
 		}
-		keys = append(keys, verificationKey{kid: jwk.KeyID, alg: jwk.Algorithm, key: jwk.Key})
+		keys = append(keys, jwk)
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no usable public signing key in the key set")
@@ -341,7 +338,7 @@ func (r *remoteKeySet) fetchIfDue(ctx context.Context) (*keySnapshot, error) {
 }
 
 // fetch GETs the JWKS: status 200, at most 1 MiB, at least one usable key.
-func (r *remoteKeySet) fetch(ctx context.Context) ([]verificationKey, error) {
+func (r *remoteKeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if r.client.Timeout == 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultHTTPTimeout)
