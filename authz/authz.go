@@ -269,7 +269,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 	for i := range d.routes {
 		d.routes[i].policy = d.routePolicy(&d.routes[i].Route)
 	}
-	d.fallback = d.routePolicy(&cfg.DefaultRoute)
+	d.fallback = d.routePolicy(&d.cfg.DefaultRoute)
 	return d
 }
 

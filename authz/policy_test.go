@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -373,9 +374,14 @@ func TestDefaultRoute(t *testing.T) {
 			}
 		})
 	}
-	d := New(Config{Providers: providers, DefaultProviders: []string{"okta"}, DefaultRoute: Route{RequiredScopes: []string{"two words"}}}, v, &countingSource{}, nil)
+	var logs strings.Builder
+	d := New(Config{Providers: providers, DefaultProviders: []string{"okta"}, DefaultRoute: Route{RequiredScopes: []string{"two words"}}},
+		v, &countingSource{}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-none"}}); resp.Status != 500 || resp.Reason != "route_misconfigured" {
 		t.Errorf("malformed default route: got %d %s, want 500 route_misconfigured", resp.Status, resp.Reason)
+	}
+	if !strings.Contains(logs.String(), "default route: required scope") {
+		t.Errorf("the log must name the default route:\n%s", logs.String())
 	}
 }
 
