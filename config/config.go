@@ -196,9 +196,10 @@ type Provider struct {
 }
 
 // Route chooses providers and required scopes by request host and path, for
-// proxies that cannot send context_extensions (Istio). It applies only to a
-// Check that carries neither the upstream_providers nor the required_scopes
-// context extension; authz.Route states the matching rules.
+// proxies that cannot send context_extensions (Istio). It applies to a Check
+// that carries neither the upstream_providers nor the required_scopes context
+// extension, and to every Check with routes_only; authz.Route states the
+// matching rules.
 type Route struct {
 	// Host is a host name or IP address, without port, compared
 	// case-insensitively with the request's host (whose port is ignored).
