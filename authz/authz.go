@@ -65,9 +65,19 @@ type Config struct {
 	DefaultProviders []string
 	// Routes choose providers and required scopes from the request's host
 	// and path when the request carries neither ContextKeyProviders nor
-	// ContextKeyRequiredScopes (Istio cannot send context extensions). See
-	// Route for the matching rules.
+	// ContextKeyRequiredScopes (Istio cannot send context extensions), or
+	// always when RoutesOnly is set. See Route for the matching rules.
 	Routes []Route
+	// DefaultRoute is the policy of a request that Routes do not match: its
+	// Providers (none means DefaultProviders) and RequiredScopes. Its Host,
+	// PathPrefix and CaseSensitive are ignored. The zero value is
+	// DefaultProviders with no required scopes.
+	DefaultRoute Route
+	// RoutesOnly makes the decision ignore context extensions: providers
+	// and required scopes then come only from Routes, DefaultRoute and
+	// DefaultProviders. Set it where callers cannot be trusted to choose
+	// their own policy (Istio, where any workload could call the service).
+	RoutesOnly bool
 	// Realm and ResourceMetadata go into WWW-Authenticate on 401 and 403.
 	Realm            string
 	ResourceMetadata string
@@ -88,9 +98,13 @@ type Observer interface {
 //
 // A route matches a request when its Host is empty or equals the request's
 // host, and its PathPrefix is a prefix (plain string comparison, as Envoy's
-// route "prefix") of the request's path. Of the matching routes, the one with
-// the longest PathPrefix wins; on equal length a route with a Host beats one
-// without. No matching route means DefaultProviders and no required scopes.
+// route "prefix") of the request's path. Unless CaseSensitive is set, the
+// comparison ignores the case of ASCII letters (as Envoy's route
+// "case_sensitive: false" does, and as many backends route): "/GITHUB/user"
+// is under "/github/". Of the matching routes, the one with the longest
+// PathPrefix wins; on equal length a route with a Host beats one without, and
+// then a case-sensitive route beats a case-insensitive one. No matching route
+// means Config.DefaultRoute.
 //
 // Hosts are compared case-insensitively, without a port and without a
 // trailing dot ("API.example.com.:8443" is "api.example.com"). The request
@@ -108,6 +122,9 @@ type Route struct {
 	Host string
 	// PathPrefix starts with "/".
 	PathPrefix string
+	// CaseSensitive compares PathPrefix with the path exactly; by default
+	// ASCII letters match regardless of case.
+	CaseSensitive bool
 	// Providers are the route's providers; empty means DefaultProviders.
 	Providers []string
 	// RequiredScopes must all be among the JWT's scopes.
@@ -188,7 +205,7 @@ type Decider struct {
 	challenge  string          // WWW-Authenticate prefix: Bearer realm="..."[, resource_metadata="..."]
 	allHeaders []string        // every header name a provider could set, sorted
 	routes     []compiledRoute // cfg.Routes normalized, in matching order
-	fallback   policy          // when no context extension and no route applies
+	fallback   policy          // cfg.DefaultRoute: when no context extension and no route applies
 }
 
 // compiledRoute is a configured Route with its policy resolved at New.
@@ -231,21 +248,28 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 	for _, r := range cfg.Routes {
 		r.Host = cleanHost(r.Host)
 		r.PathPrefix = CleanPath(r.PathPrefix)
+		if !r.CaseSensitive {
+			r.PathPrefix = lowerASCII(r.PathPrefix)
+		}
 		d.routes = append(d.routes, compiledRoute{Route: r})
 	}
-	// Longest prefix first; on equal length, host-specific first. Stable,
-	// so that of two identical routes (refused by config) the first wins.
+	// Longest prefix first; on equal length, host-specific first, then
+	// case-sensitive first. Stable, so that of two identical routes
+	// (refused by config) the first wins.
 	sort.SliceStable(d.routes, func(i, j int) bool {
 		a, b := d.routes[i], d.routes[j]
 		if len(a.PathPrefix) != len(b.PathPrefix) {
 			return len(a.PathPrefix) > len(b.PathPrefix)
 		}
-		return a.Host != "" && b.Host == ""
+		if (a.Host != "") != (b.Host != "") {
+			return a.Host != ""
+		}
+		return a.CaseSensitive && !b.CaseSensitive
 	})
 	for i := range d.routes {
 		d.routes[i].policy = d.routePolicy(&d.routes[i].Route)
 	}
-	d.fallback = d.resolve(nil, nil)
+	d.fallback = d.routePolicy(&d.cfg.DefaultRoute)
 	return d
 }
 
@@ -326,16 +350,17 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 }
 
 // route returns the request's providers (all of them configured) and
-// required scopes. Context extensions are authoritative when either key is
-// present, even empty: the providers come from ContextKeyProviders (else
-// DefaultProviders) and the scopes from ContextKeyRequiredScopes (else none),
-// and Routes are not consulted. Otherwise the matching Route supplies both.
-// The returned slices must not be modified.
+// required scopes. Unless RoutesOnly is set, context extensions are
+// authoritative when either key is present, even empty: the providers come
+// from ContextKeyProviders (else DefaultProviders) and the scopes from
+// ContextKeyRequiredScopes (else none), and Routes are not consulted.
+// Otherwise the matching Route, else DefaultRoute, supplies both. The
+// returned slices must not be modified.
 func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 	ext := req.ContextExtensions
 	_, hasProviders := ext[ContextKeyProviders]
 	_, hasScopes := ext[ContextKeyRequiredScopes]
-	if !hasProviders && !hasScopes {
+	if d.cfg.RoutesOnly || (!hasProviders && !hasScopes) {
 		p := &d.fallback
 		if r := d.match(req.Host, req.Path); r != nil {
 			p = &r.policy
@@ -355,12 +380,16 @@ func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 	return p.providers, p.scopes, p.err
 }
 
-// routePolicy resolves a configured route's policy.
+// routePolicy resolves a configured route's policy (or DefaultRoute's).
 func (d *Decider) routePolicy(r *Route) policy {
 	var scopes []string
 	for _, s := range r.RequiredScopes {
 		if !oauthscope.Valid(s) {
-			return policy{err: fmt.Errorf("route %q: required scope %q is not an RFC 6749 scope-token", r.Host+r.PathPrefix, s)}
+			name := "default route"
+			if r != &d.cfg.DefaultRoute {
+				name = fmt.Sprintf("route %q", r.Host+r.PathPrefix)
+			}
+			return policy{err: fmt.Errorf("%s: required scope %q is not an RFC 6749 scope-token", name, s)}
 		}
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
@@ -393,11 +422,46 @@ func (d *Decider) match(host, path string) *compiledRoute {
 	host, path = cleanHost(host), CleanPath(path)
 	for i := range d.routes {
 		r := &d.routes[i]
-		if (r.Host == "" || r.Host == host) && strings.HasPrefix(path, r.PathPrefix) {
+		if r.Host != "" && r.Host != host {
+			continue
+		}
+		if r.CaseSensitive && strings.HasPrefix(path, r.PathPrefix) ||
+			!r.CaseSensitive && hasPrefixFoldASCII(path, r.PathPrefix) {
 			return r
 		}
 	}
 	return nil
+}
+
+// hasPrefixFoldASCII reports whether s starts with prefix, ignoring the case
+// of ASCII letters in s; prefix must already be lower-case. Other bytes
+// (percent-escapes' hex digits are upper-cased by CleanPath on both sides,
+// and then folded alike) compare exactly.
+func hasPrefixFoldASCII(s, prefix string) bool {
+	if len(s) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII lower-cases the ASCII letters of s, leaving other bytes alone.
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // missingScopes returns the required scopes that have is without, compared

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -218,6 +219,9 @@ func TestRoutes(t *testing.T) {
 			map[string]string{ContextKeyProviders: ""}, "ok:okta"},
 		{"other extensions do not disable routes", "none", "x", "/github/x",
 			map[string]string{"unrelated": "1"}, `403:scope="repo"`},
+		{"path prefix case-insensitive by default", "none", "other.example", "/GITHUB/user", nil, `403:scope="repo"`},
+		{"mixed case, longest prefix", "repo", "other.example", "/GitHub/Admin/users", nil, `403:scope="admin"`},
+		{"encoded upper-case letters", "repo", "x", "/%47ITHUB/%41DMIN/x", nil, `403:scope="admin"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -256,7 +260,7 @@ func TestRouteAllocatesNothing(t *testing.T) {
 		DefaultProviders: []string{"gh"},
 		Routes:           []Route{{PathPrefix: "/cal/", Providers: []string{"google"}, RequiredScopes: []string{"calendar", "calendar"}}},
 	}, staticVerifier{}, &countingSource{}, nil)
-	for _, path := range []string{"/v1/items?limit=20", "/cal/x"} {
+	for _, path := range []string{"/v1/items?limit=20", "/cal/x", "/CAL/x"} {
 		req := Request{Host: "api.example.com", Path: path}
 		var providers, scopes []string
 		allocs := testing.AllocsPerRun(100, func() {
@@ -268,15 +272,163 @@ func TestRouteAllocatesNothing(t *testing.T) {
 		if allocs != 0 {
 			t.Errorf("%s: route allocates %.0f times", path, allocs)
 		}
-		if path == "/cal/x" && (strings.Join(providers, ",") != "google" || strings.Join(scopes, ",") != "calendar") {
+		cal := strings.EqualFold(path, "/cal/x")
+		if cal && (strings.Join(providers, ",") != "google" || strings.Join(scopes, ",") != "calendar") {
 			t.Errorf("%s: providers %q, scopes %q", path, providers, scopes)
 		}
-		if path != "/cal/x" && (strings.Join(providers, ",") != "gh" || scopes != nil) {
+		if !cal && (strings.Join(providers, ",") != "gh" || scopes != nil) {
 			t.Errorf("%s: providers %q, scopes %q", path, providers, scopes)
 		}
 		if cap(providers) != len(providers) {
 			t.Errorf("%s: shared providers slice has spare capacity: an append would write into it", path)
 		}
+	}
+}
+
+// policyOutcome renders a decision as "ok:<providers>" (from the headers
+// set) or "<status>:<scope challenge attribute>".
+func policyOutcome(resp Response) string {
+	if resp.Allowed {
+		var ps []string
+		for _, h := range resp.Headers {
+			ps = append(ps, strings.TrimSuffix(strings.TrimPrefix(h.Value, "Bearer "), "-access"))
+		}
+		sort.Strings(ps)
+		return "ok:" + strings.Join(ps, ",")
+	}
+	_, scope, _ := strings.Cut(headerMap(resp.Headers)["www-authenticate"], "insufficient_scope\", ")
+	return fmt.Sprintf("%d:%s", resp.Status, scope)
+}
+
+// TestRouteCaseSensitivity: a route's path_prefix ignores the case of ASCII
+// letters unless the route says case_sensitive; a case-sensitive route wins
+// over a case-insensitive one with the same prefix length.
+func TestRouteCaseSensitivity(t *testing.T) {
+	v := staticVerifier{}
+	for name, scopes := range map[string][]string{"none": nil, "repo": {"repo"}, "exact": {"exact"}} {
+		v["jwt-"+name] = jwtauth.Claims{Subject: "alice", ClientID: "app", SessionID: "s", Scopes: scopes}
+	}
+	d := New(Config{
+		Providers:        map[string]Provider{"gh": {}, "okta": {Header: "x-okta-token"}},
+		DefaultProviders: []string{"okta"},
+		Routes: []Route{
+			{PathPrefix: "/GitHub/", Providers: []string{"gh"}, RequiredScopes: []string{"repo"}},
+			{PathPrefix: "/Exact/", CaseSensitive: true, RequiredScopes: []string{"exact"}},
+			{PathPrefix: "/files/", Providers: []string{"gh"}},
+			{PathPrefix: "/FILES/", CaseSensitive: true, RequiredScopes: []string{"exact"}},
+			{PathPrefix: "/caf\xc3\xa9/", RequiredScopes: []string{"repo"}},
+		},
+	}, v, &countingSource{}, nil)
+	for _, tc := range []struct{ token, path, want string }{
+		{"none", "/github/x", `403:scope="repo"`},
+		{"none", "/GITHUB/x", `403:scope="repo"`},
+		{"none", "/gItHuB/x", `403:scope="repo"`},
+		{"repo", "/GITHUB/x", "ok:gh"},
+		{"none", "/githubx", "ok:okta"},
+		{"none", "/Exact/x", `403:scope="exact"`},
+		{"none", "/exact/x", "ok:okta"},
+		{"none", "/EXACT/x", "ok:okta"},
+		{"none", "/Files/x", "ok:gh"},
+		{"none", "/FILES/x", `403:scope="exact"`},
+		// Only ASCII letters fold: non-ASCII bytes compare exactly.
+		{"none", "/CAF\xc3\xa9/x", `403:scope="repo"`},
+		{"none", "/caf\xc3\x89/x", "ok:okta"},
+	} {
+		resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-" + tc.token}, Host: "x", Path: tc.path})
+		if got := policyOutcome(resp); got != tc.want {
+			t.Errorf("%s with %s: got %s, want %s", tc.path, tc.token, got, tc.want)
+		}
+	}
+}
+
+// TestDefaultRoute: a request that matches no route gets the default route's
+// required scopes and providers (else default_providers); a route without
+// providers still uses default_providers, not the default route's.
+func TestDefaultRoute(t *testing.T) {
+	v := staticVerifier{}
+	for name, scopes := range map[string][]string{"none": nil, "base": {"api"}, "repo": {"repo"}} {
+		v["jwt-"+name] = jwtauth.Claims{Subject: "alice", ClientID: "app", SessionID: "s", Scopes: scopes}
+	}
+	providers := map[string]Provider{"gh": {}, "okta": {Header: "x-okta-token"}, "google": {Header: "x-google-token"}}
+	routes := []Route{{PathPrefix: "/github/", Providers: []string{"gh"}, RequiredScopes: []string{"repo"}}, {PathPrefix: "/open/"}}
+	tests := []struct {
+		name         string
+		defaultRoute Route
+		token, path  string
+		want         string
+	}{
+		{"zero default route: default providers, no scopes", Route{}, "none", "/elsewhere", "ok:okta"},
+		{"scopes required where no route matches", Route{RequiredScopes: []string{"api"}}, "none", "/elsewhere", `403:scope="api"`},
+		{"scopes held", Route{RequiredScopes: []string{"api"}}, "base", "/elsewhere", "ok:okta"},
+		{"a matching route is not the default", Route{RequiredScopes: []string{"api"}}, "repo", "/github/x", "ok:gh"},
+		{"default route's providers", Route{Providers: []string{"google"}}, "none", "/elsewhere", "ok:google"},
+		{"route without providers keeps default_providers", Route{Providers: []string{"google"}}, "none", "/open/x", "ok:okta"},
+		{"no host or path (another front)", Route{RequiredScopes: []string{"api"}}, "none", "", `403:scope="api"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := New(Config{Providers: providers, DefaultProviders: []string{"okta"}, Routes: routes, DefaultRoute: tc.defaultRoute}, v, &countingSource{}, nil)
+			resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-" + tc.token}, Host: "x", Path: tc.path})
+			if got := policyOutcome(resp); got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+	var logs strings.Builder
+	d := New(Config{Providers: providers, DefaultProviders: []string{"okta"}, DefaultRoute: Route{RequiredScopes: []string{"two words"}}},
+		v, &countingSource{}, slog.New(slog.NewTextHandler(&logs, nil)))
+	if resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-none"}}); resp.Status != 500 || resp.Reason != "route_misconfigured" {
+		t.Errorf("malformed default route: got %d %s, want 500 route_misconfigured", resp.Status, resp.Reason)
+	}
+	if !strings.Contains(logs.String(), "default route: required scope") {
+		t.Errorf("the log must name the default route:\n%s", logs.String())
+	}
+}
+
+// TestRoutesOnly: with RoutesOnly, context extensions cannot choose a
+// provider or drop a route's scopes.
+func TestRoutesOnly(t *testing.T) {
+	v := staticVerifier{}
+	for name, scopes := range map[string][]string{"none": nil, "repo": {"repo"}, "base": {"api"}} {
+		v["jwt-"+name] = jwtauth.Claims{Subject: "alice", ClientID: "app", SessionID: "s", Scopes: scopes}
+	}
+	cfg := Config{
+		Providers:        map[string]Provider{"gh": {}, "okta": {Header: "x-okta-token"}, "google": {Header: "x-google-token"}},
+		DefaultProviders: []string{"okta"},
+		Routes:           []Route{{PathPrefix: "/github/", Providers: []string{"gh"}, RequiredScopes: []string{"repo"}}},
+		DefaultRoute:     Route{RequiredScopes: []string{"api"}},
+	}
+	tests := []struct {
+		name        string
+		token, path string
+		ext         map[string]string
+		want        string // without RoutesOnly
+		wantOnly    string // with RoutesOnly
+	}{
+		{"extension picks another provider", "repo", "/github/x", map[string]string{ContextKeyProviders: "google"}, "ok:google", "ok:gh"},
+		{"extension drops the route's scopes", "none", "/github/x", map[string]string{ContextKeyRequiredScopes: ""}, "ok:okta", `403:scope="repo"`},
+		{"extension drops the default route's scopes", "none", "/elsewhere", map[string]string{ContextKeyProviders: "gh", ContextKeyRequiredScopes: ""}, "ok:gh", `403:scope="api"`},
+		{"extension naming an unknown provider", "base", "/elsewhere", map[string]string{ContextKeyProviders: "nope"}, "500:", "ok:okta"},
+		{"malformed extension scopes", "base", "/elsewhere", map[string]string{ContextKeyRequiredScopes: "a\tb"}, "500:", "ok:okta"},
+		{"no extensions", "repo", "/github/x", nil, "ok:gh", "ok:gh"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, only := range []bool{false, true} {
+				c := cfg
+				c.RoutesOnly = only
+				d := New(c, v, &countingSource{}, nil)
+				resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-" + tc.token},
+					ContextExtensions: tc.ext, Host: "x", Path: tc.path})
+				want := tc.want
+				if only {
+					want = tc.wantOnly
+				}
+				if got := policyOutcome(resp); got != want {
+					t.Errorf("RoutesOnly=%v: got %s, want %s", only, got, want)
+				}
+			}
+		})
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/internal/gc"
 	"github.com/extauthz/extauthz/internal/oauthscope"
+	"github.com/extauthz/extauthz/internal/tlsreload"
 	"github.com/extauthz/extauthz/tokencrypt"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -38,13 +39,25 @@ type Config struct {
 	Providers        map[string]Provider `yaml:"providers"`
 	DefaultProviders []string            `yaml:"default_providers"`
 	Routes           []Route             `yaml:"routes"`
-	Refresh          Refresh             `yaml:"refresh"`
-	Deny             Deny                `yaml:"deny"`
-	Log              Log                 `yaml:"log"`
-	Encryption       Encryption          `yaml:"encryption"`
-	GC               GC                  `yaml:"gc"`
-	Shutdown         Shutdown            `yaml:"shutdown"`
-	Cache            Cache               `yaml:"cache"`
+	// DefaultRoute is the policy of a request that no route matches.
+	DefaultRoute DefaultRoute `yaml:"default_route"`
+	// RoutesOnly ignores the context extensions of a Check: providers and
+	// required scopes come only from routes, default_route and
+	// default_providers. For Istio, which cannot send context extensions
+	// and where any workload that can reach the port could send its own.
+	RoutesOnly bool `yaml:"routes_only"`
+	// AllowInsecureHTTP accepts http:// for jwt.jwks_url and the
+	// providers' token_url and issuer on any host. Without it they must be
+	// https unless the host is a loopback address or localhost. For
+	// demonstrations on a private network only.
+	AllowInsecureHTTP bool       `yaml:"allow_insecure_http"`
+	Refresh           Refresh    `yaml:"refresh"`
+	Deny              Deny       `yaml:"deny"`
+	Log               Log        `yaml:"log"`
+	Encryption        Encryption `yaml:"encryption"`
+	GC                GC         `yaml:"gc"`
+	Shutdown          Shutdown   `yaml:"shutdown"`
+	Cache             Cache      `yaml:"cache"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -106,6 +119,42 @@ type TLS struct {
 	// ClientCA, when set, makes the listener require a client certificate
 	// issued by one of these CAs (mTLS). It requires Cert and Key.
 	ClientCA string `yaml:"client_ca"`
+	// ClientIdentities, when set, restricts the callers further: the
+	// client certificate must carry one of these subject alternative names
+	// exactly, a DNS name or a URI such as a SPIFFE ID
+	// (spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account).
+	// Other callers are refused at the TLS handshake. It requires ClientCA.
+	ClientIdentities []string `yaml:"client_identities"`
+}
+
+// validate checks one listener's TLS settings; at is the key of the tls
+// section ("listen.tls").
+func (t TLS) validate(at string) []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	switch {
+	case (t.Cert == "") != (t.Key == ""):
+		add("%s.cert and %s.key must be set together", at, at)
+	case t.ClientCA != "" && t.Cert == "":
+		add("%s.client_ca requires %s.cert and %s.key", at, at, at)
+	}
+	if len(t.ClientIdentities) > 0 && t.ClientCA == "" {
+		add("%s.client_identities requires %s.client_ca: without it no client certificate is verified", at, at)
+	}
+	for i, id := range t.ClientIdentities {
+		if err := tlsreload.CheckIdentity(id); err != nil {
+			add("%s.client_identities[%d]: %v", at, i, err)
+		}
+	}
+	for _, f := range []struct{ key, path string }{{"cert", t.Cert}, {"key", t.Key}, {"client_ca", t.ClientCA}} {
+		if f.path == "" {
+			continue
+		}
+		if err := readable(f.path); err != nil {
+			add("%s.%s: %v", at, f.key, err)
+		}
+	}
+	return p
 }
 
 // Database configures the token store.
@@ -147,9 +196,10 @@ type Provider struct {
 }
 
 // Route chooses providers and required scopes by request host and path, for
-// proxies that cannot send context_extensions (Istio). It applies only to a
-// Check that carries neither the upstream_providers nor the required_scopes
-// context extension; authz.Route states the matching rules.
+// proxies that cannot send context_extensions (Istio). It applies to a Check
+// that carries neither the upstream_providers nor the required_scopes context
+// extension, and to every Check with routes_only; authz.Route states the
+// matching rules.
 type Route struct {
 	// Host is a host name or IP address, without port, compared
 	// case-insensitively with the request's host (whose port is ignored).
@@ -157,9 +207,24 @@ type Route struct {
 	Host string `yaml:"host"`
 	// PathPrefix starts with "/"; the longest matching prefix wins.
 	PathPrefix string `yaml:"path_prefix"`
+	// CaseSensitive compares path_prefix with the path exactly; by default
+	// ASCII letters match regardless of case ("/GITHUB/" is under
+	// "/github/"), as Envoy's "case_sensitive: false" and many backends do.
+	CaseSensitive bool `yaml:"case_sensitive"`
 	// Providers are the route's providers; empty means default_providers.
 	Providers []string `yaml:"providers"`
 	// RequiredScopes must all be in the caller's JWT (scope or scp).
+	RequiredScopes []string `yaml:"required_scopes"`
+}
+
+// DefaultRoute is the policy of a request that no route matches (and, unless
+// routes_only is set, that carries no context extension): the weakest policy,
+// so it is where scopes required everywhere go.
+type DefaultRoute struct {
+	// Providers are its providers; empty means default_providers, which
+	// also remain the providers of every route that names none.
+	Providers []string `yaml:"providers"`
+	// RequiredScopes must all be in the caller's JWT.
 	RequiredScopes []string `yaml:"required_scopes"`
 }
 
@@ -441,21 +506,7 @@ func (c *Config) validate() []string {
 	if _, _, err := net.SplitHostPort(c.Listen.Metrics); err != nil && c.Listen.Metrics != MetricsOff {
 		add("listen.metrics must be host:port, :port or \"off\"")
 	}
-	tlsc := c.Listen.TLS
-	switch {
-	case (tlsc.Cert == "") != (tlsc.Key == ""):
-		add("listen.tls.cert and listen.tls.key must be set together")
-	case tlsc.ClientCA != "" && tlsc.Cert == "":
-		add("listen.tls.client_ca requires listen.tls.cert and listen.tls.key")
-	}
-	for _, f := range []struct{ key, path string }{{"cert", tlsc.Cert}, {"key", tlsc.Key}, {"client_ca", tlsc.ClientCA}} {
-		if f.path == "" {
-			continue
-		}
-		if err := readable(f.path); err != nil {
-			add("listen.tls.%s: %v", f.key, err)
-		}
-	}
+	p = append(p, c.Listen.TLS.validate("listen.tls")...)
 	if c.JWT.Issuer == "" {
 		add("jwt.issuer is required")
 	}
@@ -472,6 +523,8 @@ func (c *Config) validate() []string {
 		add("set only one of jwt.jwks_url and jwt.jwks_file")
 	case c.JWT.JWKSURL != "" && !isHTTPURL(c.JWT.JWKSURL):
 		add("jwt.jwks_url must be an absolute http(s) URL")
+	case c.JWT.JWKSURL != "":
+		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)
 	}
 	for _, d := range []struct {
 		key string
@@ -497,6 +550,8 @@ func (c *Config) validate() []string {
 		}
 		if !isHTTPURL(pr.TokenURL) {
 			add("%s.token_url must be an absolute http(s) URL", at)
+		} else {
+			p = append(p, c.checkTransport(at+".token_url", pr.TokenURL)...)
 		}
 		if pr.ClientID == "" {
 			add("%s.client_id is required", at)
@@ -506,6 +561,8 @@ func (c *Config) validate() []string {
 		}
 		if pr.Issuer != "" && !isHTTPURL(pr.Issuer) {
 			add("%s.issuer must be an absolute http(s) URL", at)
+		} else if pr.Issuer != "" {
+			p = append(p, c.checkTransport(at+".issuer", pr.Issuer)...)
 		}
 		for _, h := range []struct{ key, name string }{{"header", pr.Header}, {"id_token_header", pr.IDTokenHeader}} {
 			if h.name == "" {
@@ -533,6 +590,8 @@ func (c *Config) validate() []string {
 	// time.
 	p = append(p, c.checkRouteProviders("default_providers", c.DefaultProviders)...)
 	p = append(p, c.validateRoutes()...)
+	p = append(p, c.checkRouteProviders("default_route.providers", c.DefaultRoute.Providers)...)
+	p = append(p, checkScopes("default_route.required_scopes", c.DefaultRoute.RequiredScopes)...)
 	if c.Refresh.Skew.D() < 0 {
 		add("refresh.skew must not be negative")
 	}
@@ -612,7 +671,7 @@ var routeHost = regexp.MustCompile(`^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$`)
 func (c *Config) validateRoutes() []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
-	seen := map[[2]string]int{}
+	seen := map[[3]string]int{}
 	for i, r := range c.Routes {
 		at := fmt.Sprintf("routes[%d]", i)
 		host := strings.TrimSuffix(r.Host, ".")
@@ -640,20 +699,56 @@ func (c *Config) validateRoutes() []string {
 		case clean != r.PathPrefix:
 			add("%s.path_prefix: %q is not in normal form (paths are matched with unreserved characters decoded and dot-segments removed): write %q", at, r.PathPrefix, clean)
 		}
-		key := [2]string{host, r.PathPrefix}
+		// Two case-insensitive prefixes that differ only in case are the
+		// same route; a case-sensitive one is distinct from both.
+		key := [3]string{host, r.PathPrefix, "case_sensitive"}
+		if !r.CaseSensitive {
+			key[1], key[2] = strings.ToLower(r.PathPrefix), ""
+		}
 		if j, dup := seen[key]; dup {
 			add("%s: same host and path_prefix as routes[%d]", at, j)
 		} else {
 			seen[key] = i
 		}
 		p = append(p, c.checkRouteProviders(at+".providers", r.Providers)...)
-		for _, s := range r.RequiredScopes {
-			if !oauthscope.Valid(s) {
-				add("%s.required_scopes: %q is not a scope-token (RFC 6749: printable ASCII without space, '\"' or '\\'; list scopes as separate items)", at, s)
-			}
+		p = append(p, checkScopes(at+".required_scopes", r.RequiredScopes)...)
+	}
+	return p
+}
+
+// checkScopes reports, under key at, the scopes that are not RFC 6749
+// scope-tokens.
+func checkScopes(at string, scopes []string) []string {
+	var p []string
+	for _, s := range scopes {
+		if !oauthscope.Valid(s) {
+			p = append(p, fmt.Sprintf("%s: %q is not a scope-token (RFC 6749: printable ASCII without space, '\"' or '\\'; list scopes as separate items)", at, s))
 		}
 	}
 	return p
+}
+
+// checkTransport refuses, under key at, an http:// URL to a host that is
+// not a loopback address, unless allow_insecure_http is set: what goes over
+// these connections (client secrets, refresh tokens, the keys that verify
+// every JWT) must not cross a network in the clear. The message never quotes
+// the URL, which may carry a secret.
+func (c *Config) checkTransport(at, raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
+		return nil
+	}
+	return []string{fmt.Sprintf("%s must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)", at)}
+}
+
+// isLoopback reports whether host is localhost or a loopback IP address
+// (127.0.0.0/8, ::1).
+func isLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // loadKeys reads and checks the encryption keys. Messages never contain key

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -231,10 +232,10 @@ func TestListenTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (TLS{Cert: cert, Key: key, ClientCA: ca}); c.Listen.TLS != want {
+	if want := (TLS{Cert: cert, Key: key, ClientCA: ca}); !reflect.DeepEqual(c.Listen.TLS, want) {
 		t.Errorf("listen.tls = %+v, want %+v", c.Listen.TLS, want)
 	}
-	if c, err := Parse([]byte(valid), vars); err != nil || c.Listen.TLS != (TLS{}) {
+	if c, err := Parse([]byte(valid), vars); err != nil || !reflect.DeepEqual(c.Listen.TLS, TLS{}) {
 		t.Errorf("without listen.tls the listener is plaintext: %+v, %v", c, err)
 	}
 
@@ -422,5 +423,177 @@ func TestTypeErrorsDoNotQuoteValues(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("type error quotes a secret: %v", err)
+	}
+}
+
+func TestRouteCaseDefaultRouteAndRoutesOnly(t *testing.T) {
+	base := `
+database: {url: "postgres://x/y"}
+jwt: {issuer: "https://as", audiences: [api], jwks_file: /k.json}
+providers:
+  github: {token_url: "https://gh/token", client_id: a, auth_style: params}
+  gitlab: {token_url: "https://gl/token", client_id: b, auth_style: params}
+  google: {token_url: "https://g/token", client_id: c, auth_style: params, header: x-google-token}
+default_providers: [github]
+encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
+`
+	good := base + `
+routes_only: true
+default_route: {providers: [google], required_scopes: [api]}
+routes:
+  - {path_prefix: /GitHub/, providers: [github]}
+  - {path_prefix: /github/, case_sensitive: true, required_scopes: [repo]}
+  - {path_prefix: /GITHUB/, case_sensitive: true}
+`
+	c, err := Parse([]byte(good), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.RoutesOnly || fmt.Sprint(c.DefaultRoute) != fmt.Sprint(DefaultRoute{Providers: []string{"google"}, RequiredScopes: []string{"api"}}) {
+		t.Errorf("routes_only %v, default_route %+v", c.RoutesOnly, c.DefaultRoute)
+	}
+	if c.Routes[0].CaseSensitive || !c.Routes[1].CaseSensitive {
+		t.Errorf("case_sensitive: %+v", c.Routes)
+	}
+	if c, err := Parse([]byte(base), env(nil)); err != nil || c.RoutesOnly || len(c.DefaultRoute.Providers)+len(c.DefaultRoute.RequiredScopes) != 0 {
+		t.Errorf("defaults: routes_only false, empty default_route: %+v, %v", c, err)
+	}
+
+	bad := base + `
+default_route: {providers: [nope, github, gitlab], required_scopes: ["two words"], path_prefix: /}
+routes:
+  - {path_prefix: /GitHub/}
+  - {path_prefix: /github/}
+  - {path_prefix: /Docs/, case_sensitive: true}
+  - {path_prefix: /Docs/, case_sensitive: true}
+  - {path_prefix: /docs/}
+`
+	_, err = Parse([]byte(bad), env(nil))
+	for _, want := range []string{
+		`default_route.providers: "nope" is not defined under providers`,
+		`default_route.providers: "github" and "gitlab" both write header "authorization"`,
+		`default_route.required_scopes: "two words" is not a scope-token`,
+		`unknown key "default_route.path_prefix"`,
+		`routes[1]: same host and path_prefix as routes[0]`,
+		`routes[3]: same host and path_prefix as routes[2]`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "routes[4]") {
+		t.Errorf("a case-insensitive /docs/ and a case-sensitive /Docs/ are distinct routes:\n%v", err)
+	}
+}
+
+func TestClientIdentities(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	for _, p := range []string{cert, key, ca} {
+		if err := os.WriteFile(p, []byte("PEM"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withTLS := func(tls string) string {
+		return strings.Replace(valid, "  grpc: 127.0.0.1:9001\n", "  grpc: 127.0.0.1:9001\n  tls:\n"+tls, 1)
+	}
+	vars := env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "s"})
+	files := "    cert: " + cert + "\n    key: " + key + "\n"
+	const gw = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+	c, err := Parse([]byte(withTLS(files+"    client_ca: "+ca+"\n    client_identities: ["+gw+", envoy.internal]\n")), vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Listen.TLS.ClientIdentities; len(got) != 2 || got[0] != gw || got[1] != "envoy.internal" {
+		t.Errorf("client_identities = %q", got)
+	}
+	for _, tc := range []struct {
+		name, tls string
+		want      []string
+	}{
+		{"without client_ca", files + "    client_identities: [" + gw + "]\n",
+			[]string{"listen.tls.client_identities requires listen.tls.client_ca"}},
+		{"malformed", files + "    client_ca: " + ca + "\n    client_identities: [\"*.internal\", \"spiffe://td/x?secret=1\", \"\"]\n", []string{
+			"listen.tls.client_identities[0]: invalid client identity: wildcards",
+			"listen.tls.client_identities[1]: invalid client identity",
+			"listen.tls.client_identities[2]: invalid client identity",
+		}},
+	} {
+		_, err := Parse([]byte(withTLS(tc.tls)), vars)
+		for _, want := range tc.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error lacks %q:\n%v", tc.name, want, err)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "secret=1") {
+			t.Errorf("%s: error quotes a value:\n%v", tc.name, err)
+		}
+	}
+}
+
+// TestInsecureHTTP: the URLs that carry secrets or the keys that verify
+// JWTs must be https, unless to a loopback host or allowed explicitly; the
+// error names the key and never the URL.
+func TestInsecureHTTP(t *testing.T) {
+	const tmpl = `
+database: {url: "postgres://x/y"}
+jwt: {issuer: "http://as.example", audiences: [api], jwks_url: "%s"}
+providers:
+  github: {token_url: "%s", client_id: a, client_secret: "${GH_SECRET}", auth_style: params, issuer: "%s"}
+default_providers: [github]
+deny: {resource_metadata: "http://api.example/.well-known/oauth-protected-resource"}
+encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
+%s
+`
+	const secretURL = "http://user:pa55word@idp.example/token?key=s3cret"
+	tests := []struct {
+		name                string
+		jwks, token, issuer string
+		extra               string
+		want                []string // problems; none means valid
+	}{
+		{"https everywhere", "https://as.example/jwks", "https://idp.example/token", "https://idp.example", "", nil},
+		{"loopback IPv4", "http://127.0.0.1:8080/jwks", "http://127.5.6.7/token", "http://localhost:9000", "", nil},
+		{"loopback IPv6 and LOCALHOST", "http://[::1]:8080/jwks", "http://LOCALHOST/token", "http://localhost./x", "", nil},
+		{"plain http to other hosts", "http://as.example/jwks", secretURL, "http://idp.example", "", []string{
+			"jwt.jwks_url must use https", "providers.github.token_url must use https", "providers.github.issuer must use https"}},
+		{"names that only look local", "http://127.0.0.1.nip.io/jwks", "http://localhost.example/token", "http://[::2]/", "", []string{
+			"jwt.jwks_url must use https", "providers.github.token_url must use https", "providers.github.issuer must use https"}},
+		{"private addresses are not loopback", "http://10.0.0.1/jwks", "http://192.168.1.1/token", "http://[fd00::1]/", "", []string{
+			"jwt.jwks_url must use https", "providers.github.token_url must use https", "providers.github.issuer must use https"}},
+		{"allow_insecure_http", "http://as.example/jwks", secretURL, "http://idp.example", "allow_insecure_http: true", nil},
+		{"allow_insecure_http false", "http://as.example/jwks", "https://idp.example/token", "", "allow_insecure_http: false", []string{"jwt.jwks_url must use https"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			src := fmt.Sprintf(tmpl, tc.jwks, tc.token, tc.issuer, tc.extra)
+			if tc.issuer == "" {
+				src = strings.Replace(src, `, issuer: ""`, "", 1)
+			}
+			_, err := Parse([]byte(src), env(map[string]string{"GH_SECRET": "gh-s3cret"}))
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want ErrInvalid", err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+			if n := strings.Count(err.Error(), "\n  - "); n != len(tc.want) {
+				t.Errorf("%d problems, want %d:\n%v", n, len(tc.want), err)
+			}
+			for _, leak := range []string{"pa55word", "s3cret", "idp.example", "as.example", "10.0.0.1"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error quotes a URL (%q):\n%v", leak, err)
+				}
+			}
+		})
 	}
 }

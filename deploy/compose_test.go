@@ -186,6 +186,11 @@ func TestCompose(t *testing.T) {
 			t.Errorf("providers.%s.token_url = %q, want the demo's %s/token", name, pr.TokenURL, demoBase)
 		}
 	}
+	// The demo speaks plain http on the compose network: the configuration
+	// must say so explicitly, since extauthz refuses http to other hosts.
+	if !cfg.AllowInsecureHTTP {
+		t.Error("deploy/compose/extauthz.yaml reaches the demo over http: it needs allow_insecure_http: true")
+	}
 	for _, f := range []string{"--session", "--subject", "--client-id"} {
 		if flag(demo.Command, f) == "" || flag(demo.Command, f) != flag(seed.Command, f) {
 			t.Errorf("demo %s %q and seed %s %q must match (the binding)", f, flag(demo.Command, f), f, flag(seed.Command, f))

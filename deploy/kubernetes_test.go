@@ -13,17 +13,24 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networkingv1alpha3 "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+	istionetworkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecurityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -41,8 +48,10 @@ type manifests struct {
 	deployments     []*appsv1.Deployment
 	pdbs            []*policyv1.PodDisruptionBudget
 	jobs            []*batchv1.Job
+	networkPolicies []*networkingv1.NetworkPolicy
 	authzPolicies   []*istiosecurityv1.AuthorizationPolicy
 	peerAuths       []*istiosecurityv1.PeerAuthentication
+	envoyFilters    []*istionetworkingv1alpha3.EnvoyFilter
 	mesh            []*meshv1alpha1.MeshConfig
 	namespaced      []metav1.Object // what deploy/kubernetes/ puts in its namespace
 }
@@ -172,6 +181,16 @@ func loadManifests(t *testing.T) *manifests {
 				o := &batchv1.Job{}
 				strict(t, where, doc, o)
 				m.jobs, obj = append(m.jobs, o), o
+			case "networking.k8s.io/v1 NetworkPolicy":
+				o := &networkingv1.NetworkPolicy{}
+				strict(t, where, doc, o)
+				m.networkPolicies, obj = append(m.networkPolicies, o), o
+			case "networking.istio.io/v1alpha3 EnvoyFilter":
+				o := &istionetworkingv1alpha3.EnvoyFilter{}
+				strict(t, where, doc, o)
+				var spec networkingv1alpha3.EnvoyFilter
+				strictSpec(t, where, doc, &spec)
+				m.envoyFilters = append(m.envoyFilters, o)
 			case "security.istio.io/v1 AuthorizationPolicy":
 				o := &istiosecurityv1.AuthorizationPolicy{}
 				strict(t, where, doc, o)
@@ -362,6 +381,12 @@ func TestKubernetes(t *testing.T) {
 	}
 	if len(cfg.Routes) == 0 {
 		t.Error("the ConfigMap has no routes: behind Istio, which sends no context_extensions, every request would get default_providers")
+	}
+	if !cfg.RoutesOnly {
+		t.Error("the ConfigMap must set routes_only: behind Istio any caller could send context_extensions that pick providers and drop scopes")
+	}
+	if cfg.AllowInsecureHTTP {
+		t.Error("the ConfigMap must not set allow_insecure_http")
 	}
 	for _, s := range m.secrets {
 		for k, v := range s.StringData {
@@ -585,5 +610,145 @@ func TestKubernetes(t *testing.T) {
 	}
 	if !allow {
 		t.Error("no ALLOW AuthorizationPolicy restricts who may call extauthz")
+	}
+
+	checkHeaderUnderscores(t, m, mesh)
+	checkNetworkPolicy(t, m, custom, svc, c)
+}
+
+// gatewayNamespace and gatewayLabels identify the Istio ingress gateway's
+// pods, which call extauthz when the CUSTOM policy runs at the gateway.
+const gatewayNamespace = "istio-system"
+
+var gatewayLabels = map[string]string{"istio": "ingressgateway"}
+
+// checkHeaderUnderscores: the proxies refuse header names with underscores,
+// through the mesh's ProxyConfig and through the gateway's EnvoyFilter.
+func checkHeaderUnderscores(t *testing.T, m *manifests, mesh *meshv1alpha1.MeshConfig) {
+	t.Helper()
+	if a := mesh.GetDefaultConfig().GetConnectionSettings().GetHttpHeadersWithUnderscoresAction(); a != meshv1alpha1.ProxyConfig_ConnectionSettings_HEADERS_WITH_UNDERSCORES_REJECT_REQUEST {
+		t.Errorf("defaultConfig.connectionSettings.httpHeadersWithUnderscoresAction = %v, want HEADERS_WITH_UNDERSCORES_REJECT_REQUEST", a)
+	}
+	ef := one(t, "EnvoyFilters", m.envoyFilters)
+	if ef.Namespace != gatewayNamespace || !labels.SelectorFromSet(ef.Spec.GetWorkloadSelector().GetLabels()).Matches(labels.Set(gatewayLabels)) ||
+		len(ef.Spec.GetWorkloadSelector().GetLabels()) == 0 {
+		t.Errorf("EnvoyFilter %s must select the ingress gateway (%s, %v)", ef.Name, gatewayNamespace, gatewayLabels)
+	}
+	var rejects bool
+	for _, cp := range ef.Spec.GetConfigPatches() {
+		if cp.GetApplyTo() != networkingv1alpha3.EnvoyFilter_NETWORK_FILTER || cp.GetMatch().GetContext() != networkingv1alpha3.EnvoyFilter_GATEWAY ||
+			cp.GetMatch().GetListener().GetFilterChain().GetFilter().GetName() != "envoy.filters.network.http_connection_manager" ||
+			cp.GetPatch().GetOperation() != networkingv1alpha3.EnvoyFilter_Patch_MERGE {
+			t.Errorf("EnvoyFilter patch %v must MERGE into the gateway's HTTP connection manager", cp.GetMatch())
+			continue
+		}
+		// The patch value as Envoy receives it: its typed_config must be a
+		// valid HttpConnectionManager fragment (unknown fields refused).
+		tc, err := protojson.Marshal(cp.GetPatch().GetValue().GetFields()["typed_config"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a anypb.Any
+		if err := protojson.Unmarshal(tc, &a); err != nil {
+			t.Fatalf("EnvoyFilter typed_config: %v", err)
+		}
+		var hcm hcmv3.HttpConnectionManager
+		if err := a.UnmarshalTo(&hcm); err != nil {
+			t.Fatalf("EnvoyFilter typed_config is not an HttpConnectionManager: %v", err)
+		}
+		if err := hcm.GetCommonHttpProtocolOptions().ValidateAll(); err != nil {
+			t.Errorf("EnvoyFilter common_http_protocol_options: %v", err)
+		}
+		if hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction() == corev3.HttpProtocolOptions_REJECT_REQUEST {
+			rejects = true
+		}
+	}
+	if !rejects {
+		t.Error("the gateway's EnvoyFilter must set common_http_protocol_options.headers_with_underscores_action: REJECT_REQUEST")
+	}
+}
+
+// checkNetworkPolicy: extauthz's pods admit the gRPC port only from the
+// pods that enforce the CUSTOM policy and from the gateway, and the metrics
+// port only from the monitoring namespace.
+func checkNetworkPolicy(t *testing.T, m *manifests, custom *istiosecurityv1.AuthorizationPolicy, svc *corev1.Service, c corev1.Container) {
+	t.Helper()
+	dep := one(t, "Deployments", m.deployments)
+	np := one(t, "NetworkPolicies", m.networkPolicies)
+	sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+	if err != nil || sel.Empty() || !sel.Matches(labels.Set(dep.Spec.Template.Labels)) {
+		t.Errorf("NetworkPolicy %s does not select the Deployment's pods", np.Name)
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+		t.Errorf("NetworkPolicy %s must have policyType Ingress", np.Name)
+	}
+	// A rule's port, resolved to the container port it admits.
+	containerPortOf := func(p networkingv1.NetworkPolicyPort) int {
+		if p.Port == nil {
+			return -1 // every port
+		}
+		if p.Port.Type == intstr.String { // a container port's name
+			return containerPort(t, c, p.Port.String())
+		}
+		return p.Port.IntValue()
+	}
+	grpc, metrics := containerPort(t, c, "grpc"), containerPort(t, c, "metrics")
+	for _, sp := range svc.Spec.Ports {
+		if containerPort(t, c, sp.TargetPort.String()) != map[string]int{"grpc": grpc, "metrics": metrics}[sp.Name] {
+			t.Errorf("Service port %s does not reach the container port the NetworkPolicy admits", sp.Name)
+		}
+	}
+	type peer struct{ namespace, labels string }
+	want := map[peer]bool{
+		{gatewayNamespace, labels.Set(gatewayLabels).String()}:                              true,
+		{custom.Namespace, labels.Set(custom.Spec.GetSelector().GetMatchLabels()).String()}: true,
+	}
+	grpcPeers := map[peer]bool{}
+	var metricsRule bool
+	for i, r := range np.Spec.Ingress {
+		if len(r.From) == 0 || len(r.Ports) == 0 {
+			t.Errorf("ingress rule %d admits any source or any port", i)
+			continue
+		}
+		var ports []int
+		for _, p := range r.Ports {
+			ports = append(ports, containerPortOf(p))
+		}
+		for _, f := range r.From {
+			if f.IPBlock != nil || f.NamespaceSelector == nil {
+				t.Errorf("ingress rule %d: peer %+v is not limited to a namespace", i, f)
+				continue
+			}
+			ns := f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]
+			if ns == "" || len(f.NamespaceSelector.MatchLabels) != 1 || len(f.NamespaceSelector.MatchExpressions) > 0 {
+				t.Errorf("ingress rule %d: select the namespace by kubernetes.io/metadata.name alone, got %v", i, f.NamespaceSelector)
+			}
+			if slices.Contains(ports, grpc) || slices.Contains(ports, -1) {
+				if f.PodSelector == nil || len(f.PodSelector.MatchLabels) == 0 {
+					t.Errorf("ingress rule %d lets every pod of namespace %q reach the gRPC port", i, ns)
+					continue
+				}
+				grpcPeers[peer{ns, labels.Set(f.PodSelector.MatchLabels).String()}] = true
+			}
+			if slices.Contains(ports, metrics) {
+				metricsRule = true
+				if ns != "monitoring" {
+					t.Errorf("ingress rule %d admits namespace %q to the metrics port, want monitoring", i, ns)
+				}
+			}
+		}
+	}
+	for p := range want {
+		if !grpcPeers[p] {
+			t.Errorf("the NetworkPolicy does not admit %v to the gRPC port: the CUSTOM policy's Checks would fail", p)
+		}
+	}
+	for p := range grpcPeers {
+		if !want[p] {
+			t.Errorf("the NetworkPolicy admits %v to the gRPC port, which enforces no CUSTOM policy", p)
+		}
+	}
+	if !metricsRule {
+		t.Error("the NetworkPolicy admits nobody to the metrics port: Prometheus cannot scrape")
 	}
 }

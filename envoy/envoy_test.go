@@ -243,6 +243,9 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 	if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
 		t.Error("normalize_path and merge_slashes must be on: routes choose providers and required scopes by path")
 	}
+	if a := hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
+		t.Errorf("common_http_protocol_options.headers_with_underscores_action = %v, want REJECT_REQUEST: a client's x_google_access_token would reach backends that fold '_' into '-'", a)
+	}
 	switch hcm.GetPathWithEscapedSlashesAction() {
 	case hcmv3.HttpConnectionManager_REJECT_REQUEST, hcmv3.HttpConnectionManager_UNESCAPE_AND_REDIRECT:
 	default:

@@ -659,6 +659,8 @@ func TestServeCheckConfig(t *testing.T) {
 	noJWKS.jwksURL = "http://" + closed + "/jwks"
 	empty := good
 	empty.dsn = pgtest.NewEmpty(t)
+	plainJWKS := good
+	plainJWKS.jwksURL = "http://jwks.example.test/jwks"
 
 	tests := []struct {
 		name   string
@@ -674,6 +676,7 @@ func TestServeCheckConfig(t *testing.T) {
 		{"JWKS unreachable", noJWKS.text(), nil, ExitFailure, "jwt.jwks_url:"},
 		{"schema missing", empty.text(), nil, ExitFailure, "extauthz migrate"},
 		{"invalid configuration", strings.Replace(good.text(), "default_providers: [gh]", "default_providers: [nope]", 1), nil, ExitUsage, `"nope" is not defined`},
+		{"plain http to another host", plainJWKS.text(), nil, ExitUsage, "jwt.jwks_url must use https"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

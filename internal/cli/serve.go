@@ -305,6 +305,8 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		Providers:        p.providers,
 		DefaultProviders: cfg.DefaultProviders,
 		Routes:           authzRoutes(cfg.Routes),
+		DefaultRoute:     authz.Route{Providers: cfg.DefaultRoute.Providers, RequiredScopes: cfg.DefaultRoute.RequiredScopes},
+		RoutesOnly:       cfg.RoutesOnly,
 		Realm:            cfg.Deny.Realm,
 		ResourceMetadata: cfg.Deny.ResourceMetadata,
 		Observer:         metrics,
@@ -406,7 +408,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 func authzRoutes(routes []config.Route) []authz.Route {
 	out := make([]authz.Route, len(routes))
 	for i, r := range routes {
-		out[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
+		out[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
 	}
 	return out
 }

@@ -12,16 +12,17 @@ import (
 )
 
 // grpcTLS returns the gRPC server options for listen.tls: TLS credentials
-// (mTLS when client_ca is set) from files reloaded when they change, or none
-// when no certificate is configured, leaving the listener plaintext for a
-// sidecar on localhost. A file that does not load is a usage error.
+// (mTLS when client_ca is set, restricted to client_identities when those
+// are set) from files reloaded when they change, or none when no certificate
+// is configured, leaving the listener plaintext for a sidecar on localhost.
+// A file that does not load is a usage error.
 func grpcTLS(cfg config.TLS, log *slog.Logger) ([]grpc.ServerOption, error) {
 	if cfg.Cert == "" {
 		log.Info("listen.tls not set: the gRPC listener is plaintext")
 		return nil, nil
 	}
 	r, err := tlsreload.New(tlsreload.Files{Cert: cfg.Cert, Key: cfg.Key, ClientCA: cfg.ClientCA},
-		tlsreload.Options{Logger: log.With("component", "tls")})
+		tlsreload.Options{Logger: log.With("component", "tls"), ClientIdentities: cfg.ClientIdentities})
 	if err != nil {
 		return nil, fmt.Errorf("%w: listen.tls: %w", errUsage, err)
 	}

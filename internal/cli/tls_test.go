@@ -22,10 +22,10 @@ import (
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
 )
 
-// tlsServeConfig writes a configuration serving mTLS from the given files.
-// The database is never reached: health checks and a Check without
-// credentials do not need it.
-func tlsServeConfig(t *testing.T, cert, key, clientCA string) (path string, getenv func(string) string) {
+// tlsServeConfig writes a configuration serving mTLS from the given files,
+// with extraTLS lines (indented) added to listen.tls. The database is never
+// reached: health checks and a Check without credentials do not need it.
+func tlsServeConfig(t *testing.T, cert, key, clientCA string, extraTLS ...string) (path string, getenv func(string) string) {
 	t.Helper()
 	jwks := jwttest.NewSigner(t).WriteJWKSFile(t)
 	text := fmt.Sprintf(`
@@ -36,6 +36,7 @@ listen:
     cert: %s
     key: %s
     client_ca: %s
+%s
 database:
   url: postgres://extauthz@127.0.0.1:1/unused
 jwt:
@@ -51,7 +52,7 @@ encryption:
   keys:
     - id: k1
       key: ${TLS_TEST_TOKEN_KEY}
-`, cert, key, clientCA, jwks)
+`, cert, key, clientCA, strings.Join(extraTLS, "\n"), jwks)
 	path = filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -113,6 +114,50 @@ func TestServeMutualTLS(t *testing.T) {
 	})
 	if !strings.Contains(logs.String(), "TLS certificate loaded") {
 		t.Errorf("logs:\n%s", logs)
+	}
+}
+
+// TestServeClientIdentities: with listen.tls.client_identities, a caller
+// whose certificate the CA issued but that carries none of them cannot call
+// Check (nor anything else on the port).
+func TestServeClientIdentities(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "extauthz CA")
+	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	ca.Server(t, "extauthz").WriteFiles(t, certFile, keyFile)
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	const gateway = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+	path, getenv := tlsServeConfig(t, certFile, keyFile, caFile, "    client_identities: ["+gateway+"]")
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, logs := serveInProcess(t, cfg, getenv)
+
+	check := func(client *tlstest.Leaf) (*authv3.CheckResponse, error) {
+		cert := client.TLSCertificate(t)
+		conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
+			RootCAs:              ca.Pool(),
+			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+		})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/"}},
+		}})
+	}
+	if resp, err := check(ca.ClientWithSANs(t, "gateway", gateway)); err != nil || resp.GetDeniedResponse().GetStatus().GetCode() != 401 {
+		t.Errorf("the gateway's Check = %v, %v; want a 401 deny", resp, err)
+	}
+	if resp, err := check(ca.ClientWithSANs(t, "api", "spiffe://cluster.local/ns/api/sa/api")); err == nil {
+		t.Errorf("another workload's Check = %v; want the connection refused", resp)
+	}
+	if !strings.Contains(logs.String(), "carries none of the allowed client identities") {
+		t.Errorf("refusal not logged:\n%s", logs)
 	}
 }
 

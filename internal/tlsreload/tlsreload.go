@@ -26,7 +26,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +57,90 @@ type Options struct {
 	// Interval is the minimum time between two checks of the files.
 	// Zero means DefaultInterval.
 	Interval time.Duration
+	// ClientIdentities, when not empty, are the subject alternative names
+	// of which a client certificate must carry at least one: a DNS name
+	// (compared case-insensitively) or a URI with a scheme, such as the
+	// SPIFFE ID spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account
+	// (compared exactly). Each must pass CheckIdentity. They require
+	// Files.ClientCA: without a CA nothing verifies the certificate that
+	// carries them.
+	ClientIdentities []string
 }
+
+// ErrIdentity wraps the reason a client identity is refused by
+// CheckIdentity.
+var ErrIdentity = errors.New("invalid client identity")
+
+// CheckIdentity reports whether s can be a client identity: a URI with a
+// scheme and something after it ("spiffe://trust-domain/path"), without
+// a query or fragment, or an exact DNS name (letters, digits, '-', '_' and
+// dots between labels; no wildcard). The error wraps ErrIdentity and never
+// quotes s.
+func CheckIdentity(s string) error {
+	if strings.Contains(s, ":") {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil || u.Scheme == "" || (u.Host == "" && u.Opaque == "" && u.Path == ""):
+			return fmt.Errorf("%w: a URI identity needs a scheme and a name, as a SPIFFE ID has", ErrIdentity)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			return fmt.Errorf("%w: a URI identity has no user, query or fragment", ErrIdentity)
+		}
+		return nil
+	}
+	if strings.Contains(s, "*") {
+		return fmt.Errorf("%w: wildcards are not supported (list each DNS name)", ErrIdentity)
+	}
+	if !dnsName.MatchString(s) {
+		return fmt.Errorf("%w: not a DNS name or a URI", ErrIdentity)
+	}
+	return nil
+}
+
+var dnsName = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+
+// identities is a set of accepted client identities in canonical form.
+type identities struct {
+	dns  map[string]bool // lower-case
+	uris map[string]bool // url.URL.String()
+}
+
+func newIdentities(list []string) (*identities, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	ids := &identities{dns: map[string]bool{}, uris: map[string]bool{}}
+	for i, s := range list {
+		if err := CheckIdentity(s); err != nil {
+			return nil, fmt.Errorf("client identity %d: %w", i+1, err)
+		}
+		if strings.Contains(s, ":") {
+			u, _ := url.Parse(s)
+			ids.uris[u.String()] = true
+		} else {
+			ids.dns[strings.ToLower(s)] = true
+		}
+	}
+	return ids, nil
+}
+
+// allows reports whether the certificate carries one of the identities.
+func (ids *identities) allows(cert *x509.Certificate) bool {
+	for _, n := range cert.DNSNames {
+		if ids.dns[strings.ToLower(n)] {
+			return true
+		}
+	}
+	for _, u := range cert.URIs {
+		if ids.uris[u.String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// errIdentityRefused fails a handshake whose verified client certificate
+// carries none of the identities.
+var errIdentityRefused = errors.New("tls: client certificate identity not allowed")
 
 // Reloader serves the TLS configuration built from Files, reloading it when
 // the files change. It is safe for concurrent use.
@@ -63,7 +148,8 @@ type Reloader struct {
 	files    Files
 	log      *slog.Logger
 	interval time.Duration
-	epoch    time.Time // the origin of nextCheck, for a monotonic clock
+	epoch    time.Time   // the origin of nextCheck, for a monotonic clock
+	ids      *identities // nil: any certificate the CA verifies
 
 	cur       atomic.Pointer[generation]
 	nextCheck atomic.Int64 // nanoseconds since epoch
@@ -81,13 +167,21 @@ type generation struct {
 
 // New reads and validates the files: they must be readable, Cert must hold a
 // certificate, Key a private key matching it, and ClientCA, when set, at
-// least one certificate. The error names the file at fault and never
-// contains key material.
+// least one certificate. Options.ClientIdentities must each pass
+// CheckIdentity and need ClientCA. The error names the file at fault and
+// never contains key material.
 func New(files Files, opts Options) (*Reloader, error) {
 	if files.Cert == "" || files.Key == "" {
 		return nil, errors.New("tls: a certificate file and a private key file are both required")
 	}
-	r := &Reloader{files: files, log: opts.Logger, interval: opts.Interval, epoch: time.Now()}
+	if len(opts.ClientIdentities) > 0 && files.ClientCA == "" {
+		return nil, errors.New("tls: client identities need a client CA: without one no client certificate is verified")
+	}
+	ids, err := newIdentities(opts.ClientIdentities)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	r := &Reloader{files: files, log: opts.Logger, interval: opts.Interval, epoch: time.Now(), ids: ids}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -258,8 +352,32 @@ func (r *Reloader) load(sum [sha256.Size]byte, c contents) (*generation, error) 
 		// without tickets every connection is checked against the current
 		// CA pool. Envoy's connections are long-lived, so this costs little.
 		config.SessionTicketsDisabled = true
+		if r.ids != nil {
+			config.VerifyConnection = r.verifyIdentity
+		}
 	}
 	return &generation{sum: sum, cert: cert, config: config}, nil
+}
+
+// verifyIdentity refuses a connection whose verified client certificate
+// carries none of the identities. It runs after the chain is verified
+// against the CA pool, so the leaf is one the CA issued. The refusal is
+// logged with the certificate's names (identities, not secrets).
+func (r *Reloader) verifyIdentity(cs tls.ConnectionState) error {
+	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
+		return errIdentityRefused // not reached: the CA requires a verified certificate
+	}
+	leaf := cs.PeerCertificates[0]
+	if r.ids.allows(leaf) {
+		return nil
+	}
+	uris := make([]string, len(leaf.URIs))
+	for i, u := range leaf.URIs {
+		uris[i] = u.String()
+	}
+	r.log.Warn("TLS client refused: its certificate carries none of the allowed client identities",
+		"dns_names", leaf.DNSNames, "uris", uris, "subject", leaf.Subject.String(), "serial", leaf.SerialNumber.Text(16))
+	return errIdentityRefused
 }
 
 // parseCertificates returns the CERTIFICATE blocks of a PEM file, in order.

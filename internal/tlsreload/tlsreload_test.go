@@ -3,6 +3,7 @@ package tlsreload
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -50,6 +51,12 @@ type fixture struct {
 // as the client CA) and serves Check over TLS from a Reloader on them.
 func start(t *testing.T, mtls bool, interval time.Duration) *fixture {
 	t.Helper()
+	return startWith(t, mtls, Options{Interval: interval})
+}
+
+// startWith is start with more options; its Logger is replaced.
+func startWith(t *testing.T, mtls bool, opts Options) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	f := &fixture{
 		ca:   tlstest.NewCA(t, "test CA"),
@@ -65,7 +72,8 @@ func start(t *testing.T, mtls bool, interval time.Duration) *fixture {
 		tlstest.WriteFile(t, f.clientCA, f.ca.PEM)
 		files.ClientCA = f.clientCA
 	}
-	r, err := New(files, Options{Interval: interval, Logger: slog.New(slog.NewTextHandler(f.logs, nil))})
+	opts.Logger = slog.New(slog.NewTextHandler(f.logs, nil))
+	r, err := New(files, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +186,98 @@ func TestMutualTLS(t *testing.T) {
 	old := f.clientTLS(t, client)
 	old.MinVersion, old.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 	mustRefuse(t, "TLS 1.1", f.addr, credentials.NewTLS(old))
+}
+
+// rawTLSError dials with cfg and returns the error the handshake, or the
+// first read after it (TLS 1.3 clients learn of a refused certificate
+// there), ends with.
+func rawTLSError(addr string, cfg *tls.Config) error {
+	cfg.NextProtos = []string{"h2"}
+	conn, err := tls.Dial("tcp", addr, cfg)
+	if err == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	return err
+}
+
+const gatewayID = "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+// TestClientIdentities: with client identities, a certificate the CA
+// verifies must also carry one of them, as a URI or DNS name; the refusal is
+// a bad_certificate alert at the handshake, logged with the names seen.
+func TestClientIdentities(t *testing.T) {
+	f := startWith(t, true, Options{Interval: interval, ClientIdentities: []string{gatewayID, "Envoy.Internal.example"}})
+	other := tlstest.NewCA(t, "other CA")
+
+	for _, tc := range []struct {
+		name   string
+		client *tlstest.Leaf
+		ok     bool
+	}{
+		{"gateway SPIFFE ID", f.ca.ClientWithSANs(t, "gw", "spiffe://cluster.local/ns/other/sa/x", gatewayID), true},
+		{"DNS name, any case", f.ca.ClientWithSANs(t, "envoy", "envoy.internal.EXAMPLE"), true},
+		{"no SAN at all", f.ca.Client(t, "envoy"), false},
+		{"common name is not an identity", f.ca.ClientWithSANs(t, "envoy.internal.example"), false},
+		{"another workload's SPIFFE ID", f.ca.ClientWithSANs(t, "api", "spiffe://cluster.local/ns/api/sa/api"), false},
+		{"prefix of an allowed ID", f.ca.ClientWithSANs(t, "gw", "spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway"), false},
+		{"allowed ID extended", f.ca.ClientWithSANs(t, "gw", gatewayID+"-2"), false},
+		{"URI where a DNS name is allowed", f.ca.ClientWithSANs(t, "envoy", "dns://envoy.internal.example"), false},
+		{"allowed ID from another CA", other.ClientWithSANs(t, "gw", gatewayID), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			creds := credentials.NewTLS(f.clientTLS(t, tc.client))
+			if tc.ok {
+				mustServe(t, f.addr, creds, nil)
+				return
+			}
+			mustRefuse(t, tc.name, f.addr, creds)
+			if err := rawTLSError(f.addr, f.clientTLS(t, tc.client)); err == nil || !strings.Contains(err.Error(), "bad certificate") && !strings.Contains(err.Error(), "unknown certificate authority") {
+				t.Errorf("raw TLS error = %v, want a bad certificate alert", err)
+			}
+		})
+	}
+	if !strings.Contains(f.logs.String(), "carries none of the allowed client identities") ||
+		!strings.Contains(f.logs.String(), "spiffe://cluster.local/ns/api/sa/api") {
+		t.Errorf("refusals not logged with the names seen:\n%s", f.logs)
+	}
+
+	// A rotated client CA keeps the identity check.
+	ca2 := tlstest.NewCA(t, "rotated CA")
+	tlstest.WriteFile(t, f.clientCA, ca2.PEM)
+	wait()
+	mustServe(t, f.addr, credentials.NewTLS(f.clientTLS(t, ca2.ClientWithSANs(t, "gw", gatewayID))), nil)
+	mustRefuse(t, "rotated CA, no identity", f.addr, credentials.NewTLS(f.clientTLS(t, ca2.Client(t, "envoy"))))
+	mustRefuse(t, "replaced CA, identity", f.addr, credentials.NewTLS(f.clientTLS(t, f.ca.ClientWithSANs(t, "gw", gatewayID))))
+}
+
+func TestCheckIdentity(t *testing.T) {
+	for s, ok := range map[string]bool{
+		gatewayID:                       true,
+		"spiffe://example.org/workload": true,
+		"urn:example:envoy":             true,
+		"envoy.internal":                true,
+		"envoy":                         true,
+		"":                              false,
+		"*.internal":                    false,
+		"envoy internal":                false,
+		"spiffe://":                     false,
+		"://no-scheme":                  false,
+		"spiffe://td/x?y=1":             false,
+		"spiffe://td/x#frag":            false,
+		"https://user:secret@host/":     false,
+		"envoy.internal.":               false,
+		"bad\nname":                     false,
+	} {
+		err := CheckIdentity(s)
+		if (err == nil) != ok {
+			t.Errorf("CheckIdentity(%q) = %v, want ok=%v", s, err, ok)
+		}
+		if err != nil && (!errors.Is(err, ErrIdentity) || (s != "" && strings.Contains(err.Error(), s))) {
+			t.Errorf("CheckIdentity(%q) = %v: must wrap ErrIdentity and not quote the value", s, err)
+		}
+	}
 }
 
 func TestTLSWithoutClientCA(t *testing.T) {
@@ -319,6 +419,12 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Files{Cert: combined, Key: combined}, Options{}); err != nil {
 		t.Errorf("certificate and key in one file: %v", err)
+	}
+	if _, err := New(Files{Cert: certA, Key: keyA}, Options{ClientIdentities: []string{gatewayID}}); err == nil || !strings.Contains(err.Error(), "client identities need a client CA") {
+		t.Errorf("client identities without a client CA: err = %v", err)
+	}
+	if _, err := New(Files{Cert: certA, Key: keyA, ClientCA: caFile}, Options{ClientIdentities: []string{gatewayID, "*.bad"}}); !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "client identity 2") {
+		t.Errorf("a bad client identity: err = %v", err)
 	}
 	for _, tc := range []struct {
 		name  string

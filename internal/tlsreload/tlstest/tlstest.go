@@ -15,7 +15,9 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -80,6 +82,29 @@ func (ca *CA) Client(t testing.TB, cn string) *Leaf {
 		Subject:     pkix.Name{CommonName: cn},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
+}
+
+// ClientWithSANs issues a client certificate with common name cn and the
+// given subject alternative names: a name containing ":" is a URI (a SPIFFE
+// ID, say), any other a DNS name.
+func (ca *CA) ClientWithSANs(t testing.TB, cn string, sans ...string) *Leaf {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	for _, s := range sans {
+		if !strings.Contains(s, ":") {
+			tmpl.DNSNames = append(tmpl.DNSNames, s)
+			continue
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("tlstest: URI SAN: %v", err)
+		}
+		tmpl.URIs = append(tmpl.URIs, u)
+	}
+	return ca.issue(t, tmpl)
 }
 
 // Pool returns a certificate pool holding only ca.
