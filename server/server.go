@@ -107,7 +107,7 @@ func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
 	for i, h := range hs {
 		out[i] = &corev3.HeaderValueOption{
 			Header: &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			// Older Envoys read only the append field; newer ones append_action.
+			//lint:ignore SA1019 older Envoys read only the deprecated append field.
 			Append:       wrapperspb.Bool(false),
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}
