@@ -68,7 +68,15 @@ type Encryption struct {
 	// a rotation). May be omitted when there is one key.
 	Primary string          `yaml:"primary"`
 	Keys    []EncryptionKey `yaml:"keys"`
+	// AcceptV1 makes the service read ciphertexts of the earlier format
+	// (v1), which do not seal the row's binding. Default true, so that an
+	// upgrade breaks nothing; set it false once 'extauthz keys rotate' has
+	// sealed every row again. 'keys rotate' itself always reads v1.
+	AcceptV1 *bool `yaml:"accept_v1"`
 }
+
+// AcceptsV1 reports the effective value of encryption.accept_v1.
+func (e Encryption) AcceptsV1() bool { return e.AcceptV1 == nil || *e.AcceptV1 }
 
 // EncryptionKey is one named AES-256 key: 32 random bytes as base64 or hex,
 // given inline (normally as ${VAR}) or in a file.

@@ -276,7 +276,11 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	if err != nil {
 		return err
 	}
-	sealed := encrypted.New(traced.New(measured, tp), cfg.Keyring(), encrypted.WithLegacyReadObserver(legacyRead))
+	sealOpts := []encrypted.Option{encrypted.WithLegacyReadObserver(legacyRead)}
+	if !cfg.Encryption.AcceptsV1() {
+		sealOpts = append(sealOpts, encrypted.WithoutV1())
+	}
+	sealed := encrypted.New(traced.New(measured, tp), cfg.Keyring(), sealOpts...)
 	st, stopCache, err := withTokenCache(ctx, cfg, sealed, log, metrics.Registry())
 	if err != nil {
 		return err

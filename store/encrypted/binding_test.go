@@ -219,3 +219,26 @@ func TestRotateNeverSealsPlaintext(t *testing.T) {
 		t.Errorf("Get: %v, want unreadable (not encrypted)", err)
 	}
 }
+
+// TestWithoutV1: once every row is sealed again, a v1 ciphertext written
+// back into a row (with a changed binding, say) is refused, while v2 rows
+// read as before.
+func TestWithoutV1(t *testing.T) {
+	ctx := context.Background()
+	inner := memory.New()
+	putV1(t, inner, "a", row("old", "gh", "v1-token"))
+	s := encrypted.New(inner, keyring(t, "a", "a"), encrypted.WithoutV1())
+	if err := s.Put(ctx, row("new", "gh", "v2-token")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "new", "gh"); err != nil || got.AccessToken != "v2-token" {
+		t.Errorf("v2 row: %+v, %v", got.Tokens, err)
+	}
+	_, err := s.Get(ctx, "old", "gh")
+	if !errors.Is(err, store.ErrUnreadable) || strings.Contains(err.Error(), "v1-token") {
+		t.Errorf("v1 row: %v, want ErrUnreadable without the token", err)
+	}
+	if rows, err := s.GetSession(ctx, "old"); !errors.Is(err, store.ErrUnreadable) {
+		t.Errorf("v1 session: %v, %v; want ErrUnreadable", rows, err)
+	}
+}

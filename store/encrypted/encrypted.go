@@ -36,6 +36,7 @@ type Store struct {
 	inner      store.Store
 	keys       *tokencrypt.Keyring
 	legacyRead func(provider string)
+	refuseV1   bool
 }
 
 var _ store.Store = (*Store)(nil)
@@ -50,6 +51,14 @@ type Option func(*Store)
 // be cheap and safe for concurrent use.
 func WithLegacyReadObserver(fn func(provider string)) Option {
 	return func(s *Store) { s.legacyRead = fn }
+}
+
+// WithoutV1 makes the Store refuse ciphertexts of tokencrypt's earlier
+// format (v1) as unreadable (store.ErrUnreadable), for deployments whose rows
+// have all been sealed again ('extauthz keys rotate'): then an old v1
+// ciphertext written back into a row, with a changed binding, is not served.
+func WithoutV1() Option {
+	return func(s *Store) { s.refuseV1 = true }
 }
 
 // New returns a Store that keeps inner's tokens encrypted with keys.
@@ -105,6 +114,11 @@ func (s *Store) open(r store.Row) (store.Row, error) {
 	b := bindingOf(&r)
 	legacy := false
 	for _, c := range tokenColumns(&r.Tokens) {
+		if s.refuseV1 {
+			if info, ok := tokencrypt.Inspect(*c.v); ok && info.Format == tokencrypt.FormatV1 {
+				return store.Row{}, fmt.Errorf("%w: provider %q, %s: format v1 refused (encryption.accept_v1 is false)", store.ErrUnreadable, r.Provider, c.name)
+			}
+		}
 		pt, err := s.keys.Open(*c.v, place(r.SessionID, r.Provider, c.name, b))
 		if err != nil {
 			return store.Row{}, fmt.Errorf("%w: provider %q, %s: %w", store.ErrUnreadable, r.Provider, c.name, err)
