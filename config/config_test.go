@@ -214,6 +214,26 @@ func TestEncryptionKeys(t *testing.T) {
 	}
 }
 
+func TestEncryptionAcceptV1(t *testing.T) {
+	base := strings.Replace(valid, "encryption:\n  keys:\n    - id: k1\n      key: ${TOKEN_KEY}\n", "", 1)
+	for _, tc := range []struct {
+		section string
+		want    bool
+	}{
+		{"encryption: {keys: [{id: k1, key: '${TOKEN_KEY}'}]}", true},
+		{"encryption: {accept_v1: true, keys: [{id: k1, key: '${TOKEN_KEY}'}]}", true},
+		{"encryption: {accept_v1: false, keys: [{id: k1, key: '${TOKEN_KEY}'}]}", false},
+	} {
+		c, err := Parse([]byte(base+tc.section+"\n"), env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "x"}))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.section, err)
+		}
+		if got := c.Encryption.AcceptsV1(); got != tc.want {
+			t.Errorf("%s: AcceptsV1 = %v, want %v", tc.section, got, tc.want)
+		}
+	}
+}
+
 func TestListenTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
