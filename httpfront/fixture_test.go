@@ -48,7 +48,7 @@ func (s source) Lookup(_ context.Context, sessionID string, _ upstreamtoken.Bind
 
 type retryHint time.Duration
 
-func (retryHint) Error() string                 { return "provider busy" }
+func (retryHint) Error() string               { return "provider busy" }
 func (r retryHint) RetryAfter() time.Duration { return time.Duration(r) }
 
 // recorder is an authz.Observer keeping the reasons of the decisions made.
