@@ -48,7 +48,7 @@ func TestListenHTTP(t *testing.T) {
 		{name: "mTLS", listen: "127.0.0.1:9002",
 			section: "  tls:\n    cert: " + cert + "\n    key: " + key + "\n    client_ca: " + ca + "\n    client_identities: [nginx.internal]\n",
 			network: "tcp", address: "127.0.0.1:9002",
-			tls:     TLS{Cert: cert, Key: key, ClientCA: ca, ClientIdentities: []string{"nginx.internal"}}},
+			tls: TLS{Cert: cert, Key: key, ClientCA: ca, ClientIdentities: []string{"nginx.internal"}}},
 	} {
 		c, err := Parse([]byte(with(tc.listen, tc.section)), vars)
 		if err != nil {
