@@ -384,9 +384,9 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	sum := func(before, after metricsSnapshot, k string) float64 { return after[k] - before[k] }
 	both := func(k string) float64 { return sum(beforeA, afterA, k) + sum(beforeB, afterB, k) }
 	for k, w := range map[string]float64{
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):      1,
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"): 1,
-		series("extauthz_refresh_skipped_total"):                                 1,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):                           1,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"):                      1,
+		series("extauthz_refresh_skipped_total"):                                                      1,
 		series("extauthz_check_decisions_total", "result", "ok", "reason", "ok", "transport", "grpc"): 2,
 	} {
 		if got := both(k); got != w {
