@@ -148,7 +148,7 @@ func (c *Config) validateHTTP() []string {
 	default:
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add("listen.http must be host:port, :port or unix:/absolute/path")
-		} else if addr == c.Listen.GRPC || addr == c.Listen.Metrics {
+		} else if _, port, _ := net.SplitHostPort(addr); port != "0" && (addr == c.Listen.GRPC || addr == c.Listen.Metrics) {
 			add("listen.http must differ from listen.grpc and listen.metrics")
 		}
 	}
