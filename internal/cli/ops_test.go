@@ -327,9 +327,9 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 		case c.retry && respHeaders(resp)["retry-after"] == "":
 			t.Errorf("%s: no Retry-After", c.name)
 		}
-		want[series("extauthz_check_decisions_total", "result", c.result, "reason", c.reason)]++
+		want[series("extauthz_check_decisions_total", "result", c.result, "reason", c.reason, "transport", "grpc")]++
 	}
-	want[series("extauthz_check_duration_seconds_count")] = float64(len(checks))
+	want[series("extauthz_check_duration_seconds_count", "transport", "grpc")] = float64(len(checks))
 	for _, r := range []struct{ provider, outcome string }{
 		{"gh", "ok"}, {"gh", "refused"}, {"gitlab", "unavailable"}, {"gitlab", "backing_off"}, {"google", "misconfigured"},
 	} {
@@ -384,10 +384,10 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	sum := func(before, after metricsSnapshot, k string) float64 { return after[k] - before[k] }
 	both := func(k string) float64 { return sum(beforeA, afterA, k) + sum(beforeB, afterB, k) }
 	for k, w := range map[string]float64{
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):      1,
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"): 1,
-		series("extauthz_refresh_skipped_total"):                                 1,
-		series("extauthz_check_decisions_total", "result", "ok", "reason", "ok"): 2,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):                           1,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"):                      1,
+		series("extauthz_refresh_skipped_total"):                                                      1,
+		series("extauthz_check_decisions_total", "result", "ok", "reason", "ok", "transport", "grpc"): 2,
 	} {
 		if got := both(k); got != w {
 			t.Errorf("%s moved by %v across both replicas, want %v", k, got, w)
@@ -495,7 +495,7 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 		t.Errorf("gRPC health during the outage = %v, %v; want SERVING", hc, err)
 	}
 	during := s.scrape(t)
-	if k := series("extauthz_check_decisions_total", "result", "error", "reason", "store_unavailable"); during[k]-before[k] != 1 {
+	if k := series("extauthz_check_decisions_total", "result", "error", "reason", "store_unavailable", "transport", "grpc"); during[k]-before[k] != 1 {
 		t.Errorf("%s moved by %v, want 1", k, during[k]-before[k])
 	}
 	if k := series("extauthz_store_errors_total", "op", "get"); during[k] <= before[k] {
