@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
@@ -430,10 +431,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		}()
 	}
 	// Rotate as soon as refreshes are under way.
-	deadline := time.Now().Add(30 * time.Second)
-	for calls(eAB.tokens) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "refreshes under way", func() bool { return calls(eAB.tokens) > 0 })
 	refreshesBefore := calls(eAB.tokens)
 	code, stdout, stderr := eAB.run(t, "keys", "rotate", "--config", eAB.configPath, "--batch", "16")
 	rotateOutput := stdout + stderr
