@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/testutil"
@@ -46,33 +47,36 @@ func TestTwoProcessesOneRedemption(t *testing.T) {
 func TestLapsedLeaseIsTakenOver(t *testing.T) {
 	// A process that claimed the refresh and died leaves a lease; another
 	// process acts once it lapses, not before.
-	st := memory.New()
-	if err := st.Put(context.Background(), row("gh", time.Now().Add(-time.Minute), "rt")); err != nil {
-		t.Fatal(err)
-	}
-	opts := []Option{WithRefreshTimeout(100 * time.Millisecond), WithPersistTimeout(100 * time.Millisecond)}
-	lease := MinLockTimeout(100*time.Millisecond, 100*time.Millisecond)
-	dead, err := st.ClaimRefresh(context.Background(), "s1", "gh", "dead-replica", lease)
-	if err != nil || !dead.Held {
-		t.Fatalf("claim: %+v %v", dead, err)
-	}
-	claimed := time.Now()
-	ref := &fakeRefresher{rotate: true}
-	svc := NewInProcessService(st, ref, opts...)
-	c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
-	if err != nil || c.AccessToken != "gh-access-1" {
-		t.Fatalf("got %+v, %v", c, err)
-	}
-	if waited := time.Since(claimed); waited < lease {
-		t.Errorf("took over after %v, before the %v lease lapsed", waited, lease)
-	}
-	if ref.calls.Load() != 1 {
-		t.Errorf("redeemed %d times", ref.calls.Load())
-	}
-	// The dead process, were it to wake up, cannot store anything.
-	if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", dead.Lease, store.Tokens{AccessToken: "stale"}); !errors.Is(err, store.ErrLeaseLost) {
-		t.Errorf("completing a lapsed, taken-over lease: %v, want ErrLeaseLost", err)
-	}
+	// In a synctest bubble the wait for the lapse takes no real time.
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		if err := st.Put(context.Background(), row("gh", time.Now().Add(-time.Minute), "rt")); err != nil {
+			t.Fatal(err)
+		}
+		opts := []Option{WithRefreshTimeout(100 * time.Millisecond), WithPersistTimeout(100 * time.Millisecond)}
+		lease := MinLockTimeout(100*time.Millisecond, 100*time.Millisecond)
+		dead, err := st.ClaimRefresh(context.Background(), "s1", "gh", "dead-replica", lease)
+		if err != nil || !dead.Held {
+			t.Fatalf("claim: %+v %v", dead, err)
+		}
+		claimed := time.Now()
+		ref := &fakeRefresher{rotate: true}
+		svc := NewInProcessService(st, ref, opts...)
+		c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+		if err != nil || c.AccessToken != "gh-access-1" {
+			t.Fatalf("got %+v, %v", c, err)
+		}
+		if waited := time.Since(claimed); waited < lease {
+			t.Errorf("took over after %v, before the %v lease lapsed", waited, lease)
+		}
+		if ref.calls.Load() != 1 {
+			t.Errorf("redeemed %d times", ref.calls.Load())
+		}
+		// The dead process, were it to wake up, cannot store anything.
+		if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", dead.Lease, store.Tokens{AccessToken: "stale"}); !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("completing a lapsed, taken-over lease: %v, want ErrLeaseLost", err)
+		}
+	})
 }
 
 func TestRefreshedElsewhereIsNotRedeemed(t *testing.T) {
