@@ -26,9 +26,8 @@
 //
 // # Invalidation
 //
-// A write through the Store (Put, UpdateTokens, MarkReauth, Delete,
-// CompleteRefresh, ReleaseRefresh with reauth, RewriteTokens) invalidates
-// its session here once the write returns, whether or not it failed.
+// A write through the Store (Put, Delete, CompleteRefresh, ReleaseRefresh
+// with reauth, RewriteTokens) invalidates its session here once the write returns, whether or not it failed.
 // ClaimRefresh always goes to the inner store: a lease is never served from
 // memory. Writes made elsewhere (other replicas, 'extauthz tokens', an
 // authorization server writing SQL, key rotation, garbage collection) are
@@ -509,17 +508,6 @@ func (s *Store) invalidated(sessionID, provider string, err error) error {
 // Put implements store.Writer.
 func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return s.invalidated(row.SessionID, row.Provider, s.inner.Put(ctx, row))
-}
-
-// UpdateTokens implements store.Writer.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
-	return r, s.invalidated(sessionID, provider, err)
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	return s.invalidated(sessionID, provider, s.inner.MarkReauth(ctx, sessionID, provider))
 }
 
 // Delete implements store.Writer.

@@ -253,16 +253,6 @@ func TestWritesInvalidate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"UpdateTokens", func(t *testing.T, s store.Store) {
-			if _, err := s.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "new", ExpiresAt: t0.Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"MarkReauth", func(t *testing.T, s store.Store) {
-			if err := s.MarkReauth(ctx, "s1", "gh"); err != nil {
-				t.Fatal(err)
-			}
-		}},
 		{"Delete", func(t *testing.T, s store.Store) {
 			if err := s.Delete(ctx, "s1", "gh"); err != nil {
 				t.Fatal(err)

@@ -135,23 +135,6 @@ func (s *Store) open(r store.Row) (store.Row, error) {
 	return r, nil
 }
 
-// current reads the row (sessionID, provider) from the inner store and
-// checks that its tokens open with its binding, which it returns with the
-// row as stored. It is how a write that does not carry the binding
-// (UpdateTokens, CompleteRefresh) learns what to seal its tokens with: from
-// a row whose binding is proven genuine, never from a binding changed
-// behind the service's back.
-func (s *Store) current(ctx context.Context, sessionID, provider string) (store.Row, binding, error) {
-	r, err := s.inner.Get(ctx, sessionID, provider)
-	if err != nil {
-		return store.Row{}, binding{}, err
-	}
-	if _, err := s.open(r); err != nil {
-		return store.Row{}, binding{}, err
-	}
-	return r, bindingOf(&r), nil
-}
-
 // Get implements store.Reader.
 func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
 	r, err := s.inner.Get(ctx, sessionID, provider)
@@ -186,40 +169,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	}
 	row.Tokens = t
 	return s.inner.Put(ctx, row)
-}
-
-// UpdateTokens implements store.Writer. The row's binding is not among its
-// arguments: it reads the row first, and seals t with the binding of the row
-// as read, provided the row's tokens open with it (else the error wraps
-// store.ErrUnreadable and nothing is written). If a concurrent write changes
-// the binding between that read and the update, the updated row does not
-// open either (the returned error wraps store.ErrUnreadable): tokens sealed
-// for one binding are never readable under another.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return store.Row{}, err
-	}
-	if err := t.Check(); err != nil {
-		return store.Row{}, err
-	}
-	_, b, err := s.current(ctx, sessionID, provider)
-	if err != nil {
-		return store.Row{}, err
-	}
-	sealed, err := s.seal(sessionID, provider, b, t)
-	if err != nil {
-		return store.Row{}, err
-	}
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, sealed)
-	if err != nil {
-		return store.Row{}, err
-	}
-	return s.open(r)
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	return s.inner.MarkReauth(ctx, sessionID, provider)
 }
 
 // Delete implements store.Writer.

@@ -214,7 +214,12 @@ func TestRotateRetriesAConflictingRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner.before = func() {
-		if _, err := oldReplica.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
+		c, err := oldReplica.ClaimRefresh(ctx, "s1", "gh", "old-replica", time.Minute)
+		if err != nil || !c.Held {
+			t.Error(c, err)
+			return
+		}
+		if _, err := oldReplica.CompleteRefresh(ctx, "s1", "gh", c.Lease, store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
 			t.Error(err)
 		}
 	}

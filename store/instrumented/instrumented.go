@@ -3,7 +3,7 @@
 // all, for metrics (see package telemetry).
 //
 // Operations are named in snake case after the method: "get",
-// "get_session", "put", "update_tokens", "mark_reauth", "delete",
+// "get_session", "put", "delete",
 // "claim_refresh", "complete_refresh", "release_refresh", "scan",
 // "rewrite_tokens", "delete_expired" and "ping".
 //
@@ -146,22 +146,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	start := time.Now()
 	err := s.inner.Put(ctx, row)
 	s.record(ctx, "put", start, err)
-	return err
-}
-
-// UpdateTokens implements store.Writer.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	start := time.Now()
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
-	s.record(ctx, "update_tokens", start, err)
-	return r, err
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	start := time.Now()
-	err := s.inner.MarkReauth(ctx, sessionID, provider)
-	s.record(ctx, "mark_reauth", start, err)
 	return err
 }
 

@@ -180,22 +180,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return err
 }
 
-// UpdateTokens implements store.Writer.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	ctx, span := s.start(ctx, "store.UpdateTokens", provider)
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
-	end(span, err)
-	return r, err
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	ctx, span := s.start(ctx, "store.MarkReauth", provider)
-	err := s.inner.MarkReauth(ctx, sessionID, provider)
-	end(span, err)
-	return err
-}
-
 // Delete implements store.Writer.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 	ctx, span := s.start(ctx, "store.Delete", provider)
