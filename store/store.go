@@ -173,7 +173,8 @@ type Key struct {
 }
 
 // Rewriter lets maintenance jobs (re-encryption under a new key) walk and
-// rewrite rows while the service keeps serving.
+// rewrite rows while the service keeps serving. Backends implement it;
+// decorators do not pass it through: a maintenance job takes the backend.
 type Rewriter interface {
 	// Scan returns up to limit rows whose keys come after after, in
 	// (session ID, provider) byte order. An empty result means the end.
@@ -189,7 +190,9 @@ type Rewriter interface {
 
 // Collector deletes the rows of expired sessions (garbage collection). The
 // service runs it periodically; several replicas may try at the same time,
-// and RunExclusive makes all but one of them skip the pass.
+// and RunExclusive makes all but one of them skip the pass. Backends
+// implement it; decorators do not pass it through: garbage collection takes
+// the backend.
 type Collector interface {
 	// DeleteExpired deletes at most limit rows whose SessionExpiresAt is at
 	// or before now by the store's clock (the database's now() for
