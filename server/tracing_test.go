@@ -23,7 +23,7 @@ import (
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
-	"github.com/extauthz/extauthz/store/traced"
+	"github.com/extauthz/extauthz/store/observed"
 )
 
 const (
@@ -67,7 +67,7 @@ func TestCheckSpanParentedByMetadataNotHeader(t *testing.T) {
 		Tokens: store.Tokens{AccessToken: secretAccess, RefreshToken: secretRefresh, IDToken: secretID}}); err != nil {
 		t.Fatal(err)
 	}
-	srv, _ := server.New(storeDecider{traced.New(mem, tp)}, server.Options{TracerProvider: tp})
+	srv, _ := server.New(storeDecider{observed.New(mem, observed.Options{TracerProvider: tp})}, server.Options{TracerProvider: tp})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -67,9 +67,9 @@ type Row struct {
 	UpdatedAt time.Time
 	// Version is maintained by the store: a new row starts at 1, and it
 	// grows by one on every write of the row's tokens, binding or
-	// re-authentication mark (Put, UpdateTokens, a MarkReauth that sets the
-	// mark, CompleteRefresh, ReleaseRefresh with reauth), never on claiming or
-	// releasing a lease alone. Values passed in are ignored.
+	// re-authentication mark (Put, CompleteRefresh, ReleaseRefresh with
+	// reauth), never on claiming or releasing a lease alone. Values passed
+	// in are ignored.
 	Version int64
 }
 
@@ -119,9 +119,11 @@ type RefreshCoordinator interface {
 	// missing row is ErrNotFound; an empty key or owner, or a ttl that is not
 	// positive, is ErrInvalid.
 	ClaimRefresh(ctx context.Context, sessionID, provider, owner string, ttl time.Duration) (Claim, error)
-	// CompleteRefresh stores refreshed tokens, as UpdateTokens does, and
-	// releases the lease, only if lease.Owner still holds the row's lease and
-	// the row is still at lease.Version; it returns the updated row. A lease
+	// CompleteRefresh replaces the row's tokens with refreshed ones (an
+	// empty token type stored as "Bearer"), leaving its binding and
+	// NeedsReauth alone, and releases the lease, only if lease.Owner still
+	// holds the row's lease and the row is still at lease.Version; it
+	// returns the updated row. A lease
 	// that has run out without anyone else claiming the row still counts as
 	// held. Otherwise it writes nothing and returns ErrLeaseLost (wrapping
 	// ErrNotFound too if the row is gone). Tokens with an empty access token,
@@ -151,14 +153,6 @@ type Writer interface {
 	// including its binding, and clears NeedsReauth and any refresh lease (a
 	// new login supersedes a refresh in flight).
 	Put(ctx context.Context, row Row) error
-	// UpdateTokens replaces the tokens of an existing row after a refresh and
-	// returns the updated row. It leaves the binding alone, clears any
-	// refresh lease, and fails with ErrNotFound if the row is gone.
-	UpdateTokens(ctx context.Context, sessionID, provider string, t Tokens) (Row, error)
-	// MarkReauth sets NeedsReauth on an existing row. A missing row is not an
-	// error; a row already marked is left as it is (Version and UpdatedAt
-	// included).
-	MarkReauth(ctx context.Context, sessionID, provider string) error
 	// Delete removes the row for (sessionID, provider); with an empty provider
 	// it removes every row of the session. Deleting nothing is not an error.
 	Delete(ctx context.Context, sessionID, provider string) error
@@ -179,7 +173,8 @@ type Key struct {
 }
 
 // Rewriter lets maintenance jobs (re-encryption under a new key) walk and
-// rewrite rows while the service keeps serving.
+// rewrite rows while the service keeps serving. Backends implement it;
+// decorators do not pass it through: a maintenance job takes the backend.
 type Rewriter interface {
 	// Scan returns up to limit rows whose keys come after after, in
 	// (session ID, provider) byte order. An empty result means the end.
@@ -195,7 +190,9 @@ type Rewriter interface {
 
 // Collector deletes the rows of expired sessions (garbage collection). The
 // service runs it periodically; several replicas may try at the same time,
-// and RunExclusive makes all but one of them skip the pass.
+// and RunExclusive makes all but one of them skip the pass. Backends
+// implement it; decorators do not pass it through: garbage collection takes
+// the backend.
 type Collector interface {
 	// DeleteExpired deletes at most limit rows whose SessionExpiresAt is at
 	// or before now by the store's clock (the database's now() for

@@ -54,14 +54,14 @@ var Transports = []string{"grpc", "http"}
 var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "unknown_refusal", "backing_off", "superseded", "deferred", "not_stored"}
 
 // StoreOperations lists the store operations that are measured (see package
-// store/instrumented). Another name is counted as "other".
+// store/observed). Another name is counted as "other".
 var StoreOperations = []string{"get", "get_session", "put", "update_tokens", "mark_reauth", "delete",
 	"claim_refresh", "complete_refresh", "release_refresh", "scan", "rewrite_tokens", "delete_expired", "ping"}
 
 // Metrics records what extauthz does. Its methods are safe for concurrent
 // use. It implements authz.Observer (Decision), the function
 // upstreamtoken.WithRefreshObserver takes (Refresh) and
-// instrumented.Recorder (StoreOperation and SetStoreUp).
+// observed.Recorder (StoreOperation and SetStoreUp).
 type Metrics struct {
 	reg       *prometheus.Registry
 	providers []string

@@ -2,7 +2,7 @@ package telemetry
 
 // Tracing: OpenTelemetry set-up from the standard OTEL_* environment
 // variables, and a tracing decorator for the refresher. The Check span comes
-// from otelgrpc (package server) and store spans from package store/traced.
+// from otelgrpc (package server) and store spans from package store/observed.
 
 import (
 	"context"

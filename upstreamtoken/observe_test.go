@@ -98,7 +98,11 @@ func TestRefreshObserverSkipped(t *testing.T) {
 	// Another replica refreshed the row after this one read it: the claim
 	// re-reads it and serves the new token without redeeming.
 	stale, _ := st.Get(context.Background(), "s1", "gh")
-	if _, err := st.UpdateTokens(context.Background(), "s1", "gh", store.Tokens{AccessToken: "other-replica", ExpiresAt: t0.Add(time.Hour)}); err != nil {
+	c, err := st.ClaimRefresh(context.Background(), "s1", "gh", "other-replica", time.Minute)
+	if err != nil || !c.Held {
+		t.Fatal(c, err)
+	}
+	if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", c.Lease, store.Tokens{AccessToken: "other-replica", ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := svc.refresh(context.Background(), stale)

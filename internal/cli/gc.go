@@ -9,6 +9,7 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/gc"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/observed"
 	"github.com/extauthz/extauthz/store/postgres"
 )
 
@@ -27,6 +28,24 @@ func startGC(ctx context.Context, c store.Collector, cfg config.GC, log *slog.Lo
 		cancel()
 		<-done
 	}
+}
+
+// measuredGC is the database's garbage collection with each DeleteExpired
+// measured as the store operation delete_expired. RunExclusive is not
+// measured: its time is the whole pass.
+type measuredGC struct {
+	store.Collector
+	obs *observed.Store
+}
+
+// DeleteExpired implements store.Collector.
+func (m measuredGC) DeleteExpired(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := m.obs.Measure(ctx, "delete_expired", func(ctx context.Context) (err error) {
+		n, err = m.Collector.DeleteExpired(ctx, limit)
+		return err
+	})
+	return n, err
 }
 
 // gcCmd runs one garbage collection pass by hand. It exits 0 when the pass

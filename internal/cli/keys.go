@@ -54,13 +54,14 @@ func keysRotate(ctx context.Context, args []string, env Env) error {
 	if *batch <= 0 {
 		return usageErr("--batch must be positive")
 	}
-	st, closeStore, err := openStore(ctx, db, env, true)
+	// Rotation works on the rows as stored, below the encryption.
+	pg, keys, err := openDB(ctx, db, env, true)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer pg.Close()
 	reported := 0
-	stats, err := st.(*encrypted.Store).Rotate(ctx, *batch, func(s encrypted.RotateStats) {
+	stats, err := encrypted.Rotate(ctx, pg, keys, *batch, func(s encrypted.RotateStats) {
 		reportPlaintext(env, s.Plaintext[reported:])
 		reported = len(s.Plaintext)
 		fmt.Fprintf(env.Stderr, "keys rotate: %d rows scanned, %d re-encrypted\n", s.Scanned, s.Rewritten)

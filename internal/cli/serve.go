@@ -25,9 +25,8 @@ import (
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
-	"github.com/extauthz/extauthz/store/instrumented"
+	"github.com/extauthz/extauthz/store/observed"
 	"github.com/extauthz/extauthz/store/postgres"
-	"github.com/extauthz/extauthz/store/traced"
 	"github.com/extauthz/extauthz/telemetry"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -287,10 +286,11 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}()
 
 	metrics := telemetry.NewMetrics(versionString(), slices.Collect(maps.Keys(cfg.Providers)))
-	measured := instrumented.New(pg, metrics)
-	// Garbage collection of expired sessions (internal/cli/gc.go), measured
-	// as the store operation delete_expired.
-	defer startGC(ctx, measured.(store.Collector), cfg.GC, log)()
+	// Every store call is measured and traced right above the database.
+	observedDB := observed.New(pg, observed.Options{Recorder: metrics, TracerProvider: tp})
+	// Garbage collection of expired sessions (internal/cli/gc.go) works on
+	// the database itself, measured as the store operation delete_expired.
+	defer startGC(ctx, measuredGC{Collector: pg, obs: observedDB}, cfg.GC, log)()
 	legacyRead, err := legacyReadObserver(metrics.Registry(), log, slices.Collect(maps.Keys(cfg.Providers)))
 	if err != nil {
 		return err
@@ -299,7 +299,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	if !cfg.Encryption.AcceptsV1() {
 		sealOpts = append(sealOpts, encrypted.WithoutV1())
 	}
-	sealed := encrypted.New(traced.New(measured, tp), cfg.Keyring(), sealOpts...)
+	sealed := encrypted.New(observedDB, cfg.Keyring(), sealOpts...)
 	st, stopCache, err := withTokenCache(ctx, cfg, sealed, log, metrics.Registry())
 	if err != nil {
 		return err
@@ -379,7 +379,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	watched := make(chan struct{})
 	go func() {
 		defer close(watched)
-		instrumented.Watch(watchCtx, measured.(instrumented.Pinger), storePingInterval)
+		observedDB.Watch(watchCtx, storePingInterval)
 	}()
 	defer func() { stopWatch(); <-watched }()
 

@@ -18,6 +18,7 @@ import (
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // dbFlags are the ways a command that only needs the database finds it:
@@ -112,21 +113,35 @@ func tokensCmd(ctx context.Context, args []string, env Env) error {
 // store encrypts and decrypts tokens with the keys of --config, which is
 // then required. The caller must call close.
 func openStore(ctx context.Context, db dbFlags, env Env, sealed bool) (st store.Store, close func(), err error) {
+	pg, keys, err := openDB(ctx, db, env, sealed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sealed {
+		return encrypted.New(pg, keys), pg.Close, nil
+	}
+	return pg, pg.Close, nil
+}
+
+// openDB connects to the database the flags name, and with withKeys also
+// returns the keys of --config, which is then required. The caller must
+// close the store.
+func openDB(ctx context.Context, db dbFlags, env Env, withKeys bool) (*postgres.Store, *tokencrypt.Keyring, error) {
 	dsn, cfg, err := db.resolve(env)
 	if err != nil {
 		return nil, nil, err
 	}
-	if sealed && cfg == nil {
+	if withKeys && cfg == nil {
 		return nil, nil, usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
 	}
 	pg, err := postgres.New(ctx, dsn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if sealed {
-		return encrypted.New(pg, cfg.Keyring()), pg.Close, nil
+	if !withKeys {
+		return pg, nil, nil
 	}
-	return pg, pg.Close, nil
+	return pg, cfg.Keyring(), nil
 }
 
 func tokensPut(ctx context.Context, args []string, env Env) error {

@@ -511,7 +511,11 @@ func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 		"--token-type", "MAC", "--upstream-subject", "up-old",
 		"--expires-at", "2030-01-01T00:00:00Z", "--session-expires-at", "2030-06-01T00:00:00Z")...)
 	tokExpectCode(t, r, cli.ExitOK, "first put")
-	if err := st.MarkReauth(ctx, "sess-re", "github"); err != nil {
+	c, err := st.ClaimRefresh(ctx, "sess-re", "github", "refresher", time.Minute)
+	if err != nil || !c.Held {
+		t.Fatal(c, err)
+	}
+	if err := st.ReleaseRefresh(ctx, "sess-re", "github", c.Lease, true); err != nil {
 		t.Fatal(err)
 	}
 	old, err := st.Get(ctx, "sess-re", "github")
@@ -519,7 +523,7 @@ func TestTokensPutReplacesAndClearsReauth(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !old.NeedsReauth {
-		t.Fatal("MarkReauth did not set NeedsReauth")
+		t.Fatal("ReleaseRefresh with reauth did not set NeedsReauth")
 	}
 
 	// The database from the configuration this time.

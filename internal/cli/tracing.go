@@ -13,7 +13,7 @@ import (
 
 // setupTracing turns OpenTelemetry tracing on when the OTEL_* environment
 // variables ask for it (see telemetry.TracingEnabled). When tracing is off it
-// returns a nil provider, which server.Options, traced.New and
+// returns a nil provider, which server.Options, observed.Options and
 // telemetry.TraceRefresher all take to mean "no tracing", and a shutdown that
 // does nothing. A setting this build cannot honour is a usage error (exit 2).
 // Export failures are logged as warnings: they never fail a Check.

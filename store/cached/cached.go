@@ -26,14 +26,14 @@
 //
 // # Invalidation
 //
-// A write through the Store (Put, UpdateTokens, MarkReauth, Delete,
-// CompleteRefresh, ReleaseRefresh with reauth, RewriteTokens) invalidates
-// its session here once the write returns, whether or not it failed.
-// ClaimRefresh always goes to the inner store: a lease is never served from
-// memory. Writes made elsewhere (other replicas, 'extauthz tokens', an
-// authorization server writing SQL, key rotation, garbage collection) are
-// reported by an invalidation source, normally postgres.Listener, through
-// Invalidate and InvalidateAll.
+// A write through the Store (Put, Delete, CompleteRefresh, ReleaseRefresh
+// with reauth) invalidates its session here once the write returns, whether
+// or not it failed. ClaimRefresh always goes to the inner store: a lease is
+// never served from memory. Writes made elsewhere (other replicas, 'extauthz
+// tokens', an authorization server writing SQL, and key rotation and
+// garbage collection, which work on the database directly) are reported by
+// an invalidation source, normally postgres.Listener, through Invalidate and
+// InvalidateAll.
 //
 // The source also vouches for the cache with Trust: the cache is used only
 // while the source's last vouching holds (it says that every change
@@ -143,8 +143,7 @@ type stamp struct {
 var _ store.Store = (*Store)(nil)
 
 // New returns a Store caching the reads of inner. It panics if o.Size is not
-// positive. The result implements store.Rewriter if inner does and
-// store.Collector if inner does.
+// positive.
 func New(inner store.Store, o Options) *Store {
 	if o.Size <= 0 {
 		panic("cached: Size must be positive")
@@ -160,26 +159,6 @@ func New(inner store.Store, o Options) *Store {
 	s.lru = lru.NewSharded[string, *entry](o.Size)
 	s.stripes = make([]stripeSet, s.lru.Shards())
 	return s
-}
-
-// Wrap is New for a caller that needs the optional interfaces of inner
-// (store.Rewriter, store.Collector) passed through: the result implements
-// each of them when inner does, and its Rewriter and Collector writes
-// invalidate too. It returns the Store as well, for the invalidation
-// source.
-func Wrap(inner store.Store, o Options) (store.Store, *Store) {
-	s := New(inner, o)
-	rw, isRW := inner.(store.Rewriter)
-	c, isC := inner.(store.Collector)
-	switch {
-	case isRW && isC:
-		return &rewritingCollecting{s, rewriter{s, rw}, collector{s, c}}, s
-	case isRW:
-		return &rewriting{s, rewriter{s, rw}}, s
-	case isC:
-		return &collecting{s, collector{s, c}}, s
-	}
-	return s, s
 }
 
 // Trust lets the cache be used until until (read on the monotonic clock): the
@@ -511,17 +490,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return s.invalidated(row.SessionID, row.Provider, s.inner.Put(ctx, row))
 }
 
-// UpdateTokens implements store.Writer.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, t)
-	return r, s.invalidated(sessionID, provider, err)
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	return s.invalidated(sessionID, provider, s.inner.MarkReauth(ctx, sessionID, provider))
-}
-
 // Delete implements store.Writer.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 	return s.invalidated(sessionID, provider, s.inner.Delete(ctx, sessionID, provider))
@@ -547,62 +515,4 @@ func (s *Store) ReleaseRefresh(ctx context.Context, sessionID, provider string, 
 		return err
 	}
 	return s.invalidated(sessionID, provider, err)
-}
-
-type rewriting struct {
-	*Store
-	rewriter
-}
-
-type collecting struct {
-	*Store
-	collector
-}
-
-type rewritingCollecting struct {
-	*Store
-	rewriter
-	collector
-}
-
-var (
-	_ store.Rewriter  = (*rewriting)(nil)
-	_ store.Collector = (*collecting)(nil)
-	_ store.Rewriter  = (*rewritingCollecting)(nil)
-	_ store.Collector = (*rewritingCollecting)(nil)
-)
-
-type rewriter struct {
-	s  *Store
-	rw store.Rewriter
-}
-
-// Scan implements store.Rewriter; it is not cached.
-func (r rewriter) Scan(ctx context.Context, after store.Key, limit int) ([]store.Row, error) {
-	return r.rw.Scan(ctx, after, limit)
-}
-
-// RewriteTokens implements store.Rewriter.
-func (r rewriter) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
-	return r.s.invalidated(sessionID, provider, r.rw.RewriteTokens(ctx, sessionID, provider, version, t))
-}
-
-type collector struct {
-	s *Store
-	c store.Collector
-}
-
-// DeleteExpired implements store.Collector. The deleted rows are not known,
-// so the whole cache is forgotten when any was deleted.
-func (c collector) DeleteExpired(ctx context.Context, limit int) (int, error) {
-	n, err := c.c.DeleteExpired(ctx, limit)
-	if n > 0 || err != nil {
-		c.s.InvalidateAll()
-	}
-	return n, err
-}
-
-// RunExclusive implements store.Collector.
-func (c collector) RunExclusive(ctx context.Context, fn func(ctx context.Context) error) (bool, error) {
-	return c.c.RunExclusive(ctx, fn)
 }

@@ -23,24 +23,10 @@ func forever() time.Time { return time.Now().Add(time.Hour) }
 // The decorator keeps the whole store contract, cache in use.
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
-		st, c := cached.Wrap(memory.New(), cached.Options{Size: 100})
+		c := cached.New(memory.New(), cached.Options{Size: 100})
 		c.Trust(forever())
-		return st
+		return c
 	})
-}
-
-func TestOptionalInterfacesFollowTheInnerStore(t *testing.T) {
-	full, _ := cached.Wrap(memory.New(), cached.Options{Size: 1})
-	if _, ok := full.(store.Rewriter); !ok {
-		t.Error("wrapping a Rewriter: result is not a Rewriter")
-	}
-	if _, ok := full.(store.Collector); !ok {
-		t.Error("wrapping a Collector: result is not a Collector")
-	}
-	plain, _ := cached.Wrap(counting{Store: memory.New()}, cached.Options{Size: 1})
-	if _, ok := plain.(store.Rewriter); ok {
-		t.Error("wrapping a store without Rewriter: result is a Rewriter")
-	}
 }
 
 // counting counts the reads that reach the inner store; its hook, if set,
@@ -253,16 +239,6 @@ func TestWritesInvalidate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"UpdateTokens", func(t *testing.T, s store.Store) {
-			if _, err := s.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "new", ExpiresAt: t0.Add(time.Hour)}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"MarkReauth", func(t *testing.T, s store.Store) {
-			if err := s.MarkReauth(ctx, "s1", "gh"); err != nil {
-				t.Fatal(err)
-			}
-		}},
 		{"Delete", func(t *testing.T, s store.Store) {
 			if err := s.Delete(ctx, "s1", "gh"); err != nil {
 				t.Fatal(err)
@@ -291,43 +267,21 @@ func TestWritesInvalidate(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{"RewriteTokens", func(t *testing.T, s store.Store) {
-			r, err := s.Get(ctx, "s1", "gh")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.(store.Rewriter).RewriteTokens(ctx, "s1", "gh", r.Version, store.Tokens{AccessToken: "new"}); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"DeleteExpired", func(t *testing.T, s store.Store) {
-			r := row("s1", "gh", "at", t0.Add(time.Hour))
-			r.SessionExpiresAt = time.Unix(1, 0)
-			if err := s.Put(ctx, r); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := s.Get(ctx, "s1", "gh"); err != nil { // cache it again
-				t.Fatal(err)
-			}
-			if n, err := s.(store.Collector).DeleteExpired(ctx, 10); n != 1 || err != nil {
-				t.Fatal(n, err)
-			}
-		}},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
-			st, c := cached.Wrap(memory.New(), cached.Options{Size: 10, Now: func() time.Time { return t0 }})
+			c := cached.New(memory.New(), cached.Options{Size: 10, Now: func() time.Time { return t0 }})
 			c.Trust(forever())
-			if err := st.Put(ctx, row("s1", "gh", "old", t0.Add(time.Hour))); err != nil {
+			if err := c.Put(ctx, row("s1", "gh", "old", t0.Add(time.Hour))); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := st.Get(ctx, "s1", "gh"); err != nil {
+			if _, err := c.Get(ctx, "s1", "gh"); err != nil {
 				t.Fatal(err)
 			}
 			if c.Stats().Sessions != 1 {
 				t.Fatalf("not cached: %+v", c.Stats())
 			}
-			w.write(t, st)
+			w.write(t, c)
 			if n := c.Stats().Sessions; n != 0 {
 				t.Errorf("after %s the session is still cached", w.name)
 			}
@@ -451,8 +405,8 @@ func TestBounded(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
-	st, c := cached.Wrap(memory.New(), cached.Options{Size: 16})
-	c.Trust(forever())
+	st := cached.New(memory.New(), cached.Options{Size: 16})
+	st.Trust(forever())
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -465,7 +419,7 @@ func TestConcurrentUse(t *testing.T) {
 						t.Error(err)
 					}
 				case 1:
-					c.Invalidate(s, "gh")
+					st.Invalidate(s, "gh")
 				case 2:
 					if _, err := st.GetSession(ctx, s); err != nil {
 						t.Error(err)
@@ -482,8 +436,8 @@ func TestConcurrentUse(t *testing.T) {
 	// Whatever the interleaving, the cache agrees with the store now.
 	for i := range 24 {
 		s := fmt.Sprintf("s%d", i)
-		want, werr := c.Get(ctx, s, "gh")
-		c.InvalidateAll()
+		want, werr := st.Get(ctx, s, "gh")
+		st.InvalidateAll()
 		got, gerr := st.Get(ctx, s, "gh")
 		if want.AccessToken != got.AccessToken || (werr == nil) != (gerr == nil) {
 			t.Errorf("%s: cached %q (%v), store %q (%v)", s, want.AccessToken, werr, got.AccessToken, gerr)

@@ -59,10 +59,6 @@ func TestChangedBindingUnreadable(t *testing.T) {
 					_, err := s.ClaimRefresh(ctx, "s1", "gh", "owner", time.Minute)
 					return err
 				},
-				"UpdateTokens": func() error {
-					_, err := s.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "laundered"})
-					return err
-				},
 			}
 			for op, read := range reads {
 				err := read()
@@ -73,17 +69,16 @@ func TestChangedBindingUnreadable(t *testing.T) {
 					t.Errorf("%s: error reveals the token: %v", op, err)
 				}
 			}
-			// UpdateTokens wrote nothing under the changed binding.
+			// Nothing was written under the changed binding.
 			if raw, _ := inner.Get(ctx, "s1", "gh"); raw.Version != 2 {
-				t.Errorf("UpdateTokens wrote to the rebound row (version %d)", raw.Version)
+				t.Errorf("a read wrote to the rebound row (version %d)", raw.Version)
 			}
 		})
 	}
 }
 
 // TestWritesSealTheBinding: every write path seals the binding it leaves
-// in the row: Put the row's own, UpdateTokens and CompleteRefresh the one
-// already stored.
+// in the row: Put the row's own, CompleteRefresh the one already stored.
 func TestWritesSealTheBinding(t *testing.T) {
 	ctx := context.Background()
 	inner := memory.New()
@@ -91,9 +86,6 @@ func TestWritesSealTheBinding(t *testing.T) {
 	r := row("s1", "gh", "first")
 	r.UpstreamSubject = "gh-alice"
 	if err := s.Put(ctx, r); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "second", RefreshToken: "rt2"}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := s.ClaimRefresh(ctx, "s1", "gh", "owner", time.Minute)
@@ -163,7 +155,8 @@ func TestV1RowsReadThenUpgraded(t *testing.T) {
 	putV1(t, inner, "a", row("old-1", "gh", "v1-token-1"))
 	putV1(t, inner, "a", row("old-2", "gh", "v1-token-2"))
 	var legacy atomic.Int64
-	s := encrypted.New(inner, keyring(t, "a", "a"), encrypted.WithLegacyReadObserver(func(provider string) {
+	keys := keyring(t, "a", "a")
+	s := encrypted.New(inner, keys, encrypted.WithLegacyReadObserver(func(provider string) {
 		if provider == "gh" {
 			legacy.Add(1)
 		}
@@ -179,7 +172,7 @@ func TestV1RowsReadThenUpgraded(t *testing.T) {
 	if n := legacy.Load(); n != 2 {
 		t.Errorf("observer told of %d v1 reads, want 2", n)
 	}
-	stats, err := s.Rotate(ctx, 2, nil)
+	stats, err := encrypted.Rotate(ctx, inner, keys, 2, nil)
 	if err != nil || stats.Scanned != 3 || stats.Rewritten != 2 || stats.Upgraded != 2 || len(stats.Plaintext) != 0 {
 		t.Fatalf("Rotate = %+v, %v; want the two v1 rows upgraded", stats, err)
 	}
@@ -189,7 +182,7 @@ func TestV1RowsReadThenUpgraded(t *testing.T) {
 	if n := legacy.Load(); n != 2 {
 		t.Errorf("v1 reads after the upgrade: %d, want still 2", n)
 	}
-	if stats, err := s.Rotate(ctx, 2, nil); err != nil || stats.Rewritten != 0 {
+	if stats, err := encrypted.Rotate(ctx, inner, keys, 2, nil); err != nil || stats.Rewritten != 0 {
 		t.Errorf("second Rotate = %+v, %v; want nothing to do", stats, err)
 	}
 	rebind(t, inner, "old-2", func(r *store.Row) { r.Subject = "mallory" })
@@ -204,10 +197,11 @@ func TestV1RowsReadThenUpgraded(t *testing.T) {
 func TestRotateNeverSealsPlaintext(t *testing.T) {
 	ctx := context.Background()
 	inner := memory.New()
-	s := encrypted.New(inner, keyring(t, "b", "a", "b"))
+	keys := keyring(t, "b", "a", "b")
+	s := encrypted.New(inner, keys)
 	putV1(t, inner, "a", row("s1", "gh", "genuine"))
 	rebind(t, inner, "s1", func(r *store.Row) { r.AccessToken = "planted-token" })
-	stats, err := s.Rotate(ctx, 10, nil)
+	stats, err := encrypted.Rotate(ctx, inner, keys, 10, nil)
 	if err != nil || stats.Rewritten != 0 || len(stats.Plaintext) != 1 || stats.Plaintext[0].SessionID != "s1" {
 		t.Fatalf("Rotate = %+v, %v; want the row reported, not rewritten", stats, err)
 	}

@@ -135,23 +135,6 @@ func (s *Store) open(r store.Row) (store.Row, error) {
 	return r, nil
 }
 
-// current reads the row (sessionID, provider) from the inner store and
-// checks that its tokens open with its binding, which it returns with the
-// row as stored. It is how a write that does not carry the binding
-// (UpdateTokens, CompleteRefresh) learns what to seal its tokens with: from
-// a row whose binding is proven genuine, never from a binding changed
-// behind the service's back.
-func (s *Store) current(ctx context.Context, sessionID, provider string) (store.Row, binding, error) {
-	r, err := s.inner.Get(ctx, sessionID, provider)
-	if err != nil {
-		return store.Row{}, binding{}, err
-	}
-	if _, err := s.open(r); err != nil {
-		return store.Row{}, binding{}, err
-	}
-	return r, bindingOf(&r), nil
-}
-
 // Get implements store.Reader.
 func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row, error) {
 	r, err := s.inner.Get(ctx, sessionID, provider)
@@ -186,40 +169,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	}
 	row.Tokens = t
 	return s.inner.Put(ctx, row)
-}
-
-// UpdateTokens implements store.Writer. The row's binding is not among its
-// arguments: it reads the row first, and seals t with the binding of the row
-// as read, provided the row's tokens open with it (else the error wraps
-// store.ErrUnreadable and nothing is written). If a concurrent write changes
-// the binding between that read and the update, the updated row does not
-// open either (the returned error wraps store.ErrUnreadable): tokens sealed
-// for one binding are never readable under another.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return store.Row{}, err
-	}
-	if err := t.Check(); err != nil {
-		return store.Row{}, err
-	}
-	_, b, err := s.current(ctx, sessionID, provider)
-	if err != nil {
-		return store.Row{}, err
-	}
-	sealed, err := s.seal(sessionID, provider, b, t)
-	if err != nil {
-		return store.Row{}, err
-	}
-	r, err := s.inner.UpdateTokens(ctx, sessionID, provider, sealed)
-	if err != nil {
-		return store.Row{}, err
-	}
-	return s.open(r)
-}
-
-// MarkReauth implements store.Writer.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	return s.inner.MarkReauth(ctx, sessionID, provider)
 }
 
 // Delete implements store.Writer.
@@ -300,6 +249,14 @@ type RotateStats struct {
 	Plaintext []store.Key
 }
 
+// Rotatable is what Rotate needs of the store that holds the ciphertexts:
+// its rows as stored, read one at a time, walked in order and rewritten in
+// place. *postgres.Store and *memory.Store implement it.
+type Rotatable interface {
+	Get(ctx context.Context, sessionID, provider string) (store.Row, error)
+	store.Rewriter
+}
+
 // maxRotateAttempts bounds the retries of one row that keeps changing.
 const maxRotateAttempts = 5
 
@@ -314,31 +271,28 @@ const maxRotateAttempts = 5
 // It works in batches of batch rows while the service keeps serving, and
 // rewrites a row only if it is unchanged since it was read (compare-and-swap
 // on its version), re-reading it otherwise, so it never writes an older
-// token over one a concurrent refresh just stored. The inner store must
-// implement store.Rewriter. A row that cannot be opened stops the rotation
-// with store.ErrUnreadable: removing its key would lose it.
+// token over one a concurrent refresh just stored. A row that cannot be
+// opened with keys stops the rotation with store.ErrUnreadable: removing its
+// key would lose it. rows is the store that holds the ciphertexts, the one
+// a Store wraps; progress, if not nil, is called after each batch.
 //
 // A v1 row's binding is taken as it stands when it is sealed again: run
 // Rotate once the tokens' writers and the table are trusted.
-func (s *Store) Rotate(ctx context.Context, batch int, progress func(RotateStats)) (RotateStats, error) {
+func Rotate(ctx context.Context, rows Rotatable, keys *tokencrypt.Keyring, batch int, progress func(RotateStats)) (RotateStats, error) {
 	var st RotateStats
-	rw, ok := s.inner.(store.Rewriter)
-	if !ok {
-		return st, errors.New("encrypted: the store cannot rewrite rows")
-	}
 	var after store.Key
 	for {
-		rows, err := rw.Scan(ctx, after, batch)
+		read, err := rows.Scan(ctx, after, batch)
 		if err != nil {
 			return st, err
 		}
-		if len(rows) == 0 {
+		if len(read) == 0 {
 			return st, nil
 		}
-		for _, r := range rows {
+		for _, r := range read {
 			after = store.Key{SessionID: r.SessionID, Provider: r.Provider}
 			st.Scanned++
-			if err := s.rotateRow(ctx, rw, r, &st); err != nil {
+			if err := rotateRow(ctx, rows, keys, r, &st); err != nil {
 				return st, err
 			}
 		}
@@ -348,9 +302,9 @@ func (s *Store) Rotate(ctx context.Context, batch int, progress func(RotateStats
 	}
 }
 
-func (s *Store) rotateRow(ctx context.Context, rw store.Rewriter, r store.Row, st *RotateStats) error {
+func rotateRow(ctx context.Context, rows Rotatable, keys *tokencrypt.Keyring, r store.Row, st *RotateStats) error {
 	for attempt := 1; ; attempt++ {
-		t, need, err := s.reseal(r)
+		t, need, err := reseal(keys, r)
 		if err != nil {
 			return err
 		}
@@ -361,7 +315,7 @@ func (s *Store) rotateRow(ctx context.Context, rw store.Rewriter, r store.Row, s
 			st.Plaintext = append(st.Plaintext, store.Key{SessionID: r.SessionID, Provider: r.Provider})
 			return nil
 		}
-		err = rw.RewriteTokens(ctx, r.SessionID, r.Provider, r.Version, t)
+		err = rows.RewriteTokens(ctx, r.SessionID, r.Provider, r.Version, t)
 		switch {
 		case err == nil:
 			st.Rewritten++
@@ -377,7 +331,7 @@ func (s *Store) rotateRow(ctx context.Context, rw store.Rewriter, r store.Row, s
 			return fmt.Errorf("encrypted: provider %q row kept changing during rotation; run rotate again", r.Provider)
 		}
 		st.Conflicts++
-		if r, err = s.inner.Get(ctx, r.SessionID, r.Provider); err != nil {
+		if r, err = rows.Get(ctx, r.SessionID, r.Provider); err != nil {
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}
@@ -399,7 +353,7 @@ const (
 // reseal returns r's tokens sealed under the primary key in the current
 // format, and what the row needed. For a row that is upToDate or holds
 // plaintext, the tokens returned are not to be written.
-func (s *Store) reseal(r store.Row) (store.Tokens, need, error) {
+func reseal(keys *tokencrypt.Keyring, r store.Row) (store.Tokens, need, error) {
 	t := r.Tokens
 	n := upToDate
 	for _, c := range tokenColumns(&t) {
@@ -412,7 +366,7 @@ func (s *Store) reseal(r store.Row) (store.Tokens, need, error) {
 			return store.Tokens{}, plaintext, nil
 		case info.Format == tokencrypt.FormatV1:
 			n = upgrade
-		case info.KeyID != s.keys.Primary() && n == upToDate:
+		case info.KeyID != keys.Primary() && n == upToDate:
 			n = rekey
 		}
 	}
@@ -422,11 +376,11 @@ func (s *Store) reseal(r store.Row) (store.Tokens, need, error) {
 	b := bindingOf(&r)
 	for _, c := range tokenColumns(&t) {
 		p := place(r.SessionID, r.Provider, c.name, b)
-		plain, err := s.keys.Open(*c.v, p)
+		plain, err := keys.Open(*c.v, p)
 		if err != nil {
 			return store.Tokens{}, n, fmt.Errorf("%w: provider %q, %s: %w", store.ErrUnreadable, r.Provider, c.name, err)
 		}
-		if *c.v, err = s.keys.Seal(plain, p); err != nil {
+		if *c.v, err = keys.Seal(plain, p); err != nil {
 			return store.Tokens{}, n, err
 		}
 	}

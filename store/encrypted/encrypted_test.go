@@ -119,8 +119,7 @@ func TestRotate(t *testing.T) {
 	if err := inner.Put(ctx, row("legacy", "gh", "plain-token")); err != nil {
 		t.Fatal(err)
 	}
-	both := encrypted.New(inner, keyring(t, "b", "a", "b"))
-	stats, err := both.Rotate(ctx, 3, nil)
+	stats, err := encrypted.Rotate(ctx, inner, keyring(t, "b", "a", "b"), 3, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +142,7 @@ func TestRotate(t *testing.T) {
 		t.Errorf("the plaintext row was changed: %+v", raw.Tokens)
 	}
 	// A second rotation has nothing to do but report the plaintext row again.
-	if stats, err := onlyB.Rotate(ctx, 3, nil); err != nil || stats.Rewritten != 0 || len(stats.Plaintext) != 1 {
+	if stats, err := encrypted.Rotate(ctx, inner, keyring(t, "b", "b"), 3, nil); err != nil || stats.Rewritten != 0 || len(stats.Plaintext) != 1 {
 		t.Errorf("second rotation: %+v %v", stats, err)
 	}
 }
@@ -155,14 +154,15 @@ func TestRotateKeepsConcurrentRefresh(t *testing.T) {
 	if err := s.Put(ctx, row("s1", "gh", "old")); err != nil {
 		t.Fatal(err)
 	}
-	both := encrypted.New(inner, keyring(t, "b", "a", "b"))
+	keysAB := keyring(t, "b", "a", "b")
+	both := encrypted.New(inner, keysAB)
 	// A refresh claims the row, rotation runs, the refresh completes: its
 	// tokens must be the ones stored.
 	claim, err := both.ClaimRefresh(ctx, "s1", "gh", "replica", time.Minute)
 	if err != nil || !claim.Held {
 		t.Fatal(claim, err)
 	}
-	if _, err := both.Rotate(ctx, 10, nil); err != nil {
+	if _, err := encrypted.Rotate(ctx, inner, keysAB, 10, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := both.CompleteRefresh(ctx, "s1", "gh", claim.Lease, store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
@@ -183,7 +183,7 @@ func TestRotateStopsOnUnreadableRow(t *testing.T) {
 	if err := encrypted.New(inner, keyring(t, "a", "a")).Put(ctx, row("s1", "gh", "x")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := encrypted.New(inner, keyring(t, "b", "b")).Rotate(ctx, 10, nil)
+	_, err := encrypted.Rotate(ctx, inner, keyring(t, "b", "b"), 10, nil)
 	if !errors.Is(err, store.ErrUnreadable) || !errors.Is(err, tokencrypt.ErrUnknownKey) {
 		t.Errorf("rotation without the old key: %v, want ErrUnreadable (unknown key)", err)
 	}
@@ -214,11 +214,16 @@ func TestRotateRetriesAConflictingRow(t *testing.T) {
 		t.Fatal(err)
 	}
 	inner.before = func() {
-		if _, err := oldReplica.UpdateTokens(ctx, "s1", "gh", store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
+		c, err := oldReplica.ClaimRefresh(ctx, "s1", "gh", "old-replica", time.Minute)
+		if err != nil || !c.Held {
+			t.Error(c, err)
+			return
+		}
+		if _, err := oldReplica.CompleteRefresh(ctx, "s1", "gh", c.Lease, store.Tokens{AccessToken: "refreshed", RefreshToken: "rt2"}); err != nil {
 			t.Error(err)
 		}
 	}
-	stats, err := encrypted.New(inner, keyring(t, "b", "a", "b")).Rotate(ctx, 10, nil)
+	stats, err := encrypted.Rotate(ctx, inner, keyring(t, "b", "a", "b"), 10, nil)
 	if err != nil || stats.Conflicts != 1 || stats.Rewritten != 1 {
 		t.Fatalf("Rotate = %+v, %v; want one conflict, then the row rewritten", stats, err)
 	}

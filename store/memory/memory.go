@@ -153,52 +153,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return nil
 }
 
-// UpdateTokens implements store.Writer. It leaves NeedsReauth as it is: only
-// Put clears it. It clears any refresh lease. Tokens with an empty access
-// token are refused with an error wrapping store.ErrInvalid.
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return store.Row{}, err
-	}
-	if err := t.Check(); err != nil {
-		return store.Row{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return store.Row{}, err
-	}
-	e, ok := s.sessions[sessionID][provider]
-	if !ok {
-		return store.Row{}, errNotFound()
-	}
-	e = s.writeTokens(e, t)
-	s.sessions[sessionID][provider] = e
-	return e.row, nil
-}
-
-// MarkReauth implements store.Writer. It leaves any refresh lease alone: the
-// new Version makes the lease holder's CompleteRefresh fail.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.check(ctx); err != nil {
-		return err
-	}
-	e, ok := s.sessions[sessionID][provider]
-	if !ok || e.row.NeedsReauth {
-		return nil
-	}
-	e.row.NeedsReauth = true
-	e.row.UpdatedAt = s.clock()
-	e.row.Version++
-	s.sessions[sessionID][provider] = e
-	return nil
-}
-
 // Delete implements store.Writer. An empty sessionID is refused with an error
 // wrapping store.ErrInvalid.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
@@ -339,9 +293,9 @@ func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.R
 	return slices.Clip(rows), nil
 }
 
-// RewriteTokens implements store.Rewriter. Like UpdateTokens, it stores an
-// empty token type as "Bearer"; unlike it, it leaves Version, UpdatedAt and
-// any refresh lease as they are. Tokens with an empty access token are
+// RewriteTokens implements store.Rewriter. Like CompleteRefresh, it stores
+// an empty token type as "Bearer"; unlike it, it leaves Version, UpdatedAt
+// and any refresh lease as they are. Tokens with an empty access token are
 // refused with an error wrapping store.ErrInvalid.
 func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
 	if err := store.CheckKey(sessionID, provider); err != nil {

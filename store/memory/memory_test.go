@@ -64,11 +64,21 @@ func TestClock(t *testing.T) {
 		do   func() error
 	}{
 		{"Put", func() error { return s.Put(ctx, row("s1", "github")) }},
-		{"UpdateTokens", func() error {
-			_, err := s.UpdateTokens(ctx, "s1", "github", store.Tokens{AccessToken: "at2"})
+		{"CompleteRefresh", func() error {
+			c, err := s.ClaimRefresh(ctx, "s1", "github", "owner-1", time.Minute)
+			if err != nil {
+				return err
+			}
+			_, err = s.CompleteRefresh(ctx, "s1", "github", c.Lease, store.Tokens{AccessToken: "at2"})
 			return err
 		}},
-		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
+		{"ReleaseRefresh with reauth", func() error {
+			c, err := s.ClaimRefresh(ctx, "s1", "github", "owner-2", time.Minute)
+			if err != nil {
+				return err
+			}
+			return s.ReleaseRefresh(ctx, "s1", "github", c.Lease, true)
+		}},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -105,11 +115,6 @@ func TestSetUnavailable(t *testing.T) {
 		{"Get", func() error { _, err := s.Get(ctx, "s1", "github"); return err }},
 		{"GetSession", func() error { _, err := s.GetSession(ctx, "s1"); return err }},
 		{"Put", func() error { return s.Put(ctx, row("s1", "google")) }},
-		{"UpdateTokens", func() error {
-			_, err := s.UpdateTokens(ctx, "s1", "github", store.Tokens{AccessToken: "at2"})
-			return err
-		}},
-		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "") }},
 		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
 		{"CompleteRefresh", func() error {

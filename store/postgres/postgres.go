@@ -247,22 +247,6 @@ const (
 		lease_owner = NULL,
 		lease_until = NULL`
 
-	updateTokensSQL = `UPDATE upstream_tokens SET
-		access_token = $3,
-		refresh_token = $4,
-		id_token = $5,
-		token_type = $6,
-		expires_at = $7,
-		updated_at = now(),
-		version = version + 1,
-		lease_owner = NULL,
-		lease_until = NULL
-	WHERE session_id = $1 AND provider = $2
-	RETURNING ` + columns
-
-	markReauthSQL = `UPDATE upstream_tokens SET needs_reauth = true, updated_at = now(), version = version + 1
-	WHERE session_id = $1 AND provider = $2 AND NOT needs_reauth`
-
 	// claimSQL takes the lease if nobody holds a live one: $3 is the owner,
 	// $4 the time-to-live in microseconds.
 	claimSQL = `UPDATE upstream_tokens SET
@@ -401,39 +385,6 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return nil
 }
 
-// UpdateTokens implements store.Writer. It leaves NeedsReauth as it is: only
-// Put clears it. It clears any refresh lease. Tokens with an empty access
-// token are refused with an error wrapping store.ErrInvalid. An empty token
-// type is stored as "Bearer".
-func (s *Store) UpdateTokens(ctx context.Context, sessionID, provider string, t store.Tokens) (store.Row, error) {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return store.Row{}, err
-	}
-	if err := t.Check(); err != nil {
-		return store.Row{}, err
-	}
-	row, err := scanRow(s.pool.QueryRow(ctx, updateTokensSQL,
-		sessionID, provider,
-		t.AccessToken, t.RefreshToken, t.IDToken, tokenType(t.TokenType), nullTime(t.ExpiresAt),
-	))
-	if err != nil {
-		return store.Row{}, mapError(ctx, "update tokens", err)
-	}
-	return row, nil
-}
-
-// MarkReauth implements store.Writer. It leaves any refresh lease alone: the
-// new Version makes the lease holder's CompleteRefresh fail.
-func (s *Store) MarkReauth(ctx context.Context, sessionID, provider string) error {
-	if err := store.CheckKey(sessionID, provider); err != nil {
-		return err
-	}
-	if _, err := s.pool.Exec(ctx, markReauthSQL, sessionID, provider); err != nil {
-		return mapError(ctx, "mark reauth", err)
-	}
-	return nil
-}
-
 // Delete implements store.Writer. An empty sessionID is refused with an error
 // wrapping store.ErrInvalid.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
@@ -550,9 +501,9 @@ func (s *Store) Scan(ctx context.Context, after store.Key, limit int) ([]store.R
 
 // RewriteTokens implements store.Rewriter with one conditional UPDATE; only
 // when it writes nothing is the row looked for, to tell store.ErrConflict
-// from store.ErrNotFound. Like UpdateTokens, it stores an empty token type as
-// "Bearer"; unlike it, it leaves version, updated_at and the lease columns
-// as they are. Tokens with an empty access token are refused with an error
+// from store.ErrNotFound. Like CompleteRefresh, it stores an empty token
+// type as "Bearer"; unlike it, it leaves version, updated_at and the lease
+// columns as they are. Tokens with an empty access token are refused with an error
 // wrapping store.ErrInvalid.
 func (s *Store) RewriteTokens(ctx context.Context, sessionID, provider string, version int64, t store.Tokens) error {
 	if err := store.CheckKey(sessionID, provider); err != nil {

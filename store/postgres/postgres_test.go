@@ -86,8 +86,6 @@ func TestUnreachableDatabase(t *testing.T) {
 		{"Get", func() error { _, err := s.Get(ctx, "s1", "github"); return err }},
 		{"GetSession", func() error { _, err := s.GetSession(ctx, "s1"); return err }},
 		{"Put", func() error { return s.Put(ctx, r) }},
-		{"UpdateTokens", func() error { _, err := s.UpdateTokens(ctx, "s1", "github", r.Tokens); return err }},
-		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "") }},
 		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
 		{"CompleteRefresh", func() error {

@@ -99,9 +99,7 @@ func testDeleteExpired(t *testing.T, s store.Store) {
 	}
 	// A refresh lease or a re-authentication mark does not save a row.
 	mustHold(t, s, "gone", "github", "holder", longTTL)
-	if err := s.MarkReauth(t.Context(), "gone-too", "github"); err != nil {
-		t.Fatal(err)
-	}
+	markReauth(t, s, "gone-too", "github")
 
 	if n := mustDeleteExpired(t, c, 100); n != want {
 		t.Errorf("DeleteExpired = %d, want %d", n, want)

@@ -60,6 +60,28 @@ func wantVersion(t *testing.T, s store.Store, sessionID, provider string, want i
 	}
 }
 
+// mustComplete refreshes the row as the refresh path does: it claims the
+// lease and completes it with t, and returns the updated row.
+func mustComplete(t *testing.T, s store.Store, sessionID, provider string, tokens store.Tokens) store.Row {
+	t.Helper()
+	lease := mustHold(t, s, sessionID, provider, "owner-complete", longTTL)
+	r, err := s.CompleteRefresh(t.Context(), sessionID, provider, lease, tokens)
+	if err != nil {
+		t.Fatalf("CompleteRefresh(%q, %q) = %v", sessionID, provider, err)
+	}
+	return r
+}
+
+// markReauth sets the row's NeedsReauth as the refresh path does when the
+// provider refuses: it claims the lease and releases it with reauth.
+func markReauth(t *testing.T, s store.Store, sessionID, provider string) {
+	t.Helper()
+	lease := mustHold(t, s, sessionID, provider, "owner-reauth", longTTL)
+	if err := s.ReleaseRefresh(t.Context(), sessionID, provider, lease, true); err != nil {
+		t.Fatalf("ReleaseRefresh(%q, %q) with reauth = %v", sessionID, provider, err)
+	}
+}
+
 func newTokens(n int) store.Tokens {
 	return store.Tokens{
 		AccessToken:  fmt.Sprintf("at-refreshed-%d", n),
@@ -79,64 +101,42 @@ func testVersions(t *testing.T, s store.Store) {
 	mustPut(t, s, fullRow("s1", "github"))
 	wantVersion(t, s, "s1", "github", 2, "upsert")
 
-	updated, err := s.UpdateTokens(ctx, "s1", "github", newTokens(1))
-	if err != nil {
-		t.Fatalf("UpdateTokens = %v", err)
-	}
-	if updated.Version != 3 {
-		t.Errorf("UpdateTokens returned Version %d, want 3", updated.Version)
-	}
-	wantVersion(t, s, "s1", "github", 3, "UpdateTokens")
-
-	if err := s.MarkReauth(ctx, "s1", "github"); err != nil {
-		t.Fatalf("MarkReauth = %v", err)
-	}
-	wantVersion(t, s, "s1", "github", 4, "MarkReauth")
-	marked := mustGet(t, s, "s1", "github")
-	if err := s.MarkReauth(ctx, "s1", "github"); err != nil {
-		t.Fatalf("second MarkReauth = %v", err)
-	}
-	again := mustGet(t, s, "s1", "github")
-	if again.Version != 4 || !again.UpdatedAt.Equal(marked.UpdatedAt) {
-		t.Errorf("second MarkReauth: Version %d, UpdatedAt %v; want 4 and %v unchanged (nothing to change)", again.Version, again.UpdatedAt, marked.UpdatedAt)
-	}
-
 	lease := mustHold(t, s, "s1", "github", "owner-1", longTTL)
-	if lease.Version != 4 {
-		t.Errorf("lease Version = %d, want 4", lease.Version)
+	if lease.Version != 2 {
+		t.Errorf("lease Version = %d, want 2", lease.Version)
 	}
-	wantVersion(t, s, "s1", "github", 4, "ClaimRefresh")
+	wantVersion(t, s, "s1", "github", 2, "ClaimRefresh")
 	if err := s.ReleaseRefresh(ctx, "s1", "github", lease, false); err != nil {
 		t.Fatalf("ReleaseRefresh = %v", err)
 	}
-	wantVersion(t, s, "s1", "github", 4, "ReleaseRefresh without reauth")
+	wantVersion(t, s, "s1", "github", 2, "ReleaseRefresh without reauth")
 
 	lease = mustHold(t, s, "s1", "github", "owner-2", longTTL)
 	completed, err := s.CompleteRefresh(ctx, "s1", "github", lease, newTokens(2))
 	if err != nil {
 		t.Fatalf("CompleteRefresh = %v", err)
 	}
-	if completed.Version != 5 {
-		t.Errorf("CompleteRefresh returned Version %d, want 5", completed.Version)
+	if completed.Version != 3 {
+		t.Errorf("CompleteRefresh returned Version %d, want 3", completed.Version)
 	}
-	wantVersion(t, s, "s1", "github", 5, "CompleteRefresh")
+	wantVersion(t, s, "s1", "github", 3, "CompleteRefresh")
 
-	// A Put clears NeedsReauth, so that ReleaseRefresh with reauth has
-	// something to change.
-	mustPut(t, s, fullRow("s1", "github"))
-	wantVersion(t, s, "s1", "github", 6, "upsert")
 	lease = mustHold(t, s, "s1", "github", "owner-3", longTTL)
 	if err := s.ReleaseRefresh(ctx, "s1", "github", lease, true); err != nil {
 		t.Fatalf("ReleaseRefresh with reauth = %v", err)
 	}
-	wantVersion(t, s, "s1", "github", 7, "ReleaseRefresh with reauth")
+	wantVersion(t, s, "s1", "github", 4, "ReleaseRefresh with reauth")
+
+	// A Put clears NeedsReauth and moves the version on.
+	mustPut(t, s, fullRow("s1", "github"))
+	wantVersion(t, s, "s1", "github", 5, "upsert")
 
 	rows, err := s.GetSession(ctx, "s1")
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("GetSession = %d rows, %v", len(rows), err)
 	}
-	if rows[0].Version != 7 || rows[1].Version != 1 {
-		t.Errorf("GetSession versions = %d, %d; want 7, 1 (other rows untouched)", rows[0].Version, rows[1].Version)
+	if rows[0].Version != 5 || rows[1].Version != 1 {
+		t.Errorf("GetSession versions = %d, %d; want 5, 1 (other rows untouched)", rows[0].Version, rows[1].Version)
 	}
 
 	if err := s.Delete(ctx, "s1", "github"); err != nil {
@@ -268,8 +268,7 @@ func testCompleteRefresh(t *testing.T, s store.Store) {
 	before := mustGet(t, s, "s1", "github")
 
 	lease := mustHold(t, s, "s1", "github", "owner-a", longTTL)
-	// Optional fields cleared, token type defaulted, no expiry: as
-	// UpdateTokens stores them.
+	// Optional fields cleared, token type defaulted, no expiry.
 	got, err := s.CompleteRefresh(ctx, "s1", "github", lease, store.Tokens{AccessToken: "at-2"})
 	if err != nil {
 		t.Fatalf("CompleteRefresh = %v", err)
@@ -320,72 +319,44 @@ func testCompleteRefresh(t *testing.T, s store.Store) {
 	}
 }
 
+func testCompleteRefreshKeepsReauth(t *testing.T, s store.Store) {
+	mustPut(t, s, fullRow("s1", "github"))
+	markReauth(t, s, "s1", "github")
+	got := mustComplete(t, s, "s1", "github", newTokens(1))
+	if !got.NeedsReauth || !mustGet(t, s, "s1", "github").NeedsReauth {
+		t.Errorf("CompleteRefresh cleared NeedsReauth; only Put may")
+	}
+}
+
+// testWritesSupersedeLease: a Put (a new login) during a refresh lease
+// supersedes the lease, whose holder can then neither complete nor release
+// it, and frees the row for the next claim.
 func testWritesSupersedeLease(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	tests := []struct {
-		name      string
-		write     func(t *testing.T)
-		wantToken string
-		wantFree  bool // whether the write released the lease
-	}{
-		{
-			name: "Put",
-			write: func(t *testing.T) {
-				r := fullRow("s1", "github")
-				r.AccessToken = "at-login"
-				mustPut(t, s, r)
-			},
-			wantToken: "at-login",
-			wantFree:  true,
-		},
-		{
-			name: "UpdateTokens",
-			write: func(t *testing.T) {
-				if _, err := s.UpdateTokens(ctx, "s1", "github", store.Tokens{AccessToken: "at-update"}); err != nil {
-					t.Fatalf("UpdateTokens = %v", err)
-				}
-			},
-			wantToken: "at-update",
-			wantFree:  true,
-		},
-		{
-			name: "MarkReauth",
-			write: func(t *testing.T) {
-				if err := s.MarkReauth(ctx, "s1", "github"); err != nil {
-					t.Fatalf("MarkReauth = %v", err)
-				}
-			},
-			wantToken: "at-s1-github",
-		},
+	mustPut(t, s, fullRow("s1", "github"))
+	lease := mustHold(t, s, "s1", "github", "owner-refresh", longTTL)
+	login := fullRow("s1", "github")
+	login.AccessToken = "at-login"
+	mustPut(t, s, login)
+	written := mustGet(t, s, "s1", "github")
+	if written.Version != lease.Version+1 {
+		t.Errorf("Version = %d after a Put during a lease, want %d", written.Version, lease.Version+1)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			mustPut(t, s, fullRow("s1", "github"))
-			lease := mustHold(t, s, "s1", "github", "owner-"+tt.name, longTTL)
-			tt.write(t)
-			written := mustGet(t, s, "s1", "github")
-			if written.Version != lease.Version+1 {
-				t.Errorf("Version = %d after %s during a lease, want %d", written.Version, tt.name, lease.Version+1)
-			}
 
-			if _, err := s.CompleteRefresh(ctx, "s1", "github", lease, newTokens(1)); !errors.Is(err, store.ErrLeaseLost) {
-				t.Errorf("CompleteRefresh after %s = %v, want ErrLeaseLost", tt.name, err)
-			}
-			if err := s.ReleaseRefresh(ctx, "s1", "github", lease, true); !errors.Is(err, store.ErrLeaseLost) {
-				t.Errorf("ReleaseRefresh after %s = %v, want ErrLeaseLost", tt.name, err)
-			}
-			got := mustGet(t, s, "s1", "github")
-			if d := diff(written, got); d != "" || got.Version != written.Version {
-				t.Errorf("row changed by the superseded lease: %s; Version %d, want %d", d, got.Version, written.Version)
-			}
-			if got.AccessToken != tt.wantToken {
-				t.Errorf("AccessToken = %q, want %q", got.AccessToken, tt.wantToken)
-			}
-			if tt.wantFree {
-				mustHold(t, s, "s1", "github", "owner-after-"+tt.name, longTTL)
-			}
-		})
+	if _, err := s.CompleteRefresh(ctx, "s1", "github", lease, newTokens(1)); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("CompleteRefresh after a Put = %v, want ErrLeaseLost", err)
 	}
+	if err := s.ReleaseRefresh(ctx, "s1", "github", lease, true); !errors.Is(err, store.ErrLeaseLost) {
+		t.Errorf("ReleaseRefresh after a Put = %v, want ErrLeaseLost", err)
+	}
+	got := mustGet(t, s, "s1", "github")
+	if d := diff(written, got); d != "" || got.Version != written.Version {
+		t.Errorf("row changed by the superseded lease: %s; Version %d, want %d", d, got.Version, written.Version)
+	}
+	if got.AccessToken != "at-login" {
+		t.Errorf("AccessToken = %q, want the Put's", got.AccessToken)
+	}
+	mustHold(t, s, "s1", "github", "owner-after-put", longTTL)
 }
 
 func testReleaseRefresh(t *testing.T, s store.Store) {

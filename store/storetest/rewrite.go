@@ -96,12 +96,8 @@ func testScan(t *testing.T, s store.Store) {
 	slices.SortFunc(keys, compareKeys)
 
 	// Versions and flags that differ from row to row.
-	if _, err := s.UpdateTokens(ctx, "s10", "okta", newTokens(1)); err != nil {
-		t.Fatalf("UpdateTokens = %v", err)
-	}
-	if err := s.MarkReauth(ctx, "s2", "Zeta"); err != nil {
-		t.Fatalf("MarkReauth = %v", err)
-	}
+	mustComplete(t, s, "s10", "okta", newTokens(1))
+	markReauth(t, s, "s2", "Zeta")
 	mustPut(t, s, fullRow("S1", "dex"))
 	mustHold(t, s, "s", "github", "holder", longTTL)
 
@@ -189,12 +185,8 @@ func testRewriteTokens(t *testing.T, s store.Store) {
 	orig := fullRow("s1", "github")
 	mustPut(t, s, orig)
 	mustPut(t, s, fullRow("s1", "google"))
-	if _, err := s.UpdateTokens(ctx, "s1", "github", orig.Tokens); err != nil {
-		t.Fatalf("UpdateTokens = %v", err)
-	}
-	if err := s.MarkReauth(ctx, "s1", "github"); err != nil {
-		t.Fatalf("MarkReauth = %v", err)
-	}
+	mustComplete(t, s, "s1", "github", orig.Tokens)
+	markReauth(t, s, "s1", "github")
 	before := mustGet(t, s, "s1", "github")
 	if before.Version != 3 {
 		t.Fatalf("Version = %d before the rewrite, want 3", before.Version)
@@ -254,13 +246,10 @@ func testRewriteTokens(t *testing.T, s store.Store) {
 
 	t.Run("after another write", func(t *testing.T) {
 		read := mustGet(t, s, "s1", "github")
-		updated, err := s.UpdateTokens(ctx, "s1", "github", newTokens(1))
-		if err != nil {
-			t.Fatalf("UpdateTokens = %v", err)
-		}
-		err = rw.RewriteTokens(ctx, "s1", "github", read.Version, store.Tokens{AccessToken: "at-stale"})
+		updated := mustComplete(t, s, "s1", "github", newTokens(1))
+		err := rw.RewriteTokens(ctx, "s1", "github", read.Version, store.Tokens{AccessToken: "at-stale"})
 		if !errors.Is(err, store.ErrConflict) {
-			t.Errorf("RewriteTokens on the version read before UpdateTokens = %v, want ErrConflict", err)
+			t.Errorf("RewriteTokens on the version read before CompleteRefresh = %v, want ErrConflict", err)
 		}
 		if d := same(updated, mustGet(t, s, "s1", "github")); d != "" {
 			t.Errorf("row after the refused rewrite: %s", d)

@@ -39,8 +39,6 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"GetNotFound", testGetNotFound},
 		{"GetSession", testGetSession},
 		{"PutUpserts", testPutUpserts},
-		{"UpdateTokens", testUpdateTokens},
-		{"MarkReauth", testMarkReauth},
 		{"Delete", testDelete},
 		{"Invalid", testInvalid},
 		{"ReturnsCopies", testReturnsCopies},
@@ -52,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ClaimAfterExpiry", testClaimAfterExpiry},
 		{"CompleteAfterOwnExpiry", testCompleteAfterOwnExpiry},
 		{"CompleteRefresh", testCompleteRefresh},
+		{"CompleteRefreshKeepsReauth", testCompleteRefreshKeepsReauth},
 		{"WritesSupersedeLease", testWritesSupersedeLease},
 		{"ReleaseRefresh", testReleaseRefresh},
 		{"ConcurrentClaims", testConcurrentClaims},
@@ -278,9 +277,7 @@ func testPutUpserts(t *testing.T, s store.Store) {
 	first := fullRow("s1", "github")
 	mustPut(t, s, first)
 	before := mustGet(t, s, "s1", "github")
-	if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
-		t.Fatalf("MarkReauth = %v", err)
-	}
+	markReauth(t, s, "s1", "github")
 
 	second := store.Row{
 		SessionID: "s1", Provider: "github",
@@ -304,102 +301,6 @@ func testPutUpserts(t *testing.T, s store.Store) {
 	rows, err := s.GetSession(t.Context(), "s1")
 	if err != nil || len(rows) != 1 {
 		t.Errorf("GetSession after upsert = %d rows, %v; want 1 row", len(rows), err)
-	}
-}
-
-func testUpdateTokens(t *testing.T, s store.Store) {
-	orig := fullRow("s1", "github")
-	mustPut(t, s, orig)
-	before := mustGet(t, s, "s1", "github")
-
-	tests := []struct {
-		name   string
-		tokens store.Tokens
-		want   store.Tokens
-	}{
-		{
-			name:   "rotated",
-			tokens: store.Tokens{AccessToken: "at-2", RefreshToken: "rt-2", IDToken: "idt-2", TokenType: "Bearer", ExpiresAt: timeIn(2033, time.May, 6)},
-			want:   store.Tokens{AccessToken: "at-2", RefreshToken: "rt-2", IDToken: "idt-2", TokenType: "Bearer", ExpiresAt: timeIn(2033, time.May, 6)},
-		},
-		{
-			name:   "cleared optional fields",
-			tokens: store.Tokens{AccessToken: "at-3"},
-			want:   store.Tokens{AccessToken: "at-3", TokenType: "Bearer"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			want := orig
-			want.Tokens = tt.want
-			got, err := s.UpdateTokens(t.Context(), "s1", "github", tt.tokens)
-			if err != nil {
-				t.Fatalf("UpdateTokens = %v", err)
-			}
-			if d := diff(want, got); d != "" {
-				t.Errorf("UpdateTokens returned: %s", d)
-			}
-			stored := mustGet(t, s, "s1", "github")
-			if d := diff(want, stored); d != "" {
-				t.Errorf("Get after UpdateTokens: %s", d)
-			}
-			if !got.CreatedAt.Equal(before.CreatedAt) || !stored.CreatedAt.Equal(before.CreatedAt) {
-				t.Errorf("CreatedAt = %v (returned), %v (stored); want unchanged %v", got.CreatedAt, stored.CreatedAt, before.CreatedAt)
-			}
-			if got.UpdatedAt.Before(before.UpdatedAt) || !stored.UpdatedAt.Equal(got.UpdatedAt) {
-				t.Errorf("UpdatedAt = %v (returned), %v (stored); want equal and not before %v", got.UpdatedAt, stored.UpdatedAt, before.UpdatedAt)
-			}
-		})
-	}
-
-	t.Run("keeps NeedsReauth", func(t *testing.T) {
-		if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
-			t.Fatalf("MarkReauth = %v", err)
-		}
-		got, err := s.UpdateTokens(t.Context(), "s1", "github", store.Tokens{AccessToken: "at-4"})
-		if err != nil {
-			t.Fatalf("UpdateTokens = %v", err)
-		}
-		if !got.NeedsReauth {
-			t.Errorf("UpdateTokens cleared NeedsReauth; only Put may")
-		}
-	})
-
-	t.Run("missing row", func(t *testing.T) {
-		for _, key := range [][2]string{{"s1", "google"}, {"unknown", "github"}} {
-			_, err := s.UpdateTokens(t.Context(), key[0], key[1], store.Tokens{AccessToken: "at"})
-			if !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("UpdateTokens(%q, %q) = %v, want ErrNotFound", key[0], key[1], err)
-			}
-			if _, err := s.Get(t.Context(), key[0], key[1]); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("Get(%q, %q) after UpdateTokens = %v, want ErrNotFound (no row created)", key[0], key[1], err)
-			}
-		}
-	})
-}
-
-func testMarkReauth(t *testing.T, s store.Store) {
-	mustPut(t, s, fullRow("s1", "github"))
-	mustPut(t, s, fullRow("s1", "google"))
-	if err := s.MarkReauth(t.Context(), "s1", "github"); err != nil {
-		t.Fatalf("MarkReauth = %v", err)
-	}
-	want := fullRow("s1", "github")
-	want.NeedsReauth = true
-	if d := diff(want, mustGet(t, s, "s1", "github")); d != "" {
-		t.Errorf("Get after MarkReauth: %s", d)
-	}
-	if d := diff(fullRow("s1", "google"), mustGet(t, s, "s1", "google")); d != "" {
-		t.Errorf("other provider after MarkReauth: %s", d)
-	}
-	// Marking twice, or a row that does not exist, is not an error.
-	for _, key := range [][2]string{{"s1", "github"}, {"s1", "okta"}, {"unknown", "github"}} {
-		if err := s.MarkReauth(t.Context(), key[0], key[1]); err != nil {
-			t.Errorf("MarkReauth(%q, %q) = %v, want nil", key[0], key[1], err)
-		}
-	}
-	if _, err := s.Get(t.Context(), "s1", "okta"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Get after MarkReauth of a missing row = %v, want ErrNotFound (no row created)", err)
 	}
 }
 
@@ -482,20 +383,6 @@ func testInvalid(t *testing.T, s store.Store) {
 		{"Get empty session", func(ctx context.Context) error { _, err := s.Get(ctx, "", "github"); return err }},
 		{"Get empty provider", func(ctx context.Context) error { _, err := s.Get(ctx, "s1", ""); return err }},
 		{"GetSession empty session", func(ctx context.Context) error { _, err := s.GetSession(ctx, ""); return err }},
-		{"UpdateTokens empty session", func(ctx context.Context) error {
-			_, err := s.UpdateTokens(ctx, "", "github", store.Tokens{AccessToken: "at"})
-			return err
-		}},
-		{"UpdateTokens empty provider", func(ctx context.Context) error {
-			_, err := s.UpdateTokens(ctx, "s1", "", store.Tokens{AccessToken: "at"})
-			return err
-		}},
-		{"UpdateTokens empty access token", func(ctx context.Context) error {
-			_, err := s.UpdateTokens(ctx, "s1", "github", store.Tokens{RefreshToken: "rt"})
-			return err
-		}},
-		{"MarkReauth empty session", func(ctx context.Context) error { return s.MarkReauth(ctx, "", "github") }},
-		{"MarkReauth empty provider", func(ctx context.Context) error { return s.MarkReauth(ctx, "s1", "") }},
 		{"Delete empty session", func(ctx context.Context) error { return s.Delete(ctx, "", "github") }},
 		{"Delete empty session and provider", func(ctx context.Context) error { return s.Delete(ctx, "", "") }},
 		{"ClaimRefresh empty session", func(ctx context.Context) error {
@@ -568,10 +455,7 @@ func testReturnsCopies(t *testing.T, s store.Store) {
 		t.Fatalf("GetSession = %d rows, %v", len(rows), err)
 	}
 	rows[0].RefreshToken = "changed"
-	updated, err := s.UpdateTokens(t.Context(), "s1", "github", fullRow("s1", "github").Tokens)
-	if err != nil {
-		t.Fatalf("UpdateTokens = %v", err)
-	}
+	updated := mustComplete(t, s, "s1", "github", fullRow("s1", "github").Tokens)
 	updated.IDToken = "changed"
 	if d := diff(fullRow("s1", "github"), mustGet(t, s, "s1", "github")); d != "" {
 		t.Errorf("stored row changed through a returned value: %s", d)
@@ -597,11 +481,21 @@ func testConcurrentPuts(t *testing.T, s store.Store) {
 				if _, err := s.GetSession(t.Context(), "s1"); err != nil {
 					errs <- fmt.Errorf("get session: %w", err)
 				}
-				if _, err := s.UpdateTokens(t.Context(), "s1", row.Provider, row.Tokens); err != nil {
-					errs <- fmt.Errorf("UpdateTokens: %w", err)
-				}
-				if err := s.MarkReauth(t.Context(), "s1", providers[i%len(providers)]); err != nil {
-					errs <- fmt.Errorf("MarkReauth: %w", err)
+				// A refresh that completes or ends in re-authentication;
+				// another worker's Put may supersede it.
+				c, err := s.ClaimRefresh(t.Context(), "s1", row.Provider, fmt.Sprintf("owner-%d-%d", w, i), time.Minute)
+				switch {
+				case err != nil:
+					errs <- fmt.Errorf("ClaimRefresh: %w", err)
+				case !c.Held:
+				case i%2 == 0:
+					if _, err := s.CompleteRefresh(t.Context(), "s1", row.Provider, c.Lease, row.Tokens); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+						errs <- fmt.Errorf("CompleteRefresh: %w", err)
+					}
+				default:
+					if err := s.ReleaseRefresh(t.Context(), "s1", row.Provider, c.Lease, true); err != nil && !errors.Is(err, store.ErrLeaseLost) {
+						errs <- fmt.Errorf("ReleaseRefresh: %w", err)
+					}
 				}
 			}
 		})
@@ -636,8 +530,6 @@ func testCancelledContext(t *testing.T, s store.Store) {
 		{"Get", func() error { _, err := s.Get(ctx, "s1", "github"); return err }},
 		{"GetSession", func() error { _, err := s.GetSession(ctx, "s1"); return err }},
 		{"Put", func() error { return s.Put(ctx, row) }},
-		{"UpdateTokens", func() error { _, err := s.UpdateTokens(ctx, "s1", "github", row.Tokens); return err }},
-		{"MarkReauth", func() error { return s.MarkReauth(ctx, "s1", "github") }},
 		{"Delete", func() error { return s.Delete(ctx, "s1", "github") }},
 		{"Delete session", func() error { return s.Delete(ctx, "s1", "") }},
 		{"ClaimRefresh", func() error { _, err := s.ClaimRefresh(ctx, "s1", "github", "owner", time.Minute); return err }},
