@@ -55,8 +55,8 @@ var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misco
 
 // StoreOperations lists the store operations that are measured (see package
 // store/observed). Another name is counted as "other".
-var StoreOperations = []string{"get", "get_session", "put", "update_tokens", "mark_reauth", "delete",
-	"claim_refresh", "complete_refresh", "release_refresh", "scan", "rewrite_tokens", "delete_expired", "ping"}
+var StoreOperations = []string{"get", "get_session", "put", "delete",
+	"claim_refresh", "complete_refresh", "release_refresh", "delete_expired", "ping"}
 
 // Metrics records what extauthz does. Its methods are safe for concurrent
 // use. It implements authz.Observer (Decision), the function
