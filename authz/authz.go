@@ -20,7 +20,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -629,7 +628,7 @@ func worst(providers []string, failures map[string]error) error {
 // rejected our client credentials) Error, because it needs an operator.
 func logLevel(err error) slog.Level {
 	switch {
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
+	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
 		return slog.LevelError
 	case errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
 		return slog.LevelWarn
@@ -660,7 +659,7 @@ func (d *Decider) denyFor(err error) Response {
 // which wins over a provider outage.
 func unavailableReason(err error) string {
 	switch {
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
+	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
 		return "provider_misconfigured"
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrUnreadable):
 		return "store_unavailable"

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 	"github.com/extauthz/extauthz/upstreamtoken"
@@ -315,10 +314,10 @@ func TestUnavailableReason(t *testing.T) {
 		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), "store_unavailable"},
 		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnreadable), "store_unavailable"},
 		{fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), "provider_unavailable"},
-		{errors.Join(upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		{errors.Join(upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured), "provider_misconfigured"},
 		// Several providers: misconfiguration, then the store, then the provider.
 		{errors.Join(fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable)), "store_unavailable"},
-		{errors.Join(fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		{errors.Join(fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), upstreamtoken.ErrProviderMisconfigured), "provider_misconfigured"},
 	}
 	for _, tc := range tests {
 		if got := unavailableReason(tc.err); got != tc.want {

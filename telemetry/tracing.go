@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -163,6 +162,16 @@ func TraceRefresher(r upstreamtoken.Refresher, tp trace.TracerProvider) upstream
 	return &tracedRefresher{inner: r, tracer: tp.Tracer(TraceScope)}
 }
 
+// providerAnswer is a refresh error that says how the provider answered
+// (*oauthclient.Error is one): the HTTP status, 0 when there was no answer,
+// and the OAuth error code, "" when it sent none. Neither ever carries a
+// token.
+type providerAnswer interface {
+	error
+	HTTPStatus() int
+	OAuthErrorCode() string
+}
+
 type tracedRefresher struct {
 	inner  upstreamtoken.Refresher
 	tracer trace.Tracer
@@ -174,12 +183,12 @@ func (t *tracedRefresher) Refresh(ctx context.Context, provider, refreshToken st
 	tok, err := t.inner.Refresh(ctx, provider, refreshToken)
 	outcome := TraceRefreshOutcome(err)
 	span.SetAttributes(attribute.String(SpanAttrOutcome, outcome))
-	if re, ok := errors.AsType[*refresh.Error](err); ok {
-		if re.Status != 0 {
-			span.SetAttributes(attribute.Int(SpanAttrHTTPStatus, re.Status))
+	if a, ok := errors.AsType[providerAnswer](err); ok {
+		if status := a.HTTPStatus(); status != 0 {
+			span.SetAttributes(attribute.Int(SpanAttrHTTPStatus, status))
 		}
-		if re.Code != "" {
-			span.SetAttributes(attribute.String(SpanAttrOAuthError, re.Code))
+		if code := a.OAuthErrorCode(); code != "" {
+			span.SetAttributes(attribute.String(SpanAttrOAuthError, code))
 		}
 	}
 	if err != nil {
@@ -196,7 +205,7 @@ func TraceRefreshOutcome(err error) string {
 	switch {
 	case err == nil:
 		return TraceOutcomeOK
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
+	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
 		return TraceOutcomeProviderMisconfigured
 	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
 		return TraceOutcomeRefreshFailed

@@ -15,7 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/extauthz/extauthz/refresh"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/telemetry"
 	"github.com/extauthz/extauthz/upstreamtoken"
@@ -137,7 +137,7 @@ func TestTraceRefresher(t *testing.T) {
 		{nil, "ok"},
 		{fmt.Errorf("%w: x", upstreamtoken.ErrRefreshFailed), "refresh_failed"},
 		{fmt.Errorf("%w: x", upstreamtoken.ErrUpstreamUnavailable), "provider_unavailable"},
-		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured), "provider_misconfigured"},
 		{errors.New("rt-SECRET-old leaked"), "error"},
 	} {
 		sr := tracetest.NewSpanRecorder()
@@ -182,7 +182,7 @@ func TestTraceRefresherProviderAnswer(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"rt-SECRET-old is revoked"}`))
 	}))
 	defer ts.Close()
-	c, err := refresh.New(map[string]refresh.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthStyle: refresh.AuthStyleHeader}})
+	c, err := oauthclient.New(map[string]oauthclient.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthStyle: oauthclient.AuthStyleHeader}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,6 @@ var (
 	// registration (invalid_client and the like). A Refresher returns it
 	// together with ErrUpstreamUnavailable: the user's refresh token is not
 	// to blame, but an operator must fix the configuration.
-	// refresh.ErrProviderMisconfigured is this same error.
 	ErrProviderMisconfigured = errors.New("upstreamtoken: provider rejected our client configuration")
 	// ErrUnknownRefusal means the provider refused one session's refresh
 	// with an OAuth error code that is not known to mean either "this grant
@@ -46,7 +45,6 @@ var (
 	// with ErrUpstreamUnavailable: the row is kept and that session alone
 	// pauses its refreshes, since nothing says the provider or our
 	// configuration is at fault for its other users.
-	// refresh.ErrUnknownRefusal is this same error.
 	ErrUnknownRefusal = errors.New("upstreamtoken: provider refused the refresh with an unknown error code")
 )
 

@@ -19,7 +19,7 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
@@ -74,7 +74,7 @@ func newLogger(cfg config.Log, env Env) *slog.Logger {
 type parts struct {
 	pg        *postgres.Store
 	verifier  *jwtauth.Verifier
-	refresher *refresh.Client
+	refresher *oauthclient.Client
 	idTokens  *idtoken.Verifier
 	providers map[string]authz.Provider
 }
@@ -110,14 +110,14 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
 	oidcProviders := map[string]idtoken.Provider{}
-	providers := make(map[string]refresh.Provider, len(cfg.Providers))
+	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
 	headers := make(map[string]authz.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
-		style, err := refresh.ParseAuthStyle(p.AuthStyle)
+		style, err := oauthclient.ParseAuthStyle(p.AuthStyle)
 		if err != nil {
 			return nil, fmt.Errorf("%w: providers.%s.auth_style: %w", errUsage, name, err)
 		}
-		providers[name] = refresh.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
+		providers[name] = oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
 		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
 		if p.Issuer != "" {
 			oidcProviders[name] = idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
@@ -127,9 +127,9 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	// Each refresh runs under refresh.timeout (the refresh client's own
+	// Each refresh runs under refresh.timeout (the OAuth client's own
 	// 30 s time-out only backs it up).
-	refresher, err := refresh.New(providers)
+	refresher, err := oauthclient.New(providers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}

@@ -1,4 +1,4 @@
-package refresh
+package oauthclient
 
 import (
 	"context"
@@ -412,7 +412,7 @@ func TestNoRetryWithOtherAuthStyle(t *testing.T) {
 			e := newEndpoint(t, respondJSON(401, `{"error":"invalid_client"}`))
 			c := newClient(t, e.url(), func(p *Provider) { p.AuthStyle = style })
 			_, err := c.Refresh(context.Background(), "idp", oldRT)
-			if !errors.Is(err, ErrProviderMisconfigured) {
+			if !errors.Is(err, upstreamtoken.ErrProviderMisconfigured) {
 				t.Errorf("err = %v, want ErrProviderMisconfigured", err)
 			}
 			if n := len(e.requests()); n != 1 {
@@ -437,20 +437,20 @@ func checkClass(t *testing.T, err error, want class) {
 	var ok bool
 	switch want {
 	case permanent:
-		ok = is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrUpstreamUnavailable) && !is(ErrProviderMisconfigured)
+		ok = is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrProviderMisconfigured)
 	case passing:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrRefreshFailed) && !is(ErrProviderMisconfigured)
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrProviderMisconfigured)
 	case misconfigured:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(upstreamtoken.ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
 	case unknownRefusal:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrUnknownRefusal) && !is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(upstreamtoken.ErrUnknownRefusal) && !is(upstreamtoken.ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
 	}
-	if want != unknownRefusal && is(ErrUnknownRefusal) {
+	if want != unknownRefusal && is(upstreamtoken.ErrUnknownRefusal) {
 		ok = false
 	}
 	if !ok {
 		t.Errorf("err = %v: refused=%v unavailable=%v misconfigured=%v; want class %d", err,
-			is(upstreamtoken.ErrRefreshFailed), is(upstreamtoken.ErrUpstreamUnavailable), is(ErrProviderMisconfigured), want)
+			is(upstreamtoken.ErrRefreshFailed), is(upstreamtoken.ErrUpstreamUnavailable), is(upstreamtoken.ErrProviderMisconfigured), want)
 	}
 }
 

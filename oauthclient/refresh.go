@@ -1,6 +1,6 @@
-// Package refresh redeems refresh tokens at upstream identity providers with
-// the OAuth 2.0 refresh_token grant (RFC 6749 section 6), using
-// golang.org/x/oauth2.
+// Package oauthclient is the OAuth 2.0 client that talks to upstream
+// identity providers' token endpoints, using golang.org/x/oauth2. It redeems
+// refresh tokens with the refresh_token grant (RFC 6749 section 6).
 //
 // A Client knows a fixed set of providers by name. Each call to Refresh sends
 // exactly one token request: the client never caches tokens, never probes the
@@ -12,12 +12,14 @@
 // and HTTP status. Test them with errors.Is against
 // upstreamtoken.ErrRefreshFailed (the provider refused the refresh token for
 // good: the user must authenticate again), upstreamtoken.ErrUpstreamUnavailable
-// (passing: retry later) and ErrProviderMisconfigured (passing too, but our own
-// client configuration is wrong: alert an operator). Error messages carry only
+// (transient: retry later), upstreamtoken.ErrProviderMisconfigured
+// (transient too, but our own client configuration is wrong: alert an
+// operator) and upstreamtoken.ErrUnknownRefusal (transient, for the one
+// session whose refresh the provider refused with a code nobody knows). Error messages carry only
 // the provider's name, the HTTP status, the OAuth error code and a short
 // cause: never a token, the client secret or the provider's response body.
 // The package does not log.
-package refresh
+package oauthclient
 
 import (
 	"context"
@@ -44,7 +46,7 @@ const DefaultHTTPTimeout = 30 * time.Second
 // ErrUnknownProvider means Refresh was asked for a provider the Client was not
 // configured with. It is a fault of the caller's configuration, not of the
 // provider.
-var ErrUnknownProvider = errors.New("refresh: unknown provider")
+var ErrUnknownProvider = errors.New("oauthclient: unknown provider")
 
 // AuthStyle is how the client authenticates to a provider's token endpoint.
 // The zero value is not a valid style: every provider must name one, because
@@ -70,7 +72,7 @@ func ParseAuthStyle(s string) (AuthStyle, error) {
 	case "params":
 		return AuthStyleParams, nil
 	}
-	return 0, fmt.Errorf("refresh: invalid auth style %q: want \"header\" or \"params\"", s)
+	return 0, fmt.Errorf("oauthclient: invalid auth style %q: want \"header\" or \"params\"", s)
 }
 
 // String returns "header" or "params", the spelling ParseAuthStyle accepts.
@@ -87,7 +89,7 @@ func (s AuthStyle) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (s AuthStyle) MarshalText() ([]byte, error) {
 	if _, ok := s.oauth2(); !ok {
-		return nil, fmt.Errorf("refresh: invalid auth style %d", int(s))
+		return nil, fmt.Errorf("oauthclient: invalid auth style %d", int(s))
 	}
 	return []byte(s.String()), nil
 }
@@ -136,7 +138,7 @@ type Provider struct {
 func (p Provider) validate(name string) []error {
 	var errs []error
 	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("refresh: provider %q: "+format, append([]any{name}, args...)...))
+		errs = append(errs, fmt.Errorf("oauthclient: provider %q: "+format, append([]any{name}, args...)...))
 	}
 	if name == "" {
 		bad("provider name is empty")
@@ -281,7 +283,7 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 		return store.Tokens{}, fmt.Errorf("%w %q", ErrUnknownProvider, providerName)
 	}
 	if refreshToken == "" {
-		return store.Tokens{}, fmt.Errorf("refresh: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
+		return store.Tokens{}, fmt.Errorf("oauthclient: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
 	}
 	if err := ctx.Err(); err != nil {
 		return store.Tokens{}, c.classify(ctx, providerName, &attempt{}, err)
