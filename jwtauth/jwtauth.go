@@ -321,7 +321,7 @@ var (
 	errIssuedInFuture = invalid("issued in the future (iat)")
 	errSubject        = invalid("sub missing or not a non-empty string")
 	errClientID       = invalid("client_id/azp missing or not a non-empty string")
-	errSessionID      = invalid("tsid missing or not a non-empty string")
+	errSessionID      = invalid(claimSessionID + " missing or not a non-empty string")
 	errScope          = invalid("scope/scp has the wrong type")
 )
 

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -23,12 +22,13 @@ import (
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
-func TestSessionIDClaimMatchesUpstreamtoken(t *testing.T) {
-	// jwtauth repeats the name rather than import upstreamtoken, so that
-	// upstreamtoken may one day depend on this package.
-	f, _ := reflect.TypeFor[accessClaims]().FieldByName("SessionID")
-	if got := f.Tag.Get("json"); got != upstreamtoken.TokenSessionIDClaimKey {
-		t.Fatalf("the session ID claim is %q, upstreamtoken says %q", got, upstreamtoken.TokenSessionIDClaimKey)
+func TestSessionIDClaimIsUpstreamtokens(t *testing.T) {
+	// The session ID is read from the claim the library contract names,
+	// and from no other spelling of it.
+	key := upstreamtoken.TokenSessionIDClaimKey
+	c, err := decodeClaims([]byte(`{"` + key + `":"s1","` + strings.ToUpper(key) + `":"s2"}`))
+	if err != nil || c.SessionID != "s1" {
+		t.Fatalf("decodeClaims = %+v, %v; want the session ID from claim %q", c, err, key)
 	}
 }
 
