@@ -125,7 +125,7 @@ func TestCheckDenyTable(t *testing.T) {
 		{"no refresh token", "Bearer jwt-s-norefresh", "", 401, "no_refresh_token", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"refresh refused", "Bearer jwt-s-refused", "", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "provider_unavailable", "", "7", "temporarily_unavailable"},
-		{"permanent wins over passing", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
+		{"permanent wins over transient", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"keys unavailable", "Bearer keys-down", "", 503, "keys_unavailable", "", "1", "temporarily_unavailable"},
 		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "route_misconfigured", "", "", "server_error"},
 		{"two providers on a route write one header", "Bearer jwt-s-ok", "gh,gitlab", 500, "route_misconfigured", "", "", "server_error"},

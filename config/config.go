@@ -246,7 +246,7 @@ type Refresh struct {
 	// replica may act on a row whose refresh owner died or hung. It must
 	// exceed timeout plus the 5s write budget plus 1s. Default 30s.
 	LockTimeout Duration `yaml:"lock_timeout"`
-	// BackoffMin and BackoffMax bound the per-provider pause after a passing
+	// BackoffMin and BackoffMax bound the per-provider pause after a transient
 	// failure. Defaults 1s and 1m.
 	BackoffMin Duration `yaml:"backoff_min"`
 	BackoffMax Duration `yaml:"backoff_max"`

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // Metric names.
@@ -32,21 +33,6 @@ const (
 	MetricStoreUp         = "extauthz_store_up"
 	MetricBuildInfo       = "extauthz_build_info"
 )
-
-// Decisions lists every (result, reason) pair a Check can produce (see
-// authz.Response.Reason). The counters start at zero for each of them, so
-// that rates exist before the first such Check. A reason outside this list
-// is counted as "other".
-var Decisions = map[string][]string{
-	"ok":     {"ok"},
-	"denied": {"no_token", "invalid_token", "session_not_found", "binding_mismatch", "no_refresh_token", "refresh_failed", "insufficient_scope"},
-	"error": {"keys_unavailable", "store_unavailable", "provider_unavailable", "provider_misconfigured",
-		"route_misconfigured", "unsafe_token"},
-}
-
-// RefreshOutcomes lists the outcomes of a refresh (see
-// upstreamtoken.WithRefreshObserver). Another outcome is counted as "other".
-var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "unknown_refusal", "backing_off", "superseded", "deferred", "not_stored"}
 
 // StoreOperations lists the store operations that are measured (see package
 // store/instrumented). Another name is counted as "other".
@@ -125,13 +111,16 @@ func NewMetrics(version string, providers []string) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	for result, reasons := range Decisions {
+	// Every (result, reason) pair and every refresh outcome starts at zero,
+	// so that rates exist before the first such event; another value is
+	// counted as "other".
+	for result, reasons := range authz.Reasons {
 		for _, reason := range reasons {
 			m.decisions.WithLabelValues(result, reason)
 		}
 	}
 	for _, p := range m.providers {
-		for _, o := range RefreshOutcomes {
+		for _, o := range upstreamtoken.RefreshOutcomes {
 			m.refreshes.WithLabelValues(p, o)
 		}
 	}
@@ -153,7 +142,7 @@ func (m *Metrics) Handler() http.Handler {
 // reason and observes its latency.
 func (m *Metrics) Decision(resp authz.Response, elapsed time.Duration) {
 	result, reason := resp.Result(), resp.Reason
-	if !slices.Contains(Decisions[result], reason) {
+	if !slices.Contains(authz.Reasons[result], reason) {
 		reason = "other"
 	}
 	m.decisions.WithLabelValues(result, reason).Inc()
@@ -166,12 +155,12 @@ func (m *Metrics) Refresh(provider, outcome string, elapsed time.Duration) {
 	if _, found := slices.BinarySearch(m.providers, provider); !found {
 		provider = "other"
 	}
-	if !slices.Contains(RefreshOutcomes, outcome) {
+	if !slices.Contains(upstreamtoken.RefreshOutcomes, outcome) {
 		outcome = "other"
 	}
 	m.refreshes.WithLabelValues(provider, outcome).Inc()
 	m.refreshDuration.WithLabelValues(provider, outcome).Observe(elapsed.Seconds())
-	if outcome == "skipped" {
+	if outcome == upstreamtoken.OutcomeSkipped {
 		m.refreshSkipped.Inc()
 	}
 }

@@ -141,18 +141,10 @@ const (
 	SpanAttrOAuthError = "oauth.error"
 )
 
-// Refresh outcomes recorded on the "refresh" span.
-const (
-	TraceOutcomeOK                    = "ok"
-	TraceOutcomeRefreshFailed         = "refresh_failed"
-	TraceOutcomeProviderMisconfigured = "provider_misconfigured"
-	TraceOutcomeProviderUnavailable   = "provider_unavailable"
-	TraceOutcomeError                 = "error"
-)
-
 // TraceRefresher returns r with a "refresh" span around every Refresh,
-// carrying the provider's name and the outcome (and, when the provider
-// answered, the HTTP status and OAuth error code), never a token. The span's
+// carrying the provider's name and the outcome (upstreamtoken.RefreshOutcome,
+// the words of the refresh metrics and logs) and, when the provider
+// answered, the HTTP status and OAuth error code, never a token. The span's
 // status description is the fixed outcome, not the error's text. A nil tp
 // returns r unchanged.
 func TraceRefresher(r upstreamtoken.Refresher, tp trace.TracerProvider) upstreamtoken.Refresher {
@@ -181,7 +173,7 @@ func (t *tracedRefresher) Refresh(ctx context.Context, provider, refreshToken st
 	ctx, span := t.tracer.Start(ctx, "refresh", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String(SpanAttrProvider, provider)))
 	tok, err := t.inner.Refresh(ctx, provider, refreshToken)
-	outcome := TraceRefreshOutcome(err)
+	outcome := upstreamtoken.RefreshOutcome(err)
 	span.SetAttributes(attribute.String(SpanAttrOutcome, outcome))
 	if a, ok := errors.AsType[providerAnswer](err); ok {
 		if status := a.HTTPStatus(); status != 0 {
@@ -197,21 +189,4 @@ func (t *tracedRefresher) Refresh(ctx context.Context, provider, refreshToken st
 	// Not deferred: a panic's value is never recorded on the span.
 	span.End()
 	return tok, err
-}
-
-// TraceRefreshOutcome classifies a Refresh error into one of the
-// TraceOutcome values.
-func TraceRefreshOutcome(err error) string {
-	switch {
-	case err == nil:
-		return TraceOutcomeOK
-	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
-		return TraceOutcomeProviderMisconfigured
-	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
-		return TraceOutcomeRefreshFailed
-	case errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
-		return TraceOutcomeProviderUnavailable
-	default:
-		return TraceOutcomeError
-	}
 }
