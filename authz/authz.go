@@ -235,13 +235,14 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		d.allHeaders = append(d.allHeaders, n)
 	}
 	sort.Strings(d.allHeaders)
-	for _, r := range cfg.Routes {
+	for i, r := range cfg.Routes {
+		p := d.routePolicy(fmt.Sprintf("routes[%d]", i), &r)
 		r.Host = cleanHost(r.Host)
 		r.PathPrefix = CleanPath(r.PathPrefix)
 		if !r.CaseSensitive {
 			r.PathPrefix = lowerASCII(r.PathPrefix)
 		}
-		d.routes = append(d.routes, compiledRoute{Route: r})
+		d.routes = append(d.routes, compiledRoute{Route: r, policy: p})
 	}
 	// Longest prefix first; on equal length, host-specific first, then
 	// case-sensitive first. Stable, so that of two identical routes
@@ -256,10 +257,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		}
 		return a.CaseSensitive && !b.CaseSensitive
 	})
-	for i := range d.routes {
-		d.routes[i].policy = d.routePolicy(&d.routes[i].Route)
-	}
-	d.fallback = d.routePolicy(&d.cfg.DefaultRoute)
+	d.fallback = d.routePolicy("default_route", &d.cfg.DefaultRoute)
 	return d
 }
 
@@ -366,38 +364,36 @@ func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 	if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
 		return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
 	}
-	p := d.resolve(names, scopes)
+	p := d.resolve(ContextKeyProviders, names, scopes)
 	return p.providers, p.scopes, p.err
 }
 
-// routePolicy resolves a configured route's policy (or DefaultRoute's).
-func (d *Decider) routePolicy(r *Route) policy {
+// routePolicy resolves a configured route's policy (or DefaultRoute's); key
+// names the route in its problems.
+func (d *Decider) routePolicy(key string, r *Route) policy {
+	if err := oauthscope.Check(key+".required_scopes", r.RequiredScopes); err != nil {
+		return policy{err: err}
+	}
 	var scopes []string
 	for _, s := range r.RequiredScopes {
-		if !oauthscope.Valid(s) {
-			name := "default route"
-			if r != &d.cfg.DefaultRoute {
-				name = fmt.Sprintf("route %q", r.Host+r.PathPrefix)
-			}
-			return policy{err: fmt.Errorf("%s: required scope %q is not an RFC 6749 scope-token", name, s)}
-		}
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
 		}
 	}
-	return d.resolve(r.Providers, scopes)
+	return d.resolve(key+".providers", r.Providers, scopes)
 }
 
 // resolve returns the policy of a route naming providers (none means
-// DefaultProviders) and requiring scopes.
-func (d *Decider) resolve(names, scopes []string) policy {
+// DefaultProviders) and requiring scopes; key names the provider list in
+// its problems.
+func (d *Decider) resolve(key string, names, scopes []string) policy {
 	if len(names) == 0 {
-		names = d.cfg.DefaultProviders
+		key, names = "default_providers", d.cfg.DefaultProviders
 	}
 	if len(names) == 0 {
 		return policy{err: errors.New("no providers for this route and no default_providers")}
 	}
-	providers, err := d.checkRoute(names)
+	providers, err := d.cfg.checkProviders(key, names)
 	if err != nil {
 		return policy{err: err}
 	}
@@ -566,33 +562,6 @@ func unhex(c byte) byte {
 func unreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-// checkRoute returns the route's providers without repeats, failing when one
-// is not configured or when two of them would write the same header.
-func (d *Decider) checkRoute(names []string) ([]string, error) {
-	out := make([]string, 0, len(names))
-	writer := make(map[string]string, 2*len(names))
-	for _, n := range names {
-		p, ok := d.cfg.Providers[n]
-		if !ok {
-			return nil, fmt.Errorf("route names provider %q, which the configuration does not define", n)
-		}
-		if slices.Contains(out, n) {
-			continue
-		}
-		for _, h := range []string{p.header(), p.IDTokenHeader} {
-			if h == "" {
-				continue
-			}
-			if other, taken := writer[h]; taken {
-				return nil, fmt.Errorf("providers %q and %q on one route both write header %q", other, n, h)
-			}
-			writer[h] = n
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 // worst folds per-provider failures into one error: any permanent failure

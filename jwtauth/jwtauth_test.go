@@ -600,7 +600,7 @@ func TestNewValidatesAllAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("New accepted an empty config")
 	}
-	for _, want := range []string{"Issuer", "audience 0 is empty", "Leeway", "MinRefetchInterval", "MaxTokenBytes", "KeySetMaxAge", "one of JWKSURL and JWKSFile"} {
+	for _, want := range []string{"issuer is required", "audiences[0] is empty", "leeway must be", "min_refetch_interval", "max_token_bytes", "key_set_max_age", "one of jwks_url or jwks_file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -612,9 +612,9 @@ func TestNewValidatesAllAtOnce(t *testing.T) {
 	}{
 		{name: "no audiences", cfg: Config{Issuer: "i", JWKSFile: "x"}, want: "at least one audience"},
 		{name: "both sources", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/jwks", JWKSFile: "f"}, want: "only one"},
-		{name: "bad scheme", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "file:///etc/jwks"}, want: "http or https"},
-		{name: "no host", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https:///jwks"}, want: "no host"},
-		{name: "unparsable", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/%zz"}, want: "not a valid URL"},
+		{name: "bad scheme", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "file:///etc/jwks"}, want: "jwks_url must be an absolute http(s) URL"},
+		{name: "no host", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https:///jwks"}, want: "jwks_url must be an absolute http(s) URL"},
+		{name: "unparsable", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/%zz"}, want: "jwks_url must be an absolute http(s) URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

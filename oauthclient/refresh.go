@@ -34,6 +34,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
+	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -134,43 +135,28 @@ type Provider struct {
 	Scopes []string
 }
 
-// validate returns every problem of p, naming the provider.
-func (p Provider) validate(name string) []error {
+// Validate reports every problem of p, joined, each a *setting.Error named
+// by the configuration key of its field: token_url (an absolute http or
+// https URL without credentials), client_id (required), auth_style
+// (required: it is never auto-detected) and scopes (RFC 6749
+// scope-tokens). No problem quotes the token URL, which may carry a secret.
+func (p Provider) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("oauthclient: provider %q: "+format, append([]any{name}, args...)...))
-	}
-	if name == "" {
-		bad("provider name is empty")
-	}
-	if p.TokenURL == "" {
-		bad("token URL is empty")
-	} else if u, err := url.Parse(p.TokenURL); err != nil {
-		// The parse error would repeat the URL, which might carry a
-		// credential: say only what is wrong.
-		bad("token URL is not a valid URL")
-	} else {
-		switch {
-		case u.Scheme != "http" && u.Scheme != "https":
-			bad("token URL %q must be an absolute http or https URL", u.Redacted())
-		case u.Host == "":
-			bad("token URL %q has no host", u.Redacted())
-		case u.User != nil:
-			bad("token URL %q must not carry credentials: use the client ID and secret", u.Redacted())
-		}
+	u, err := url.Parse(p.TokenURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, setting.Errorf("token_url", " must be an absolute http(s) URL"))
+	case u.User != nil:
+		errs = append(errs, setting.Errorf("token_url", " must not carry credentials: use client_id and client_secret"))
 	}
 	if p.ClientID == "" {
-		bad("client ID is empty")
+		errs = append(errs, setting.Errorf("client_id", " is required"))
 	}
 	if _, ok := p.AuthStyle.oauth2(); !ok {
-		bad("auth style is not set: want \"header\" or \"params\"")
+		errs = append(errs, setting.Errorf("auth_style", ` must be "header" or "params" (it is never auto-detected)`))
 	}
-	for _, s := range p.Scopes {
-		if !oauthscope.Valid(s) {
-			bad("invalid scope %q: a scope is a non-empty token of printable ASCII without spaces, quotes or backslashes", s)
-		}
-	}
-	return errs
+	errs = append(errs, oauthscope.Check("scopes", p.Scopes))
+	return errors.Join(errs...)
 }
 
 // Option configures a Client.
@@ -211,7 +197,7 @@ type provider struct {
 }
 
 // New returns a Client for providers, keyed by provider name. It validates
-// every provider and reports all problems at once.
+// every provider (see Provider.Validate) and reports all problems at once.
 func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	var o options
 	for _, opt := range opts {
@@ -232,8 +218,12 @@ func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	var errs []error
 	c := &Client{providers: make(map[string]*provider, len(providers)), now: o.now}
 	for name, p := range providers {
-		if pe := p.validate(name); len(pe) > 0 {
-			errs = append(errs, pe...)
+		if name == "" {
+			errs = append(errs, errors.New("oauthclient: provider name is empty"))
+			continue
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, setting.Prefixed(fmt.Sprintf("oauthclient: provider %q: ", name), err))
 			continue
 		}
 		style, _ := p.AuthStyle.oauth2()

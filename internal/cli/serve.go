@@ -76,7 +76,6 @@ type parts struct {
 	verifier  *jwtauth.Verifier
 	refresher *oauthclient.Client
 	idTokens  *idtoken.Verifier
-	providers map[string]authz.Provider
 }
 
 // build makes what the configuration describes and checks what config.Load
@@ -98,30 +97,17 @@ func build(ctx context.Context, cfg *config.Config) (*parts, error) {
 }
 
 func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
-	verifier, err := jwtauth.New(ctx, jwtauth.Config{
-		Issuer:    cfg.JWT.Issuer,
-		Audiences: cfg.JWT.Audiences,
-		JWKSURL:   cfg.JWT.JWKSURL,
-		JWKSFile:  cfg.JWT.JWKSFile,
-		Leeway:    cfg.JWT.Leeway.D(),
-		CacheSize: cfg.Cache.JWTEntries(),
-	})
+	jwtCfg := cfg.JWT.JWTAuth()
+	jwtCfg.CacheSize = cfg.Cache.JWTEntries()
+	verifier, err := jwtauth.New(ctx, jwtCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
-	oidcProviders := map[string]idtoken.Provider{}
+	oidcProviders := make(map[string]idtoken.Provider, len(cfg.Providers))
 	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
-	headers := make(map[string]authz.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
-		style, err := oauthclient.ParseAuthStyle(p.AuthStyle)
-		if err != nil {
-			return nil, fmt.Errorf("%w: providers.%s.auth_style: %w", errUsage, name, err)
-		}
-		providers[name] = oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
-		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
-		if p.Issuer != "" {
-			oidcProviders[name] = idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
-		}
+		providers[name] = p.OAuthClient()
+		oidcProviders[name] = p.IDToken()
 	}
 	idTokens, err := idtoken.New(oidcProviders)
 	if err != nil {
@@ -133,7 +119,7 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens, providers: headers}, nil
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
 }
 
 // checkConfig is serve --check-config: the configuration has loaded (else
@@ -305,16 +291,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithIDTokenVerifier(p.idTokens),
 		upstreamtoken.WithRefreshObserver(metrics.Refresh),
 		upstreamtoken.WithLogger(log))
-	decider := authz.New(authz.Config{
-		Providers:        p.providers,
-		DefaultProviders: cfg.DefaultProviders,
-		Routes:           authzRoutes(cfg.Routes),
-		DefaultRoute:     authz.Route{Providers: cfg.DefaultRoute.Providers, RequiredScopes: cfg.DefaultRoute.RequiredScopes},
-		RoutesOnly:       cfg.RoutesOnly,
-		Realm:            cfg.Deny.Realm,
-		ResourceMetadata: cfg.Deny.ResourceMetadata,
-		Observer:         metrics,
-	}, p.verifier, svc, log)
+	decision := cfg.Authz()
+	decision.Observer = metrics
+	decider := authz.New(decision, p.verifier, svc, log)
 
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
@@ -406,15 +385,6 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}
 	log.Info("stopped")
 	return serveErr
-}
-
-// authzRoutes converts the routes section for the decision.
-func authzRoutes(routes []config.Route) []authz.Route {
-	out := make([]authz.Route, len(routes))
-	for i, r := range routes {
-		out[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
-	}
-	return out
 }
 
 // opsHandler serves /metrics, /healthz (200 while the process runs) and
