@@ -61,6 +61,8 @@ type Config struct {
 	GC                GC         `yaml:"gc"`
 	Shutdown          Shutdown   `yaml:"shutdown"`
 	Cache             Cache      `yaml:"cache"`
+	// HTTP configures the HTTP authorization listener (listen.http).
+	HTTP HTTP `yaml:"http"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -104,6 +106,56 @@ type Listen struct {
 	// Metrics is the address of the plaintext HTTP listener serving
 	// /metrics, /healthz and /readyz. Default ":9090"; "off" disables it.
 	Metrics string `yaml:"metrics"`
+	// HTTP is the address of the HTTP authorization listener (forward auth
+	// for nginx, Caddy and Traefik; Envoy's http_service): host:port, :port
+	// or "unix:" and an absolute path for a Unix socket. Empty (the
+	// default) disables it. It answers proxies only: it must not be
+	// reachable by clients.
+	HTTP string `yaml:"http"`
+}
+
+// UnixPrefix starts a listen.http value naming a Unix socket.
+const UnixPrefix = "unix:"
+
+// HTTPAddr returns the network ("tcp" or "unix") and address of listen.http.
+func (l Listen) HTTPAddr() (network, address string) {
+	if path, ok := strings.CutPrefix(l.HTTP, UnixPrefix); ok {
+		return "unix", path
+	}
+	return "tcp", l.HTTP
+}
+
+// HTTP configures the HTTP authorization listener.
+type HTTP struct {
+	// TLS, when its Cert is set, makes listen.http serve TLS (mTLS with
+	// client_ca, restricted to client_identities when set); otherwise it is
+	// plaintext, for a proxy on the same host or a Unix socket.
+	TLS TLS `yaml:"tls"`
+}
+
+// validateHTTP checks listen.http and the http section.
+func (c *Config) validateHTTP() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	network, addr := c.Listen.HTTPAddr()
+	switch {
+	case c.Listen.HTTP == "":
+		if t := c.HTTP.TLS; t.Cert != "" || t.Key != "" || t.ClientCA != "" || len(t.ClientIdentities) > 0 {
+			add("http.tls is set but listen.http is not: set listen.http to serve HTTP authorization")
+		}
+		return p
+	case network == "unix":
+		if !strings.HasPrefix(addr, "/") {
+			add("listen.http: a Unix socket is \"unix:\" and an absolute path")
+		}
+	default:
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add("listen.http must be host:port, :port or unix:/absolute/path")
+		} else if _, port, _ := net.SplitHostPort(addr); port != "0" && (addr == c.Listen.GRPC || addr == c.Listen.Metrics) {
+			add("listen.http must differ from listen.grpc and listen.metrics")
+		}
+	}
+	return append(p, c.HTTP.TLS.validate("http.tls")...)
 }
 
 // MetricsOff is the listen.metrics value that disables the metrics listener.
@@ -514,6 +566,7 @@ func (c *Config) validate() []string {
 		add("listen.metrics must be host:port, :port or \"off\"")
 	}
 	p = append(p, c.Listen.TLS.validate("listen.tls")...)
+	p = append(p, c.validateHTTP()...)
 	p = append(p, setting.Under("jwt", c.JWT.JWTAuth().Validate())...)
 	if c.JWT.JWKSFile == "" {
 		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)

@@ -3,4 +3,9 @@
 // mounts, kubernetes/ the Kubernetes manifests. Its tests check those files,
 // the Dockerfile, .dockerignore and the Istio manifests in envoy/istio/
 // against the types and the configuration loader that consume them.
+//
+// It is a module of its own, github.com/extauthz/extauthz/deploy, which
+// uses the main module's packages through a replace directive: the
+// Kubernetes, Istio and Compose types its tests need are none of the
+// library's dependencies. scripts/test runs it with the main module.
 package deploy

@@ -131,7 +131,9 @@ func TestStoreOutageDuringRedemptionLosesNothing(t *testing.T) {
 	t.Parallel()
 	pg := pgtest.Stoppable(t)
 	c := newClusterOn(t, pg.DSN())
-	a, b := c.start("a"), c.start("b")
+	// The provider's answer is held while PostgreSQL stops, which can take
+	// seconds on a loaded machine: refresh.timeout must outlast that.
+	a, b := c.start("a", withRefreshTimeout(10*time.Second)), c.start("b", withRefreshTimeout(10*time.Second))
 	s := c.seed(t, "s-outage", "idp", true)
 
 	h := c.idp.holdNext(s.id, holdAfterProcessing)

@@ -16,10 +16,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
@@ -50,24 +52,6 @@ func keys(t *testing.T) {
 			panic(err)
 		}
 	})
-}
-
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // issuer is a fake OIDC issuer serving discovery and a JWKS.
@@ -161,7 +145,8 @@ func unsigned(t *testing.T, claims map[string]any) string {
 
 var epoch = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-func newClock() *fakeClock { return &fakeClock{t: epoch} }
+// newClock returns a fake clock that reads epoch.
+func newClock() *testutil.Clock { return testutil.NewClock(epoch) }
 
 // checkNoLeak fails if err's text contains the raw token or any of its
 // longer segments.
@@ -335,25 +320,34 @@ func TestDiscoveryRetry(t *testing.T) {
 }
 
 func TestDiscoveryRetryInterval(t *testing.T) {
-	// With the real clock and a short interval.
+	// A spacing longer than the default one holds off the retry for all of
+	// its length, and not a moment more.
+	const spacing = time.Minute
 	is := newIssuer(t)
 	is.discoveryDown.Store(true)
+	clock := newClock()
 	v, err := New(map[string]Provider{"okta": {Issuer: is.srv.URL, ClientID: clientID}},
-		WithHTTPClient(is.srv.Client()), withRetryInterval(20*time.Millisecond))
+		WithHTTPClient(is.srv.Client()), WithNow(clock.Now), withRetryInterval(spacing))
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
 	raw := sign(t, jose.RS256, rsaKey, "rsa1", map[string]any{
-		"iss": is.srv.URL, "sub": "u", "aud": clientID, "exp": now.Add(time.Hour).Unix(),
+		"iss": is.srv.URL, "sub": "u", "aud": clientID, "exp": epoch.Add(time.Hour).Unix(),
 	})
 	if _, err := v.Verify(context.Background(), "okta", raw); !errors.Is(err, upstreamtoken.ErrUpstreamUnavailable) {
 		t.Fatalf("err = %v, want ErrUpstreamUnavailable", err)
 	}
 	is.discoveryDown.Store(false)
-	time.Sleep(30 * time.Millisecond)
+	clock.Advance(spacing - time.Nanosecond)
+	if _, err := v.Verify(context.Background(), "okta", raw); !errors.Is(err, upstreamtoken.ErrUpstreamUnavailable) {
+		t.Fatalf("just within the spacing: err = %v, want ErrUpstreamUnavailable", err)
+	}
+	clock.Advance(time.Nanosecond)
 	if sub, err := v.Verify(context.Background(), "okta", raw); err != nil || sub != "u" {
-		t.Fatalf("sub, err = %q, %v", sub, err)
+		t.Fatalf("once the spacing has passed: sub, err = %q, %v", sub, err)
+	}
+	if n := is.discoveryHits.Load(); n != 2 {
+		t.Errorf("discovery hits = %d, want 2", n)
 	}
 }
 
@@ -413,45 +407,62 @@ func TestCallerCancelledDuringDiscovery(t *testing.T) {
 	}
 }
 
+// handlerTransport answers HTTP requests with a handler in the caller's
+// goroutine, with no network: inside a synctest bubble, a caller waiting for
+// the handler counts as blocked.
+type handlerTransport struct{ h http.Handler }
+
+func (ht handlerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	rec := httptest.NewRecorder()
+	ht.h.ServeHTTP(rec, r)
+	return rec.Result(), nil
+}
+
 func TestConcurrentShareDiscovery(t *testing.T) {
 	is := newIssuer(t)
-	is.discoveryBlock = make(chan struct{})
-	clock := newClock()
-	v, err := New(map[string]Provider{"p": {Issuer: is.srv.URL, ClientID: clientID}},
-		WithHTTPClient(is.srv.Client()), WithNow(clock.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw := sign(t, jose.ES256, ecKey, "ec1", map[string]any{
-		"iss": is.srv.URL, "sub": "u", "aud": clientID, "exp": epoch.Add(time.Hour).Unix(),
-	})
-	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			sub, err := v.Verify(context.Background(), "p", raw)
-			if err == nil && sub != "u" {
-				err = errors.New("wrong sub " + sub)
-			}
-			errs <- err
-		})
-	}
-	time.Sleep(20 * time.Millisecond)
-	close(is.discoveryBlock)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	synctest.Test(t, func(t *testing.T) {
+		is.discoveryBlock = make(chan struct{})
+		client := &http.Client{Transport: handlerTransport{is.srv.Config.Handler}}
+		v, err := New(map[string]Provider{"p": {Issuer: is.srv.URL, ClientID: clientID}},
+			WithHTTPClient(client), WithNow(newClock().Now))
 		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	if h := is.discoveryHits.Load(); h != 1 {
-		t.Errorf("discovery hits = %d, want 1", h)
-	}
-	if h := is.jwksHits.Load(); h != 1 {
-		t.Errorf("JWKS hits = %d, want 1", h)
-	}
+		raw := sign(t, jose.ES256, ecKey, "ec1", map[string]any{
+			"iss": is.srv.URL, "sub": "u", "aud": clientID, "exp": epoch.Add(time.Hour).Unix(),
+		})
+		const n = 50
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for range n {
+			wg.Go(func() {
+				sub, err := v.Verify(context.Background(), "p", raw)
+				if err == nil && sub != "u" {
+					err = errors.New("wrong sub " + sub)
+				}
+				errs <- err
+			})
+		}
+		// Every caller is now waiting, and the issuer has been asked once.
+		synctest.Wait()
+		if h := is.discoveryHits.Load(); h != 1 {
+			t.Errorf("discovery hits while %d callers wait = %d, want 1", n, h)
+		}
+		close(is.discoveryBlock)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if h := is.discoveryHits.Load(); h != 1 {
+			t.Errorf("discovery hits = %d, want 1", h)
+		}
+		if h := is.jwksHits.Load(); h != 1 {
+			t.Errorf("JWKS hits = %d, want 1", h)
+		}
+	})
 }
 
 func TestJWKSURLSkipsDiscovery(t *testing.T) {

@@ -12,9 +12,11 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 )
 
-func newCachedVerifier(t testing.TB, clock *fakeClock, size int, keys KeySet) *Verifier {
+func newCachedVerifier(t testing.TB, clock *testutil.Clock, size int, keys KeySet) *Verifier {
 	t.Helper()
 	cfg := testConfig(clock)
 	cfg.CacheSize = size

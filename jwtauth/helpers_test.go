@@ -17,6 +17,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 )
 
 const (
@@ -28,25 +30,8 @@ const (
 // t0 is the fake "now" of every test.
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 
-// fakeClock is an injectable, manually advanced clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// newClock returns a fake clock that reads t0.
+func newClock() *testutil.Clock { return testutil.NewClock(t0) }
 
 // testKey is a signing key pair with a key ID.
 type testKey struct {
@@ -204,7 +189,7 @@ type deleteMarker struct{}
 
 var deleteClaim = deleteMarker{}
 
-func testConfig(clock *fakeClock) Config {
+func testConfig(clock *testutil.Clock) Config {
 	return Config{
 		Issuer:    testIssuer,
 		Audiences: []string{testAudience, "https://other.example.com"},
@@ -213,7 +198,7 @@ func testConfig(clock *fakeClock) Config {
 	}
 }
 
-func newStaticVerifier(t testing.TB, clock *fakeClock, keys ...jose.JSONWebKey) *Verifier {
+func newStaticVerifier(t testing.TB, clock *testutil.Clock, keys ...jose.JSONWebKey) *Verifier {
 	t.Helper()
 	v, err := NewWithKeySet(testConfig(clock), staticSet(t, keys...))
 	if err != nil {
@@ -266,7 +251,7 @@ func (s *jwksServer) setGate(g chan struct{}) {
 	s.gate = g
 }
 
-func newRemoteVerifier(t testing.TB, clock *fakeClock, url string) *Verifier {
+func newRemoteVerifier(t testing.TB, clock *testutil.Clock, url string) *Verifier {
 	t.Helper()
 	cfg := testConfig(clock)
 	cfg.JWKSURL = url

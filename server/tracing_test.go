@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
@@ -155,8 +156,16 @@ func TestCheckSpanParentedByMetadataNotHeader(t *testing.T) {
 // the client has its answer, and returns it with the store span.
 func waitForSpans(t *testing.T, sr *tracetest.SpanRecorder) (check, st sdktrace.ReadOnlySpan) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	defer func() {
+		if t.Failed() {
+			var names []string
+			for _, sp := range sr.Ended() {
+				names = append(names, sp.Name())
+			}
+			t.Logf("spans ended: %v", names)
+		}
+	}()
+	testutil.Eventually(t, 5*time.Second, "the Check span and a store.Get span", func() bool {
 		check, st = nil, nil
 		for _, sp := range sr.Ended() {
 			switch sp.Name() {
@@ -166,18 +175,9 @@ func waitForSpans(t *testing.T, sr *tracetest.SpanRecorder) (check, st sdktrace.
 				st = sp
 			}
 		}
-		if check != nil && st != nil {
-			return check, st
-		}
-		if time.Now().After(deadline) {
-			var names []string
-			for _, sp := range sr.Ended() {
-				names = append(names, sp.Name())
-			}
-			t.Fatalf("spans ended: %v; want the Check span and a store.Get span", names)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return check != nil && st != nil
+	})
+	return check, st
 }
 
 func appendAttrs(texts []string, kvs []attribute.KeyValue) []string {

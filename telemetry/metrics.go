@@ -34,6 +34,11 @@ const (
 	MetricBuildInfo       = "extauthz_build_info"
 )
 
+// Transports lists the fronts whose decisions are counted: the gRPC
+// ext_authz service and the HTTP authorization endpoint. Their decision
+// counters and latency histograms start at zero.
+var Transports = []string{"grpc", "http"}
+
 // StoreOperations lists the store operations that are measured (see package
 // store/instrumented). Another name is counted as "other".
 var StoreOperations = []string{"get", "get_session", "put", "update_tokens", "mark_reauth", "delete",
@@ -48,7 +53,7 @@ type Metrics struct {
 	providers []string
 
 	decisions       *prometheus.CounterVec
-	checkDuration   prometheus.Histogram
+	checkDuration   *prometheus.HistogramVec
 	refreshes       *prometheus.CounterVec
 	refreshDuration *prometheus.HistogramVec
 	refreshSkipped  prometheus.Counter
@@ -68,13 +73,13 @@ func NewMetrics(version string, providers []string) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), providers: slices.Sorted(slices.Values(providers))}
 	m.decisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricCheckDecisions,
-		Help: "Check decisions by result (ok, denied, error) and reason.",
-	}, []string{"result", "reason"})
-	m.checkDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Help: "Check decisions by result (ok, denied, error), reason and transport (grpc, http).",
+	}, []string{"result", "reason", "transport"})
+	m.checkDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    MetricCheckDuration,
-		Help:    "Time to decide a Check, refreshes included.",
+		Help:    "Time to decide a Check, refreshes included, by transport (grpc, http).",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .2, .5, 1, 2.5, 5, 10, 30},
-	})
+	}, []string{"transport"})
 	m.refreshes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MetricRefreshes,
 		Help: "Refreshes of upstream access tokens coordinated by this process, by provider and outcome.",
@@ -111,12 +116,15 @@ func NewMetrics(version string, providers []string) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	// Every (result, reason) pair and every refresh outcome starts at zero,
-	// so that rates exist before the first such event; another value is
-	// counted as "other".
-	for result, reasons := range authz.Reasons {
-		for _, reason := range reasons {
-			m.decisions.WithLabelValues(result, reason)
+	// Every (result, reason, transport) and every refresh outcome starts at
+	// zero, so that rates exist before the first such event; another value
+	// is counted as "other".
+	for _, transport := range Transports {
+		m.checkDuration.WithLabelValues(transport)
+		for result, reasons := range authz.Reasons {
+			for _, reason := range reasons {
+				m.decisions.WithLabelValues(result, reason, transport)
+			}
 		}
 	}
 	for _, p := range m.providers {
@@ -138,15 +146,39 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Decision implements authz.Observer: it counts the decision by result and
-// reason and observes its latency.
+// Decision implements authz.Observer for the gRPC front: it counts the
+// decision by result and reason with transport "grpc" and observes its
+// latency. Transport returns the observer of another front.
 func (m *Metrics) Decision(resp authz.Response, elapsed time.Duration) {
+	m.decision("grpc", resp, elapsed)
+}
+
+// Transport returns an authz.Observer that records decisions as Decision
+// does, with the given transport label (one of Transports; another name is
+// counted as "other").
+func (m *Metrics) Transport(name string) authz.Observer {
+	if !slices.Contains(Transports, name) {
+		name = "other"
+	}
+	return transportObserver{m: m, transport: name}
+}
+
+type transportObserver struct {
+	m         *Metrics
+	transport string
+}
+
+func (o transportObserver) Decision(resp authz.Response, elapsed time.Duration) {
+	o.m.decision(o.transport, resp, elapsed)
+}
+
+func (m *Metrics) decision(transport string, resp authz.Response, elapsed time.Duration) {
 	result, reason := resp.Result(), resp.Reason
 	if !slices.Contains(authz.Reasons[result], reason) {
 		reason = "other"
 	}
-	m.decisions.WithLabelValues(result, reason).Inc()
-	m.checkDuration.Observe(elapsed.Seconds())
+	m.decisions.WithLabelValues(result, reason, transport).Inc()
+	m.checkDuration.WithLabelValues(transport).Observe(elapsed.Seconds())
 }
 
 // Refresh records one refresh's outcome; it has the signature of the

@@ -17,6 +17,8 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 	m.Decision(authz.Response{Status: 401, Reason: "session_not_found"}, time.Millisecond)
 	m.Decision(authz.Response{Status: 503, Reason: "store_unavailable"}, time.Millisecond)
 	m.Decision(authz.Response{Status: 401, Reason: "user alice sent sess-123"}, time.Millisecond)
+	m.Transport("http").Decision(authz.Response{Status: 401, Reason: "session_not_found"}, time.Millisecond)
+	m.Transport("sess-123").Decision(authz.Response{Allowed: true, Status: 200, Reason: "ok"}, time.Millisecond)
 	m.Refresh("gh", "ok", time.Second)
 	m.Refresh("gh", "skipped", time.Millisecond)
 	m.Refresh("sess-123-provider", "ok", time.Second)
@@ -31,12 +33,16 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 	body, _ := io.ReadAll(rec.Body)
 	text := string(body)
 	for _, want := range []string{
-		`extauthz_check_decisions_total{reason="ok",result="ok"} 1`,
-		`extauthz_check_decisions_total{reason="session_not_found",result="denied"} 1`,
-		`extauthz_check_decisions_total{reason="store_unavailable",result="error"} 1`,
-		`extauthz_check_decisions_total{reason="other",result="denied"} 1`,
-		`extauthz_check_decisions_total{reason="insufficient_scope",result="denied"} 0`,
-		`extauthz_check_duration_seconds_count 4`,
+		`extauthz_check_decisions_total{reason="ok",result="ok",transport="grpc"} 1`,
+		`extauthz_check_decisions_total{reason="session_not_found",result="denied",transport="grpc"} 1`,
+		`extauthz_check_decisions_total{reason="store_unavailable",result="error",transport="grpc"} 1`,
+		`extauthz_check_decisions_total{reason="other",result="denied",transport="grpc"} 1`,
+		`extauthz_check_decisions_total{reason="insufficient_scope",result="denied",transport="grpc"} 0`,
+		`extauthz_check_decisions_total{reason="session_not_found",result="denied",transport="http"} 1`,
+		`extauthz_check_decisions_total{reason="insufficient_scope",result="denied",transport="http"} 0`,
+		`extauthz_check_decisions_total{reason="ok",result="ok",transport="other"} 1`,
+		`extauthz_check_duration_seconds_count{transport="grpc"} 4`,
+		`extauthz_check_duration_seconds_count{transport="http"} 1`,
 		`extauthz_refresh_total{outcome="ok",provider="gh"} 1`,
 		`extauthz_refresh_total{outcome="skipped",provider="gh"} 1`,
 		`extauthz_refresh_total{outcome="ok",provider="other"} 1`,

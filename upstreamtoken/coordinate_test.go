@@ -7,29 +7,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 )
-
-// clock is a settable clock shared by a service and its store.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func TestTwoProcessesOneRedemption(t *testing.T) {
 	// Two services on one store stand for two replicas on one database.
@@ -63,33 +47,36 @@ func TestTwoProcessesOneRedemption(t *testing.T) {
 func TestLapsedLeaseIsTakenOver(t *testing.T) {
 	// A process that claimed the refresh and died leaves a lease; another
 	// process acts once it lapses, not before.
-	st := memory.New()
-	if err := st.Put(context.Background(), row("gh", time.Now().Add(-time.Minute), "rt")); err != nil {
-		t.Fatal(err)
-	}
-	opts := []Option{WithRefreshTimeout(100 * time.Millisecond), WithPersistTimeout(100 * time.Millisecond)}
-	lease := MinLockTimeout(100*time.Millisecond, 100*time.Millisecond)
-	dead, err := st.ClaimRefresh(context.Background(), "s1", "gh", "dead-replica", lease)
-	if err != nil || !dead.Held {
-		t.Fatalf("claim: %+v %v", dead, err)
-	}
-	claimed := time.Now()
-	ref := &fakeRefresher{rotate: true}
-	svc := NewInProcessService(st, ref, opts...)
-	c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
-	if err != nil || c.AccessToken != "gh-access-1" {
-		t.Fatalf("got %+v, %v", c, err)
-	}
-	if waited := time.Since(claimed); waited < lease {
-		t.Errorf("took over after %v, before the %v lease lapsed", waited, lease)
-	}
-	if ref.calls.Load() != 1 {
-		t.Errorf("redeemed %d times", ref.calls.Load())
-	}
-	// The dead process, were it to wake up, cannot store anything.
-	if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", dead.Lease, store.Tokens{AccessToken: "stale"}); !errors.Is(err, store.ErrLeaseLost) {
-		t.Errorf("completing a lapsed, taken-over lease: %v, want ErrLeaseLost", err)
-	}
+	// In a synctest bubble the wait for the lapse takes no real time.
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		if err := st.Put(context.Background(), row("gh", time.Now().Add(-time.Minute), "rt")); err != nil {
+			t.Fatal(err)
+		}
+		opts := []Option{WithRefreshTimeout(100 * time.Millisecond), WithPersistTimeout(100 * time.Millisecond)}
+		lease := MinLockTimeout(100*time.Millisecond, 100*time.Millisecond)
+		dead, err := st.ClaimRefresh(context.Background(), "s1", "gh", "dead-replica", lease)
+		if err != nil || !dead.Held {
+			t.Fatalf("claim: %+v %v", dead, err)
+		}
+		claimed := time.Now()
+		ref := &fakeRefresher{rotate: true}
+		svc := NewInProcessService(st, ref, opts...)
+		c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+		if err != nil || c.AccessToken != "gh-access-1" {
+			t.Fatalf("got %+v, %v", c, err)
+		}
+		if waited := time.Since(claimed); waited < lease {
+			t.Errorf("took over after %v, before the %v lease lapsed", waited, lease)
+		}
+		if ref.calls.Load() != 1 {
+			t.Errorf("redeemed %d times", ref.calls.Load())
+		}
+		// The dead process, were it to wake up, cannot store anything.
+		if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", dead.Lease, store.Tokens{AccessToken: "stale"}); !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("completing a lapsed, taken-over lease: %v, want ErrLeaseLost", err)
+		}
+	})
 }
 
 func TestRefreshedElsewhereIsNotRedeemed(t *testing.T) {
@@ -110,10 +97,10 @@ func TestRefreshedElsewhereIsNotRedeemed(t *testing.T) {
 }
 
 func TestTransientFailureBacksOff(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testutil.NewClock(t0)
 	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
 	ref := &fakeRefresher{err: fmt.Errorf("%w: %w", ErrUpstreamUnavailable, retryErr(3*time.Second))}
-	svc := NewInProcessService(st, ref, WithClock(clk.now), WithBackoff(time.Second, 10*time.Second))
+	svc := NewInProcessService(st, ref, WithClock(clk.Now), WithBackoff(time.Second, 10*time.Second))
 
 	for i, want := range []struct {
 		calls int32
@@ -124,11 +111,11 @@ func TestTransientFailureBacksOff(t *testing.T) {
 			t.Fatalf("call %d: err %v retry %v after %d provider calls; want %v after %d", i, err, RetryAfter(err), ref.calls.Load(), want.retry, want.calls)
 		}
 	}
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); RetryAfter(err) != time.Second || ref.calls.Load() != 1 {
 		t.Fatalf("during back-off: retry %v, %d calls; want the remaining 1s and no call", RetryAfter(err), ref.calls.Load())
 	}
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	ref.err = nil
 	if c, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil || c.AccessToken != "gh-access-2" {
 		t.Fatalf("after back-off: %+v %v", c, err)
@@ -139,7 +126,7 @@ func TestTransientFailureBacksOff(t *testing.T) {
 	}
 	// The success ended the back-off: the next failure pauses for the first
 	// step again (the 3s hint), not for the doubled one.
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	ref.err = fmt.Errorf("%w: %w", ErrUpstreamUnavailable, retryErr(3*time.Second))
 	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); !errors.Is(err, ErrUpstreamUnavailable) || ref.calls.Load() != 3 {
 		t.Fatalf("failure after success: %v after %d calls", err, ref.calls.Load())

@@ -368,20 +368,20 @@ func TestIDTokenCheckFitsInTheLease(t *testing.T) {
 }
 
 func TestExpiredSessionIsRefusedFromTheCache(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testutil.NewClock(t0)
 	r := row("gh", t0.Add(time.Hour), "rt")
 	r.SessionExpiresAt = t0.Add(time.Minute)
 	mem := newStore(t, r)
-	c := cached.New(mem, cached.Options{Size: 16, MaxAge: time.Hour, Now: clk.now})
+	c := cached.New(mem, cached.Options{Size: 16, MaxAge: time.Hour, Now: clk.Now})
 	c.Trust(time.Now().Add(time.Hour))
-	svc := newService(c, &fakeRefresher{}, WithClock(clk.now))
+	svc := newService(c, &fakeRefresher{}, WithClock(clk.Now))
 	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil {
 		t.Fatalf("live session: %v", err)
 	}
 	if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil || c.Stats().Hits == 0 {
 		t.Fatalf("live session again: %v, cache hits %d; want it served from the cache", err, c.Stats().Hits)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	_, err := svc.GetValidTokens(context.Background(), "s1", "gh")
 	if !errors.Is(err, ErrSessionNotFound) {
 		t.Errorf("after the session expired: %v, want ErrSessionNotFound", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/extauthz/extauthz/store"
@@ -70,18 +71,22 @@ func TestRefreshObserverOutcomes(t *testing.T) {
 		}, &fakeRefresher{}, 1, []string{"gh:not_stored"}},
 	}
 	for _, tc := range tests {
+		// In a synctest bubble, the pauses between persist attempts take no
+		// real time.
 		t.Run(tc.name, func(t *testing.T) {
-			var o outcomes
-			svc := newService(tc.storage(t), tc.ref, WithRefreshObserver(o.observe), WithPersistTimeout(2*time.Second))
-			for range tc.calls {
-				_, _ = svc.GetValidTokens(context.Background(), "s1", "gh")
-			}
-			if err := svc.WaitRefreshes(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if got := o.take(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
-				t.Errorf("outcomes %v, want %v", got, tc.want)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				var o outcomes
+				svc := newService(tc.storage(t), tc.ref, WithRefreshObserver(o.observe), WithPersistTimeout(2*time.Second))
+				for range tc.calls {
+					_, _ = svc.GetValidTokens(context.Background(), "s1", "gh")
+				}
+				if err := svc.WaitRefreshes(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				if got := o.take(); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Errorf("outcomes %v, want %v", got, tc.want)
+				}
+			})
 		})
 	}
 }
@@ -106,27 +111,31 @@ func TestRefreshObserverSkipped(t *testing.T) {
 }
 
 func TestWaitRefreshesOutlastsImpatientCallers(t *testing.T) {
-	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
-	ref := &fakeRefresher{delay: 300 * time.Millisecond, rotate: true}
-	svc := newService(st, ref)
-	if err := svc.WaitRefreshes(context.Background()); err != nil {
-		t.Fatalf("WaitRefreshes with nothing in flight: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-	defer cancel()
-	if _, err := svc.GetValidTokens(ctx, "s1", "gh"); !errors.Is(err, ErrUpstreamUnavailable) {
-		t.Fatalf("impatient caller: %v", err)
-	}
-	// The caller left; the refresh goes on and WaitRefreshes waits for it.
-	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	defer cancelShort()
-	if err := svc.WaitRefreshes(short); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitRefreshes while a refresh runs = %v, want the deadline", err)
-	}
-	if err := svc.WaitRefreshes(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if stored, _ := st.Get(context.Background(), "s1", "gh"); stored.RefreshToken != "gh-refresh-1" {
-		t.Errorf("WaitRefreshes returned before the refresh was stored: refresh token %q", stored.RefreshToken)
-	}
+	// In a synctest bubble, the refresh takes its 300ms and the callers' deadlines
+	// fall exactly where they are set.
+	synctest.Test(t, func(t *testing.T) {
+		st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
+		ref := &fakeRefresher{delay: 300 * time.Millisecond, rotate: true}
+		svc := newService(st, ref)
+		if err := svc.WaitRefreshes(context.Background()); err != nil {
+			t.Fatalf("WaitRefreshes with nothing in flight: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		if _, err := svc.GetValidTokens(ctx, "s1", "gh"); !errors.Is(err, ErrUpstreamUnavailable) {
+			t.Fatalf("impatient caller: %v", err)
+		}
+		// The caller left; the refresh goes on and WaitRefreshes waits for it.
+		short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancelShort()
+		if err := svc.WaitRefreshes(short); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitRefreshes while a refresh runs = %v, want the deadline", err)
+		}
+		if err := svc.WaitRefreshes(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if stored, _ := st.Get(context.Background(), "s1", "gh"); stored.RefreshToken != "gh-refresh-1" {
+			t.Errorf("WaitRefreshes returned before the refresh was stored: refresh token %q", stored.RefreshToken)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/jwtauth"
 )
 
@@ -32,17 +33,14 @@ func TestDemoServesWhatTheComposeStackUses(t *testing.T) {
 			Env{Stdout: logs, Stderr: logs, Getenv: func(string) string { return "" }})
 	}()
 	base := "http://" + addr
-	var resp *http.Response
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if resp, err = http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
+	testutil.Eventually(t, 10*time.Second, "demo answering /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("demo did not start: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return true
+	})
 
 	get := func(path string) string {
 		t.Helper()

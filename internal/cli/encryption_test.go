@@ -19,7 +19,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/postgres"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
@@ -183,12 +185,14 @@ func TestEncryptionSwappedCiphertexts(t *testing.T) {
 	e.putCLI(t, "s-swap-untouched", "swap-untouched-access-99cc", "", "", fresh)
 	tokens := []string{"swap-a-access-11aa", "swap-a-refresh-22bb", "swap-a-id-33cc",
 		"swap-b-access-44dd", "swap-b-refresh-55ee", "swap-b-id-66ff", "swap-cols-access-77aa", "swap-cols-refresh-88bb"}
+	own := map[string]string{} // session -> what it served before the swap
 	for _, s := range []string{"s-swap-a", "s-swap-b", "s-swap-cols"} {
 		row, err := e.store.Get(ctx, s, "gh")
 		if err != nil {
 			t.Fatalf("%s before the swap: %v", s, err)
 		}
-		e.checkBearer(t, s, "Bearer "+row.AccessToken)
+		own[s] = "Bearer " + row.AccessToken
+		e.checkBearer(t, s, own[s])
 	}
 	before := map[string]store.Row{}
 	for _, s := range []string{"s-swap-a", "s-swap-b", "s-swap-cols"} {
@@ -237,11 +241,20 @@ UPDATE upstream_tokens SET access_token = refresh_token, refresh_token = access_
 			if _, err := e.store.Get(ctx, s, "gh"); err == nil {
 				t.Fatalf("the swapped row decrypts")
 			}
-			resp := e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, s, nil)}, "")
+			// Until its listener reports the swap, the token cache may serve
+			// the row it read before; never anything else.
+			var resp *authv3.CheckResponse
+			testutil.Eventually(t, postgres.DefaultStaleness+2*time.Second, s+" denied once the swap is reported", func() bool {
+				resp = e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, s, nil)}, "")
+				if resp.GetDeniedResponse() != nil {
+					return true
+				}
+				if h := respHeaders(resp); h["authorization"] != own[s] {
+					t.Fatalf("allowed with headers %v, want 503", h)
+				}
+				return false
+			})
 			d := resp.GetDeniedResponse()
-			if d == nil {
-				t.Fatalf("allowed with headers %v, want 503", respHeaders(resp))
-			}
 			if got := d.GetStatus().GetCode(); got != 503 || codes.Code(resp.GetStatus().GetCode()) != codes.Unavailable {
 				t.Errorf("status %d (%v), want 503 (Unavailable)", got, codes.Code(resp.GetStatus().GetCode()))
 			}
@@ -430,10 +443,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 		}()
 	}
 	// Rotate as soon as refreshes are under way.
-	deadline := time.Now().Add(30 * time.Second)
-	for calls(eAB.tokens) == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 30*time.Second, "refreshes under way", func() bool { return calls(eAB.tokens) > 0 })
 	refreshesBefore := calls(eAB.tokens)
 	code, stdout, stderr := eAB.run(t, "keys", "rotate", "--config", eAB.configPath, "--batch", "16")
 	rotateOutput := stdout + stderr

@@ -29,6 +29,7 @@ import (
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
@@ -260,18 +261,6 @@ func httpStatus(t *testing.T, url string) int {
 	return resp.StatusCode
 }
 
-// eventually polls cond every 20ms until it holds or within passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func bearer(jwt string) map[string]string { return map[string]string{"authorization": "Bearer " + jwt} }
 
 func TestMetricsCountEveryOutcome(t *testing.T) {
@@ -327,9 +316,9 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 		case c.retry && respHeaders(resp)["retry-after"] == "":
 			t.Errorf("%s: no Retry-After", c.name)
 		}
-		want[series("extauthz_check_decisions_total", "result", c.result, "reason", c.reason)]++
+		want[series("extauthz_check_decisions_total", "result", c.result, "reason", c.reason, "transport", "grpc")]++
 	}
-	want[series("extauthz_check_duration_seconds_count")] = float64(len(checks))
+	want[series("extauthz_check_duration_seconds_count", "transport", "grpc")] = float64(len(checks))
 	for _, r := range []struct{ provider, outcome string }{
 		{"gh", "ok"}, {"gh", "refused"}, {"gitlab", "unavailable"}, {"gitlab", "backing_off"}, {"google", "misconfigured"},
 	} {
@@ -370,7 +359,7 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	go func() { results <- respHeaders(b.check(t, bearer(jwt), ""))["authorization"] }()
 	// b has read the expired row and waits on a's lease: let a finish once b
 	// has polled the lease at least once.
-	eventually(t, 20*time.Second, "replica b waiting on the lease", func() bool { return b.leasePolled(t, beforeB) })
+	testutil.Eventually(t, 20*time.Second, "replica b waiting on the lease", func() bool { return b.leasePolled(t, beforeB) })
 	o.hold.Release()
 	for range 2 {
 		if got := <-results; got != "Bearer new-access-hold-m-1" {
@@ -384,10 +373,10 @@ func TestMetricsCountEveryOutcome(t *testing.T) {
 	sum := func(before, after metricsSnapshot, k string) float64 { return after[k] - before[k] }
 	both := func(k string) float64 { return sum(beforeA, afterA, k) + sum(beforeB, afterB, k) }
 	for k, w := range map[string]float64{
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):      1,
-		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"): 1,
-		series("extauthz_refresh_skipped_total"):                                 1,
-		series("extauthz_check_decisions_total", "result", "ok", "reason", "ok"): 2,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "ok"):                           1,
+		series("extauthz_refresh_total", "provider", "gh", "outcome", "skipped"):                      1,
+		series("extauthz_refresh_skipped_total"):                                                      1,
+		series("extauthz_check_decisions_total", "result", "ok", "reason", "ok", "transport", "grpc"): 2,
 	} {
 		if got := both(k); got != w {
 			t.Errorf("%s moved by %v across both replicas, want %v", k, got, w)
@@ -471,7 +460,7 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 		t.Fatalf("before the outage: %v", h)
 	}
 	storeUp := func() float64 { return s.scrape(t)[series("extauthz_store_up")] }
-	eventually(t, 10*time.Second, "store_up 1 before the outage", func() bool { return storeUp() == 1 })
+	testutil.Eventually(t, 10*time.Second, "store_up 1 before the outage", func() bool { return storeUp() == 1 })
 	before := s.scrape(t)
 
 	if err := cluster.Stop(); err != nil {
@@ -482,7 +471,7 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 	if d.GetStatus().GetCode() != 503 || codes.Code(resp.GetStatus().GetCode()) != codes.Unavailable || respHeaders(resp)["retry-after"] == "" {
 		t.Fatalf("Check during the outage: %v, want 503 with Retry-After", resp)
 	}
-	eventually(t, 20*time.Second, "store_up 0 during the outage", func() bool { return storeUp() == 0 })
+	testutil.Eventually(t, 20*time.Second, "store_up 0 during the outage", func() bool { return storeUp() == 0 })
 	// Readiness and health do not follow the store.
 	if st := httpStatus(t, s.metricsURL+"/readyz"); st != 200 {
 		t.Errorf("/readyz during the outage = %d, want 200", st)
@@ -495,7 +484,7 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 		t.Errorf("gRPC health during the outage = %v, %v; want SERVING", hc, err)
 	}
 	during := s.scrape(t)
-	if k := series("extauthz_check_decisions_total", "result", "error", "reason", "store_unavailable"); during[k]-before[k] != 1 {
+	if k := series("extauthz_check_decisions_total", "result", "error", "reason", "store_unavailable", "transport", "grpc"); during[k]-before[k] != 1 {
 		t.Errorf("%s moved by %v, want 1", k, during[k]-before[k])
 	}
 	if k := series("extauthz_store_errors_total", "op", "get"); during[k] <= before[k] {
@@ -507,10 +496,10 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 	if err := cluster.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "Checks succeed again", func() bool {
+	testutil.Eventually(t, 30*time.Second, "Checks succeed again", func() bool {
 		return respHeaders(s.check(t, bearer(jwt), ""))["authorization"] == "Bearer tok-o"
 	})
-	eventually(t, 20*time.Second, "store_up 1 after the outage", func() bool { return storeUp() == 1 })
+	testutil.Eventually(t, 20*time.Second, "store_up 1 after the outage", func() bool { return storeUp() == 1 })
 }
 
 // buildBinary builds cmd/extauthz into a temporary directory.
@@ -575,7 +564,7 @@ func TestSIGTERMDrainsTheRealBinary(t *testing.T) {
 		}
 		return resp.GetStatus()
 	}
-	eventually(t, 30*time.Second, "the binary serving", func() bool { return status() == healthpb.HealthCheckResponse_SERVING })
+	testutil.Eventually(t, 30*time.Second, "the binary serving", func() bool { return status() == healthpb.HealthCheckResponse_SERVING })
 	if st := httpStatus(t, "http://"+c.metrics+"/readyz"); st != 200 {
 		t.Fatalf("/readyz = %d before SIGTERM", st)
 	}
@@ -603,7 +592,7 @@ func TestSIGTERMDrainsTheRealBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	signalled := time.Now()
-	eventually(t, 10*time.Second, "health NOT_SERVING after SIGTERM", func() bool {
+	testutil.Eventually(t, 10*time.Second, "health NOT_SERVING after SIGTERM", func() bool {
 		return status() == healthpb.HealthCheckResponse_NOT_SERVING
 	})
 	if st := httpStatus(t, "http://"+c.metrics+"/readyz"); st != 503 {
@@ -616,7 +605,7 @@ func TestSIGTERMDrainsTheRealBinary(t *testing.T) {
 	}
 	// Let the refresh finish only once the server has stopped accepting and
 	// waits for the Checks in flight.
-	eventually(t, drain+10*time.Second, "the server waiting for Checks in flight", func() bool {
+	testutil.Eventually(t, drain+10*time.Second, "the server waiting for Checks in flight", func() bool {
 		return strings.Contains(logs.String(), "waiting for Checks in flight")
 	})
 	o.hold.Release()

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/httpfront"
 	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/jwtauth"
 	"github.com/extauthz/extauthz/oauthclient"
@@ -137,6 +139,11 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 			return err
 		}
 	}
+	if cfg.Listen.HTTP != "" && cfg.HTTP.TLS.Cert != "" {
+		if _, err := httpTLS(cfg.HTTP.TLS, slog.New(slog.DiscardHandler)); err != nil {
+			return err
+		}
+	}
 	// What serve would refuse, the check refuses too: the OTEL_* settings.
 	if _, err := telemetry.TracingEnabled(env.Getenv); err != nil {
 		return fmt.Errorf("%w: tracing: %w", errUsage, err)
@@ -211,6 +218,9 @@ type serveHooks struct {
 	// metrics receives the metrics listener's address, when there is one,
 	// before grpc is called.
 	metrics func(addr net.Addr)
+	// http receives the HTTP authorization listener's address, when there
+	// is one, before grpc is called.
+	http func(addr net.Addr)
 }
 
 // serve runs the gRPC server until ctx is done, then shuts down gracefully.
@@ -228,7 +238,10 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 // then it stops accepting and waits for the Checks in flight and the
 // refreshes they started, all within shutdown.timeout (after which the
 // remaining RPCs are cut); then the metrics listener and the database pool
-// close.
+// close. The HTTP authorization listener (listen.http), when there is one,
+// follows the gRPC listener: it keeps answering during the drain delay, each
+// answer closing its connection, then stops accepting and waits for its
+// requests in flight within the same shutdown.timeout.
 func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) error {
 	log := newLogger(cfg.Log, env)
 
@@ -242,6 +255,12 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
 	if err != nil {
 		return err
+	}
+	var httpTLSConfig *tls.Config
+	if cfg.Listen.HTTP != "" {
+		if httpTLSConfig, err = httpTLS(cfg.HTTP.TLS, log); err != nil {
+			return err
+		}
 	}
 	tp, stopTracing, err := setupTracing(ctx, env, log)
 	if err != nil {
@@ -291,13 +310,24 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithIDTokenVerifier(p.idTokens),
 		upstreamtoken.WithRefreshObserver(metrics.Refresh),
 		upstreamtoken.WithLogger(log))
-	decision := cfg.Authz()
-	decision.Observer = metrics
-	decider := authz.New(decision, p.verifier, svc, log)
+	decisions := cfg.Authz()
+	decisions.Observer = metrics
+	decider := authz.New(decisions, p.verifier, svc, log)
 
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)
 	if err != nil {
 		return fmt.Errorf("listen.grpc: %w", err)
+	}
+	// The HTTP front decides as the gRPC one does; its own Decider only
+	// labels its decisions' metrics with transport "http".
+	var httpLis *httpListener
+	if cfg.Listen.HTTP != "" {
+		httpDecisions := decisions
+		httpDecisions.Observer = metrics.Transport("http")
+		if httpLis, err = listenHTTP(cfg, authz.New(httpDecisions, p.verifier, svc, log), httpTLSConfig, log); err != nil {
+			lis.Close()
+			return err
+		}
 	}
 	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts, TracerProvider: tp})
 
@@ -310,6 +340,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		mlis, err := net.Listen("tcp", cfg.Listen.Metrics)
 		if err != nil {
 			lis.Close()
+			if httpLis != nil {
+				httpLis.lis.Close()
+			}
 			return fmt.Errorf("listen.metrics: %w", err)
 		}
 		metricsSrv = &http.Server{Handler: opsHandler(metrics, &ready, &draining), ReadHeaderTimeout: 10 * time.Second}
@@ -328,6 +361,16 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}()
 	defer func() { stopWatch(); <-watched }()
 
+	var httpErr <-chan error // nil (never ready) without listen.http
+	if httpLis != nil {
+		httpErr = httpLis.errc
+		go httpLis.serve()
+		log.Info("serving HTTP authorization", "http", httpLis.lis.Addr().String(), "paths", httpfront.PathForwardAuth+" "+httpfront.PathEnvoy)
+		if hooks.http != nil {
+			hooks.http(httpLis.lis.Addr())
+		}
+	}
+
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	ready.Store(true)
@@ -342,12 +385,19 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		serveErr = fmt.Errorf("grpc server: %w", err)
 	case err := <-metricsErr:
 		serveErr = fmt.Errorf("metrics server: %w", err)
+	case err := <-httpErr:
+		serveErr = fmt.Errorf("http server: %w", err)
+		httpErr = nil
 	case <-ctx.Done():
 	}
 
-	// Drain: tell Envoy and Kubernetes first, keep serving meanwhile.
+	// Drain: tell Envoy and Kubernetes first, keep serving meanwhile
+	// (over HTTP, each answer now closes its connection).
 	health.Shutdown()
 	draining.Store(true)
+	if httpLis != nil {
+		httpLis.drain()
+	}
 	if serveErr == nil {
 		log.Info("shutting down: health NOT_SERVING, draining", "drain_delay", cfg.Shutdown.DrainDelay.D())
 		select {
@@ -361,6 +411,10 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	deadline, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout.D())
 	defer cancel()
 	log.Info("shutting down: waiting for Checks in flight", "timeout", cfg.Shutdown.Timeout.D())
+	httpStopped := make(chan bool, 1)
+	if httpLis != nil {
+		go func() { httpStopped <- httpLis.shutdown(deadline) }()
+	}
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
@@ -369,6 +423,16 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		log.Warn("shutting down: shutdown.timeout reached; cutting the remaining Checks")
 		srv.Stop()
 		<-stopped
+	}
+	if httpLis != nil {
+		if cut := <-httpStopped; cut {
+			log.Warn("shutting down: shutdown.timeout reached; cutting the remaining HTTP authorization requests")
+		}
+		if httpErr != nil {
+			if err := <-httpErr; err != nil && serveErr == nil {
+				serveErr = fmt.Errorf("http server: %w", err)
+			}
+		}
 	}
 	if err := svc.Shutdown(deadline); err != nil {
 		log.Warn("shutting down: shutdown.timeout reached with refreshes or deferred writes in flight; their results may be lost")

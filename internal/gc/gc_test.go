@@ -10,15 +10,17 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/gc"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 )
 
 var (
-	past   = time.Date(2001, time.May, 6, 7, 8, 9, 0, time.UTC)
+	past   = time.Date(1991, time.May, 6, 7, 8, 9, 0, time.UTC) // before a synctest bubble's clock, too
 	future = time.Date(2099, time.May, 6, 7, 8, 9, 0, time.UTC)
 )
 
@@ -159,29 +161,11 @@ func TestPassErrors(t *testing.T) {
 	})
 }
 
-// logBuffer collects log output written from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lines decodes the JSON log lines written so far.
-func (l *logBuffer) lines(t *testing.T) []map[string]any {
+// lines decodes the JSON log lines in logs.
+func lines(t *testing.T, logs *testutil.SyncBuffer) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(strings.NewReader(l.String()))
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
 	for sc.Scan() {
 		var m map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
@@ -192,8 +176,14 @@ func (l *logBuffer) lines(t *testing.T) []map[string]any {
 	return out
 }
 
-// startRun runs gc.Run in the background until the test ends or stop is
-// called; stop waits for it to return.
+// interval is the collection interval of the Run tests, which run in a
+// synctest bubble: Run's first wait, drawn between half and one and a half
+// intervals, takes no real time.
+const interval = 10 * time.Minute
+
+// startRun runs gc.Run in the background of the test's synctest bubble until
+// the test ends or stop is called; stop checks that Run returns as soon as
+// its context is cancelled.
 func startRun(t *testing.T, c store.Collector, interval time.Duration, batch int, log *slog.Logger) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -203,140 +193,160 @@ func startRun(t *testing.T, c store.Collector, interval time.Duration, batch int
 		gc.Run(ctx, c, interval, batch, log)
 	}()
 	stop = func() {
+		t.Helper()
 		cancel()
+		synctest.Wait()
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("Run did not return after its context was cancelled")
+		default:
+			t.Fatal("Run did not return when its context was cancelled")
 		}
 	}
 	t.Cleanup(stop)
 	return stop
 }
 
-// eventually waits until cond holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+// afterFirstPass lets the longest first wait of Run pass, and waits for the
+// pass to end.
+func afterFirstPass() {
+	time.Sleep(interval * 3 / 2)
+	synctest.Wait()
 }
 
 func TestRun(t *testing.T) {
-	s := memory.New()
-	const expired = 12
-	fill(t, s, expired)
-	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	stop := startRun(t, s, 10*time.Millisecond, 5, log)
+	synctest.Test(t, func(t *testing.T) {
+		s := memory.New()
+		const expired = 12
+		fill(t, s, expired)
+		logs := &testutil.SyncBuffer{}
+		log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		stop := startRun(t, s, interval, 5, log)
 
-	eventually(t, "the expired sessions to be deleted", func() bool { return len(remaining(t, s, expired)) == 2 })
-	// Let a few more passes run: they delete nothing and log nothing.
-	time.Sleep(50 * time.Millisecond)
-	stop()
-
-	var deleted []map[string]any
-	for _, l := range logs.lines(t) {
-		if l["outcome"] != "deleted" {
-			t.Errorf("unexpected log line: %v", l)
-			continue
+		// No pass before half the interval, one by one and a half times it.
+		time.Sleep(interval/2 - time.Nanosecond)
+		synctest.Wait()
+		if left := remaining(t, s, expired); len(left) != expired+2 {
+			t.Fatalf("sessions left before half the interval: %v, want all %d", left, expired+2)
 		}
-		deleted = append(deleted, l)
-	}
-	if len(deleted) != 1 {
-		t.Fatalf("%d lines with outcome deleted, want 1: %s", len(deleted), logs.String())
-	}
-	l := deleted[0]
-	if l["msg"] != "gc" || l["level"] != "INFO" || l["rows"] != float64(expired) || l["batches"] != float64(3) {
-		t.Errorf("log line = %v; want msg gc, level INFO, %d rows in 3 batches", l, expired)
-	}
-	if _, ok := l["duration"]; !ok {
-		t.Errorf("log line = %v; want a duration", l)
-	}
-	for _, secret := range []string{"gone-", "secret-access-token", "sub", "client"} {
-		if strings.Contains(logs.String(), `"`+secret) {
-			t.Errorf("logs mention %q: %s", secret, logs.String())
+		time.Sleep(interval + time.Nanosecond)
+		synctest.Wait()
+		if left := remaining(t, s, expired); strings.Join(left, ",") != "live,never" {
+			t.Fatalf("sessions left after one and a half intervals: %v, want live and never", left)
 		}
-	}
+		// Later passes delete nothing and log nothing.
+		time.Sleep(10 * interval)
+		stop()
 
-	// New expired rows are collected by later passes, until Run stops.
-	stop2 := startRun(t, s, 10*time.Millisecond, 5, log)
-	if err := s.Put(t.Context(), sessionRow("gone-late", "github", past)); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "a session expired later to be deleted", func() bool {
-		rows, err := s.GetSession(t.Context(), "gone-late")
-		return err == nil && len(rows) == 0
+		var deleted []map[string]any
+		for _, l := range lines(t, logs) {
+			if l["outcome"] != "deleted" {
+				t.Errorf("unexpected log line: %v", l)
+				continue
+			}
+			deleted = append(deleted, l)
+		}
+		if len(deleted) != 1 {
+			t.Fatalf("%d lines with outcome deleted, want 1: %s", len(deleted), logs.String())
+		}
+		l := deleted[0]
+		if l["msg"] != "gc" || l["level"] != "INFO" || l["rows"] != float64(expired) || l["batches"] != float64(3) {
+			t.Errorf("log line = %v; want msg gc, level INFO, %d rows in 3 batches", l, expired)
+		}
+		if _, ok := l["duration"]; !ok {
+			t.Errorf("log line = %v; want a duration", l)
+		}
+		for _, secret := range []string{"gone-", "secret-access-token", "sub", "client"} {
+			if strings.Contains(logs.String(), `"`+secret) {
+				t.Errorf("logs mention %q: %s", secret, logs.String())
+			}
+		}
+
+		// New expired rows are collected by later passes, until Run stops.
+		startRun(t, s, interval, 5, log)
+		if err := s.Put(t.Context(), sessionRow("gone-late", "github", past)); err != nil {
+			t.Fatal(err)
+		}
+		afterFirstPass()
+		if rows, err := s.GetSession(t.Context(), "gone-late"); err != nil || len(rows) != 0 {
+			t.Errorf("a session expired later: rows %v, %v; want none", rows, err)
+		}
 	})
-	stop2()
 }
 
 func TestRunLogsFailures(t *testing.T) {
-	s := memory.New()
-	s.SetUnavailable(true)
-	logs := &logBuffer{}
-	startRun(t, s, 5*time.Millisecond, 10, slog.New(slog.NewJSONHandler(logs, nil)))
-	eventually(t, "a failure to be logged", func() bool { return strings.Contains(logs.String(), `"outcome":"failed"`) })
-	for _, l := range logs.lines(t) {
-		if l["level"] != "WARN" || l["msg"] != "gc" || !strings.Contains(fmt.Sprint(l["error"]), "unavailable") {
+	synctest.Test(t, func(t *testing.T) {
+		s := memory.New()
+		s.SetUnavailable(true)
+		logs := &testutil.SyncBuffer{}
+		startRun(t, s, interval, 10, slog.New(slog.NewJSONHandler(logs, nil)))
+		afterFirstPass()
+		got := lines(t, logs)
+		if len(got) != 1 {
+			t.Fatalf("%d log lines after one pass, want 1: %s", len(got), logs.String())
+		}
+		if l := got[0]; l["level"] != "WARN" || l["msg"] != "gc" || l["outcome"] != "failed" || !strings.Contains(fmt.Sprint(l["error"]), "unavailable") {
 			t.Errorf("log line = %v; want a warning naming the error", l)
 		}
-	}
+	})
 }
 
 func TestRunSkipsWhileLocked(t *testing.T) {
-	s := memory.New()
-	fill(t, s, 3)
-	logs := &logBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	release := make(chan struct{})
-	held := make(chan struct{})
-	go func() {
-		_, _ = s.RunExclusive(context.Background(), func(context.Context) error {
-			close(held)
-			<-release
-			return nil
-		})
-	}()
-	<-held
-	stop := startRun(t, s, 5*time.Millisecond, 10, log)
-	eventually(t, "a skipped pass", func() bool { return strings.Contains(logs.String(), `"outcome":"skipped"`) })
-	if left := remaining(t, s, 3); len(left) != 5 {
-		t.Errorf("sessions left while another pass holds the lock: %v, want all 5", left)
-	}
-	close(release)
-	eventually(t, "the expired sessions to be deleted", func() bool { return len(remaining(t, s, 3)) == 2 })
-	stop()
+	synctest.Test(t, func(t *testing.T) {
+		s := memory.New()
+		fill(t, s, 3)
+		logs := &testutil.SyncBuffer{}
+		log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		release := make(chan struct{})
+		held := make(chan struct{})
+		go func() {
+			_, _ = s.RunExclusive(context.Background(), func(context.Context) error {
+				close(held)
+				<-release
+				return nil
+			})
+		}()
+		<-held
+		startRun(t, s, interval, 10, log)
+		afterFirstPass()
+		if !strings.Contains(logs.String(), `"outcome":"skipped"`) {
+			t.Errorf("no skipped pass logged: %s", logs.String())
+		}
+		if left := remaining(t, s, 3); len(left) != 5 {
+			t.Errorf("sessions left while another pass holds the lock: %v, want all 5", left)
+		}
+		close(release)
+		afterFirstPass()
+		if left := remaining(t, s, 3); len(left) != 2 {
+			t.Errorf("sessions left once the lock is free: %v, want live and never", left)
+		}
+	})
 }
 
 func TestRunDisabled(t *testing.T) {
-	s := memory.New()
-	fill(t, s, 1)
 	for _, interval := range []time.Duration{0, -time.Second} {
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
+		synctest.Test(t, func(t *testing.T) {
+			s := memory.New()
+			fill(t, s, 1)
+			start := time.Now()
 			gc.Run(context.Background(), s, interval, 10, nil)
-		}()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatalf("Run with interval %v did not return at once", interval)
-		}
-	}
-	if left := remaining(t, s, 1); len(left) != 3 {
-		t.Errorf("sessions left: %v, want all 3", left)
+			if waited := time.Since(start); waited != 0 {
+				t.Errorf("Run with interval %v returned after %v, want at once", interval, waited)
+			}
+			if left := remaining(t, s, 1); len(left) != 3 {
+				t.Errorf("sessions left: %v, want all 3", left)
+			}
+		})
 	}
 }
 
 func TestRunDefaultBatchAndNilLogger(t *testing.T) {
-	s := memory.New()
-	fill(t, s, 3)
-	stop := startRun(t, s, 5*time.Millisecond, 0, nil)
-	eventually(t, "the expired sessions to be deleted", func() bool { return len(remaining(t, s, 3)) == 2 })
-	stop()
+	synctest.Test(t, func(t *testing.T) {
+		s := memory.New()
+		fill(t, s, 3)
+		startRun(t, s, interval, 0, nil)
+		afterFirstPass()
+		if left := remaining(t, s, 3); len(left) != 2 {
+			t.Errorf("sessions left: %v, want live and never", left)
+		}
+	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/extauthz/extauthz/internal/gc"
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/postgres"
 )
@@ -155,7 +156,7 @@ func TestPostgresLock(t *testing.T) {
 		t.Fatalf("Pass while held = %+v, %v; want skipped", r, err)
 	}
 	conn.Close(ctx)
-	eventually(t, "the lock of a closed connection to be released", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the lock of a closed connection released", func() bool {
 		r, err := gc.Pass(ctx, s, 10)
 		return err == nil && r.Ran
 	})

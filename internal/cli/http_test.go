@@ -1,0 +1,238 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/jwtauth/jwttest"
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
+	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/tokencrypt"
+)
+
+// httpServer is serve running in process with listen.http.
+type httpServer struct {
+	client  *http.Client // to the HTTP authorization listener
+	base    string       // its URL
+	metrics string       // the metrics listener's URL
+	signer  *jwttest.Signer
+	store   *encrypted.Store
+	logs    *syncBuffer
+}
+
+// startHTTPServe runs serve with listen.http (listenHTTP: an address, or
+// "unix" for a socket in a temporary directory) against a new database.
+func startHTTPServe(t *testing.T, listenHTTP string) *httpServer {
+	t.Helper()
+	dsn := pgtest.New(t)
+	signer := jwttest.NewSigner(t)
+	socket := ""
+	if listenHTTP == "unix" {
+		// Short: a socket path is limited to about 100 bytes.
+		dir, err := os.MkdirTemp("", "eaz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		socket = filepath.Join(dir, "http.sock")
+		listenHTTP = "unix:" + socket
+	}
+	env := map[string]string{"HTTP_TEST_DATABASE_URL": dsn, "HTTP_TEST_TOKEN_KEY": tokencrypt.GenerateKey()}
+	text := fmt.Sprintf(`
+listen:
+  grpc: 127.0.0.1:0
+  http: %s
+  metrics: 127.0.0.1:0
+shutdown:
+  drain_delay: 0s
+database:
+  url: ${HTTP_TEST_DATABASE_URL}
+jwt:
+  issuer: https://as.test
+  audiences: [api]
+  jwks_file: %s
+providers:
+  gh: {token_url: "https://gh.test/token", client_id: gh, auth_style: params}
+  google: {token_url: "https://google.test/token", client_id: g, auth_style: params, header: x-google-token}
+default_providers: [gh]
+routes:
+  - path_prefix: /admin/
+    required_scopes: [admin]
+deny:
+  realm: api
+encryption:
+  keys:
+    - id: k1
+      key: ${HTTP_TEST_TOKEN_KEY}
+`, listenHTTP, signer.WriteJWKSFile(t))
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return env[k] }
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	var httpAddr, metricsAddr net.Addr
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, serveHooks{
+			http:    func(a net.Addr) { httpAddr = a },
+			metrics: func(a net.Addr) { metricsAddr = a },
+			grpc:    func(net.Addr) { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve: %v\n%s", err, logs)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve returned %v", err)
+		}
+		if socket != "" {
+			if _, err := os.Stat(socket); err == nil {
+				t.Error("the Unix socket is left behind")
+			}
+		}
+	})
+
+	s := &httpServer{client: &http.Client{Timeout: 10 * time.Second}, base: "http://" + httpAddr.String(),
+		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs}
+	if socket != "" {
+		if st, err := os.Stat(socket); err != nil || st.Mode().Perm() != unixSocketMode {
+			t.Errorf("socket mode %v, %v; want %v", st.Mode().Perm(), err, os.FileMode(unixSocketMode))
+		}
+		s.base = "http://extauthz"
+		s.client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+		}}
+	}
+	pg, err := postgres.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Close)
+	s.store = encrypted.New(pg, cfg.Keyring())
+	return s
+}
+
+func (s *httpServer) jwt(t *testing.T, session string, scopes string) string {
+	now := time.Now()
+	return s.signer.Sign(t, map[string]any{"iss": "https://as.test", "aud": "api", "sub": "alice", "client_id": "app",
+		"tsid": session, "scope": scopes, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+}
+
+func (s *httpServer) do(t *testing.T, target string, headers map[string]string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", s.base+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// TestServeHTTPFront: serve answers forward auth and Envoy's http_service
+// on listen.http (here a Unix socket) from the same store and keys as gRPC,
+// counts the decisions with transport "http", and never logs a token.
+func TestServeHTTPFront(t *testing.T) {
+	s := startHTTPServe(t, "unix")
+	const upstream = "gho_http_front_upstream"
+	if err := s.store.Put(context.Background(), store.Row{SessionID: "s1", Provider: "gh", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: upstream, ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	jwt := s.jwt(t, "s1", "read")
+
+	resp, body := s.do(t, "/auth", map[string]string{"X-Original-URI": "/repos?x=1", "X-Forwarded-Host": "api.test", "Authorization": "Bearer " + jwt})
+	if resp.StatusCode != 200 || resp.Header.Get("Authorization") != "Bearer "+upstream || body != "" {
+		t.Errorf("forward auth allow: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	resp, _ = s.do(t, "/envoy/repos", map[string]string{"Host": "api.test", "authorization": "Bearer " + jwt})
+	if resp.StatusCode != 200 || resp.Header.Get("Authorization") != "Bearer "+upstream ||
+		resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-google-token" {
+		t.Errorf("envoy allow: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	resp, body = s.do(t, "/auth", map[string]string{"X-Original-URI": "/repos", "X-Forwarded-Host": "api.test"})
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer realm="api"` ||
+		resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(body, `"error":"unauthorized"`) {
+		t.Errorf("forward auth without a token: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	resp, body = s.do(t, "/envoy/admin/users", map[string]string{"Host": "api.test", "authorization": "Bearer " + jwt})
+	if resp.StatusCode != 403 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="insufficient_scope", scope="admin"`) ||
+		!strings.Contains(body, "insufficient_scope") {
+		t.Errorf("envoy without the route's scope: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+
+	mresp, err := http.Get(s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{
+		`extauthz_check_decisions_total{reason="ok",result="ok",transport="http"} 2`,
+		`extauthz_check_decisions_total{reason="no_token",result="denied",transport="http"} 1`,
+		`extauthz_check_decisions_total{reason="insufficient_scope",result="denied",transport="http"} 1`,
+		`extauthz_check_decisions_total{reason="ok",result="ok",transport="grpc"} 0`,
+		`extauthz_check_duration_seconds_count{transport="http"} 4`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	logs := s.logs.String()
+	if !strings.Contains(logs, "serving HTTP authorization") {
+		t.Errorf("logs:\n%s", logs)
+	}
+	for _, secret := range []string{upstream, jwt} {
+		if strings.Contains(logs, secret) {
+			t.Error("a token is in the logs")
+		}
+	}
+}
+
+// TestServeHTTPOverTCP: listen.http on a loopback port.
+func TestServeHTTPOverTCP(t *testing.T) {
+	s := startHTTPServe(t, "127.0.0.1:0")
+	resp, _ := s.do(t, "/envoy/x", map[string]string{"Host": "api.test", "Authorization": "Bearer not-a-jwt"})
+	if resp.StatusCode != 401 || !strings.Contains(resp.Header.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Errorf("%d %v", resp.StatusCode, resp.Header)
+	}
+	if resp, _ := s.do(t, "/", nil); resp.StatusCode != 404 {
+		t.Errorf("GET / = %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,256 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/extauthz/extauthz/store"
+)
+
+// nginxEnvVar names the nginx binary for the end-to-end tests (scripts/test
+// sets it).
+const nginxEnvVar = "EXTAUTHZ_TEST_NGINX"
+
+// echoBackend records the header lines of every request it receives.
+type echoBackend struct {
+	mu   sync.Mutex
+	seen []http.Header
+}
+
+func (b *echoBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.seen = append(b.seen, r.Header.Clone())
+	b.mu.Unlock()
+	fmt.Fprint(w, "backend")
+}
+
+func (b *echoBackend) take() []http.Header {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := b.seen
+	b.seen = nil
+	return out
+}
+
+// startNginx runs nginx on 127.0.0.1 in front of backend, with auth_request
+// to the HTTP front at authAddr, as an unprivileged process. It returns
+// nginx's URL.
+func startNginx(t *testing.T, authAddr, backend string) string {
+	t.Helper()
+	bin := os.Getenv(nginxEnvVar)
+	if bin == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set (scripts/test sets it)", nginxEnvVar)
+		}
+		t.Skipf("%s is not set: no nginx to test with (scripts/test installs and sets it)", nginxEnvVar)
+	}
+	dir, err := os.MkdirTemp("", "extauthz-nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	addr := freeTCPAddr(t)
+	// Every header the configuration could write (authorization,
+	// x-google-token) is set from the auth answer: empty when the answer
+	// lacks it, and nginx sends no header with an empty value.
+	conf := fmt.Sprintf(`
+daemon off;
+master_process off;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    server {
+        listen %[2]s;
+        location / {
+            auth_request /_extauthz;
+            auth_request_set $extauthz_authorization $upstream_http_authorization;
+            auth_request_set $extauthz_google $upstream_http_x_google_token;
+            proxy_set_header Authorization $extauthz_authorization;
+            proxy_set_header X-Google-Token $extauthz_google;
+            proxy_pass http://%[3]s;
+        }
+        location = /_extauthz {
+            internal;
+            proxy_pass http://%[4]s/auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Forwarded-Host $host;
+            proxy_set_header X-Forwarded-Uri "";
+            proxy_set_header X-Extauthz-Providers "";
+            proxy_set_header X-Extauthz-Required-Scopes "";
+        }
+    }
+}
+`, dir, addr, backend, authAddr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
+	if os.Getuid() == 0 {
+		// Unprivileged: as nobody, in a directory it may write.
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return "http://" + addr
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+			t.Fatalf("nginx exited: %s\n%s", out, log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nginx does not listen on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestNginxAuthRequest runs real nginx with auth_request in front of an
+// echo backend and extauthz's HTTP front over real PostgreSQL.
+func TestNginxAuthRequest(t *testing.T) {
+	if os.Getenv(nginxEnvVar) == "" && os.Getenv("CI") != "true" {
+		t.Skipf("%s is not set: no nginx to test with (scripts/test installs and sets it)", nginxEnvVar)
+	}
+	s := startHTTPServe(t, "127.0.0.1:0")
+	backend := &echoBackend{}
+	bsrv := httptest.NewServer(backend)
+	t.Cleanup(bsrv.Close)
+	nginx := startNginx(t, strings.TrimPrefix(s.base, "http://"), strings.TrimPrefix(bsrv.URL, "http://"))
+
+	const upstream = "gho_nginx_upstream"
+	ctx := context.Background()
+	if err := s.store.Put(ctx, store.Row{SessionID: "s1", Provider: "gh", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: upstream, ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	// An expired token whose refresh cannot reach the provider: 503.
+	if err := s.store.Put(ctx, store.Row{SessionID: "s-outage", Provider: "gh", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "old", RefreshToken: "rt", ExpiresAt: time.Now().Add(-time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	jwt := s.jwt(t, "s1", "read")
+
+	get := func(t *testing.T, path string, headers http.Header) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest("GET", nginx+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "api.test"
+		req.Header = headers
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	t.Run("allow: the backend sees only the upstream token", func(t *testing.T) {
+		resp := get(t, "/repos?page=2", http.Header{
+			"Authorization":        {"Bearer " + jwt},
+			"X-Google-Token":       {"Bearer forged"},
+			"X-Extauthz-Providers": {"google"},
+		})
+		seen := backend.take()
+		if resp.StatusCode != 200 || len(seen) != 1 {
+			t.Fatalf("status %d, backend requests %d", resp.StatusCode, len(seen))
+		}
+		if got := seen[0].Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+upstream {
+			t.Errorf("backend Authorization lines: %d, upstream token: %v", len(got), len(got) == 1 && got[0] == "Bearer "+upstream)
+		}
+		if got := seen[0].Values("X-Google-Token"); len(got) != 0 {
+			t.Errorf("a client's X-Google-Token reached the backend (%d lines)", len(got))
+		}
+	})
+	t.Run("deny 401 with the challenge", func(t *testing.T) {
+		resp := get(t, "/repos", http.Header{})
+		if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != `Bearer realm="api"` {
+			t.Errorf("status %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		if n := len(backend.take()); n != 0 {
+			t.Errorf("backend reached %d times", n)
+		}
+	})
+	t.Run("deny 403 for a route's scope", func(t *testing.T) {
+		// nginx passes WWW-Authenticate on 401 only: the client gets a
+		// bare 403 (docs/http.md says so).
+		resp := get(t, "/admin/users", http.Header{"Authorization": {"Bearer " + jwt}})
+		if resp.StatusCode != 403 || resp.Header.Get("WWW-Authenticate") != "" {
+			t.Errorf("status %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+		if n := len(backend.take()); n != 0 {
+			t.Errorf("backend reached %d times", n)
+		}
+	})
+	t.Run("a client's provider header does not skip the route's scopes", func(t *testing.T) {
+		resp := get(t, "/admin/users", http.Header{"Authorization": {"Bearer " + jwt}, "X-Extauthz-Providers": {"gh"}})
+		if resp.StatusCode != 403 || len(backend.take()) != 0 {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	})
+	t.Run("two Authorization headers are refused", func(t *testing.T) {
+		// nginx refuses such a request itself (400) before auth_request;
+		// the front would deny it 401 (see package httpfront's tests).
+		resp := get(t, "/repos", http.Header{"Authorization": {"Bearer forged", "Bearer " + jwt}})
+		if resp.StatusCode != 400 && resp.StatusCode != 401 || len(backend.take()) != 0 {
+			t.Errorf("status %d", resp.StatusCode)
+		}
+	})
+	t.Run("503 becomes nginx's 500", func(t *testing.T) {
+		resp := get(t, "/repos", http.Header{"Authorization": {"Bearer " + s.jwt(t, "s-outage", "read")}})
+		if resp.StatusCode != 500 || resp.Header.Get("Retry-After") != "" || len(backend.take()) != 0 {
+			t.Errorf("status %d, Retry-After %q; nginx turns statuses other than 401 and 403 into 500", resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	})
+	for _, secret := range []string{upstream, jwt} {
+		if strings.Contains(s.logs.String(), secret) {
+			t.Error("a token is in the logs")
+		}
+	}
+}
