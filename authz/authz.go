@@ -20,7 +20,6 @@ import (
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -167,32 +166,23 @@ type Response struct {
 	RemoveHeaders []string
 	// Body is the JSON body of a deny.
 	Body string
-	// Reason is a short fixed word for logs and metrics. It never carries
-	// request data. The words are "ok"; for a deny the client can act on
-	// (Result "denied"): "no_token", "invalid_token", "session_not_found",
-	// "binding_mismatch", "no_refresh_token", "refresh_failed",
-	// "insufficient_scope" (403: the JWT lacks a required scope); and for a
-	// failure of the service or what it depends on (Result "error"):
-	// "keys_unavailable" (the JWKS), "store_unavailable" (the token store
-	// cannot be read, or a row cannot be decrypted), "provider_unavailable"
-	// (a provider's 5xx, 429, time-out or network error, or its back-off),
-	// "provider_misconfigured" (a provider rejected our client
-	// credentials), "route_misconfigured" and "unsafe_token".
+	// Reason is a short fixed word for logs and metrics, one of Reasons. It
+	// never carries request data.
 	Reason string
 }
 
-// Result classifies the decision for metrics: "ok" when allowed, "error"
-// when the service could not decide (a 5xx deny: something the service
-// depends on failed, or its configuration is wrong), "denied" otherwise (the
-// client's credentials do not pass).
+// Result classifies the decision for metrics: ResultOK when allowed,
+// ResultError when the service could not decide (a 5xx deny: something the
+// service depends on failed, or its configuration is wrong), ResultDenied
+// otherwise (the client's credentials do not pass).
 func (r Response) Result() string {
 	switch {
 	case r.Allowed:
-		return "ok"
+		return ResultOK
 	case r.Status >= 500:
-		return "error"
+		return ResultError
 	default:
-		return "denied"
+		return ResultDenied
 	}
 }
 
@@ -245,13 +235,14 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		d.allHeaders = append(d.allHeaders, n)
 	}
 	sort.Strings(d.allHeaders)
-	for _, r := range cfg.Routes {
+	for i, r := range cfg.Routes {
+		p := d.routePolicy(fmt.Sprintf("routes[%d]", i), &r)
 		r.Host = cleanHost(r.Host)
 		r.PathPrefix = CleanPath(r.PathPrefix)
 		if !r.CaseSensitive {
 			r.PathPrefix = lowerASCII(r.PathPrefix)
 		}
-		d.routes = append(d.routes, compiledRoute{Route: r})
+		d.routes = append(d.routes, compiledRoute{Route: r, policy: p})
 	}
 	// Longest prefix first; on equal length, host-specific first, then
 	// case-sensitive first. Stable, so that of two identical routes
@@ -266,10 +257,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		}
 		return a.CaseSensitive && !b.CaseSensitive
 	})
-	for i := range d.routes {
-		d.routes[i].policy = d.routePolicy(&d.routes[i].Route)
-	}
-	d.fallback = d.routePolicy(&d.cfg.DefaultRoute)
+	d.fallback = d.routePolicy("default_route", &d.cfg.DefaultRoute)
 	return d
 }
 
@@ -305,26 +293,26 @@ func (d *Decider) Check(ctx context.Context, req Request) Response {
 func (d *Decider) check(ctx context.Context, req Request) Response {
 	raw, ok := bearer(req.Headers["authorization"])
 	if !ok {
-		return d.deny401("no_token", "", descNoToken)
+		return d.deny401(ReasonNoToken, "", descNoToken)
 	}
 	providers, scopes, err := d.route(req)
 	if err != nil {
-		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", "route_misconfigured", "error", err)
-		return failure(http.StatusInternalServerError, "route_misconfigured", "server_error", "the authorization service is misconfigured for this route", 0)
+		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", ReasonRouteMisconfigured, "error", err)
+		return failure(http.StatusInternalServerError, ReasonRouteMisconfigured, "server_error", "the authorization service is misconfigured for this route", 0)
 	}
 	claims, err := d.verifier.Verify(ctx, raw)
 	switch {
 	case errors.Is(err, jwtauth.ErrKeysUnavailable):
-		d.log.WarnContext(ctx, "check denied", "reason", "keys_unavailable", "error", err)
-		return failure(http.StatusServiceUnavailable, "keys_unavailable", "temporarily_unavailable", "the token cannot be verified right now", time.Second)
+		d.log.WarnContext(ctx, "check denied", "reason", ReasonKeysUnavailable, "error", err)
+		return failure(http.StatusServiceUnavailable, ReasonKeysUnavailable, "temporarily_unavailable", "the token cannot be verified right now", time.Second)
 	case err != nil:
-		d.log.InfoContext(ctx, "check denied", "reason", "invalid_token", "error", err)
-		return d.deny401("invalid_token", "invalid_token", descInvalidToken)
+		d.log.InfoContext(ctx, "check denied", "reason", ReasonInvalidToken, "error", err)
+		return d.deny401(ReasonInvalidToken, "invalid_token", descInvalidToken)
 	}
 	// Before any store access: a token without the route's scopes must not
 	// read, let alone refresh, the session's credentials.
 	if missing := missingScopes(scopes, claims.Scopes); len(missing) > 0 {
-		d.log.InfoContext(ctx, "check denied", "reason", "insufficient_scope", "session", upstreamtoken.SessionHash(claims.SessionID), "missing_scopes", missing)
+		d.log.InfoContext(ctx, "check denied", "reason", ReasonInsufficientScope, "session", upstreamtoken.SessionHash(claims.SessionID), "missing_scopes", missing)
 		return d.deny403(scopes)
 	}
 
@@ -376,38 +364,36 @@ func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 	if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
 		return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
 	}
-	p := d.resolve(names, scopes)
+	p := d.resolve(ContextKeyProviders, names, scopes)
 	return p.providers, p.scopes, p.err
 }
 
-// routePolicy resolves a configured route's policy (or DefaultRoute's).
-func (d *Decider) routePolicy(r *Route) policy {
+// routePolicy resolves a configured route's policy (or DefaultRoute's); key
+// names the route in its problems.
+func (d *Decider) routePolicy(key string, r *Route) policy {
+	if err := oauthscope.Check(key+".required_scopes", r.RequiredScopes); err != nil {
+		return policy{err: err}
+	}
 	var scopes []string
 	for _, s := range r.RequiredScopes {
-		if !oauthscope.Valid(s) {
-			name := "default route"
-			if r != &d.cfg.DefaultRoute {
-				name = fmt.Sprintf("route %q", r.Host+r.PathPrefix)
-			}
-			return policy{err: fmt.Errorf("%s: required scope %q is not an RFC 6749 scope-token", name, s)}
-		}
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
 		}
 	}
-	return d.resolve(r.Providers, scopes)
+	return d.resolve(key+".providers", r.Providers, scopes)
 }
 
 // resolve returns the policy of a route naming providers (none means
-// DefaultProviders) and requiring scopes.
-func (d *Decider) resolve(names, scopes []string) policy {
+// DefaultProviders) and requiring scopes; key names the provider list in
+// its problems.
+func (d *Decider) resolve(key string, names, scopes []string) policy {
 	if len(names) == 0 {
-		names = d.cfg.DefaultProviders
+		key, names = "default_providers", d.cfg.DefaultProviders
 	}
 	if len(names) == 0 {
 		return policy{err: errors.New("no providers for this route and no default_providers")}
 	}
-	providers, err := d.checkRoute(names)
+	providers, err := d.cfg.checkProviders(key, names)
 	if err != nil {
 		return policy{err: err}
 	}
@@ -578,58 +564,31 @@ func unreserved(c byte) bool {
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// checkRoute returns the route's providers without repeats, failing when one
-// is not configured or when two of them would write the same header.
-func (d *Decider) checkRoute(names []string) ([]string, error) {
-	out := make([]string, 0, len(names))
-	writer := make(map[string]string, 2*len(names))
-	for _, n := range names {
-		p, ok := d.cfg.Providers[n]
-		if !ok {
-			return nil, fmt.Errorf("route names provider %q, which the configuration does not define", n)
-		}
-		if slices.Contains(out, n) {
-			continue
-		}
-		for _, h := range []string{p.header(), p.IDTokenHeader} {
-			if h == "" {
-				continue
-			}
-			if other, taken := writer[h]; taken {
-				return nil, fmt.Errorf("providers %q and %q on one route both write header %q", other, n, h)
-			}
-			writer[h] = n
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
 // worst folds per-provider failures into one error: any permanent failure
-// wins over passing ones.
+// wins over transient ones.
 func worst(providers []string, failures map[string]error) error {
-	var passing error
+	var transient error
 	for _, p := range providers {
 		err := failures[p]
 		switch {
 		case err == nil:
 		case !errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
 			return err
-		case passing == nil:
-			passing = err
+		case transient == nil:
+			transient = err
 		default:
-			passing = errors.Join(passing, err)
+			transient = errors.Join(transient, err)
 		}
 	}
-	return passing
+	return transient
 }
 
 // logLevel grades a credential failure for the log: a client's problem is
-// Info, a passing outage Warn, and our own misconfiguration (the provider
+// Info, a transient outage Warn, and our own misconfiguration (the provider
 // rejected our client credentials) Error, because it needs an operator.
 func logLevel(err error) slog.Level {
 	switch {
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
+	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
 		return slog.LevelError
 	case errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
 		return slog.LevelWarn
@@ -641,43 +600,43 @@ func logLevel(err error) slog.Level {
 func (d *Decider) denyFor(err error) Response {
 	switch {
 	case errors.Is(err, upstreamtoken.ErrNoRefreshToken):
-		return d.deny401("no_refresh_token", "invalid_token", descReauth)
+		return d.deny401(ReasonNoRefreshToken, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
-		return d.deny401("refresh_failed", "invalid_token", descReauth)
+		return d.deny401(ReasonRefreshFailed, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrInvalidBinding):
-		return d.deny401("binding_mismatch", "invalid_token", descSession)
+		return d.deny401(ReasonBindingMismatch, "invalid_token", descSession)
 	case errors.Is(err, upstreamtoken.ErrSessionNotFound):
-		return d.deny401("session_not_found", "invalid_token", descSession)
+		return d.deny401(ReasonSessionNotFound, "invalid_token", descSession)
 	default:
 		return failure(http.StatusServiceUnavailable, unavailableReason(err), "temporarily_unavailable",
 			"the upstream credential is temporarily unavailable; retry later", upstreamtoken.RetryAfter(err))
 	}
 }
 
-// unavailableReason names what a passing failure came from. The client sees
+// unavailableReason names what a transient failure came from. The client sees
 // the same 503 either way; operators see which dependency to look at. When
 // several providers failed, a misconfiguration wins over a store failure,
 // which wins over a provider outage.
 func unavailableReason(err error) string {
 	switch {
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
-		return "provider_misconfigured"
+	case errors.Is(err, upstreamtoken.ErrProviderMisconfigured):
+		return ReasonProviderMisconfigured
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrUnreadable):
-		return "store_unavailable"
+		return ReasonStoreUnavailable
 	default:
-		return "provider_unavailable"
+		return ReasonProviderUnavailable
 	}
 }
 
 // allow builds the OK response: each provider's headers set, every other
 // header a provider could set removed.
 func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.UpstreamCredential) (Response, error) {
-	resp := Response{Allowed: true, Status: http.StatusOK, Reason: "ok", Headers: make([]Header, 0, 2*len(providers))}
+	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(providers))}
 	for _, name := range providers {
 		p, c := d.cfg.Providers[name], creds[name]
 		sendID := p.IDTokenHeader != "" && c.IDToken != ""
 		if !headerSafe(c.AccessToken) || (sendID && !headerSafe(c.IDToken)) {
-			return failure(http.StatusBadGateway, "unsafe_token", "server_error", "the upstream credential cannot be forwarded", 0),
+			return failure(http.StatusBadGateway, ReasonUnsafeToken, "server_error", "the upstream credential cannot be forwarded", 0),
 				fmt.Errorf("provider %q: token contains CR, LF or NUL", name)
 		}
 		resp.Headers = append(resp.Headers, Header{Name: p.header(), Value: "Bearer " + c.AccessToken})
@@ -732,7 +691,7 @@ func (d *Decider) deny401(reason, code, desc string) Response {
 // in the challenge (RFC 6750 §3.1). Scope-tokens need no escaping inside a
 // quoted-string.
 func (d *Decider) deny403(required []string) Response {
-	resp := failure(http.StatusForbidden, "insufficient_scope", "insufficient_scope", descScope, 0)
+	resp := failure(http.StatusForbidden, ReasonInsufficientScope, "insufficient_scope", descScope, 0)
 	resp.Headers = append(resp.Headers, Header{Name: "www-authenticate",
 		Value: d.challenge + `, error="insufficient_scope", scope=` + quote(strings.Join(required, " "))})
 	return resp

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 	"github.com/extauthz/extauthz/upstreamtoken"
@@ -126,7 +125,7 @@ func TestCheckDenyTable(t *testing.T) {
 		{"no refresh token", "Bearer jwt-s-norefresh", "", 401, "no_refresh_token", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"refresh refused", "Bearer jwt-s-refused", "", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"provider unavailable", "Bearer jwt-s-busy", "", 503, "provider_unavailable", "", "7", "temporarily_unavailable"},
-		{"permanent wins over passing", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
+		{"permanent wins over transient", "Bearer jwt-s-mixed", "gh,google", 401, "refresh_failed", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"keys unavailable", "Bearer keys-down", "", 503, "keys_unavailable", "", "1", "temporarily_unavailable"},
 		{"unknown provider on route", "Bearer jwt-s-ok", "gh,nope", 500, "route_misconfigured", "", "", "server_error"},
 		{"two providers on a route write one header", "Bearer jwt-s-ok", "gh,gitlab", 500, "route_misconfigured", "", "", "server_error"},
@@ -315,10 +314,10 @@ func TestUnavailableReason(t *testing.T) {
 		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), "store_unavailable"},
 		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnreadable), "store_unavailable"},
 		{fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), "provider_unavailable"},
-		{errors.Join(upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		{errors.Join(upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured), "provider_misconfigured"},
 		// Several providers: misconfiguration, then the store, then the provider.
 		{errors.Join(fmt.Errorf("%w: 503", upstreamtoken.ErrUpstreamUnavailable), fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable)), "store_unavailable"},
-		{errors.Join(fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), refresh.ErrProviderMisconfigured), "provider_misconfigured"},
+		{errors.Join(fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable), upstreamtoken.ErrProviderMisconfigured), "provider_misconfigured"},
 	}
 	for _, tc := range tests {
 		if got := unavailableReason(tc.err); got != tc.want {

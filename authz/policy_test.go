@@ -380,7 +380,7 @@ func TestDefaultRoute(t *testing.T) {
 	if resp := d.Check(t.Context(), Request{Headers: map[string]string{"authorization": "Bearer jwt-none"}}); resp.Status != 500 || resp.Reason != "route_misconfigured" {
 		t.Errorf("malformed default route: got %d %s, want 500 route_misconfigured", resp.Status, resp.Reason)
 	}
-	if !strings.Contains(logs.String(), "default route: required scope") {
+	if !strings.Contains(logs.String(), "default_route.required_scopes") {
 		t.Errorf("the log must name the default route:\n%s", logs.String())
 	}
 }

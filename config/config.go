@@ -24,9 +24,12 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/internal/gc"
-	"github.com/extauthz/extauthz/internal/oauthscope"
+	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/internal/tlsreload"
+	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/tokencrypt"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -298,7 +301,7 @@ type Refresh struct {
 	// replica may act on a row whose refresh owner died or hung. It must
 	// exceed timeout plus the 5s write budget plus 1s. Default 30s.
 	LockTimeout Duration `yaml:"lock_timeout"`
-	// BackoffMin and BackoffMax bound the per-provider pause after a passing
+	// BackoffMin and BackoffMax bound the per-provider pause after a transient
 	// failure. Defaults 1s and 1m.
 	BackoffMin Duration `yaml:"backoff_min"`
 	BackoffMax Duration `yaml:"backoff_max"`
@@ -409,6 +412,14 @@ func Parse(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	c.defaults()
 	problems = append(problems, c.validate()...)
+	// A rule two owners share (the client_id of an OIDC provider, which
+	// both the OAuth client and the ID-token verifier need) is listed once.
+	seen := map[string]bool{}
+	problems = slices.DeleteFunc(problems, func(p string) bool {
+		dup := seen[p]
+		seen[p] = true
+		return dup
+	})
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%w:\n  - %s", ErrInvalid, strings.Join(problems, "\n  - "))
 	}
@@ -539,18 +550,6 @@ func (c *Config) defaults() {
 	}
 }
 
-// headerName is an RFC 9110 token, lower-case.
-var headerName = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_` + "`" + `|~-]+$`)
-
-// reservedHeaders may not receive upstream tokens: they are pseudo-headers or
-// hop-by-hop headers that proxies rewrite.
-var reservedHeaders = map[string]bool{
-	"host": true, "connection": true, "content-length": true, "transfer-encoding": true,
-	"te": true, "upgrade": true, "keep-alive": true, "proxy-connection": true,
-	"cookie": true, "set-cookie": true, "content-type": true, "proxy-authorization": true,
-	"forwarded": true, "via": true,
-}
-
 func (c *Config) validate() []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
@@ -568,23 +567,8 @@ func (c *Config) validate() []string {
 	}
 	p = append(p, c.Listen.TLS.validate("listen.tls")...)
 	p = append(p, c.validateHTTP()...)
-	if c.JWT.Issuer == "" {
-		add("jwt.issuer is required")
-	}
-	if len(c.JWT.Audiences) == 0 {
-		add("jwt.audiences needs at least one audience")
-	}
-	if slices.Contains(c.JWT.Audiences, "") {
-		add("jwt.audiences must not contain an empty audience")
-	}
-	switch {
-	case c.JWT.JWKSURL == "" && c.JWT.JWKSFile == "":
-		add("one of jwt.jwks_url or jwt.jwks_file is required")
-	case c.JWT.JWKSURL != "" && c.JWT.JWKSFile != "":
-		add("set only one of jwt.jwks_url and jwt.jwks_file")
-	case c.JWT.JWKSURL != "" && !isHTTPURL(c.JWT.JWKSURL):
-		add("jwt.jwks_url must be an absolute http(s) URL")
-	case c.JWT.JWKSURL != "":
+	p = append(p, setting.Under("jwt", c.JWT.JWTAuth().Validate())...)
+	if c.JWT.JWKSFile == "" {
 		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)
 	}
 	for _, d := range []struct {
@@ -597,9 +581,6 @@ func (c *Config) validate() []string {
 			add("line %d: %s is not a duration (use e.g. 30s, 2m)", d.d.line, d.key)
 		}
 	}
-	if c.JWT.Leeway.D() < 0 || c.JWT.Leeway.D() > 5*time.Minute {
-		add("jwt.leeway must be between 0 and 5m")
-	}
 	if len(c.Providers) == 0 {
 		add("providers: define at least one provider")
 	}
@@ -609,50 +590,17 @@ func (c *Config) validate() []string {
 		if !providerName.MatchString(name) {
 			add("%s: provider names use letters, digits, '-' and '_'", at)
 		}
-		if !isHTTPURL(pr.TokenURL) {
-			add("%s.token_url must be an absolute http(s) URL", at)
-		} else {
-			p = append(p, c.checkTransport(at+".token_url", pr.TokenURL)...)
-		}
-		if pr.ClientID == "" {
-			add("%s.client_id is required", at)
-		}
-		if pr.AuthStyle != "header" && pr.AuthStyle != "params" {
-			add("%s.auth_style must be \"header\" or \"params\" (it is never auto-detected)", at)
-		}
-		if pr.Issuer != "" && !isHTTPURL(pr.Issuer) {
-			add("%s.issuer must be an absolute http(s) URL", at)
-		} else if pr.Issuer != "" {
-			p = append(p, c.checkTransport(at+".issuer", pr.Issuer)...)
-		}
-		for _, h := range []struct{ key, name string }{{"header", pr.Header}, {"id_token_header", pr.IDTokenHeader}} {
-			if h.name == "" {
-				continue
-			}
-			switch {
-			case !headerName.MatchString(h.name):
-				add("%s.%s: %q is not a valid header name", at, h.key, h.name)
-			case reservedHeaders[h.name]:
-				add("%s.%s: %q cannot carry a token", at, h.key, h.name)
-			case strings.HasPrefix(h.name, "x-envoy-") || strings.HasPrefix(h.name, "x-forwarded-"):
-				add("%s.%s: %q is a proxy header and cannot carry a token", at, h.key, h.name)
-			}
-		}
-		if pr.Header != "" && pr.Header == pr.IDTokenHeader {
-			add("%s: header and id_token_header must differ", at)
-		}
+		// The OAuth client owns the provider's token endpoint and client
+		// settings, the ID-token verifier its issuer; config adds only the
+		// transport rule, which allow_insecure_http relaxes.
+		p = append(p, setting.Under(at, pr.OAuthClient().Validate())...)
+		p = append(p, setting.Under(at, pr.IDToken().Validate())...)
+		p = append(p, c.checkTransport(at+".token_url", pr.TokenURL)...)
+		p = append(p, c.checkTransport(at+".issuer", pr.Issuer)...)
 	}
-	if len(c.DefaultProviders) == 0 {
-		add("default_providers needs at least one provider")
-	}
-	// Providers may share a header (GitHub on one route, Google on another,
-	// both in authorization), but not on one route: the default route and
-	// the routes section are checked here, routes named by Envoy at Check
-	// time.
-	p = append(p, c.checkRouteProviders("default_providers", c.DefaultProviders)...)
-	p = append(p, c.validateRoutes()...)
-	p = append(p, c.checkRouteProviders("default_route.providers", c.DefaultRoute.Providers)...)
-	p = append(p, checkScopes("default_route.required_scopes", c.DefaultRoute.RequiredScopes)...)
+	// The decision owns the providers' headers, the routes, the default
+	// route and default_providers.
+	p = append(p, setting.Under("", c.Authz().Validate())...)
 	if c.Refresh.Skew.D() < 0 {
 		add("refresh.skew must not be negative")
 	}
@@ -699,104 +647,15 @@ func (c *Config) validate() []string {
 	return p
 }
 
-// checkRouteProviders reports, under key at, the names of one route's
-// provider list that are not defined under providers and every pair of its
-// providers that would write the same header.
-func (c *Config) checkRouteProviders(at string, names []string) []string {
-	var p []string
-	headerOwner := map[string]string{}
-	for _, name := range names {
-		pr, ok := c.Providers[name]
-		if !ok {
-			p = append(p, fmt.Sprintf("%s: %q is not defined under providers", at, name))
-			continue
-		}
-		for _, h := range []string{pr.Header, pr.IDTokenHeader} {
-			if h == "" {
-				continue
-			}
-			if other := headerOwner[h]; other != "" && other != name {
-				p = append(p, fmt.Sprintf("%s: %q and %q both write header %q", at, other, name, h))
-			}
-			headerOwner[h] = name
-		}
-	}
-	return p
-}
-
-// routeHost is a DNS name (letters, digits, '-', '_', dots between labels)
-// after lower-casing; IP addresses are checked apart.
-var routeHost = regexp.MustCompile(`^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$`)
-
-// validateRoutes checks the routes section.
-func (c *Config) validateRoutes() []string {
-	var p []string
-	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
-	seen := map[[3]string]int{}
-	for i, r := range c.Routes {
-		at := fmt.Sprintf("routes[%d]", i)
-		host := strings.TrimSuffix(r.Host, ".")
-		switch {
-		case r.Host == "":
-		case strings.Contains(r.Host, "*"):
-			add("%s.host: %q: wildcards are not supported (leave host empty to match any host)", at, r.Host)
-		case net.ParseIP(strings.Trim(r.Host, "[]")) != nil:
-			host = strings.Trim(r.Host, "[]")
-		case routeHost.MatchString(r.Host):
-		default:
-			if _, _, err := net.SplitHostPort(r.Host); err == nil {
-				add("%s.host: %q: give the host without a port (the request's port is ignored)", at, r.Host)
-			} else {
-				add("%s.host: %q is not a host name or IP address", at, r.Host)
-			}
-		}
-		switch clean := authz.CleanPath(r.PathPrefix); {
-		case r.PathPrefix == "":
-			add("%s.path_prefix is required (use \"/\" for every path)", at)
-		case !strings.HasPrefix(r.PathPrefix, "/"):
-			add("%s.path_prefix: %q must start with \"/\"", at, r.PathPrefix)
-		case strings.ContainsAny(r.PathPrefix, "?#"):
-			add("%s.path_prefix: %q must not contain a query or fragment (they are ignored when matching)", at, r.PathPrefix)
-		case clean != r.PathPrefix:
-			add("%s.path_prefix: %q is not in normal form (paths are matched with unreserved characters decoded and dot-segments removed): write %q", at, r.PathPrefix, clean)
-		}
-		// Two case-insensitive prefixes that differ only in case are the
-		// same route; a case-sensitive one is distinct from both.
-		key := [3]string{host, r.PathPrefix, "case_sensitive"}
-		if !r.CaseSensitive {
-			key[1], key[2] = strings.ToLower(r.PathPrefix), ""
-		}
-		if j, dup := seen[key]; dup {
-			add("%s: same host and path_prefix as routes[%d]", at, j)
-		} else {
-			seen[key] = i
-		}
-		p = append(p, c.checkRouteProviders(at+".providers", r.Providers)...)
-		p = append(p, checkScopes(at+".required_scopes", r.RequiredScopes)...)
-	}
-	return p
-}
-
-// checkScopes reports, under key at, the scopes that are not RFC 6749
-// scope-tokens.
-func checkScopes(at string, scopes []string) []string {
-	var p []string
-	for _, s := range scopes {
-		if !oauthscope.Valid(s) {
-			p = append(p, fmt.Sprintf("%s: %q is not a scope-token (RFC 6749: printable ASCII without space, '\"' or '\\'; list scopes as separate items)", at, s))
-		}
-	}
-	return p
-}
-
 // checkTransport refuses, under key at, an http:// URL to a host that is
 // not a loopback address, unless allow_insecure_http is set: what goes over
 // these connections (client secrets, refresh tokens, the keys that verify
-// every JWT) must not cross a network in the clear. The message never quotes
-// the URL, which may carry a secret.
+// every JWT) must not cross a network in the clear. A URL that is not an
+// absolute http URL is left to the package that owns the setting. The
+// message never quotes the URL, which may carry a secret.
 func (c *Config) checkTransport(at, raw string) []string {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
+	if err != nil || u.Scheme != "http" || u.Host == "" || c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
 		return nil
 	}
 	return []string{fmt.Sprintf("%s must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)", at)}
@@ -867,6 +726,48 @@ func (c *Config) loadKeys() []string {
 	}
 	c.keyring = ring
 	return nil
+}
+
+// JWTAuth returns the jwt section as the caller's JWT verifier takes it. The
+// verifier's cache size belongs to the cache section (Cache.JWTEntries).
+func (j JWT) JWTAuth() jwtauth.Config {
+	return jwtauth.Config{Issuer: j.Issuer, Audiences: j.Audiences, JWKSURL: j.JWKSURL, JWKSFile: j.JWKSFile, Leeway: j.Leeway.D()}
+}
+
+// OAuthClient returns the provider as the OAuth client takes it. An
+// auth_style other than "header" or "params" is left unset, which
+// oauthclient.Provider.Validate reports.
+func (p Provider) OAuthClient() oauthclient.Provider {
+	style, _ := oauthclient.ParseAuthStyle(p.AuthStyle)
+	return oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
+}
+
+// IDToken returns the provider as the ID-token verifier takes it; without
+// an issuer its ID tokens are not verified.
+func (p Provider) IDToken() idtoken.Provider {
+	return idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
+}
+
+// Authz returns the settings of the decision: the providers' headers, the
+// routes and the deny section. Its Observer is nil.
+func (c *Config) Authz() authz.Config {
+	providers := make(map[string]authz.Provider, len(c.Providers))
+	for name, p := range c.Providers {
+		providers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
+	}
+	routes := make([]authz.Route, len(c.Routes))
+	for i, r := range c.Routes {
+		routes[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
+	}
+	return authz.Config{
+		Providers:        providers,
+		DefaultProviders: c.DefaultProviders,
+		Routes:           routes,
+		DefaultRoute:     authz.Route{Providers: c.DefaultRoute.Providers, RequiredScopes: c.DefaultRoute.RequiredScopes},
+		RoutesOnly:       c.RoutesOnly,
+		Realm:            c.Deny.Realm,
+		ResourceMetadata: c.Deny.ResourceMetadata,
+	}
 }
 
 // readable reports why the regular file at path cannot be read, if it

@@ -566,7 +566,7 @@ deny: {resource_metadata: "http://api.example/.well-known/oauth-protected-resour
 encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
 %s
 `
-	const secretURL = "http://user:pa55word@idp.example/token?key=s3cret"
+	const secretURL = "http://idp.example/token?key=s3cret"
 	tests := []struct {
 		name                string
 		jwks, token, issuer string
@@ -583,6 +583,8 @@ encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
 		{"private addresses are not loopback", "http://10.0.0.1/jwks", "http://192.168.1.1/token", "http://[fd00::1]/", "", []string{
 			"jwt.jwks_url must use https", "providers.github.token_url must use https", "providers.github.issuer must use https"}},
 		{"allow_insecure_http", "http://as.example/jwks", secretURL, "http://idp.example", "allow_insecure_http: true", nil},
+		{"credentials in the token URL", "https://as.example/jwks", "https://user:pa55word@idp.example/token?key=s3cret", "https://idp.example", "",
+			[]string{"providers.github.token_url must not carry credentials"}},
 		{"allow_insecure_http false", "http://as.example/jwks", "https://idp.example/token", "", "allow_insecure_http: false", []string{"jwt.jwks_url must use https"}},
 	}
 	for _, tc := range tests {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -121,7 +120,7 @@ func newDecider(obs authz.Observer, routesOnly bool) *authz.Decider {
 		"s-busy": {res: upstreamtoken.Result{Credentials: creds(),
 			Failures: map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, retryHint(7*time.Second))}}},
 		"s-misconf": {res: upstreamtoken.Result{Credentials: creds(),
-			Failures: map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured)}}},
+			Failures: map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured)}}},
 		"s-crlf": {res: upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{
 			"gh": {AccessToken: "evil\r\nx-injected: 1"}}}},
 	}

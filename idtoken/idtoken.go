@@ -28,6 +28,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
@@ -72,6 +73,31 @@ type Provider struct {
 	// JWKSURL, when set, is the issuer's key-set URL and discovery is
 	// skipped.
 	JWKSURL string
+}
+
+// Validate reports every problem of p, joined, each a *setting.Error named
+// by the configuration key of its field. A provider with an Issuer needs it
+// and, when set, JWKSURL to be absolute http or https URLs and a ClientID
+// (client_id: the tokens' audience); one without an Issuer must not set
+// JWKSURL.
+func (p Provider) Validate() error {
+	if p.Issuer == "" {
+		if p.JWKSURL != "" {
+			return setting.Errorf("jwks_url", " is set but issuer is not")
+		}
+		return nil
+	}
+	var errs []error
+	if !isHTTPURL(p.Issuer) {
+		errs = append(errs, setting.Errorf("issuer", " must be an absolute http(s) URL"))
+	}
+	if p.ClientID == "" {
+		errs = append(errs, setting.Errorf("client_id", " is required"))
+	}
+	if p.JWKSURL != "" && !isHTTPURL(p.JWKSURL) {
+		errs = append(errs, setting.Errorf("jwks_url", " must be an absolute http(s) URL"))
+	}
+	return errors.Join(errs...)
 }
 
 // Option configures a Verifier.
@@ -131,12 +157,10 @@ type discovery struct {
 	err      error
 }
 
-// New validates the configuration of every provider that has an Issuer
-// (Issuer and, when set, JWKSURL absolute http or https URLs; ClientID
-// non-empty) and returns a Verifier for them; providers is keyed by provider
-// name. A provider without Issuer is not verified, and setting its JWKSURL
-// or nothing else is a configuration error. Every problem is reported, in
-// one error. New does no network I/O.
+// New validates every provider (see Provider.Validate) and returns a
+// Verifier for those that have an Issuer; providers is keyed by provider
+// name. A provider without Issuer is not verified. Every problem is
+// reported, in one error. New does no network I/O.
 func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
 	o := options{now: time.Now, retryInterval: defaultRetryInterval}
 	for _, opt := range opts {
@@ -164,26 +188,11 @@ func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
 	var errs []error
 	for _, name := range names {
 		cfg := providers[name]
-		if cfg.Issuer == "" {
-			if cfg.JWKSURL != "" {
-				errs = append(errs, fmt.Errorf("idtoken: provider %q: jwks_url is set but issuer is not", name))
-			}
+		if err := cfg.Validate(); err != nil {
+			errs = append(errs, setting.Prefixed(fmt.Sprintf("idtoken: provider %q: ", name), err))
 			continue
 		}
-		bad := false
-		if !isHTTPURL(cfg.Issuer) {
-			errs = append(errs, fmt.Errorf("idtoken: provider %q: issuer must be an absolute http(s) URL", name))
-			bad = true
-		}
-		if cfg.ClientID == "" {
-			errs = append(errs, fmt.Errorf("idtoken: provider %q: client_id is required to verify ID tokens", name))
-			bad = true
-		}
-		if cfg.JWKSURL != "" && !isHTTPURL(cfg.JWKSURL) {
-			errs = append(errs, fmt.Errorf("idtoken: provider %q: jwks_url must be an absolute http(s) URL", name))
-			bad = true
-		}
-		if bad {
+		if cfg.Issuer == "" {
 			continue
 		}
 		p := &provider{name: name, cfg: cfg}

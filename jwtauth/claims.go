@@ -7,6 +7,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4/json"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // accessClaims is the payload of an access token, decoded by go-jose's JSON
@@ -19,19 +21,32 @@ import (
 // The registered claims that the library validates (iss, aud, exp, nbf, iat)
 // keep the library's types, so one of the wrong type makes the claims
 // malformed. The claims only this package reads are decoded untyped, so
-// that one of the wrong type is refused by name; "sub" and "jti" shadow the
-// library's string fields for that reason (jti is never read: a non-string
-// jti does not invalidate a token). A JSON null decodes as absent.
+// that one of the wrong type is refused by name; "sub" and "jti" are among
+// them, not in the embedded jwt.Claims, for that reason (jti is never read:
+// a non-string jti does not invalidate a token). A JSON null decodes as
+// absent.
 type accessClaims struct {
 	jwt.Claims
-	Subject   any `json:"sub"`
-	ID        any `json:"jti"`
-	ClientID  any `json:"client_id"`
-	AZP       any `json:"azp"`
-	SessionID any `json:"tsid"`
-	Scope     any `json:"scope"`
-	Scp       any `json:"scp"`
+	Subject   any
+	ID        any
+	ClientID  any
+	AZP       any
+	SessionID any
+	Scope     any
+	Scp       any
 }
+
+// Claim names this package reads besides the registered claims the library
+// validates. The session ID claim is named by the token swap's contract.
+const (
+	claimSubject   = "sub"
+	claimID        = "jti"
+	claimClientID  = "client_id"
+	claimAZP       = "azp"
+	claimSessionID = upstreamtoken.TokenSessionIDClaimKey
+	claimScope     = "scope"
+	claimScp       = "scp"
+)
 
 // maxNumericDate is 9999-12-31T23:59:59Z. The library accepts dates up to
 // 2^62 seconds and before the epoch; dates outside 1970 to 9999 are refused
@@ -46,17 +61,28 @@ func decodeClaims(payload []byte) (*accessClaims, error) {
 	if !utf8.Valid(payload) {
 		return nil, errClaimsJSON
 	}
+	// One pass splits the object into its members, refusing a repeated
+	// name; each claim read is then decoded from its own member.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &members); err != nil {
+		return nil, claimsError(err)
+	}
 	c := new(accessClaims)
-	if err := json.Unmarshal(payload, c); err != nil {
-		switch {
-		// The decoder's duplicate-member error has no type of its own, and
-		// its text names the member: only its fixed prefix is read here.
-		case strings.HasPrefix(err.Error(), "json: duplicate key "):
-			return nil, errDuplicateClaim
-		case errors.Is(err, jwt.ErrUnmarshalAudience):
-			return nil, errAudience
+	for _, m := range [...]struct {
+		name string
+		dst  any
+	}{
+		{"iss", &c.Issuer}, {"aud", &c.Audience}, {"exp", &c.Expiry}, {"nbf", &c.NotBefore}, {"iat", &c.IssuedAt},
+		{claimSubject, &c.Subject}, {claimID, &c.ID}, {claimClientID, &c.ClientID}, {claimAZP, &c.AZP},
+		{claimSessionID, &c.SessionID}, {claimScope, &c.Scope}, {claimScp, &c.Scp},
+	} {
+		raw, ok := members[m.name]
+		if !ok {
+			continue
 		}
-		return nil, errClaimsJSON
+		if err := json.Unmarshal(raw, m.dst); err != nil {
+			return nil, claimsError(err)
+		}
 	}
 	for _, d := range []*jwt.NumericDate{c.Expiry, c.NotBefore, c.IssuedAt} {
 		if d != nil && (*d < 0 || *d > maxNumericDate) {
@@ -64,6 +90,19 @@ func decodeClaims(payload []byte) (*accessClaims, error) {
 		}
 	}
 	return c, nil
+}
+
+// claimsError maps a decoding error to its rejection.
+func claimsError(err error) error {
+	switch {
+	// The decoder's duplicate-member error has no type of its own, and its
+	// text names the member: only its fixed prefix is read here.
+	case strings.HasPrefix(err.Error(), "json: duplicate key "):
+		return errDuplicateClaim
+	case errors.Is(err, jwt.ErrUnmarshalAudience):
+		return errAudience
+	}
+	return errClaimsJSON
 }
 
 // checkClaims decodes and validates the verified payload and extracts the

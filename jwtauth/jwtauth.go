@@ -42,6 +42,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/extauthz/extauthz/internal/setting"
 )
 
 var (
@@ -93,7 +95,8 @@ type Config struct {
 	JWKSURL string
 	// JWKSFile is a file holding the JWKS. It is read once, by New.
 	JWKSFile string
-	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat".
+	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat", at most
+	// MaxLeeway.
 	Leeway time.Duration
 	// Now returns the current time; nil means time.Now. It also drives the
 	// JWKS refetch rate limit and cache age.
@@ -170,34 +173,25 @@ type Verifier struct {
 	cache         *tokenCache // nil when disabled
 }
 
-// New validates cfg, reporting every problem at once, and returns a Verifier.
-// A JWKSFile is read and parsed now and must hold at least one usable public
-// signing key (a private or symmetric key in the file is an error). A JWKSURL
-// is not contacted by New, so the service can start while the JWKS endpoint
-// is briefly down; call Prefetch to load it eagerly. ctx is not retained.
+// New validates cfg (see Config.Validate), reporting every problem at once,
+// and returns a Verifier. A JWKSFile is read and parsed now and must hold at
+// least one usable public signing key (a private or symmetric key in the
+// file is an error). A JWKSURL is not contacted by New, so the service can
+// start while the JWKS endpoint is briefly down; call Prefetch to load it
+// eagerly. ctx is not retained.
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
-	errs := cfg.validate()
+	errs := []error{setting.Prefixed("jwtauth: ", cfg.Validate())}
 	var keys KeySet
 	switch {
-	case cfg.JWKSURL != "" && cfg.JWKSFile != "":
-		errs = append(errs, errors.New("jwtauth: set only one of JWKSURL and JWKSFile"))
-	case cfg.JWKSURL == "" && cfg.JWKSFile == "":
-		errs = append(errs, errors.New("jwtauth: one of JWKSURL and JWKSFile is required"))
-	case cfg.JWKSFile != "":
+	case cfg.JWKSFile != "" && cfg.JWKSURL == "":
 		ks, err := loadKeySetFile(cfg.JWKSFile)
-		if err != nil {
-			errs = append(errs, err)
-		}
+		errs = append(errs, err)
 		keys = ks
-	default:
-		if err := validateJWKSURL(cfg.JWKSURL); err != nil {
-			errs = append(errs, err)
-		} else {
-			keys = newRemoteKeySet(cfg)
-		}
+	case cfg.JWKSURL != "" && cfg.JWKSFile == "":
+		keys = newRemoteKeySet(cfg)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return newVerifier(cfg, keys), nil
 }
@@ -206,62 +200,78 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 // JWKSFile, which must both be empty. It serves tests and callers with their
 // own key management.
 func NewWithKeySet(cfg Config, keys KeySet) (*Verifier, error) {
-	errs := cfg.validate()
+	errs := []error{setting.Prefixed("jwtauth: ", errors.Join(cfg.validate()...))}
 	if cfg.JWKSURL != "" || cfg.JWKSFile != "" {
 		errs = append(errs, errors.New("jwtauth: JWKSURL and JWKSFile must be empty when a KeySet is given"))
 	}
 	if keys == nil {
 		errs = append(errs, errors.New("jwtauth: KeySet is nil"))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return newVerifier(cfg, keys), nil
 }
 
-func (cfg *Config) validate() []error {
+// MaxLeeway is the largest Config.Leeway accepted.
+const MaxLeeway = 5 * time.Minute
+
+// Validate reports every problem of cfg for New, joined, each a
+// *setting.Error named by the configuration key of its field: issuer
+// (required), audiences (at least one, none empty), exactly one of jwks_url
+// (an absolute http or https URL) and jwks_file, leeway (0 to MaxLeeway),
+// and the limits that must not be negative. It reads no file: New does.
+func (cfg Config) Validate() error {
+	errs := cfg.validate()
+	switch {
+	case cfg.JWKSURL != "" && cfg.JWKSFile != "":
+		errs = append(errs, setting.Errorf("", "set only one of jwks_url and jwks_file"))
+	case cfg.JWKSURL == "" && cfg.JWKSFile == "":
+		errs = append(errs, setting.Errorf("", "one of jwks_url or jwks_file is required"))
+	case cfg.JWKSURL != "":
+		if !isHTTPURL(cfg.JWKSURL) {
+			errs = append(errs, setting.Errorf("jwks_url", " must be an absolute http(s) URL"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validate checks what New and NewWithKeySet have in common.
+func (cfg Config) validate() []error {
 	var errs []error
 	if cfg.Issuer == "" {
-		errs = append(errs, errors.New("jwtauth: Issuer is required"))
+		errs = append(errs, setting.Errorf("issuer", " is required"))
 	}
 	if len(cfg.Audiences) == 0 {
-		errs = append(errs, errors.New("jwtauth: at least one audience is required"))
+		errs = append(errs, setting.Errorf("audiences", " needs at least one audience"))
 	}
 	for i, a := range cfg.Audiences {
 		if a == "" {
-			errs = append(errs, fmt.Errorf("jwtauth: audience %d is empty", i))
+			errs = append(errs, setting.Errorf(fmt.Sprintf("audiences[%d]", i), " is empty"))
 		}
 	}
-	if cfg.Leeway < 0 {
-		errs = append(errs, errors.New("jwtauth: Leeway must not be negative"))
+	if cfg.Leeway < 0 || cfg.Leeway > MaxLeeway {
+		errs = append(errs, setting.Errorf("leeway", " must be between 0 and %v", MaxLeeway))
 	}
-	if cfg.MinRefetchInterval < 0 {
-		errs = append(errs, errors.New("jwtauth: MinRefetchInterval must not be negative"))
-	}
-	if cfg.KeySetMaxAge < 0 {
-		errs = append(errs, errors.New("jwtauth: KeySetMaxAge must not be negative"))
-	}
-	if cfg.MaxTokenBytes < 0 {
-		errs = append(errs, errors.New("jwtauth: MaxTokenBytes must not be negative"))
-	}
-	if cfg.CacheSize < 0 {
-		errs = append(errs, errors.New("jwtauth: CacheSize must not be negative"))
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"min_refetch_interval", int64(cfg.MinRefetchInterval)}, {"key_set_max_age", int64(cfg.KeySetMaxAge)},
+		{"max_token_bytes", int64(cfg.MaxTokenBytes)}, {"cache_size", int64(cfg.CacheSize)},
+	} {
+		if f.v < 0 {
+			errs = append(errs, setting.Errorf(f.key, " must not be negative"))
+		}
 	}
 	return errs
 }
 
-func validateJWKSURL(raw string) error {
+// isHTTPURL reports whether raw is an absolute http or https URL with a
+// host.
+func isHTTPURL(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("jwtauth: JWKSURL is not a valid URL")
-	}
-	if u.Scheme != "https" && u.Scheme != "http" {
-		return errors.New("jwtauth: JWKSURL must be an http or https URL")
-	}
-	if u.Host == "" {
-		return errors.New("jwtauth: JWKSURL has no host")
-	}
-	return nil
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func newVerifier(cfg Config, keys KeySet) *Verifier {
@@ -321,7 +331,7 @@ var (
 	errIssuedInFuture = invalid("issued in the future (iat)")
 	errSubject        = invalid("sub missing or not a non-empty string")
 	errClientID       = invalid("client_id/azp missing or not a non-empty string")
-	errSessionID      = invalid("tsid missing or not a non-empty string")
+	errSessionID      = invalid(claimSessionID + " missing or not a non-empty string")
 	errScope          = invalid("scope/scp has the wrong type")
 )
 

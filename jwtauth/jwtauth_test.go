@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -23,12 +22,13 @@ import (
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
-func TestSessionIDClaimMatchesUpstreamtoken(t *testing.T) {
-	// jwtauth repeats the name rather than import upstreamtoken, so that
-	// upstreamtoken may one day depend on this package.
-	f, _ := reflect.TypeFor[accessClaims]().FieldByName("SessionID")
-	if got := f.Tag.Get("json"); got != upstreamtoken.TokenSessionIDClaimKey {
-		t.Fatalf("the session ID claim is %q, upstreamtoken says %q", got, upstreamtoken.TokenSessionIDClaimKey)
+func TestSessionIDClaimIsUpstreamtokens(t *testing.T) {
+	// The session ID is read from the claim the library contract names,
+	// and from no other spelling of it.
+	key := upstreamtoken.TokenSessionIDClaimKey
+	c, err := decodeClaims([]byte(`{"` + key + `":"s1","` + strings.ToUpper(key) + `":"s2"}`))
+	if err != nil || c.SessionID != "s1" {
+		t.Fatalf("decodeClaims = %+v, %v; want the session ID from claim %q", c, err, key)
 	}
 }
 
@@ -600,7 +600,7 @@ func TestNewValidatesAllAtOnce(t *testing.T) {
 	if err == nil {
 		t.Fatal("New accepted an empty config")
 	}
-	for _, want := range []string{"Issuer", "audience 0 is empty", "Leeway", "MinRefetchInterval", "MaxTokenBytes", "KeySetMaxAge", "one of JWKSURL and JWKSFile"} {
+	for _, want := range []string{"issuer is required", "audiences[0] is empty", "leeway must be", "min_refetch_interval", "max_token_bytes", "key_set_max_age", "one of jwks_url or jwks_file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -612,9 +612,9 @@ func TestNewValidatesAllAtOnce(t *testing.T) {
 	}{
 		{name: "no audiences", cfg: Config{Issuer: "i", JWKSFile: "x"}, want: "at least one audience"},
 		{name: "both sources", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/jwks", JWKSFile: "f"}, want: "only one"},
-		{name: "bad scheme", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "file:///etc/jwks"}, want: "http or https"},
-		{name: "no host", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https:///jwks"}, want: "no host"},
-		{name: "unparsable", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/%zz"}, want: "not a valid URL"},
+		{name: "bad scheme", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "file:///etc/jwks"}, want: "jwks_url must be an absolute http(s) URL"},
+		{name: "no host", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https:///jwks"}, want: "jwks_url must be an absolute http(s) URL"},
+		{name: "unparsable", cfg: Config{Issuer: "i", Audiences: []string{"a"}, JWKSURL: "https://x/%zz"}, want: "jwks_url must be an absolute http(s) URL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

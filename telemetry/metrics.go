@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // Metric names.
@@ -33,25 +34,10 @@ const (
 	MetricBuildInfo       = "extauthz_build_info"
 )
 
-// Decisions lists every (result, reason) pair a Check can produce (see
-// authz.Response.Reason). The counters start at zero for each of them, so
-// that rates exist before the first such Check. A reason outside this list
-// is counted as "other".
-var Decisions = map[string][]string{
-	"ok":     {"ok"},
-	"denied": {"no_token", "invalid_token", "session_not_found", "binding_mismatch", "no_refresh_token", "refresh_failed", "insufficient_scope"},
-	"error": {"keys_unavailable", "store_unavailable", "provider_unavailable", "provider_misconfigured",
-		"route_misconfigured", "unsafe_token"},
-}
-
 // Transports lists the fronts whose decisions are counted: the gRPC
 // ext_authz service and the HTTP authorization endpoint. Their decision
 // counters and latency histograms start at zero.
 var Transports = []string{"grpc", "http"}
-
-// RefreshOutcomes lists the outcomes of a refresh (see
-// upstreamtoken.WithRefreshObserver). Another outcome is counted as "other".
-var RefreshOutcomes = []string{"ok", "skipped", "refused", "unavailable", "misconfigured", "unknown_refusal", "backing_off", "superseded", "deferred", "not_stored"}
 
 // StoreOperations lists the store operations that are measured (see package
 // store/observed). Another name is counted as "other".
@@ -130,16 +116,19 @@ func NewMetrics(version string, providers []string) *Metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	// Every (result, reason, transport) and every refresh outcome starts at
+	// zero, so that rates exist before the first such event; another value
+	// is counted as "other".
 	for _, transport := range Transports {
 		m.checkDuration.WithLabelValues(transport)
-		for result, reasons := range Decisions {
+		for result, reasons := range authz.Reasons {
 			for _, reason := range reasons {
 				m.decisions.WithLabelValues(result, reason, transport)
 			}
 		}
 	}
 	for _, p := range m.providers {
-		for _, o := range RefreshOutcomes {
+		for _, o := range upstreamtoken.RefreshOutcomes {
 			m.refreshes.WithLabelValues(p, o)
 		}
 	}
@@ -185,7 +174,7 @@ func (o transportObserver) Decision(resp authz.Response, elapsed time.Duration) 
 
 func (m *Metrics) decision(transport string, resp authz.Response, elapsed time.Duration) {
 	result, reason := resp.Result(), resp.Reason
-	if !slices.Contains(Decisions[result], reason) {
+	if !slices.Contains(authz.Reasons[result], reason) {
 		reason = "other"
 	}
 	m.decisions.WithLabelValues(result, reason, transport).Inc()
@@ -198,12 +187,12 @@ func (m *Metrics) Refresh(provider, outcome string, elapsed time.Duration) {
 	if _, found := slices.BinarySearch(m.providers, provider); !found {
 		provider = "other"
 	}
-	if !slices.Contains(RefreshOutcomes, outcome) {
+	if !slices.Contains(upstreamtoken.RefreshOutcomes, outcome) {
 		outcome = "other"
 	}
 	m.refreshes.WithLabelValues(provider, outcome).Inc()
 	m.refreshDuration.WithLabelValues(provider, outcome).Observe(elapsed.Seconds())
-	if outcome == "skipped" {
+	if outcome == upstreamtoken.OutcomeSkipped {
 		m.refreshSkipped.Inc()
 	}
 }

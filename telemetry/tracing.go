@@ -21,7 +21,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/extauthz/extauthz/refresh"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -142,18 +141,10 @@ const (
 	SpanAttrOAuthError = "oauth.error"
 )
 
-// Refresh outcomes recorded on the "refresh" span.
-const (
-	TraceOutcomeOK                    = "ok"
-	TraceOutcomeRefreshFailed         = "refresh_failed"
-	TraceOutcomeProviderMisconfigured = "provider_misconfigured"
-	TraceOutcomeProviderUnavailable   = "provider_unavailable"
-	TraceOutcomeError                 = "error"
-)
-
 // TraceRefresher returns r with a "refresh" span around every Refresh,
-// carrying the provider's name and the outcome (and, when the provider
-// answered, the HTTP status and OAuth error code), never a token. The span's
+// carrying the provider's name and the outcome (upstreamtoken.RefreshOutcome,
+// the words of the refresh metrics and logs) and, when the provider
+// answered, the HTTP status and OAuth error code, never a token. The span's
 // status description is the fixed outcome, not the error's text. A nil tp
 // returns r unchanged.
 func TraceRefresher(r upstreamtoken.Refresher, tp trace.TracerProvider) upstreamtoken.Refresher {
@@ -161,6 +152,16 @@ func TraceRefresher(r upstreamtoken.Refresher, tp trace.TracerProvider) upstream
 		return r
 	}
 	return &tracedRefresher{inner: r, tracer: tp.Tracer(TraceScope)}
+}
+
+// providerAnswer is a refresh error that says how the provider answered
+// (*oauthclient.Error is one): the HTTP status, 0 when there was no answer,
+// and the OAuth error code, "" when it sent none. Neither ever carries a
+// token.
+type providerAnswer interface {
+	error
+	HTTPStatus() int
+	OAuthErrorCode() string
 }
 
 type tracedRefresher struct {
@@ -172,14 +173,14 @@ func (t *tracedRefresher) Refresh(ctx context.Context, provider, refreshToken st
 	ctx, span := t.tracer.Start(ctx, "refresh", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String(SpanAttrProvider, provider)))
 	tok, err := t.inner.Refresh(ctx, provider, refreshToken)
-	outcome := TraceRefreshOutcome(err)
+	outcome := upstreamtoken.RefreshOutcome(err)
 	span.SetAttributes(attribute.String(SpanAttrOutcome, outcome))
-	if re, ok := errors.AsType[*refresh.Error](err); ok {
-		if re.Status != 0 {
-			span.SetAttributes(attribute.Int(SpanAttrHTTPStatus, re.Status))
+	if a, ok := errors.AsType[providerAnswer](err); ok {
+		if status := a.HTTPStatus(); status != 0 {
+			span.SetAttributes(attribute.Int(SpanAttrHTTPStatus, status))
 		}
-		if re.Code != "" {
-			span.SetAttributes(attribute.String(SpanAttrOAuthError, re.Code))
+		if code := a.OAuthErrorCode(); code != "" {
+			span.SetAttributes(attribute.String(SpanAttrOAuthError, code))
 		}
 	}
 	if err != nil {
@@ -188,21 +189,4 @@ func (t *tracedRefresher) Refresh(ctx context.Context, provider, refreshToken st
 	// Not deferred: a panic's value is never recorded on the span.
 	span.End()
 	return tok, err
-}
-
-// TraceRefreshOutcome classifies a Refresh error into one of the
-// TraceOutcome values.
-func TraceRefreshOutcome(err error) string {
-	switch {
-	case err == nil:
-		return TraceOutcomeOK
-	case errors.Is(err, refresh.ErrProviderMisconfigured):
-		return TraceOutcomeProviderMisconfigured
-	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
-		return TraceOutcomeRefreshFailed
-	case errors.Is(err, upstreamtoken.ErrUpstreamUnavailable):
-		return TraceOutcomeProviderUnavailable
-	default:
-		return TraceOutcomeError
-	}
 }

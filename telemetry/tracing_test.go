@@ -15,7 +15,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/extauthz/extauthz/refresh"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/telemetry"
 	"github.com/extauthz/extauthz/upstreamtoken"
@@ -135,10 +135,11 @@ func TestTraceRefresher(t *testing.T) {
 		outcome string
 	}{
 		{nil, "ok"},
-		{fmt.Errorf("%w: x", upstreamtoken.ErrRefreshFailed), "refresh_failed"},
-		{fmt.Errorf("%w: x", upstreamtoken.ErrUpstreamUnavailable), "provider_unavailable"},
-		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, refresh.ErrProviderMisconfigured), "provider_misconfigured"},
-		{errors.New("rt-SECRET-old leaked"), "error"},
+		{fmt.Errorf("%w: x", upstreamtoken.ErrRefreshFailed), "refused"},
+		{fmt.Errorf("%w: x", upstreamtoken.ErrUpstreamUnavailable), "unavailable"},
+		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured), "misconfigured"},
+		{fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrUnknownRefusal), "unknown_refusal"},
+		{errors.New("rt-SECRET-old leaked"), "unavailable"},
 	} {
 		sr := tracetest.NewSpanRecorder()
 		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
@@ -182,7 +183,7 @@ func TestTraceRefresherProviderAnswer(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"rt-SECRET-old is revoked"}`))
 	}))
 	defer ts.Close()
-	c, err := refresh.New(map[string]refresh.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthStyle: refresh.AuthStyleHeader}})
+	c, err := oauthclient.New(map[string]oauthclient.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthStyle: oauthclient.AuthStyleHeader}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestTraceRefresherProviderAnswer(t *testing.T) {
 	for _, kv := range sp.Attributes() {
 		attrs[string(kv.Key)] = kv.Value.String()
 	}
-	if attrs[telemetry.SpanAttrHTTPStatus] != "400" || attrs[telemetry.SpanAttrOAuthError] != "invalid_grant" || attrs[telemetry.SpanAttrOutcome] != "refresh_failed" {
+	if attrs[telemetry.SpanAttrHTTPStatus] != "400" || attrs[telemetry.SpanAttrOAuthError] != "invalid_grant" || attrs[telemetry.SpanAttrOutcome] != "refused" {
 		t.Errorf("attributes %v", attrs)
 	}
 	tracAssertNoSecret(t, sp)

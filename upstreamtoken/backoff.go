@@ -10,7 +10,7 @@ import (
 // that have ended, so that per-session pauses cannot pile up.
 const maxBackoffEntries = 4096
 
-// backoff pauses refreshes after passing failures. A pause has a key: a
+// backoff pauses refreshes after transient failures. A pause has a key: a
 // provider's name pauses every session at that provider (the provider is
 // down, or rejects our client), a sessionKey pauses one session there (the
 // provider refused that session's refresh for a reason nobody knows).
@@ -42,7 +42,7 @@ func (b *backoff) remaining(key string) time.Duration {
 	return max(st.until.Sub(b.now()), 0)
 }
 
-// fail records a passing failure under key with the provider's retry hint
+// fail records a transient failure under key with the provider's retry hint
 // and returns the pause it starts: the next step of the doubling back-off,
 // or the hint if that is longer, but never more than max.
 func (b *backoff) fail(key string, hint time.Duration) time.Duration {

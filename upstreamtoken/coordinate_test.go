@@ -96,7 +96,7 @@ func TestRefreshedElsewhereIsNotRedeemed(t *testing.T) {
 	}
 }
 
-func TestPassingFailureBacksOff(t *testing.T) {
+func TestTransientFailureBacksOff(t *testing.T) {
 	clk := testutil.NewClock(t0)
 	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
 	ref := &fakeRefresher{err: fmt.Errorf("%w: %w", ErrUpstreamUnavailable, retryErr(3*time.Second))}
@@ -122,7 +122,7 @@ func TestPassingFailureBacksOff(t *testing.T) {
 	}
 	row, _ := st.Get(context.Background(), "s1", "gh")
 	if row.NeedsReauth {
-		t.Error("a passing failure marked the row for re-authentication")
+		t.Error("a transient failure marked the row for re-authentication")
 	}
 	// The success ended the back-off: the next failure pauses for the first
 	// step again (the 3s hint), not for the doubled one.
@@ -250,7 +250,7 @@ func TestNewLoginDuringRefreshWins(t *testing.T) {
 	_, err := newService(st, ref).GetValidTokens(context.Background(), "s1", "gh")
 	<-started
 	if !errors.Is(err, ErrUpstreamUnavailable) {
-		t.Errorf("err = %v, want a passing failure (retry serves the new login)", err)
+		t.Errorf("err = %v, want a transient failure (retry serves the new login)", err)
 	}
 	got, _ := st.Get(context.Background(), "s1", "gh")
 	if got.AccessToken != "from-login" || got.RefreshToken != "rt-login" {

@@ -27,7 +27,7 @@ type Storage interface {
 // Refresher redeems a refresh token at a provider. It must ask the provider
 // every time it is called. On success the returned RefreshToken is the rotated
 // one, or the one passed in when the provider returned none. A permanent
-// refusal wraps ErrRefreshFailed; anything passing wraps
+// refusal wraps ErrRefreshFailed; anything transient wraps
 // ErrUpstreamUnavailable.
 type Refresher interface {
 	Refresh(ctx context.Context, provider, refreshToken string) (store.Tokens, error)
@@ -87,7 +87,7 @@ func WithLockTimeout(d time.Duration) Option {
 	return func(s *InProcessService) { s.lockTimeout = d }
 }
 
-// WithBackoff sets the bounds of the per-provider back-off after a passing
+// WithBackoff sets the bounds of the per-provider back-off after a transient
 // failure (5xx, 429, time-out, network, rejected client credentials): the
 // first failure pauses refreshes at that provider for min (or the provider's
 // Retry-After, if longer), each further failure doubles the pause up to max,
@@ -108,23 +108,9 @@ func WithLogger(l *slog.Logger) Option { return func(s *InProcessService) { s.lo
 
 // WithRefreshObserver makes the service call observe once per refresh it
 // coordinates, where the refresh's outcome is logged, with the provider, the
-// outcome and the time since the refresh began (waiting for another
-// process's lease included). The outcomes are:
-//
-//   - "ok": redeemed at the provider and stored;
-//   - "skipped": another process had already refreshed the row, whose token
-//     is served without redeeming anything;
-//   - "refused": the provider refused the refresh token for good, or
-//     returned an ID token that failed verification (the row is marked for
-//     re-authentication);
-//   - "unavailable": the provider failed passingly (5xx, 429, time-out,
-//     network);
-//   - "misconfigured": the provider rejected our client credentials;
-//   - "backing_off": not attempted, the provider failed recently;
-//   - "superseded": the row changed or was deleted during the refresh, and
-//     the new tokens were discarded;
-//   - "not_stored": the provider answered but the store failed to keep the
-//     new tokens.
+// outcome (one of RefreshOutcomes, the same word as the log line's) and the
+// time since the refresh began (waiting for another process's lease
+// included).
 //
 // observe is called on the refresh's goroutine: it must be quick and safe
 // for concurrent use. It never receives a token or a session ID.
@@ -402,27 +388,27 @@ func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessio
 	case err != nil:
 		return nil, nil, err
 	}
-	var failed, passing []string
+	var failed, transient []string
 	for p, ferr := range res.Failures {
 		if errors.Is(ferr, ErrInvalidBinding) {
 			return nil, nil, ferr
 		}
 		if errors.Is(ferr, ErrUpstreamUnavailable) {
-			passing = append(passing, p)
+			transient = append(transient, p)
 			continue
 		}
 		failed = append(failed, p)
 	}
 	sort.Strings(failed)
-	if len(passing) == 0 {
+	if len(transient) == 0 {
 		return res.Credentials, failed, nil
 	}
 	// The other providers' outcomes stand; the error names the providers
 	// to retry and carries their causes (and Retry-After hints).
-	sort.Strings(passing)
-	errs := make([]error, len(passing))
-	for i, p := range passing {
+	sort.Strings(transient)
+	errs := make([]error, len(transient))
+	for i, p := range transient {
 		errs[i] = res.Failures[p]
 	}
-	return res.Credentials, failed, fmt.Errorf("providers %q unavailable: %w", passing, errors.Join(errs...))
+	return res.Credentials, failed, fmt.Errorf("providers %q unavailable: %w", transient, errors.Join(errs...))
 }

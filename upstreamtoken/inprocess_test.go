@@ -179,7 +179,7 @@ func TestGetAllUpstreamCredentials(t *testing.T) {
 	}
 }
 
-func TestGetAllPassingFailureKeepsTheOthers(t *testing.T) {
+func TestGetAllTransientFailureKeepsTheOthers(t *testing.T) {
 	// gh's provider is down: the error says so, and google's good
 	// credential and okta's permanent failure are still reported.
 	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"), row("google", t0.Add(time.Hour), ""), row("okta", t0.Add(-time.Minute), ""))
@@ -414,7 +414,7 @@ func TestRefreshedTokensPersistedDespiteTransientStoreErrors(t *testing.T) {
 
 func TestRefreshedTokensRefusedByTheStoreIsUnavailable(t *testing.T) {
 	// A store that refuses the write (rather than failing to answer) is
-	// not asked again: the refresh is a passing failure.
+	// not asked again: the refresh is a transient failure.
 	st := newStore(t, row("gh", t0.Add(-time.Minute), "rt"))
 	flaky := &flakyStorage{Storage: st, failures: 100, failWith: fmt.Errorf("%w: value too long", store.ErrInvalid)}
 	svc := newService(flaky, &fakeRefresher{rotate: true})

@@ -156,7 +156,7 @@ func (p *pending) abandon(log *slog.Logger) {
 	close(p.giveUp)
 	for _, bySession := range p.entries {
 		for _, w := range bySession {
-			log.Error("refresh", "outcome", "not_stored", "why", "shutdown.timeout reached before the store took the refreshed tokens; the next refresh of this session may need re-authentication",
+			log.Error("refresh", "outcome", OutcomeNotStored, "why", "shutdown.timeout reached before the store took the refreshed tokens; the next refresh of this session may need re-authentication",
 				"provider", w.row.Provider, "session", SessionHash(w.row.SessionID))
 		}
 	}
@@ -200,7 +200,7 @@ func (s *InProcessService) flush(w *pendingWrite) {
 		}
 		r, ok := s.pending.open(w)
 		if !ok {
-			log.Error("refresh", "outcome", "not_stored", "why", "the deferred tokens cannot be opened")
+			log.Error("refresh", "outcome", OutcomeNotStored, "why", "the deferred tokens cannot be opened")
 			return
 		}
 		wctx, wcancel := context.WithTimeout(ctx, s.persistTimeout)
@@ -211,12 +211,12 @@ func (s *InProcessService) flush(w *pendingWrite) {
 			log.Info("refresh: deferred write stored")
 			return
 		case errors.Is(err, store.ErrLeaseLost), errors.Is(err, store.ErrNotFound):
-			log.Warn("refresh", "outcome", "superseded", "why", "the row changed or was deleted before the deferred write; its new content wins")
+			log.Warn("refresh", "outcome", OutcomeSuperseded, "why", "the row changed or was deleted before the deferred write; its new content wins")
 			return
 		case ctx.Err() != nil:
 			return
 		case !errors.Is(err, store.ErrUnavailable):
-			log.Error("refresh", "outcome", "not_stored", "why", "the store refused the deferred write", "error", err)
+			log.Error("refresh", "outcome", OutcomeNotStored, "why", "the store refused the deferred write", "error", err)
 			return
 		}
 		wait = min(2*wait, pendingRetryMax)

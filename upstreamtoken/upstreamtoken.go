@@ -4,7 +4,7 @@
 //
 // Errors are sentinels tested with errors.Is. ErrSessionNotFound,
 // ErrInvalidBinding, ErrNoRefreshToken and ErrRefreshFailed are permanent: the
-// user must authenticate again. ErrUpstreamUnavailable is passing: the store or
+// user must authenticate again. ErrUpstreamUnavailable is transient: the store or
 // the provider could not answer now, and the same call may succeed later.
 package upstreamtoken
 
@@ -32,13 +32,12 @@ var (
 	ErrInvalidBinding = errors.New("upstreamtoken: session binding mismatch")
 	// ErrUpstreamUnavailable means the store or the provider could not answer
 	// (unreachable, 5xx, 429, time-out) or the provider rejected our own client
-	// configuration. It is passing: retry later; the user is not logged out.
+	// configuration. It is transient: retry later; the user is not logged out.
 	ErrUpstreamUnavailable = errors.New("upstreamtoken: upstream unavailable")
 	// ErrProviderMisconfigured means the provider rejected our own client
 	// registration (invalid_client and the like). A Refresher returns it
 	// together with ErrUpstreamUnavailable: the user's refresh token is not
 	// to blame, but an operator must fix the configuration.
-	// refresh.ErrProviderMisconfigured is this same error.
 	ErrProviderMisconfigured = errors.New("upstreamtoken: provider rejected our client configuration")
 	// ErrUnknownRefusal means the provider refused one session's refresh
 	// with an OAuth error code that is not known to mean either "this grant
@@ -46,7 +45,6 @@ var (
 	// with ErrUpstreamUnavailable: the row is kept and that session alone
 	// pauses its refreshes, since nothing says the provider or our
 	// configuration is at fault for its other users.
-	// refresh.ErrUnknownRefusal is this same error.
 	ErrUnknownRefusal = errors.New("upstreamtoken: provider refused the refresh with an unknown error code")
 )
 
@@ -79,7 +77,7 @@ type TokenReader interface {
 	// failed. An unknown session yields an empty map, nil failed and nil
 	// error. When the store cannot be read, creds and failed are nil and the
 	// error wraps ErrUpstreamUnavailable. When some providers' refresh failed
-	// passingly (provider unreachable, paused), they are left out of creds and
+	// transiently (provider unreachable, paused), they are left out of creds and
 	// failed and the error wraps ErrUpstreamUnavailable, while creds and
 	// failed still hold the other providers' outcomes: a caller may use the
 	// credentials it got and retry later for the rest. The session's binding
@@ -89,7 +87,7 @@ type TokenReader interface {
 }
 
 // RetryAfter returns how long a caller should wait before retrying after a
-// passing failure: the longest hint carried by err, at least one second. A
+// transient failure: the longest hint carried by err, at least one second. A
 // hint is an error in err's tree with a RetryAfter() time.Duration method;
 // such an error speaks for everything it wraps (the pause it reports already
 // took its causes' hints into account), so the tree below it is not searched.

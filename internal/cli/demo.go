@@ -18,6 +18,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // demoIdP plays, for demonstrations and development only, both an
@@ -46,7 +47,8 @@ func (d *demoIdP) mint(scope string) (string, error) {
 	now := time.Now()
 	claims := map[string]any{
 		"iss": d.issuer, "aud": d.audience, "sub": d.subject, "client_id": d.clientID,
-		"tsid": d.session, "iat": now.Unix(), "exp": now.Add(d.jwtTTL).Unix(),
+		"iat": now.Unix(), "exp": now.Add(d.jwtTTL).Unix(),
+		upstreamtoken.TokenSessionIDClaimKey: d.session,
 	}
 	if scope != "" {
 		claims["scope"] = scope

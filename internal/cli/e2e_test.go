@@ -428,12 +428,12 @@ func TestEndToEndDenyTable(t *testing.T) {
 	if err != nil || !row.NeedsReauth {
 		t.Errorf("refused row not marked for re-authentication: %+v %v", row.NeedsReauth, err)
 	}
-	// Passing failures leave the row untouched.
+	// Transient failures leave the row untouched.
 	for _, k := range [][2]string{{"s-busy", "gh"}, {"s-misconf", "google"}} {
 		s := k[0]
 		row, err := e.store.Get(context.Background(), s, k[1])
 		if err != nil || row.NeedsReauth || row.AccessToken != "old" {
-			t.Errorf("%s: a passing failure changed the row: reauth=%v %v", s, row.NeedsReauth, err)
+			t.Errorf("%s: a transient failure changed the row: reauth=%v %v", s, row.NeedsReauth, err)
 		}
 	}
 	e.assertNoSecretsLogged(t, "gh-access", "refused-1", "busy-1", "misconfigured-1", "evil", "gh-secret")

@@ -265,7 +265,7 @@ UPDATE upstream_tokens SET access_token = refresh_token, refresh_token = access_
 					}
 				}
 			}
-			// A passing failure: the row is left as it is, not marked.
+			// A transient failure: the row is left as it is, not marked.
 			raw, err := e.raw.Get(ctx, s, "gh")
 			if err != nil || raw.NeedsReauth {
 				t.Errorf("row after the Check: reauth %v, %v; want untouched", raw.NeedsReauth, err)

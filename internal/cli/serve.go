@@ -21,7 +21,7 @@ import (
 	"github.com/extauthz/extauthz/httpfront"
 	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/jwtauth"
-	"github.com/extauthz/extauthz/refresh"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/server"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
@@ -75,9 +75,8 @@ func newLogger(cfg config.Log, env Env) *slog.Logger {
 type parts struct {
 	pg        *postgres.Store
 	verifier  *jwtauth.Verifier
-	refresher *refresh.Client
+	refresher *oauthclient.Client
 	idTokens  *idtoken.Verifier
-	providers map[string]authz.Provider
 }
 
 // build makes what the configuration describes and checks what config.Load
@@ -99,42 +98,29 @@ func build(ctx context.Context, cfg *config.Config) (*parts, error) {
 }
 
 func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
-	verifier, err := jwtauth.New(ctx, jwtauth.Config{
-		Issuer:    cfg.JWT.Issuer,
-		Audiences: cfg.JWT.Audiences,
-		JWKSURL:   cfg.JWT.JWKSURL,
-		JWKSFile:  cfg.JWT.JWKSFile,
-		Leeway:    cfg.JWT.Leeway.D(),
-		CacheSize: cfg.Cache.JWTEntries(),
-	})
+	jwtCfg := cfg.JWT.JWTAuth()
+	jwtCfg.CacheSize = cfg.Cache.JWTEntries()
+	verifier, err := jwtauth.New(ctx, jwtCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
-	oidcProviders := map[string]idtoken.Provider{}
-	providers := make(map[string]refresh.Provider, len(cfg.Providers))
-	headers := make(map[string]authz.Provider, len(cfg.Providers))
+	oidcProviders := make(map[string]idtoken.Provider, len(cfg.Providers))
+	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
-		style, err := refresh.ParseAuthStyle(p.AuthStyle)
-		if err != nil {
-			return nil, fmt.Errorf("%w: providers.%s.auth_style: %w", errUsage, name, err)
-		}
-		providers[name] = refresh.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
-		headers[name] = authz.Provider{Header: p.Header, IDTokenHeader: p.IDTokenHeader}
-		if p.Issuer != "" {
-			oidcProviders[name] = idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
-		}
+		providers[name] = p.OAuthClient()
+		oidcProviders[name] = p.IDToken()
 	}
 	idTokens, err := idtoken.New(oidcProviders)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	// Each refresh runs under refresh.timeout (the refresh client's own
+	// Each refresh runs under refresh.timeout (the OAuth client's own
 	// 30 s time-out only backs it up).
-	refresher, err := refresh.New(providers)
+	refresher, err := oauthclient.New(providers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens, providers: headers}, nil
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
 }
 
 // checkConfig is serve --check-config: the configuration has loaded (else
@@ -324,16 +310,8 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithIDTokenVerifier(p.idTokens),
 		upstreamtoken.WithRefreshObserver(metrics.Refresh),
 		upstreamtoken.WithLogger(log))
-	decisions := authz.Config{
-		Providers:        p.providers,
-		DefaultProviders: cfg.DefaultProviders,
-		Routes:           authzRoutes(cfg.Routes),
-		DefaultRoute:     authz.Route{Providers: cfg.DefaultRoute.Providers, RequiredScopes: cfg.DefaultRoute.RequiredScopes},
-		RoutesOnly:       cfg.RoutesOnly,
-		Realm:            cfg.Deny.Realm,
-		ResourceMetadata: cfg.Deny.ResourceMetadata,
-		Observer:         metrics,
-	}
+	decisions := cfg.Authz()
+	decisions.Observer = metrics
 	decider := authz.New(decisions, p.verifier, svc, log)
 
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)
@@ -471,15 +449,6 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}
 	log.Info("stopped")
 	return serveErr
-}
-
-// authzRoutes converts the routes section for the decision.
-func authzRoutes(routes []config.Route) []authz.Route {
-	out := make([]authz.Route, len(routes))
-	for i, r := range routes {
-		out[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
-	}
-	return out
 }
 
 // opsHandler serves /metrics, /healthz (200 while the process runs) and

@@ -2,9 +2,12 @@
 package oauthscope
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/extauthz/extauthz/internal/setting"
 )
 
 // Valid reports whether s is an RFC 6749 §3.3 scope-token: one or more
@@ -37,4 +40,16 @@ func Parse(v string) ([]string, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Check returns a problem of the setting key for each of scopes that is not
+// a scope-token, joined; nil when all are.
+func Check(key string, scopes []string) error {
+	var errs []error
+	for _, s := range scopes {
+		if !Valid(s) {
+			errs = append(errs, setting.Errorf(key, `: %q is not a scope-token (RFC 6749: printable ASCII without space, '"' or '\'; list scopes as separate items)`, s))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
 // Claims of the benchmark's access tokens. Every session has its own token:
@@ -59,16 +61,16 @@ func newSigner() (*signer, error) {
 // token returns session i's access token, valid for validFor.
 func (s *signer) token(i int, now time.Time, validFor time.Duration) (string, error) {
 	payload, err := json.Marshal(map[string]any{
-		"iss":       benchIssuer,
-		"aud":       benchAudience,
-		"sub":       subject(i),
-		"client_id": benchClientID,
-		"tsid":      sessionID(i),
-		"scope":     "read write",
-		"iat":       now.Unix(),
-		"nbf":       now.Unix(),
-		"exp":       now.Add(validFor).Unix(),
-		"jti":       fmt.Sprintf("jti-%d-%d", i, now.UnixNano()),
+		"iss":                                benchIssuer,
+		"aud":                                benchAudience,
+		"sub":                                subject(i),
+		"client_id":                          benchClientID,
+		upstreamtoken.TokenSessionIDClaimKey: sessionID(i),
+		"scope":                              "read write",
+		"iat":                                now.Unix(),
+		"nbf":                                now.Unix(),
+		"exp":                                now.Add(validFor).Unix(),
+		"jti":                                fmt.Sprintf("jti-%d-%d", i, now.UnixNano()),
 	})
 	if err != nil {
 		return "", err

@@ -1,4 +1,4 @@
-package refresh
+package oauthclient
 
 import (
 	"errors"
@@ -15,9 +15,9 @@ var (
 	// would send a second request. x/oauth2 with an explicit auth style
 	// never does, and redirects are not followed; this is a last guard
 	// against redeeming a refresh token twice.
-	errSecondRequest = errors.New("refresh: second token request refused")
+	errSecondRequest = errors.New("oauthclient: second token request refused")
 	// errAddScope means the request body could not be rewritten.
-	errAddScope = errors.New("refresh: cannot add scope to the token request")
+	errAddScope = errors.New("oauthclient: cannot add scope to the token request")
 )
 
 // attemptKey is the context key of the *attempt of one Refresh call.

@@ -174,8 +174,8 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 			return p.Tokens, nil
 		}
 		if err := s.paused(row); err != nil {
-			log.Debug("refresh", "outcome", "backing_off", "retry_after", err.wait)
-			done("backing_off")
+			log.Debug("refresh", "outcome", OutcomeBackingOff, "retry_after", err.wait)
+			done(OutcomeBackingOff)
 			return store.Tokens{}, err
 		}
 		claimStart := time.Now()
@@ -193,8 +193,8 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 		}
 		if !cur.Expired(s.now(), s.skew) {
 			s.release(ctx, claim, false)
-			log.Info("refresh", "outcome", "skipped", "why", "already refreshed")
-			done("skipped")
+			log.Info("refresh", "outcome", OutcomeSkipped, "why", "already refreshed")
+			done(OutcomeSkipped)
 			return cur.Tokens, nil
 		}
 		if !claim.Held {
@@ -277,14 +277,14 @@ func (s *InProcessService) redeem(ctx context.Context, log *slog.Logger, cur sto
 		err := s.checkIDToken(vctx, log, cur, &t)
 		cancel()
 		if err != nil {
-			done("refused")
+			done(OutcomeRefused)
 			s.release(ctx, store.Claim{Held: true, Row: cur, Lease: lease}, true)
 			return store.Tokens{}, err
 		}
 	}
 	return s.persist(ctx, log, cur, lease, t, func(outcome string) {
-		if outcome == "ok" {
-			log.Info("refresh", "outcome", "ok", "duration", time.Since(start))
+		if outcome == OutcomeOK {
+			log.Info("refresh", "outcome", outcome, "duration", time.Since(start))
 		}
 		done(outcome)
 	})
@@ -304,27 +304,25 @@ func (s *InProcessService) refused(log *slog.Logger, cur store.Row, err error, s
 		}
 		return &backoffError{provider: cur.Provider, session: session, wait: s.backoff.fail(key, RetryAfter(err)), cause: err}
 	}
-	switch {
-	case errors.Is(err, ErrRefreshFailed):
-		log.Info("refresh", "outcome", "refused", "duration", elapsed, "error", err)
-		done("refused")
-		return err
-	case errors.Is(err, ErrProviderMisconfigured):
+	outcome := RefreshOutcome(err)
+	switch outcome {
+	case OutcomeRefused:
+		log.Info("refresh", "outcome", outcome, "duration", elapsed, "error", err)
+	case OutcomeMisconfigured:
 		p := pause(false)
-		log.Error("refresh", "outcome", "misconfigured", "duration", elapsed, "backoff", p.wait, "error", err)
-		done("misconfigured")
-		return p
-	case errors.Is(err, ErrUnknownRefusal):
+		log.Error("refresh", "outcome", outcome, "duration", elapsed, "backoff", p.wait, "error", err)
+		err = p
+	case OutcomeUnknownRefusal:
 		p := pause(true)
-		log.Warn("refresh", "outcome", "unknown_refusal", "duration", elapsed, "backoff", p.wait, "error", err)
-		done("unknown_refusal")
-		return p
+		log.Warn("refresh", "outcome", outcome, "duration", elapsed, "backoff", p.wait, "error", err)
+		err = p
 	default:
 		p := pause(false)
-		log.Warn("refresh", "outcome", "unavailable", "duration", elapsed, "backoff", p.wait, "error", err)
-		done("unavailable")
-		return p
+		log.Warn("refresh", "outcome", outcome, "duration", elapsed, "backoff", p.wait, "error", err)
+		err = p
 	}
+	done(outcome)
+	return err
 }
 
 // checkIDToken verifies a refreshed ID token for an OIDC provider: its
@@ -344,10 +342,10 @@ func (s *InProcessService) checkIDToken(ctx context.Context, log *slog.Logger, c
 		t.IDToken = cur.IDToken
 		return nil
 	case err != nil:
-		log.Warn("refresh", "outcome", "refused", "why", "invalid ID token", "error", err)
+		log.Warn("refresh", "outcome", OutcomeRefused, "why", "invalid ID token", "error", err)
 		return fmt.Errorf("%w: provider %q returned an invalid ID token: %w", ErrRefreshFailed, cur.Provider, err)
 	case cur.UpstreamSubject != "" && sub != cur.UpstreamSubject:
-		log.Warn("refresh", "outcome", "refused", "why", "ID token subject differs from the stored upstream subject")
+		log.Warn("refresh", "outcome", OutcomeRefused, "why", "ID token subject differs from the stored upstream subject")
 		return fmt.Errorf("%w: provider %q returned an ID token for another subject", ErrRefreshFailed, cur.Provider)
 	}
 	return nil
@@ -355,7 +353,7 @@ func (s *InProcessService) checkIDToken(ctx context.Context, log *slog.Logger, c
 
 // persist stores refreshed tokens and releases the lease. The provider may
 // have rotated the refresh token, so the write has a budget of its own and
-// is retried while the store's failure is passing; if the store still fails
+// is retried while the store's failure is transient; if the store still fails
 // when the budget is spent, the write is deferred (see pending) and the new
 // tokens are served meanwhile. If the row changed since the claim (a new
 // login wrote it), the newer row wins.
@@ -368,15 +366,15 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 		_, err = s.storage.CompleteRefresh(ctx, cur.SessionID, cur.Provider, lease, t)
 		switch {
 		case err == nil:
-			done("ok")
+			done(OutcomeOK)
 			return t, nil
 		case errors.Is(err, store.ErrNotFound):
-			log.Info("refresh", "outcome", "superseded", "why", "the session was deleted during the refresh")
-			done("superseded")
+			log.Info("refresh", "outcome", OutcomeSuperseded, "why", "the session was deleted during the refresh")
+			done(OutcomeSuperseded)
 			return store.Tokens{}, fmt.Errorf("%w: session deleted during refresh at provider %q", ErrSessionNotFound, cur.Provider)
 		case errors.Is(err, store.ErrLeaseLost):
-			log.Warn("refresh", "outcome", "superseded", "why", "the row changed during the refresh; its new content wins")
-			done("superseded")
+			log.Warn("refresh", "outcome", OutcomeSuperseded, "why", "the row changed during the refresh; its new content wins")
+			done(OutcomeSuperseded)
 			return store.Tokens{}, fmt.Errorf("%w: the session changed during the refresh at provider %q; retry", ErrUpstreamUnavailable, cur.Provider)
 		}
 		if !errors.Is(err, store.ErrUnavailable) || attempt == maxPersistAttempts || !sleep(ctx, wait) {
@@ -385,12 +383,12 @@ func (s *InProcessService) persist(ctx context.Context, log *slog.Logger, cur st
 		wait *= 2
 	}
 	if errors.Is(err, store.ErrUnavailable) && s.deferWrite(cur, lease, t) {
-		log.Warn("refresh", "outcome", "deferred", "why", "the store failed; the new tokens are kept in memory, served by this process and written as soon as the store answers", "error", err)
-		done("deferred")
+		log.Warn("refresh", "outcome", OutcomeDeferred, "why", "the store failed; the new tokens are kept in memory, served by this process and written as soon as the store answers", "error", err)
+		done(OutcomeDeferred)
 		return t, nil
 	}
-	done("not_stored")
-	log.Error("refresh", "outcome", "not_stored", "why", "the store failed; the provider's new tokens are lost and the next refresh may need re-authentication", "error", err)
+	done(OutcomeNotStored)
+	log.Error("refresh", "outcome", OutcomeNotStored, "why", "the store failed; the provider's new tokens are lost and the next refresh may need re-authentication", "error", err)
 	return store.Tokens{}, fmt.Errorf("%w: refreshed tokens for provider %q could not be stored: %w", ErrUpstreamUnavailable, cur.Provider, err)
 }
 

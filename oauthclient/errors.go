@@ -1,4 +1,4 @@
-package refresh
+package oauthclient
 
 import (
 	"context"
@@ -18,19 +18,6 @@ import (
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
-// ErrProviderMisconfigured means the provider rejected our own client
-// registration (invalid_client, unauthorized_client,
-// unsupported_grant_type). It always comes together with
-// upstreamtoken.ErrUpstreamUnavailable: the user's refresh token is not to
-// blame and must not be discarded, but an operator must fix the
-// configuration. It is upstreamtoken.ErrProviderMisconfigured.
-var ErrProviderMisconfigured = upstreamtoken.ErrProviderMisconfigured
-
-// ErrUnknownRefusal means the provider answered a 4xx with an OAuth error
-// code that is in none of the classes below. It always comes together with
-// upstreamtoken.ErrUpstreamUnavailable. It is upstreamtoken.ErrUnknownRefusal.
-var ErrUnknownRefusal = upstreamtoken.ErrUnknownRefusal
-
 // MaxRetryAfter caps the Retry-After hint taken from a provider's response.
 const MaxRetryAfter = time.Hour
 
@@ -48,11 +35,11 @@ const MaxRetryAfter = time.Hour
 //     Microsoft Entra answers under conditional access) or bad_refresh_token
 //     (GitHub, with HTTP 200);
 //   - our client registration: upstreamtoken.ErrUpstreamUnavailable and
-//     ErrProviderMisconfigured: invalid_client, unauthorized_client,
-//     unsupported_grant_type;
+//     upstreamtoken.ErrProviderMisconfigured: invalid_client,
+//     unauthorized_client, unsupported_grant_type;
 //   - nobody known: upstreamtoken.ErrUpstreamUnavailable and
-//     ErrUnknownRefusal for a 4xx (or 2xx) answer with any other well-formed
-//     OAuth error code;
+//     upstreamtoken.ErrUnknownRefusal for a 4xx (or 2xx) answer with any
+//     other well-formed OAuth error code;
 //   - the provider's health: upstreamtoken.ErrUpstreamUnavailable alone for
 //     everything else: HTTP 5xx or 429 (whatever the error code),
 //     temporarily_unavailable, server_error, slow_down, a non-2xx
@@ -83,7 +70,7 @@ type Error struct {
 // Error implements error.
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "refresh: provider %q: %s", e.Provider, e.summary)
+	fmt.Fprintf(&b, "oauthclient: provider %q: %s", e.Provider, e.summary)
 	var details []string
 	if e.Status != 0 {
 		details = append(details, "HTTP "+strconv.Itoa(e.Status))
@@ -107,6 +94,14 @@ func (e *Error) Error() string {
 
 // Unwrap returns the sentinels the error stands for (see Error).
 func (e *Error) Unwrap() []error { return e.errs }
+
+// HTTPStatus returns the HTTP status of the provider's answer, 0 if there was
+// none.
+func (e *Error) HTTPStatus() int { return e.Status }
+
+// OAuthErrorCode returns the well-formed OAuth error code the provider sent,
+// "" if none.
+func (e *Error) OAuthErrorCode() string { return e.Code }
 
 // RetryAfter returns the provider's Retry-After hint, 0 if it sent none. It
 // is the hook upstreamtoken.RetryAfter looks for.
@@ -179,9 +174,9 @@ func (c *Client) classify(ctx context.Context, providerName string, a *attempt, 
 			e.errs = []error{upstreamtoken.ErrRefreshFailed}
 			return e
 		case clientCodes[lc]:
-			return unavailable("provider rejected our client configuration", ErrProviderMisconfigured)
+			return unavailable("provider rejected our client configuration", upstreamtoken.ErrProviderMisconfigured)
 		case e.Code != "" && !healthCodes[lc] && (status < 300 || status >= 400):
-			return unavailable("provider refused this refresh with an unknown error code", ErrUnknownRefusal)
+			return unavailable("provider refused this refresh with an unknown error code", upstreamtoken.ErrUnknownRefusal)
 		case code == "" && status >= 300 && status < 400:
 			e.Cause = "redirect not followed"
 		}

@@ -1,6 +1,6 @@
-// Package refresh redeems refresh tokens at upstream identity providers with
-// the OAuth 2.0 refresh_token grant (RFC 6749 section 6), using
-// golang.org/x/oauth2.
+// Package oauthclient is the OAuth 2.0 client that talks to upstream
+// identity providers' token endpoints, using golang.org/x/oauth2. It redeems
+// refresh tokens with the refresh_token grant (RFC 6749 section 6).
 //
 // A Client knows a fixed set of providers by name. Each call to Refresh sends
 // exactly one token request: the client never caches tokens, never probes the
@@ -12,12 +12,14 @@
 // and HTTP status. Test them with errors.Is against
 // upstreamtoken.ErrRefreshFailed (the provider refused the refresh token for
 // good: the user must authenticate again), upstreamtoken.ErrUpstreamUnavailable
-// (passing: retry later) and ErrProviderMisconfigured (passing too, but our own
-// client configuration is wrong: alert an operator). Error messages carry only
+// (transient: retry later), upstreamtoken.ErrProviderMisconfigured
+// (transient too, but our own client configuration is wrong: alert an
+// operator) and upstreamtoken.ErrUnknownRefusal (transient, for the one
+// session whose refresh the provider refused with a code nobody knows). Error messages carry only
 // the provider's name, the HTTP status, the OAuth error code and a short
 // cause: never a token, the client secret or the provider's response body.
 // The package does not log.
-package refresh
+package oauthclient
 
 import (
 	"context"
@@ -32,6 +34,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
+	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -44,7 +47,7 @@ const DefaultHTTPTimeout = 30 * time.Second
 // ErrUnknownProvider means Refresh was asked for a provider the Client was not
 // configured with. It is a fault of the caller's configuration, not of the
 // provider.
-var ErrUnknownProvider = errors.New("refresh: unknown provider")
+var ErrUnknownProvider = errors.New("oauthclient: unknown provider")
 
 // AuthStyle is how the client authenticates to a provider's token endpoint.
 // The zero value is not a valid style: every provider must name one, because
@@ -70,7 +73,7 @@ func ParseAuthStyle(s string) (AuthStyle, error) {
 	case "params":
 		return AuthStyleParams, nil
 	}
-	return 0, fmt.Errorf("refresh: invalid auth style %q: want \"header\" or \"params\"", s)
+	return 0, fmt.Errorf("oauthclient: invalid auth style %q: want \"header\" or \"params\"", s)
 }
 
 // String returns "header" or "params", the spelling ParseAuthStyle accepts.
@@ -87,7 +90,7 @@ func (s AuthStyle) String() string {
 // MarshalText implements encoding.TextMarshaler.
 func (s AuthStyle) MarshalText() ([]byte, error) {
 	if _, ok := s.oauth2(); !ok {
-		return nil, fmt.Errorf("refresh: invalid auth style %d", int(s))
+		return nil, fmt.Errorf("oauthclient: invalid auth style %d", int(s))
 	}
 	return []byte(s.String()), nil
 }
@@ -132,43 +135,28 @@ type Provider struct {
 	Scopes []string
 }
 
-// validate returns every problem of p, naming the provider.
-func (p Provider) validate(name string) []error {
+// Validate reports every problem of p, joined, each a *setting.Error named
+// by the configuration key of its field: token_url (an absolute http or
+// https URL without credentials), client_id (required), auth_style
+// (required: it is never auto-detected) and scopes (RFC 6749
+// scope-tokens). No problem quotes the token URL, which may carry a secret.
+func (p Provider) Validate() error {
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("refresh: provider %q: "+format, append([]any{name}, args...)...))
-	}
-	if name == "" {
-		bad("provider name is empty")
-	}
-	if p.TokenURL == "" {
-		bad("token URL is empty")
-	} else if u, err := url.Parse(p.TokenURL); err != nil {
-		// The parse error would repeat the URL, which might carry a
-		// credential: say only what is wrong.
-		bad("token URL is not a valid URL")
-	} else {
-		switch {
-		case u.Scheme != "http" && u.Scheme != "https":
-			bad("token URL %q must be an absolute http or https URL", u.Redacted())
-		case u.Host == "":
-			bad("token URL %q has no host", u.Redacted())
-		case u.User != nil:
-			bad("token URL %q must not carry credentials: use the client ID and secret", u.Redacted())
-		}
+	u, err := url.Parse(p.TokenURL)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, setting.Errorf("token_url", " must be an absolute http(s) URL"))
+	case u.User != nil:
+		errs = append(errs, setting.Errorf("token_url", " must not carry credentials: use client_id and client_secret"))
 	}
 	if p.ClientID == "" {
-		bad("client ID is empty")
+		errs = append(errs, setting.Errorf("client_id", " is required"))
 	}
 	if _, ok := p.AuthStyle.oauth2(); !ok {
-		bad("auth style is not set: want \"header\" or \"params\"")
+		errs = append(errs, setting.Errorf("auth_style", ` must be "header" or "params" (it is never auto-detected)`))
 	}
-	for _, s := range p.Scopes {
-		if !oauthscope.Valid(s) {
-			bad("invalid scope %q: a scope is a non-empty token of printable ASCII without spaces, quotes or backslashes", s)
-		}
-	}
-	return errs
+	errs = append(errs, oauthscope.Check("scopes", p.Scopes))
+	return errors.Join(errs...)
 }
 
 // Option configures a Client.
@@ -209,7 +197,7 @@ type provider struct {
 }
 
 // New returns a Client for providers, keyed by provider name. It validates
-// every provider and reports all problems at once.
+// every provider (see Provider.Validate) and reports all problems at once.
 func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	var o options
 	for _, opt := range opts {
@@ -230,8 +218,12 @@ func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	var errs []error
 	c := &Client{providers: make(map[string]*provider, len(providers)), now: o.now}
 	for name, p := range providers {
-		if pe := p.validate(name); len(pe) > 0 {
-			errs = append(errs, pe...)
+		if name == "" {
+			errs = append(errs, errors.New("oauthclient: provider name is empty"))
+			continue
+		}
+		if err := p.Validate(); err != nil {
+			errs = append(errs, setting.Prefixed(fmt.Sprintf("oauthclient: provider %q: ", name), err))
 			continue
 		}
 		style, _ := p.AuthStyle.oauth2()
@@ -281,7 +273,7 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 		return store.Tokens{}, fmt.Errorf("%w %q", ErrUnknownProvider, providerName)
 	}
 	if refreshToken == "" {
-		return store.Tokens{}, fmt.Errorf("refresh: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
+		return store.Tokens{}, fmt.Errorf("oauthclient: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
 	}
 	if err := ctx.Err(); err != nil {
 		return store.Tokens{}, c.classify(ctx, providerName, &attempt{}, err)

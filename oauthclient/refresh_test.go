@@ -1,4 +1,4 @@
-package refresh
+package oauthclient
 
 import (
 	"context"
@@ -175,19 +175,19 @@ func TestNewValidation(t *testing.T) {
 			p.TokenURL, p.ClientSecret, p.Scopes = "http://127.0.0.1:8080/oauth/token?x=1", "", []string{"openid", "offline_access"}
 		}},
 		{name: "empty name", key: "-", mutate: func(*Provider) {}, wantErr: []string{"provider name is empty"}},
-		{name: "empty token URL", mutate: func(p *Provider) { p.TokenURL = "" }, wantErr: []string{"token URL is empty"}},
-		{name: "relative token URL", mutate: func(p *Provider) { p.TokenURL = "/token" }, wantErr: []string{"absolute http or https"}},
-		{name: "ftp token URL", mutate: func(p *Provider) { p.TokenURL = "ftp://idp.example/token" }, wantErr: []string{"absolute http or https"}},
-		{name: "no host", mutate: func(p *Provider) { p.TokenURL = "https:///token" }, wantErr: []string{"no host"}},
-		{name: "unparseable", mutate: func(p *Provider) { p.TokenURL = "https://idp.example/%zz" }, wantErr: []string{"not a valid URL"}},
-		{name: "credentials in URL", mutate: func(p *Provider) { p.TokenURL = "https://u:" + clientSecret + "@idp.example/token" }, wantErr: []string{"must not carry credentials"}},
-		{name: "no client ID", mutate: func(p *Provider) { p.ClientID = "" }, wantErr: []string{"client ID is empty"}},
-		{name: "auth style unset", mutate: func(p *Provider) { p.AuthStyle = 0 }, wantErr: []string{"auth style is not set"}},
-		{name: "auth style unknown", mutate: func(p *Provider) { p.AuthStyle = 7 }, wantErr: []string{"auth style is not set"}},
-		{name: "bad scope", mutate: func(p *Provider) { p.Scopes = []string{"openid", "two words"} }, wantErr: []string{`invalid scope "two words"`}},
-		{name: "empty scope", mutate: func(p *Provider) { p.Scopes = []string{""} }, wantErr: []string{`invalid scope ""`}},
+		{name: "empty token URL", mutate: func(p *Provider) { p.TokenURL = "" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "relative token URL", mutate: func(p *Provider) { p.TokenURL = "/token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "ftp token URL", mutate: func(p *Provider) { p.TokenURL = "ftp://idp.example/token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "no host", mutate: func(p *Provider) { p.TokenURL = "https:///token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "unparseable", mutate: func(p *Provider) { p.TokenURL = "https://idp.example/%zz" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "credentials in URL", mutate: func(p *Provider) { p.TokenURL = "https://u:" + clientSecret + "@idp.example/token" }, wantErr: []string{"token_url must not carry credentials"}},
+		{name: "no client ID", mutate: func(p *Provider) { p.ClientID = "" }, wantErr: []string{"client_id is required"}},
+		{name: "auth style unset", mutate: func(p *Provider) { p.AuthStyle = 0 }, wantErr: []string{`auth_style must be "header" or "params"`}},
+		{name: "auth style unknown", mutate: func(p *Provider) { p.AuthStyle = 7 }, wantErr: []string{`auth_style must be "header" or "params"`}},
+		{name: "bad scope", mutate: func(p *Provider) { p.Scopes = []string{"openid", "two words"} }, wantErr: []string{`scopes: "two words" is not a scope-token`}},
+		{name: "empty scope", mutate: func(p *Provider) { p.Scopes = []string{""} }, wantErr: []string{`scopes: "" is not a scope-token`}},
 		{name: "all at once", mutate: func(p *Provider) { *p = Provider{TokenURL: "x"} }, wantErr: []string{
-			`provider "idp": token URL "x" must be an absolute`, "client ID is empty", "auth style is not set",
+			`provider "idp": token_url must be an absolute`, "client_id is required", "auth_style must be",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -412,7 +412,7 @@ func TestNoRetryWithOtherAuthStyle(t *testing.T) {
 			e := newEndpoint(t, respondJSON(401, `{"error":"invalid_client"}`))
 			c := newClient(t, e.url(), func(p *Provider) { p.AuthStyle = style })
 			_, err := c.Refresh(context.Background(), "idp", oldRT)
-			if !errors.Is(err, ErrProviderMisconfigured) {
+			if !errors.Is(err, upstreamtoken.ErrProviderMisconfigured) {
 				t.Errorf("err = %v, want ErrProviderMisconfigured", err)
 			}
 			if n := len(e.requests()); n != 1 {
@@ -426,7 +426,7 @@ type class int
 
 const (
 	permanent class = iota + 1
-	passing
+	transient
 	misconfigured
 	unknownRefusal
 )
@@ -437,20 +437,20 @@ func checkClass(t *testing.T, err error, want class) {
 	var ok bool
 	switch want {
 	case permanent:
-		ok = is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrUpstreamUnavailable) && !is(ErrProviderMisconfigured)
-	case passing:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrRefreshFailed) && !is(ErrProviderMisconfigured)
+		ok = is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrProviderMisconfigured)
+	case transient:
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && !is(upstreamtoken.ErrRefreshFailed) && !is(upstreamtoken.ErrProviderMisconfigured)
 	case misconfigured:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(upstreamtoken.ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
 	case unknownRefusal:
-		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(ErrUnknownRefusal) && !is(ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
+		ok = is(upstreamtoken.ErrUpstreamUnavailable) && is(upstreamtoken.ErrUnknownRefusal) && !is(upstreamtoken.ErrProviderMisconfigured) && !is(upstreamtoken.ErrRefreshFailed)
 	}
-	if want != unknownRefusal && is(ErrUnknownRefusal) {
+	if want != unknownRefusal && is(upstreamtoken.ErrUnknownRefusal) {
 		ok = false
 	}
 	if !ok {
 		t.Errorf("err = %v: refused=%v unavailable=%v misconfigured=%v; want class %d", err,
-			is(upstreamtoken.ErrRefreshFailed), is(upstreamtoken.ErrUpstreamUnavailable), is(ErrProviderMisconfigured), want)
+			is(upstreamtoken.ErrRefreshFailed), is(upstreamtoken.ErrUpstreamUnavailable), is(upstreamtoken.ErrProviderMisconfigured), want)
 	}
 }
 
@@ -484,32 +484,32 @@ func TestRefreshFailureClassification(t *testing.T) {
 		{name: "400 interaction_required (Entra)", h: respondJSON(400, `{"error":"interaction_required",`+desc+`}`), class: permanent, status: 400, code: "interaction_required"},
 		{name: "400 consent_required", h: respondJSON(400, `{"error":"consent_required"}`), class: permanent, status: 400, code: "consent_required"},
 		{name: "400 login_required", h: respondJSON(400, `{"error":"login_required"}`), class: permanent, status: 400, code: "login_required"},
-		{name: "500 no body", h: respond(500, "", ""), class: passing, status: 500, wantInMsg: []string{"unavailable", "HTTP 500"}},
-		{name: "500 html", h: respond(500, "text/html", "<html>"+bodyMarker+"</html>"), class: passing, status: 500},
-		{name: "500 with invalid_grant is not trusted", h: respondJSON(500, `{"error":"invalid_grant"}`), class: passing, status: 500, code: "invalid_grant"},
-		{name: "502 server_error", h: respondJSON(502, `{"error":"server_error",`+desc+`}`), class: passing, status: 502, code: "server_error"},
+		{name: "500 no body", h: respond(500, "", ""), class: transient, status: 500, wantInMsg: []string{"unavailable", "HTTP 500"}},
+		{name: "500 html", h: respond(500, "text/html", "<html>"+bodyMarker+"</html>"), class: transient, status: 500},
+		{name: "500 with invalid_grant is not trusted", h: respondJSON(500, `{"error":"invalid_grant"}`), class: transient, status: 500, code: "invalid_grant"},
+		{name: "502 server_error", h: respondJSON(502, `{"error":"server_error",`+desc+`}`), class: transient, status: 502, code: "server_error"},
 		{name: "503 Retry-After seconds", h: respondJSON(503, `{"error":"temporarily_unavailable",`+desc+`}`, "Retry-After", "7"),
-			class: passing, status: 503, code: "temporarily_unavailable", retry: 7 * time.Second, wantInMsg: []string{"retry after 7s"}},
-		{name: "429 Retry-After date", h: respond(429, "text/plain", bodyMarker, "Retry-After", retryDate), class: passing, status: 429, retry: 90 * time.Second},
-		{name: "429 with invalid_grant is not trusted", h: respondJSON(429, `{"error":"invalid_grant"}`), class: passing, status: 429, code: "invalid_grant"},
-		{name: "429 huge Retry-After capped", h: respond(429, "", "", "Retry-After", "99999999999999999999999"), class: passing, status: 429, retry: MaxRetryAfter},
-		{name: "400 temporarily_unavailable", h: respondJSON(400, `{"error":"temporarily_unavailable"}`), class: passing, status: 400, code: "temporarily_unavailable"},
-		{name: "400 slow_down", h: respondJSON(400, `{"error":"slow_down"}`), class: passing, status: 400, code: "slow_down"},
+			class: transient, status: 503, code: "temporarily_unavailable", retry: 7 * time.Second, wantInMsg: []string{"retry after 7s"}},
+		{name: "429 Retry-After date", h: respond(429, "text/plain", bodyMarker, "Retry-After", retryDate), class: transient, status: 429, retry: 90 * time.Second},
+		{name: "429 with invalid_grant is not trusted", h: respondJSON(429, `{"error":"invalid_grant"}`), class: transient, status: 429, code: "invalid_grant"},
+		{name: "429 huge Retry-After capped", h: respond(429, "", "", "Retry-After", "99999999999999999999999"), class: transient, status: 429, retry: MaxRetryAfter},
+		{name: "400 temporarily_unavailable", h: respondJSON(400, `{"error":"temporarily_unavailable"}`), class: transient, status: 400, code: "temporarily_unavailable"},
+		{name: "400 slow_down", h: respondJSON(400, `{"error":"slow_down"}`), class: transient, status: 400, code: "slow_down"},
 		{name: "400 unknown code", h: respondJSON(400, `{"error":"something_new",`+desc+`}`), class: unknownRefusal, status: 400, code: "something_new",
 			wantInMsg: []string{"unknown error code", `"something_new"`}},
 		{name: "403 unknown code", h: respondJSON(403, `{"error":"access_denied"}`), class: unknownRefusal, status: 403, code: "access_denied"},
 		{name: "200 unknown code", h: respondJSON(200, `{"error":"something_new"}`), class: unknownRefusal, status: 200, code: "something_new"},
-		{name: "400 without code", h: respondJSON(400, `{`+desc+`}`), class: passing, status: 400},
-		{name: "400 code with digits", h: respondJSON(400, `{"error":"`+bodyMarker+`"}`), class: passing, status: 400, cause: "malformed OAuth error code"},
-		{name: "400 malformed code", h: respondJSON(400, `{"error":"`+bodyMarker+` `+oldRT+`"}`), class: passing, status: 400, cause: "malformed OAuth error code"},
-		{name: "404 html", h: respond(404, "text/html", bodyMarker), class: passing, status: 404},
+		{name: "400 without code", h: respondJSON(400, `{`+desc+`}`), class: transient, status: 400},
+		{name: "400 code with digits", h: respondJSON(400, `{"error":"`+bodyMarker+`"}`), class: transient, status: 400, cause: "malformed OAuth error code"},
+		{name: "400 malformed code", h: respondJSON(400, `{"error":"`+bodyMarker+` `+oldRT+`"}`), class: transient, status: 400, cause: "malformed OAuth error code"},
+		{name: "404 html", h: respond(404, "text/html", bodyMarker), class: transient, status: 404},
 		{name: "307 redirect not followed", h: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
-		}, class: passing, status: 307, cause: "redirect not followed"},
-		{name: "200 garbage", h: respondJSON(200, "<html>"+bodyMarker+" "+newAT), class: passing, status: 200, cause: "unparseable response"},
+		}, class: transient, status: 307, cause: "redirect not followed"},
+		{name: "200 garbage", h: respondJSON(200, "<html>"+bodyMarker+" "+newAT), class: transient, status: 200, cause: "unparseable response"},
 		{name: "200 without access_token", h: respondJSON(200, `{"token_type":"Bearer","refresh_token":"`+newRT+`","id_token":"`+idToken+`"}`),
-			class: passing, status: 200, cause: "response without access_token"},
-		{name: "200 empty body", h: respond(200, "application/json", ""), class: passing, status: 200, cause: "unparseable response"},
+			class: transient, status: 200, cause: "response without access_token"},
+		{name: "200 empty body", h: respond(200, "application/json", ""), class: transient, status: 200, cause: "unparseable response"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, tc.h)
@@ -571,7 +571,7 @@ func TestRefreshTimeout(t *testing.T) {
 		if d := time.Since(start); d > 5*time.Second {
 			t.Errorf("Refresh took %v", d)
 		}
-		checkClass(t, err, passing)
+		checkClass(t, err, transient)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("err = %v, want it to wrap context.DeadlineExceeded", err)
 		}
@@ -588,7 +588,7 @@ func TestRefreshTimeout(t *testing.T) {
 		e := newEndpoint(t, slow)
 		c := newClient(t, e.url(), nil, WithHTTPClient(&http.Client{Timeout: 100 * time.Millisecond}))
 		_, err := c.Refresh(context.Background(), "idp", oldRT)
-		checkClass(t, err, passing)
+		checkClass(t, err, transient)
 		var re *Error
 		if !errors.As(err, &re) || re.Cause != "timeout" {
 			t.Errorf("err = %v, want cause timeout", err)
@@ -605,7 +605,7 @@ func TestRefreshCanceled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := c.Refresh(ctx, "idp", oldRT)
-	checkClass(t, err, passing)
+	checkClass(t, err, transient)
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("err = %v, want it to wrap context.Canceled", err)
 	}
@@ -620,7 +620,7 @@ func TestRefreshConnectionRefused(t *testing.T) {
 	srv.Close()
 	c := newClient(t, tokenURL, nil)
 	_, err := c.Refresh(context.Background(), "idp", oldRT)
-	checkClass(t, err, passing)
+	checkClass(t, err, transient)
 	var re *Error
 	if !errors.As(err, &re) || re.Cause != "connection refused" || re.Status != 0 {
 		t.Errorf("err = %v, want cause connection refused", err)
