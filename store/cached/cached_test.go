@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/cached"
 	"github.com/extauthz/extauthz/store/memory"
@@ -57,23 +58,6 @@ func (c counting) GetSession(ctx context.Context, sessionID string) ([]store.Row
 	return rows, err
 }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 var t0 = time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
 
 func row(session, provider, access string, expires time.Time) store.Row {
@@ -84,12 +68,12 @@ func row(session, provider, access string, expires time.Time) store.Row {
 type fixture struct {
 	inner counting
 	c     *cached.Store
-	clock *clock
+	clock *testutil.Clock
 }
 
 func newFixture(t *testing.T, size int) *fixture {
 	t.Helper()
-	f := &fixture{inner: newCounting(), clock: &clock{t: t0}}
+	f := &fixture{inner: newCounting(), clock: testutil.NewClock(t0)}
 	f.c = cached.New(f.inner, cached.Options{Size: size, Skew: 30 * time.Second, Now: f.clock.Now})
 	f.c.Trust(forever())
 	return f
