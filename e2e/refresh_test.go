@@ -545,7 +545,7 @@ func TestReplicaStoppedBeforeProviderProcessedDoesNotOverwrite(t *testing.T) {
 }
 
 // 7. Provider failures are classified: invalid_grant is permanent,
-// invalid_client and 5xx and time-outs are passing.
+// invalid_client and 5xx and time-outs are transient.
 func TestProviderFailuresClassified(t *testing.T) {
 	t.Parallel()
 	c := newCluster(t)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/testutil"
@@ -290,42 +291,46 @@ func TestWritesInvalidate(t *testing.T) {
 }
 
 func TestBypassedUntilTrusted(t *testing.T) {
-	inner := newCounting()
-	c := cached.New(inner, cached.Options{Size: 10})
-	if err := inner.Store.Put(t.Context(), row("s1", "gh", "at", time.Now().Add(time.Hour))); err != nil {
-		t.Fatal(err)
-	}
-	read := func() int64 {
-		before := inner.reads.Load()
-		if _, err := c.Get(t.Context(), "s1", "gh"); err != nil {
+	// In a bubble the clock moves only when every goroutine waits, so the
+	// trust runs out exactly when it should, not roughly.
+	synctest.Test(t, func(t *testing.T) {
+		inner := newCounting()
+		c := cached.New(inner, cached.Options{Size: 10})
+		if err := inner.Store.Put(t.Context(), row("s1", "gh", "at", time.Now().Add(time.Hour))); err != nil {
 			t.Fatal(err)
 		}
-		return inner.reads.Load() - before
-	}
-	for range 3 {
-		if read() != 1 {
-			t.Fatal("untrusted cache served a read")
+		read := func() int64 {
+			before := inner.reads.Load()
+			if _, err := c.Get(t.Context(), "s1", "gh"); err != nil {
+				t.Fatal(err)
+			}
+			return inner.reads.Load() - before
 		}
-	}
-	if st := c.Stats(); st.Bypassed != 3 || st.Sessions != 0 {
-		t.Fatalf("Stats = %+v; want 3 bypassed, nothing cached", st)
-	}
-	c.Trust(time.Now().Add(200 * time.Millisecond))
-	if read() != 1 || read() != 0 {
-		t.Fatal("trusted cache not used")
-	}
-	time.Sleep(250 * time.Millisecond) // trust runs out by itself
-	if c.Trusted() || read() != 1 {
-		t.Fatal("cache used after its trust ran out")
-	}
-	c.Trust(forever())
-	if read() != 0 {
-		t.Fatal("entry lost while trust lapsed without an invalidation")
-	}
-	c.Trust(time.Time{})
-	if read() != 1 {
-		t.Fatal("cache used after Trust(zero)")
-	}
+		for range 3 {
+			if read() != 1 {
+				t.Fatal("untrusted cache served a read")
+			}
+		}
+		if st := c.Stats(); st.Bypassed != 3 || st.Sessions != 0 {
+			t.Fatalf("Stats = %+v; want 3 bypassed, nothing cached", st)
+		}
+		c.Trust(time.Now().Add(200 * time.Millisecond))
+		if read() != 1 || read() != 0 {
+			t.Fatal("trusted cache not used")
+		}
+		time.Sleep(200 * time.Millisecond) // trust runs out by itself, exactly then
+		if c.Trusted() || read() != 1 {
+			t.Fatal("cache used after its trust ran out")
+		}
+		c.Trust(forever())
+		if read() != 0 {
+			t.Fatal("entry lost while trust lapsed without an invalidation")
+		}
+		c.Trust(time.Time{})
+		if read() != 1 {
+			t.Fatal("cache used after Trust(zero)")
+		}
+	})
 }
 
 // TestInvalidationDuringReadWins checks that a read which an invalidation

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/cached"
 	"github.com/extauthz/extauthz/store/postgres"
@@ -99,20 +100,8 @@ func newReplica(t *testing.T, name, dsn string, o replicaOptions) *replica {
 	wg.Go(func() { r.listener.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	r.svc = upstreamtoken.NewInProcessService(r.cache, o.refresher, upstreamtoken.WithSkew(o.skew))
-	waitFor(t, 10*time.Second, name+" listening", func() bool { return r.listener.Up() && r.cache.Trusted() })
+	testutil.Eventually(t, 10*time.Second, name+" listening", func() bool { return r.listener.Up() && r.cache.Trusted() })
 	return r
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > within {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // access returns the access token r serves for (session, provider) through
@@ -145,7 +134,7 @@ func (r *replica) served(t *testing.T, session, provider, want string) int64 {
 // and fails unless that happened within the staleness bound.
 func (r *replica) changesWithin(t *testing.T, session, provider, old string) {
 	t.Helper()
-	took := waitFor(t, staleness+margin, r.name+" stops serving the old token", func() bool {
+	took := testutil.Eventually(t, staleness+margin, r.name+" stops serving the old token", func() bool {
 		got, err := r.access(t, session, provider)
 		return err != nil || got != old
 	})
@@ -158,7 +147,7 @@ func (r *replica) changesWithin(t *testing.T, session, provider, old string) {
 func (r *replica) settle(t *testing.T) {
 	t.Helper()
 	now := time.Now()
-	waitFor(t, 5*time.Second, r.name+" synced", func() bool { return r.listener.Synced(now) })
+	testutil.Eventually(t, 5*time.Second, r.name+" synced", func() bool { return r.listener.Synced(now) })
 }
 
 func pgRow(session, provider, access string) store.Row {
@@ -301,7 +290,7 @@ func TestClaimsDoNotNotify(t *testing.T) {
 	if err := a.cache.ReleaseRefresh(t.Context(), "s1", "gh", c.Lease, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, staleness+margin, "B sees the re-authentication mark", func() bool {
+	testutil.Eventually(t, staleness+margin, "B sees the re-authentication mark", func() bool {
 		r, err := b.cache.Get(t.Context(), "s1", "gh")
 		return err == nil && r.NeedsReauth
 	})
@@ -331,7 +320,7 @@ func TestListenerKilledBypassesCache(t *testing.T) {
 		t.Fatal("no listener backend")
 	}
 	sqlExec(t, dsn, `SELECT pg_terminate_backend($1)`, int32(pid))
-	waitFor(t, staleness, "B notices its listener is gone", func() bool { return !b.listener.Up() })
+	testutil.Eventually(t, staleness, "B notices its listener is gone", func() bool { return !b.listener.Up() })
 	if b.cache.Trusted() {
 		t.Fatal("B still trusts its cache with its listener down")
 	}
@@ -346,7 +335,7 @@ func TestListenerKilledBypassesCache(t *testing.T) {
 		t.Fatalf("B caches %d sessions while its listener is down", st.Sessions)
 	}
 
-	waitFor(t, 10*time.Second, "B listens again", func() bool { return b.listener.Up() && b.cache.Trusted() })
+	testutil.Eventually(t, 10*time.Second, "B listens again", func() bool { return b.listener.Up() && b.cache.Trusted() })
 	if b.listener.BackendPID() == pid {
 		t.Fatal("same backend after the reconnection")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/postgres"
 )
@@ -69,17 +70,6 @@ func (s *sink) key() []byte {
 	return s.notifyKey
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func startListener(t *testing.T, dsn string, s *sink, opts ...postgres.ListenerOption) *postgres.Listener {
 	t.Helper()
 	l, err := postgres.NewListener(dsn, s, opts...)
@@ -110,7 +100,7 @@ func TestListenerPassesNotificationsOn(t *testing.T) {
 	dsn := pgtest.New(t)
 	s := &sink{}
 	l := startListener(t, dsn, s)
-	eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
+	testutil.Eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
 	if _, all := s.state(); all == 0 {
 		t.Error("no InvalidateAll after LISTEN: changes before it would stay cached")
 	}
@@ -130,7 +120,7 @@ func TestListenerPassesNotificationsOn(t *testing.T) {
 	if err := st.Put(t.Context(), row("s\x01\"1", "gh")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "the Put reported", func() bool {
+	testutil.Eventually(t, time.Second, "the Put reported", func() bool {
 		tags, _ := s.state()
 		return len(tags) == 1 && tags[0] == store.NotifyTag(dbKey, "s\x01\"1")
 	})
@@ -141,7 +131,7 @@ func TestListenerPassesNotificationsOn(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, time.Second, "unknown payloads forget everything", func() bool {
+	testutil.Eventually(t, time.Second, "unknown payloads forget everything", func() bool {
 		_, all := s.state()
 		return all == before+5
 	})
@@ -149,14 +139,14 @@ func TestListenerPassesNotificationsOn(t *testing.T) {
 	if _, err := conn.Exec(t.Context(), `UPDATE extauthz_notify_key SET key = sha256(key)`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "the new key taken up", func() bool {
+	testutil.Eventually(t, time.Second, "the new key taken up", func() bool {
 		_, all := s.state()
 		return string(s.key()) != string(dbKey) && all > before+5
 	})
 	if err := st.Put(t.Context(), row("s2", "gh")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Second, "the Put reported under the new key", func() bool {
+	testutil.Eventually(t, time.Second, "the Put reported under the new key", func() bool {
 		tags, _ := s.state()
 		return len(tags) == 2 && tags[1] == store.NotifyTag(s.key(), "s2")
 	})
@@ -280,22 +270,22 @@ func TestListenerTrustLapsesWhenTheConnectionStalls(t *testing.T) {
 	s := &sink{}
 	l := startListener(t, viaProxy(t, dsn, p.ln.Addr().String()), s,
 		postgres.WithReconnectBackoff(50*time.Millisecond, 50*time.Millisecond))
-	eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
+	testutil.Eventually(t, 5*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
 
 	p.pause()
 	start := time.Now()
-	eventually(t, postgres.DefaultStaleness+200*time.Millisecond, "trust lapses while the connection stalls", func() bool { return !s.trusted() })
+	testutil.Eventually(t, postgres.DefaultStaleness+200*time.Millisecond, "trust lapses while the connection stalls", func() bool { return !s.trusted() })
 	t.Logf("trust lapsed %v after the stall", time.Since(start).Round(time.Millisecond))
 	_, allBefore := s.state()
 	p.resume()
-	eventually(t, 2*time.Second, "trust back once the connection answers", s.trusted)
+	testutil.Eventually(t, 2*time.Second, "trust back once the connection answers", s.trusted)
 	if _, all := s.state(); all != allBefore {
 		t.Error("the cache was cleared although no notification can have been lost")
 	}
 
 	pid := l.BackendPID()
 	p.cut()
-	eventually(t, 5*time.Second, "reconnected", func() bool { return l.Up() && s.trusted() && l.BackendPID() != pid })
+	testutil.Eventually(t, 5*time.Second, "reconnected", func() bool { return l.Up() && s.trusted() && l.BackendPID() != pid })
 	if _, all := s.state(); all < allBefore+2 {
 		t.Errorf("InvalidateAll called %d times over a reconnection, want at least 2 (on loss, after LISTEN)", all-allBefore)
 	}
