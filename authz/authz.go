@@ -224,17 +224,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 	if cfg.ResourceMetadata != "" {
 		d.challenge += `, resource_metadata=` + quote(cfg.ResourceMetadata)
 	}
-	names := map[string]bool{"authorization": true}
-	for _, p := range cfg.Providers {
-		names[p.header()] = true
-		if p.IDTokenHeader != "" {
-			names[p.IDTokenHeader] = true
-		}
-	}
-	for n := range names {
-		d.allHeaders = append(d.allHeaders, n)
-	}
-	sort.Strings(d.allHeaders)
+	d.allHeaders = cfg.HeaderNames()
 	for i, r := range cfg.Routes {
 		p := d.routePolicy(fmt.Sprintf("routes[%d]", i), &r)
 		r.Host = cleanHost(r.Host)
@@ -259,6 +249,27 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 	})
 	d.fallback = d.routePolicy("default_route", &d.cfg.DefaultRoute)
 	return d
+}
+
+// HeaderNames returns, sorted and without repeats, every header name a
+// Decider built from c could set on any route: each provider's header and
+// ID-token header, and "authorization" whether or not a provider writes it
+// (a caller's own Authorization must never pass). A proxy removes those an
+// answer does not set.
+func (c Config) HeaderNames() []string {
+	names := map[string]bool{"authorization": true}
+	for _, p := range c.Providers {
+		names[p.header()] = true
+		if p.IDTokenHeader != "" {
+			names[p.IDTokenHeader] = true
+		}
+	}
+	out := make([]string, 0, len(names))
+	for n := range names {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (p Provider) header() string {
