@@ -48,6 +48,7 @@ Usage:
   extauthz keys generate              print a new random encryption key
   extauthz keys rotate --config FILE  re-encrypt every row under encryption.primary, online
   extauthz gc [--config FILE | --database-url URL] [--batch N]  delete expired sessions now
+  extauthz proxy-config nginx --config FILE [--backend URL]     print the proxy's configuration
   extauthz version
 `
 
@@ -73,6 +74,8 @@ func Run(ctx context.Context, args []string, env Env) int {
 		err = demoCmd(ctx, args[1:], env)
 	case "gc":
 		err = gcCmd(ctx, args[1:], env)
+	case "proxy-config":
+		err = proxyConfigCmd(ctx, args[1:], env)
 	case "version", "--version", "-version":
 		fmt.Fprintln(env.Stdout, "extauthz", versionString())
 	case "help", "-h", "--help":

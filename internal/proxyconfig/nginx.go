@@ -80,9 +80,9 @@ func AuthURL(network, addr string, tls bool) (string, error) {
 	return u.String(), nil
 }
 
-// checkBackend refuses a backend that is not an http(s) URL or that would
+// CheckBackend refuses a backend that is not an http(s) URL or that would
 // break out of its proxy_pass directive.
-func checkBackend(b string) error {
+func CheckBackend(b string) error {
 	u, err := url.Parse(b)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("backend %q: want an http:// or https:// URL (e.g. http://backend or http://127.0.0.1:8080)", b)
@@ -120,7 +120,7 @@ func (n Nginx) Config() (string, error) {
 		return "", fmt.Errorf("no auth target")
 	}
 	if n.Backend != "" {
-		if err := checkBackend(n.Backend); err != nil {
+		if err := CheckBackend(n.Backend); err != nil {
 			return "", err
 		}
 	}

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/extauthz/extauthz/jwtauth/jwttest"
+	"github.com/extauthz/extauthz/tokencrypt"
+)
+
+// proxyConfigText is a configuration with listen.http set to listenHTTP
+// (omitted when empty) and two providers, one with its own header and an
+// ID-token header.
+func proxyConfigText(t *testing.T, listenHTTP string) string {
+	t.Helper()
+	listen := "listen:\n  grpc: 127.0.0.1:9001\n"
+	if listenHTTP != "" {
+		listen += "  http: " + listenHTTP + "\n"
+	}
+	return listen + fmt.Sprintf(`database:
+  url: postgres://extauthz@db.test/extauthz
+jwt:
+  issuer: https://as.test
+  audiences: [api]
+  jwks_file: %s
+providers:
+  gh: {token_url: "https://gh.test/token", client_id: gh, auth_style: params}
+  google: {token_url: "https://google.test/token", client_id: g, auth_style: params, header: X-Google-Token, id_token_header: x-google-id-token}
+default_providers: [gh]
+encryption:
+  keys:
+    - id: k1
+      key: %s
+`, jwttest.NewSigner(t).WriteJWKSFile(t), tokencrypt.GenerateKey())
+}
+
+// TestProxyConfigCommand: exit codes and messages of proxy-config, and the
+// nginx configuration it prints for every configured header.
+func TestProxyConfigCommand(t *testing.T) {
+	good := proxyConfigText(t, "127.0.0.1:9002")
+	for _, tc := range []struct {
+		name string
+		args []string
+		text string
+		code int
+		out  []string
+	}{
+		{"nginx", []string{"nginx", "--backend", "http://backend"}, good, ExitOK, []string{
+			"proxy_pass http://127.0.0.1:9002/auth;",
+			"auth_request_set $extauthz_authorization $upstream_http_authorization;",
+			"auth_request_set $extauthz_x_google_token $upstream_http_x_google_token;",
+			"auth_request_set $extauthz_x_google_id_token $upstream_http_x_google_id_token;",
+			"proxy_set_header X-Google-Id-Token $extauthz_x_google_id_token;",
+			"proxy_pass http://backend;",
+		}},
+		{"unix socket", []string{"nginx"}, proxyConfigText(t, "unix:/run/extauthz/http.sock"), ExitOK, []string{
+			"proxy_pass http://unix:/run/extauthz/http.sock:/auth;", "# proxy_pass http://BACKEND;",
+		}},
+		{"no listen.http", []string{"nginx"}, proxyConfigText(t, ""), ExitUsage, []string{"listen.http is not set"}},
+		{"port 0", []string{"nginx"}, proxyConfigText(t, "127.0.0.1:0"), ExitUsage, []string{"listen.http", "fixed port"}},
+		{"invalid configuration", []string{"nginx"}, strings.Replace(good, "default_providers: [gh]", "default_providers: [nope]", 1),
+			ExitUsage, []string{`"nope" is not defined`}},
+		{"bad backend", []string{"nginx", "--backend", "backend:80"}, good, ExitUsage, []string{"--backend"}},
+		{"caddy", []string{"caddy"}, good, ExitUsage, []string{"caddy: not supported yet"}},
+		{"traefik", []string{"traefik"}, good, ExitUsage, []string{"not supported yet"}},
+		{"envoy-http", []string{"envoy-http"}, good, ExitUsage, []string{"not supported yet"}},
+		{"unknown proxy", []string{"haproxy"}, good, ExitUsage, []string{`unknown proxy "haproxy"`}},
+		{"no proxy named", nil, good, ExitUsage, []string{"name the proxy first"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := append([]string{"proxy-config"}, tc.args...)
+			if len(tc.args) > 0 {
+				args = append(args, "--config", path)
+			}
+			var out bytes.Buffer
+			code := Run(context.Background(), args, Env{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }})
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", code, tc.code, out.String())
+			}
+			for _, w := range tc.out {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, out.String())
+				}
+			}
+		})
+	}
+}
