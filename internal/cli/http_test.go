@@ -29,6 +29,10 @@ type httpServer struct {
 	signer  *jwttest.Signer
 	store   *encrypted.Store
 	logs    *syncBuffer
+	// configPath and getenv are serve's configuration file and its
+	// environment.
+	configPath string
+	getenv     func(string) string
 }
 
 // startHTTPServe runs serve with listen.http (listenHTTP: an address, or
@@ -117,7 +121,7 @@ encryption:
 	})
 
 	s := &httpServer{client: &http.Client{Timeout: 10 * time.Second}, base: "http://" + httpAddr.String(),
-		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs}
+		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs, configPath: path, getenv: getenv}
 	if socket != "" {
 		if st, err := os.Stat(socket); err != nil || st.Mode().Perm() != unixSocketMode {
 			t.Errorf("socket mode %v, %v; want %v", st.Mode().Perm(), err, os.FileMode(unixSocketMode))

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -43,10 +44,23 @@ func (b *echoBackend) take() []http.Header {
 	return out
 }
 
-// startNginx runs nginx on 127.0.0.1 in front of backend, with auth_request
-// to the HTTP front at authAddr, as an unprivileged process. It returns
-// nginx's URL.
-func startNginx(t *testing.T, authAddr, backend string) string {
+// nginxProxyConfig returns what "extauthz proxy-config nginx" prints for
+// s's configuration, with backend as the protected location's upstream.
+func nginxProxyConfig(t *testing.T, s *httpServer, backend string) string {
+	t.Helper()
+	var out, errs bytes.Buffer
+	code := Run(context.Background(), []string{"proxy-config", "nginx", "--config", s.configPath, "--backend", "http://" + backend},
+		Env{Stdout: &out, Stderr: &errs, Getenv: s.getenv})
+	if code != ExitOK {
+		t.Fatalf("proxy-config nginx: exit %d: %s", code, errs.String())
+	}
+	return out.String()
+}
+
+// startNginx runs nginx on 127.0.0.1 with locations (the output of
+// proxy-config nginx) as its server block's locations, as an unprivileged
+// process. It returns nginx's URL.
+func startNginx(t *testing.T, locations string) string {
 	t.Helper()
 	bin := os.Getenv(nginxEnvVar)
 	if bin == "" {
@@ -61,9 +75,6 @@ func startNginx(t *testing.T, authAddr, backend string) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	addr := freeTCPAddr(t)
-	// Every header the configuration could write (authorization,
-	// x-google-token) is set from the auth answer: empty when the answer
-	// lacks it, and nginx sends no header with an empty value.
 	conf := fmt.Sprintf(`
 daemon off;
 master_process off;
@@ -80,28 +91,10 @@ http {
     scgi_temp_path %[1]s/scgi;
     server {
         listen %[2]s;
-        location / {
-            auth_request /_extauthz;
-            auth_request_set $extauthz_authorization $upstream_http_authorization;
-            auth_request_set $extauthz_google $upstream_http_x_google_token;
-            proxy_set_header Authorization $extauthz_authorization;
-            proxy_set_header X-Google-Token $extauthz_google;
-            proxy_pass http://%[3]s;
-        }
-        location = /_extauthz {
-            internal;
-            proxy_pass http://%[4]s/auth;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI $request_uri;
-            proxy_set_header X-Forwarded-Host $host;
-            proxy_set_header X-Forwarded-Uri "";
-            proxy_set_header X-Extauthz-Providers "";
-            proxy_set_header X-Extauthz-Required-Scopes "";
-        }
+%[3]s
     }
 }
-`, dir, addr, backend, authAddr)
+`, dir, addr, locations)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -156,11 +149,12 @@ func TestNginxAuthRequest(t *testing.T) {
 	if os.Getenv(nginxEnvVar) == "" && os.Getenv("CI") != "true" {
 		t.Skipf("%s is not set: no nginx to test with (scripts/test installs and sets it)", nginxEnvVar)
 	}
-	s := startHTTPServe(t, "127.0.0.1:0")
+	// A fixed port: the generated configuration names listen.http.
+	s := startHTTPServe(t, freeTCPAddr(t))
 	backend := &echoBackend{}
 	bsrv := httptest.NewServer(backend)
 	t.Cleanup(bsrv.Close)
-	nginx := startNginx(t, strings.TrimPrefix(s.base, "http://"), strings.TrimPrefix(bsrv.URL, "http://"))
+	nginx := startNginx(t, nginxProxyConfig(t, s, strings.TrimPrefix(bsrv.URL, "http://")))
 
 	const upstream = "gho_nginx_upstream"
 	ctx := context.Background()
@@ -206,6 +200,9 @@ func TestNginxAuthRequest(t *testing.T) {
 		}
 		if got := seen[0].Values("X-Google-Token"); len(got) != 0 {
 			t.Errorf("a client's X-Google-Token reached the backend (%d lines)", len(got))
+		}
+		if got := seen[0].Values("X-Extauthz-Providers"); len(got) != 0 {
+			t.Errorf("a client's X-Extauthz-Providers reached the backend (%d lines)", len(got))
 		}
 	})
 	t.Run("deny 401 with the challenge", func(t *testing.T) {
