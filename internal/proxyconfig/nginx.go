@@ -60,6 +60,18 @@ func AuthURL(network, addr string, tls bool) (string, error) {
 		}
 		return scheme + "://unix:" + addr + ":/auth", nil
 	}
+	hostport, err := dialAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	return (&url.URL{Scheme: scheme, Host: hostport, Path: "/auth"}).String(), nil
+}
+
+// dialAddr returns the host:port a proxy dials to reach the TCP address
+// addr of listen.http: an address without a host, or with an unspecified
+// one (0.0.0.0, ::), is reached on loopback. A port of 0 and a host that
+// cannot be written into a proxy configuration are errors.
+func dialAddr(addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", err
@@ -73,11 +85,11 @@ func AuthURL(network, addr string, tls bool) (string, error) {
 	case ip != nil && ip.IsUnspecified():
 		host = "::1"
 	}
-	u := url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: "/auth"}
-	if strings.ContainsAny(u.Host, " \t\r\n;{}\"'#\\") {
-		return "", fmt.Errorf("listen.http host %q cannot be written into an nginx configuration", host)
+	hostport := net.JoinHostPort(host, port)
+	if strings.ContainsAny(hostport, " \t\r\n;{}\"'#\\") {
+		return "", fmt.Errorf("listen.http host %q cannot be written into a proxy configuration", host)
 	}
-	return u.String(), nil
+	return hostport, nil
 }
 
 // CheckBackend refuses a backend that is not an http(s) URL or that would
