@@ -11,7 +11,7 @@ import (
 
 // proxyKinds are the proxies proxy-config names, with whether it writes
 // their configuration yet.
-var proxyKinds = map[string]bool{"nginx": true, "caddy": false, "traefik": false, "envoy-http": false}
+var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": false, "envoy-http": false}
 
 // proxyConfigCmd is "proxy-config KIND --config FILE [--backend URL]": it
 // prints the proxy configuration derived from the configured providers and
@@ -30,11 +30,11 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	case !known:
 		return usageErr("unknown proxy %q: nginx, caddy, traefik or envoy-http", kind)
 	case !supported:
-		return usageErr("%s: not supported yet (nginx is)", kind)
+		return usageErr("%s: not supported yet (nginx and caddy are)", kind)
 	}
 	fs := newFlags("proxy-config "+kind, env)
 	path := fs.String("config", "", "configuration file (YAML)")
-	backend := fs.String("backend", "", "the protected location's upstream, e.g. http://backend (default: a placeholder comment)")
+	backend := fs.String("backend", "", "the protected upstream, e.g. http://backend (default: a placeholder comment)")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -54,21 +54,33 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 		return usageErr("%s: listen.http is not set: the proxy needs extauthz's HTTP authorization listener", *path)
 	}
 	network, addr := cfg.Listen.HTTPAddr()
-	auth, err := proxyconfig.AuthURL(network, addr, cfg.HTTP.TLS.Cert != "")
-	if err != nil {
-		return usageErr("%s: listen.http: %v", *path, err)
-	}
-	out, err := proxyconfig.Nginx{Headers: cfg.Authz().HeaderNames(), Auth: auth, Backend: *backend}.Config()
-	if err != nil {
-		return usageErr("%s: %v", *path, err)
+	tls := cfg.HTTP.TLS.Cert != ""
+	var out string
+	switch kind {
+	case "nginx":
+		auth, err := proxyconfig.AuthURL(network, addr, tls)
+		if err != nil {
+			return usageErr("%s: listen.http: %v", *path, err)
+		}
+		if out, err = (proxyconfig.Nginx{Headers: cfg.Authz().HeaderNames(), Auth: auth, Backend: *backend}).Config(); err != nil {
+			return usageErr("%s: %v", *path, err)
+		}
+	case "caddy":
+		if _, err := proxyconfig.CaddyUpstream(network, addr, tls); err != nil {
+			return usageErr("%s: listen.http: %v", *path, err)
+		}
+		c := proxyconfig.Caddy{Headers: cfg.Authz().HeaderNames(), Network: network, Addr: addr, TLS: tls, Backend: *backend}
+		if out, err = c.Config(); err != nil {
+			return usageErr("%s: %v", *path, err)
+		}
 	}
 	_, err = fmt.Fprint(env.Stdout, out)
 	return err
 }
 
-const proxyConfigUsage = `Usage: extauthz proxy-config nginx --config FILE [--backend URL]
+const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy --config FILE [--backend URL]
 
 Prints the proxy configuration derived from the configured providers, their
-headers and listen.http (which must be set). caddy, traefik and envoy-http
-are not supported yet.
+headers and listen.http (which must be set): for nginx two locations, for
+caddy a route for a site block. traefik and envoy-http are not supported yet.
 `
