@@ -280,12 +280,17 @@ func TestRunLogsFailures(t *testing.T) {
 		logs := &testutil.SyncBuffer{}
 		startRun(t, s, interval, 10, slog.New(slog.NewJSONHandler(logs, nil)))
 		afterFirstPass()
+		// By then one pass has run, and maybe a second (each wait is drawn
+		// from half to one and a half intervals): each failed pass logs one
+		// warning naming the error.
 		got := lines(t, logs)
-		if len(got) != 1 {
-			t.Fatalf("%d log lines after one pass, want 1: %s", len(got), logs.String())
+		if len(got) == 0 {
+			t.Fatal("no log line after a failed pass")
 		}
-		if l := got[0]; l["level"] != "WARN" || l["msg"] != "gc" || l["outcome"] != "failed" || !strings.Contains(fmt.Sprint(l["error"]), "unavailable") {
-			t.Errorf("log line = %v; want a warning naming the error", l)
+		for _, l := range got {
+			if l["level"] != "WARN" || l["msg"] != "gc" || l["outcome"] != "failed" || !strings.Contains(fmt.Sprint(l["error"]), "unavailable") {
+				t.Errorf("log line = %v; want a warning naming the error", l)
+			}
 		}
 	})
 }
