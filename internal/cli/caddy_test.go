@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/extauthz/extauthz/store"
 )
 
 // caddyEnvVar names the caddy binary for the end-to-end tests (scripts/test
@@ -39,15 +34,8 @@ func caddyProxyConfig(t *testing.T, s *httpServer, backend string) string {
 // startCaddy runs caddy on 127.0.0.1, without its admin endpoint, with
 // snippet (the output of proxy-config caddy) as its only site's content.
 // It returns caddy's URL.
-func startCaddy(t *testing.T, snippet string) string {
+func startCaddy(t *testing.T, bin, snippet string) string {
 	t.Helper()
-	bin := os.Getenv(caddyEnvVar)
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set (scripts/test sets it)", caddyEnvVar)
-		}
-		t.Skipf("%s is not set: no caddy to test with (scripts/test installs and sets it)", caddyEnvVar)
-	}
 	dir := t.TempDir()
 	addr := freeTCPAddr(t)
 	_, port, err := net.SplitHostPort(addr)
@@ -70,82 +58,19 @@ http://:%s {
 	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
 	// Caddy's storage and autosave stay in the test's directory.
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-exited:
-			t.Fatalf("caddy exited: %s\n%s", out, conf)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy does not listen on %s: %s", addr, out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return runProxy(t, cmd, addr, syscall.SIGTERM, func() string { return conf })
 }
 
 // TestCaddyForwardAuth runs real Caddy with forward_auth in front of an
 // echo backend and extauthz's HTTP front over real PostgreSQL.
 func TestCaddyForwardAuth(t *testing.T) {
-	if os.Getenv(caddyEnvVar) == "" && os.Getenv("CI") != "true" {
-		t.Skipf("%s is not set: no caddy to test with (scripts/test installs and sets it)", caddyEnvVar)
-	}
-	// A fixed port: the generated configuration names listen.http.
-	s := startHTTPServe(t, freeTCPAddr(t))
-	backend := &echoBackend{}
-	bsrv := httptest.NewServer(backend)
-	t.Cleanup(bsrv.Close)
-	caddy := startCaddy(t, caddyProxyConfig(t, s, bsrv.URL))
-
-	const upstream = "gho_caddy_upstream"
-	ctx := context.Background()
-	if err := s.store.Put(ctx, store.Row{SessionID: "s1", Provider: "gh", Subject: "alice", ClientID: "app",
-		Tokens: store.Tokens{AccessToken: upstream, ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
-		t.Fatal(err)
-	}
-	// An expired token whose refresh cannot reach the provider: 503.
-	if err := s.store.Put(ctx, store.Row{SessionID: "s-outage", Provider: "gh", Subject: "alice", ClientID: "app",
-		Tokens: store.Tokens{AccessToken: "old", RefreshToken: "rt", ExpiresAt: time.Now().Add(-time.Hour)}}); err != nil {
-		t.Fatal(err)
-	}
-	jwt := s.jwt(t, "s1", "read")
-
+	bin := proxyBinary(t, caddyEnvVar)
+	w := newProxyWorld(t, "gho_caddy_upstream")
+	caddy := startCaddy(t, bin, caddyProxyConfig(t, w.s, w.backendURL))
+	backend, jwt, upstream, s := w.backend, w.jwt, w.upstream, w.s
 	get := func(t *testing.T, path string, headers http.Header) (*http.Response, string) {
 		t.Helper()
-		req, err := http.NewRequest("GET", caddy+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "api.test"
-		req.Header = headers
-		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		return resp, string(body)
+		return w.get(t, caddy, path, headers)
 	}
 
 	t.Run("allow: the backend sees only the upstream token", func(t *testing.T) {
@@ -213,9 +138,5 @@ func TestCaddyForwardAuth(t *testing.T) {
 			t.Errorf("status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	})
-	for _, secret := range []string{upstream, jwt} {
-		if strings.Contains(s.logs.String(), secret) {
-			t.Error("a token is in the logs")
-		}
-	}
+	w.assertNoTokensLogged(t)
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,9 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/extauthz/extauthz/store"
 )
 
 // nginxEnvVar names the nginx binary for the end-to-end tests (scripts/test
@@ -60,15 +55,8 @@ func nginxProxyConfig(t *testing.T, s *httpServer, backend string) string {
 // startNginx runs nginx on 127.0.0.1 with locations (the output of
 // proxy-config nginx) as its server block's locations, as an unprivileged
 // process. It returns nginx's URL.
-func startNginx(t *testing.T, locations string) string {
+func startNginx(t *testing.T, bin, locations string) string {
 	t.Helper()
-	bin := os.Getenv(nginxEnvVar)
-	if bin == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set (scripts/test sets it)", nginxEnvVar)
-		}
-		t.Skipf("%s is not set: no nginx to test with (scripts/test installs and sets it)", nginxEnvVar)
-	}
 	dir, err := os.MkdirTemp("", "extauthz-nginx")
 	if err != nil {
 		t.Fatal(err)
@@ -107,81 +95,22 @@ http {
 		}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	}
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
+	return runProxy(t, cmd, addr, syscall.SIGQUIT, func() string {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		return string(log)
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %s\n%s", out, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx does not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // TestNginxAuthRequest runs real nginx with auth_request in front of an
 // echo backend and extauthz's HTTP front over real PostgreSQL.
 func TestNginxAuthRequest(t *testing.T) {
-	if os.Getenv(nginxEnvVar) == "" && os.Getenv("CI") != "true" {
-		t.Skipf("%s is not set: no nginx to test with (scripts/test installs and sets it)", nginxEnvVar)
-	}
-	// A fixed port: the generated configuration names listen.http.
-	s := startHTTPServe(t, freeTCPAddr(t))
-	backend := &echoBackend{}
-	bsrv := httptest.NewServer(backend)
-	t.Cleanup(bsrv.Close)
-	nginx := startNginx(t, nginxProxyConfig(t, s, strings.TrimPrefix(bsrv.URL, "http://")))
-
-	const upstream = "gho_nginx_upstream"
-	ctx := context.Background()
-	if err := s.store.Put(ctx, store.Row{SessionID: "s1", Provider: "gh", Subject: "alice", ClientID: "app",
-		Tokens: store.Tokens{AccessToken: upstream, ExpiresAt: time.Now().Add(time.Hour)}}); err != nil {
-		t.Fatal(err)
-	}
-	// An expired token whose refresh cannot reach the provider: 503.
-	if err := s.store.Put(ctx, store.Row{SessionID: "s-outage", Provider: "gh", Subject: "alice", ClientID: "app",
-		Tokens: store.Tokens{AccessToken: "old", RefreshToken: "rt", ExpiresAt: time.Now().Add(-time.Hour)}}); err != nil {
-		t.Fatal(err)
-	}
-	jwt := s.jwt(t, "s1", "read")
-
+	bin := proxyBinary(t, nginxEnvVar)
+	w := newProxyWorld(t, "gho_nginx_upstream")
+	nginx := startNginx(t, bin, nginxProxyConfig(t, w.s, strings.TrimPrefix(w.backendURL, "http://")))
+	backend, jwt, upstream, s := w.backend, w.jwt, w.upstream, w.s
 	get := func(t *testing.T, path string, headers http.Header) *http.Response {
 		t.Helper()
-		req, err := http.NewRequest("GET", nginx+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Host = "api.test"
-		req.Header = headers
-		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := w.get(t, nginx, path, headers)
 		return resp
 	}
 
@@ -245,9 +174,5 @@ func TestNginxAuthRequest(t *testing.T) {
 			t.Errorf("status %d, Retry-After %q; nginx turns statuses other than 401 and 403 into 500", resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	})
-	for _, secret := range []string{upstream, jwt} {
-		if strings.Contains(s.logs.String(), secret) {
-			t.Error("a token is in the logs")
-		}
-	}
+	w.assertNoTokensLogged(t)
 }
