@@ -46,8 +46,8 @@ type httpListener struct {
 
 // listenHTTP listens on listen.http (a Unix socket is created with
 // unixSocketMode, replacing a stale socket file that nothing answers on) and
-// returns the server for d, not yet serving.
-func listenHTTP(cfg *config.Config, d httpfront.Decider, tlsConfig *tls.Config, log *slog.Logger) (*httpListener, error) {
+// returns the server for d with the front's options, not yet serving.
+func listenHTTP(cfg *config.Config, d httpfront.Decider, front httpfront.Options, tlsConfig *tls.Config, log *slog.Logger) (*httpListener, error) {
 	network, addr := cfg.Listen.HTTPAddr()
 	if network == "unix" {
 		if err := removeStaleSocket(addr); err != nil {
@@ -69,7 +69,7 @@ func listenHTTP(cfg *config.Config, d httpfront.Decider, tlsConfig *tls.Config, 
 	}
 	hlog := log.With("component", "http")
 	srv := &http.Server{
-		Handler:           httpfront.New(d, httpfront.Options{RoutesOnly: cfg.RoutesOnly, Logger: log}),
+		Handler:           httpfront.New(d, front),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Connection-level errors (TLS handshakes refused by

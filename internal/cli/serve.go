@@ -324,7 +324,8 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	if cfg.Listen.HTTP != "" {
 		httpDecisions := decisions
 		httpDecisions.Observer = metrics.Transport("http")
-		if httpLis, err = listenHTTP(cfg, authz.New(httpDecisions, p.verifier, svc, log), httpTLSConfig, log); err != nil {
+		if httpLis, err = listenHTTP(cfg, authz.New(httpDecisions, p.verifier, svc, log),
+			httpfront.Options{RoutesOnly: cfg.RoutesOnly, Logger: log, Refusals: metrics, TracerProvider: tp}, httpTLSConfig, log); err != nil {
 			lis.Close()
 			return err
 		}
