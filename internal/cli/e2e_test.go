@@ -683,24 +683,33 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 	}
 }
 
-// serveInProcess runs serve with cfg until the test ends and returns the
-// address it listens on and the log it writes. The test fails if serve does
-// not start or returns an error when stopped.
-func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) (net.Addr, *syncBuffer) {
+// served is a serve running in the test's process: its listeners'
+// addresses (http and metrics nil when not configured) and its logs.
+type served struct {
+	grpc, http, metrics net.Addr
+	logs                *syncBuffer
+}
+
+// runInProcess runs serve for cfg until t ends (failing t if serve then
+// returns an error) and returns once the gRPC listener accepts connections.
+func runInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) *served {
 	t.Helper()
-	logs := &syncBuffer{}
+	s := &served{logs: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan net.Addr, 1)
+	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
+		done <- run(ctx, cfg, Env{Stdout: s.logs, Stderr: s.logs, Getenv: getenv}, serveHooks{
+			http:    func(a net.Addr) { s.http = a },
+			metrics: func(a net.Addr) { s.metrics = a },
+			grpc:    func(a net.Addr) { s.grpc = a; close(ready) },
+		})
 	}()
-	var addr net.Addr
 	select {
-	case addr = <-addrc:
+	case <-ready:
 	case err := <-done:
 		cancel()
-		t.Fatalf("serve: %v", err)
+		t.Fatalf("serve: %v\n%s", err, s.logs)
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -708,5 +717,12 @@ func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string
 			t.Errorf("serve returned %v", err)
 		}
 	})
-	return addr, logs
+	return s
+}
+
+// serveInProcess is runInProcess for tests of the gRPC listener.
+func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) (net.Addr, *syncBuffer) {
+	t.Helper()
+	s := runInProcess(t, cfg, getenv)
+	return s.grpc, s.logs
 }
