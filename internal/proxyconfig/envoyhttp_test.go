@@ -1,7 +1,6 @@
 package proxyconfig
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -30,7 +29,7 @@ func TestEnvoyHTTPConfig(t *testing.T) {
 		name    string
 		in      EnvoyHTTP
 		want    []string // lines (trimmed) that must appear, in this order
-		notWant []string
+		notWant []string // lines (trimmed) that must not appear
 		err     string
 	}{
 		{
@@ -93,33 +92,8 @@ func TestEnvoyHTTPConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.in.Config()
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error %v, want one containing %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var lines []string
-			for _, l := range strings.Split(got, "\n") {
-				lines = append(lines, strings.TrimSpace(l))
-			}
-			i := 0
-			for _, w := range tc.want {
-				for i < len(lines) && lines[i] != w {
-					i++
-				}
-				if i == len(lines) {
-					t.Errorf("missing line %q (in this order) in\n%s", w, got)
-					break
-				}
-			}
-			for _, w := range tc.notWant {
-				if strings.Contains(got, w) {
-					t.Errorf("unexpected %q in\n%s", w, got)
-				}
+			if configured(t, err, tc.err) {
+				linesInOrder(t, got, tc.want, tc.notWant)
 			}
 		})
 	}
