@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/proxyconfig"
@@ -11,7 +12,7 @@ import (
 
 // proxyKinds are the proxies proxy-config names, with whether it writes
 // their configuration yet.
-var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": false, "envoy-http": false}
+var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": false, "envoy-http": true}
 
 // proxyConfigCmd is "proxy-config KIND --config FILE [--backend URL]": it
 // prints the proxy configuration derived from the configured providers and
@@ -30,7 +31,7 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	case !known:
 		return usageErr("unknown proxy %q: nginx, caddy, traefik or envoy-http", kind)
 	case !supported:
-		return usageErr("%s: not supported yet (nginx and caddy are)", kind)
+		return usageErr("%s: not supported yet (nginx, caddy and envoy-http are)", kind)
 	}
 	fs := newFlags("proxy-config "+kind, env)
 	path := fs.String("config", "", "configuration file (YAML)")
@@ -73,14 +74,31 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 		if out, err = c.Config(); err != nil {
 			return usageErr("%s: %v", *path, err)
 		}
+	case "envoy-http":
+		if *backend != "" {
+			return usageErr("--backend: not used by envoy-http (the route's cluster is yours)")
+		}
+		e := proxyconfig.EnvoyHTTP{Headers: cfg.Authz().HeaderNames(), Network: network, Addr: addr,
+			TLS: tls, ClientCert: cfg.HTTP.TLS.ClientCA != "", Timeout: envoyTimeout(cfg.Refresh.Timeout.D())}
+		if out, err = e.Config(); err != nil {
+			return usageErr("%s: listen.http: %v", *path, err)
+		}
 	}
 	_, err = fmt.Fprint(env.Stdout, out)
 	return err
 }
 
-const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy --config FILE [--backend URL]
+// envoyTimeout is the ext_authz time-out for a refresh.timeout: a Check
+// that refreshes waits for the store and the lease (milliseconds), the
+// provider (at most refresh.timeout) and the write; two seconds cover the
+// rest, as in envoy/envoy.yaml.
+func envoyTimeout(refresh time.Duration) time.Duration { return refresh + 2*time.Second }
+
+const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|envoy-http --config FILE [--backend URL]
 
 Prints the proxy configuration derived from the configured providers, their
 headers and listen.http (which must be set): for nginx two locations, for
-caddy a route for a site block. traefik and envoy-http are not supported yet.
+caddy a route for a site block (--backend: the protected upstream), for
+envoy-http the ext_authz filter (http_service) and its cluster (no
+--backend). traefik is not supported yet.
 `

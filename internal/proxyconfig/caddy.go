@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/textproto"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -25,9 +24,6 @@ type Caddy struct {
 	// placeholder comment stands in for it.
 	Backend string
 }
-
-// caddyHeader is a header name a Caddyfile can hold as a bare token.
-var caddyHeader = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // CaddyUpstream returns the forward_auth upstream of listen.http: a
 // host:port (https:// in front with tls), or unix//path for a socket.
@@ -69,21 +65,14 @@ func checkCaddyBackend(b string) error {
 // request_header after forward_auth, which would delete the headers just
 // copied from the answer.
 func (c Caddy) Config() (string, error) {
-	var headers []string
-	seen := map[string]bool{}
-	for _, h := range c.Headers {
-		if !caddyHeader.MatchString(h) {
-			return "", fmt.Errorf("header %q cannot be written into a Caddyfile: use only lower-case letters, digits, '-' and '_'", h)
-		}
-		name := textproto.CanonicalMIMEHeaderKey(h)
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		headers = append(headers, name)
+	lower, err := headerList(c.Headers, plainHeader, "a Caddyfile", "lower-case letters, digits, '-' and '_'")
+	if err != nil {
+		return "", err
 	}
-	if !seen["Authorization"] {
-		return "", fmt.Errorf("no authorization among the header names")
+	// Distinct lower-case names have distinct canonical forms.
+	headers := make([]string, len(lower))
+	for i, h := range lower {
+		headers[i] = textproto.CanonicalMIMEHeaderKey(h)
 	}
 	if c.Addr == "" {
 		return "", fmt.Errorf("no auth target")

@@ -91,36 +91,10 @@ func TestCaddyConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := tc.in.Config()
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error %v, want one containing %q", err, tc.err)
-				}
+			if !configured(t, err, tc.err) {
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var lines []string
-			count := map[string]int{}
-			for _, l := range strings.Split(got, "\n") {
-				lines = append(lines, strings.TrimSpace(l))
-				count[strings.TrimSpace(l)]++
-			}
-			i := 0
-			for _, w := range tc.want {
-				for i < len(lines) && lines[i] != w {
-					i++
-				}
-				if i == len(lines) {
-					t.Errorf("missing line %q (in this order) in\n%s", w, got)
-					break
-				}
-			}
-			for _, w := range tc.notWant {
-				if count[w] != 0 {
-					t.Errorf("unexpected line %q in\n%s", w, got)
-				}
-			}
+			linesInOrder(t, got, tc.want, tc.notWant)
 			// Every header other than Authorization is deleted once, before
 			// forward_auth.
 			fa := strings.Index(got, "\tforward_auth ")
