@@ -39,13 +39,34 @@ func freeAddr() (string, error) {
 // startProcess runs bin with args, its output going to logPath, and waits
 // until the gRPC health service at addr answers SERVING.
 func startProcess(ctx context.Context, addr, logPath, bin string, args ...string) (*process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = serverEnv()
+	return launch(ctx, cmd, addr, logPath, func(ctx context.Context, p *process) error {
+		return p.waitServing(ctx, startTimeout)
+	}, nil)
+}
+
+// startListening runs cmd, its output going to logPath, and waits until it
+// accepts TCP connections on addr: for servers without a gRPC health
+// service (nginx, noop serving HTTP only). after, if not nil, runs once the
+// process has exited.
+func startListening(ctx context.Context, cmd *exec.Cmd, addr, logPath string, after func()) (*process, error) {
+	return launch(ctx, cmd, addr, logPath, func(ctx context.Context, p *process) error {
+		return p.waitListening(ctx, addr, startTimeout)
+	}, after)
+}
+
+// startTimeout bounds how long a server may take to start serving.
+const startTimeout = 30 * time.Second
+
+// launch starts cmd with its output going to logPath and waits for ready;
+// after, if not nil, runs once the process has exited.
+func launch(ctx context.Context, cmd *exec.Cmd, addr, logPath string, ready func(context.Context, *process) error, after func()) (*process, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = serverEnv()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -54,11 +75,14 @@ func startProcess(ctx context.Context, addr, logPath, bin string, args ...string
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
+		if after != nil {
+			after()
+		}
 		close(p.exited)
 	}()
-	if err := p.waitServing(ctx, 30*time.Second); err != nil {
+	if err := ready(ctx, p); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("%s did not start serving (log: %s): %w", bin, logPath, err)
+		return nil, fmt.Errorf("%s did not start serving (log: %s): %w", cmd.Path, logPath, err)
 	}
 	return p, nil
 }
@@ -103,6 +127,30 @@ func (p *process) waitServing(ctx context.Context, timeout time.Duration) error 
 			if err == nil {
 				err = fmt.Errorf("health status %v", resp.GetStatus())
 			}
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitListening waits until addr accepts TCP connections, p exits or
+// timeout passes.
+func (p *process) waitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("exited: %v", p.err)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		if time.Now().After(deadline) {
 			return err
 		}
 		if ctx.Err() != nil {
