@@ -101,17 +101,12 @@ func (h *harness) runHTTPFloor(ctx context.Context, round int) (roundResult, err
 	if err != nil {
 		return roundResult{}, err
 	}
-	ngx, err := h.startNginx(ctx, "http-floor", round, cfg)
+	ngx, err := h.startWarmNginx(ctx, "http-floor", round, cfg)
 	if err != nil {
 		return roundResult{}, err
 	}
 	defer ngx.stop()
-	client := newHTTPClient(h.o.concurrency)
-	defer client.CloseIdleConnections()
-	if err := h.warmHTTP(ctx, client, ngx); err != nil {
-		return roundResult{}, err
-	}
-	r, err := h.measure(ctx, measured{server: p, proxy: ngx, backend: h.backend, load: h.httpLoad(client, ngx, h.o.requests).run})
+	r, err := h.measure(ctx, measured{server: p, proxy: ngx.proc, backend: h.backend, load: ngx.load(h.o.requests).run})
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -144,16 +139,11 @@ func (h *harness) runHTTPHot(ctx context.Context, round int) (roundResult, error
 	if err := p.waitListening(ctx, httpAddr, startTimeout); err != nil {
 		return roundResult{}, fmt.Errorf("listen.http: %w", err)
 	}
-	ngx, err := h.startNginx(ctx, "http-hot", round, cfg)
+	ngx, err := h.startWarmNginx(ctx, "http-hot", round, cfg)
 	if err != nil {
 		return roundResult{}, err
 	}
 	defer ngx.stop()
-	client := newHTTPClient(h.o.concurrency)
-	defer client.CloseIdleConnections()
-	if err := h.warmHTTP(ctx, client, ngx); err != nil {
-		return roundResult{}, err
-	}
 	// Through nginx the load sees only the status: check that the front
 	// answers the sessions with their own upstream tokens.
 	touched := min(h.o.sessions, h.o.requests)
@@ -164,27 +154,52 @@ func (h *harness) runHTTPHot(ctx context.Context, round int) (roundResult, error
 	}
 	// Let the backends report what the warm-up did before counting.
 	sleep(ctx, h.o.settle)
-	r, err := h.measure(ctx, measured{server: p, proxy: ngx, backend: h.backend, load: h.httpLoad(client, ngx, h.o.requests).run, db: true})
+	r, err := h.measure(ctx, measured{server: p, proxy: ngx.proc, backend: h.backend, load: ngx.load(h.o.requests).run, db: true})
 	if err != nil {
 		return roundResult{}, err
 	}
 	return r, ngx.stop()
 }
 
-// warmHTTP sends the unmeasured warm-up through nginx; every request must
-// be allowed.
-func (h *harness) warmHTTP(ctx context.Context, client *http.Client, ngx *process) error {
-	if h.o.warmup == 0 {
-		return nil
-	}
-	lf, err := h.httpLoad(client, ngx, h.o.warmup).run(ctx)
+// nginxRun is nginx started for one run and the client that loads it.
+type nginxRun struct {
+	proc   *process
+	client *http.Client
+	h      *harness
+}
+
+// startWarmNginx starts nginx (see startNginx) and sends the unmeasured
+// warm-up through it; every warm-up request must be allowed. The caller
+// stops it.
+func (h *harness) startWarmNginx(ctx context.Context, name string, round int, cfgPath string) (*nginxRun, error) {
+	p, err := h.startNginx(ctx, name, round, cfgPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if lf.Errors > 0 {
-		return fmt.Errorf("warm-up: %d of %d requests failed, the first: %w", lf.Errors, lf.Requests, lf.failure)
+	n := &nginxRun{proc: p, client: newHTTPClient(h.o.concurrency), h: h}
+	if h.o.warmup == 0 {
+		return n, nil
 	}
-	return nil
+	lf, err := n.load(h.o.warmup).run(ctx)
+	if err == nil && lf.Errors > 0 {
+		err = fmt.Errorf("warm-up: %d of %d requests failed, the first: %w", lf.Errors, lf.Requests, lf.failure)
+	}
+	if err != nil {
+		n.stop()
+		return nil, err
+	}
+	return n, nil
+}
+
+// load is a load of requests through n.
+func (n *nginxRun) load(requests int) httpLoad {
+	return httpLoad{client: n.client, url: "http://" + n.proc.addr + httpPath, bearer: n.h.bearer,
+		concurrency: n.h.o.concurrency, requests: requests}
+}
+
+func (n *nginxRun) stop() error {
+	n.client.CloseIdleConnections()
+	return n.proc.stop()
 }
 
 // newHTTPClient returns a client that keeps up to conns connections alive
@@ -200,11 +215,6 @@ func newHTTPClient(conns int) *http.Client {
 			DisableCompression:  true,
 		},
 	}
-}
-
-func (h *harness) httpLoad(client *http.Client, ngx *process, requests int) httpLoad {
-	return httpLoad{client: client, url: "http://" + ngx.addr + httpPath, bearer: h.bearer,
-		concurrency: h.o.concurrency, requests: requests}
 }
 
 // httpLoad is one run of the HTTP load: requests GETs of url on host

@@ -103,6 +103,8 @@ func serverEnv() []string {
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
+// waitServing waits until the gRPC health service at p.addr answers
+// SERVING, p exits or timeout passes.
 func (p *process) waitServing(ctx context.Context, timeout time.Duration) error {
 	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -110,35 +112,32 @@ func (p *process) waitServing(ctx context.Context, timeout time.Duration) error 
 	}
 	defer conn.Close()
 	hc := healthpb.NewHealthClient(conn)
-	deadline := time.Now().Add(timeout)
-	for {
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited: %v", p.err)
-		default:
-		}
+	return p.poll(ctx, timeout, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return nil
+		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			err = fmt.Errorf("health status %v", resp.GetStatus())
 		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("health status %v", resp.GetStatus())
-			}
-			return err
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 // waitListening waits until addr accepts TCP connections, p exits or
 // timeout passes.
 func (p *process) waitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	return p.poll(ctx, timeout, func(context.Context) error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// poll calls try every 50 ms until it succeeds, p exits, ctx is done or
+// timeout passes; it then returns try's last error.
+func (p *process) poll(ctx context.Context, timeout time.Duration, try func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
@@ -146,11 +145,8 @@ func (p *process) waitListening(ctx context.Context, addr string, timeout time.D
 			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			return c.Close()
-		}
-		if time.Now().After(deadline) {
+		err := try(ctx)
+		if err == nil || time.Now().After(deadline) {
 			return err
 		}
 		if ctx.Err() != nil {
