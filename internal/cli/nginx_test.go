@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/localnginx"
 )
 
 // nginxEnvVar names the nginx binary for the end-to-end tests (scripts/test
@@ -63,40 +63,12 @@ func startNginx(t *testing.T, bin, locations string) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	addr := freeTCPAddr(t)
-	conf := fmt.Sprintf(`
-daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    server {
-        listen %[2]s;
-%[3]s
-    }
-}
-`, dir, addr, locations)
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	cmd, err := localnginx.Command(bin, localnginx.Options{Dir: dir, Listen: addr, Server: locations})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
-	if os.Getuid() == 0 {
-		// Unprivileged: as nobody, in a directory it may write.
-		if err := os.Chmod(dir, 0o777); err != nil {
-			t.Fatal(err)
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
 	return runProxy(t, cmd, addr, syscall.SIGQUIT, func() string {
-		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		log, _ := os.ReadFile(localnginx.ErrorLog(dir))
 		return string(log)
 	})
 }
