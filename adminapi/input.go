@@ -232,10 +232,10 @@ func (w SessionWrite) Row(session, provider string, known func(string) bool, now
 
 	row := store.Row{SessionID: session, Provider: provider, Subject: w.Subject, ClientID: w.ClientID,
 		UpstreamSubject: w.UpstreamSubject,
-		Tokens: store.Tokens{AccessToken: w.AccessToken, RefreshToken: w.RefreshToken, IDToken: w.IDToken, TokenType: tokenType}}
+		Tokens:          store.Tokens{AccessToken: w.AccessToken, RefreshToken: w.RefreshToken, IDToken: w.IDToken, TokenType: tokenType}}
 	switch {
 	case w.ExpiresAt != "" && w.ExpiresIn != nil:
-		e.add("expires_in", "give expires_at or expires_in, not both")
+		e.add("expires_in", "cannot be given with expires_at: give one of them")
 	case w.ExpiresAt != "":
 		row.ExpiresAt = rfc3339(&e, "expires_at", w.ExpiresAt)
 	case w.ExpiresIn != nil && (*w.ExpiresIn < 0 || *w.ExpiresIn > MaxExpiresIn):

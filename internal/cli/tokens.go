@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/extauthz/extauthz/adminapi"
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/migrations"
 	"github.com/extauthz/extauthz/store"
@@ -147,19 +149,19 @@ func openDB(ctx context.Context, db dbFlags, env Env, withKeys bool) (*postgres.
 func tokensPut(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("tokens put", env)
 	db := addDBFlags(fs)
-	var r store.Row
-	fs.StringVar(&r.SessionID, "session", "", "token session ID (the JWT's tsid)")
-	fs.StringVar(&r.Provider, "provider", "", "provider name, as in the config's providers")
-	fs.StringVar(&r.Subject, "subject", "", "the authorization server's subject (the JWT's sub)")
-	fs.StringVar(&r.ClientID, "client-id", "", "the authorization server's client ID (the JWT's client_id or azp)")
+	var w adminapi.SessionWrite
+	session := fs.String("session", "", "token session ID (the JWT's tsid)")
+	provider := fs.String("provider", "", "provider name, as in the config's providers")
+	fs.StringVar(&w.Subject, "subject", "", "the authorization server's subject (the JWT's sub)")
+	fs.StringVar(&w.ClientID, "client-id", "", "the authorization server's client ID (the JWT's client_id or azp)")
 	access := fs.String("access-token", "", "upstream access token: literal, @FILE or -")
 	refreshTok := fs.String("refresh-token", "", "upstream refresh token: literal, @FILE or -")
 	idTok := fs.String("id-token", "", "upstream ID token: literal, @FILE or -")
-	fs.StringVar(&r.TokenType, "token-type", "Bearer", "token type")
-	fs.StringVar(&r.UpstreamSubject, "upstream-subject", "", "the provider's subject for the user (its ID token's sub)")
-	expiresAt := fs.String("expires-at", "", "access token expiry, RFC 3339")
+	fs.StringVar(&w.TokenType, "token-type", "Bearer", "token type")
+	fs.StringVar(&w.UpstreamSubject, "upstream-subject", "", "the provider's subject for the user (its ID token's sub)")
+	fs.StringVar(&w.ExpiresAt, "expires-at", "", "access token expiry, RFC 3339")
 	expiresIn := fs.Duration("expires-in", 0, "access token lifetime from now, e.g. 1h")
-	sessionExpiresAt := fs.String("session-expires-at", "", "when the whole session may be garbage collected, RFC 3339")
+	fs.StringVar(&w.SessionExpiresAt, "session-expires-at", "", "when the whole session may be garbage collected, RFC 3339")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -176,42 +178,37 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 		}
 		return s
 	}
-	r.AccessToken = read("access-token", *access)
-	r.RefreshToken = read("refresh-token", *refreshTok)
-	r.IDToken = read("id-token", *idTok)
-	for _, req := range []struct{ flag, v string }{
-		{"session", r.SessionID}, {"provider", r.Provider}, {"subject", r.Subject},
-		{"client-id", r.ClientID}, {"access-token", *access},
-	} {
-		if req.v == "" {
-			problems = append(problems, "--"+req.flag+" is required")
+	w.AccessToken = read("access-token", *access)
+	w.RefreshToken = read("refresh-token", *refreshTok)
+	w.IDToken = read("id-token", *idTok)
+	if *expiresIn != 0 {
+		// The API's expires_in is whole seconds; a part of a second is
+		// rounded up.
+		secs := int64((*expiresIn + time.Second - 1) / time.Second)
+		if *expiresIn < 0 {
+			secs = -1
 		}
+		w.ExpiresIn = &secs
 	}
-	switch {
-	case *expiresAt != "" && *expiresIn != 0:
-		problems = append(problems, "give --expires-at or --expires-in, not both")
-	case *expiresAt != "":
-		t, err := time.Parse(time.RFC3339, *expiresAt)
-		if err != nil {
-			problems = append(problems, "--expires-at: not an RFC 3339 time")
-		}
-		r.ExpiresAt = t
-	case *expiresIn < 0:
-		problems = append(problems, "--expires-in must not be negative")
-	case *expiresIn > 0:
-		r.ExpiresAt = time.Now().Add(*expiresIn)
+	// The configuration names the providers and holds the keys.
+	_, cfg, err := db.resolve(env)
+	if err != nil {
+		return err
 	}
-	if *sessionExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339, *sessionExpiresAt)
-		if err != nil {
-			problems = append(problems, "--session-expires-at: not an RFC 3339 time")
+	if cfg == nil {
+		return usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	}
+	// The same validation as the session API's PUT, field names as flags;
+	// a token that could not be read is reported once, as such.
+	r, err := w.Row(*session, *provider, func(p string) bool { _, ok := cfg.Providers[p]; return ok }, time.Now())
+	for _, p := range flagProblems(err) {
+		if !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, strings.Fields(p)[0]+":") }) {
+			problems = append(problems, p)
 		}
-		r.SessionExpiresAt = t
 	}
 	if len(problems) > 0 {
 		return usageErr("%s", strings.Join(problems, "; "))
 	}
-
 	st, closeStore, err := openStore(ctx, db, env, true)
 	if err != nil {
 		return err
@@ -226,6 +223,26 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "stored tokens for session %q, provider %q\n", r.SessionID, r.Provider)
 	return nil
 }
+
+// flagProblems renders the session API's input error with each field named
+// as the tokens put flag that sets it (client_id is --client-id).
+func flagProblems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var in *adminapi.InputError
+	if !errors.As(err, &in) {
+		return []string{err.Error()}
+	}
+	parts := make([]string, len(in.Fields))
+	for i, f := range in.Fields {
+		parts[i] = flagName(f.Field) + " " + strings.ReplaceAll(f.Message, "expires_at", flagName("expires_at"))
+	}
+	return parts
+}
+
+// flagName is the tokens put flag of a session API field.
+func flagName(field string) string { return "--" + strings.ReplaceAll(field, "_", "-") }
 
 // maxStdinSecret bounds what readSecret reads from stdin.
 const maxStdinSecret = 1 << 20
