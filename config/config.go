@@ -63,6 +63,8 @@ type Config struct {
 	Cache             Cache      `yaml:"cache"`
 	// HTTP configures the HTTP authorization listener (listen.http).
 	HTTP HTTP `yaml:"http"`
+	// Admin configures the session API (listen.admin).
+	Admin Admin `yaml:"admin"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -112,6 +114,10 @@ type Listen struct {
 	// default) disables it. It answers proxies only: it must not be
 	// reachable by clients.
 	HTTP string `yaml:"http"`
+	// Admin is the address (host:port) of the session API (package
+	// adminapi), configured by the admin section. Empty (the default)
+	// disables it.
+	Admin string `yaml:"admin"`
 }
 
 // UnixPrefix starts a listen.http value naming a Unix socket.
@@ -537,6 +543,7 @@ func (c *Config) defaults() {
 		c.Log.Format = "json"
 	}
 	c.cacheDefaults()
+	c.adminDefaults()
 	for name, p := range c.Providers {
 		p.Header = strings.ToLower(p.Header)
 		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)
@@ -567,6 +574,7 @@ func (c *Config) validate() []string {
 	}
 	p = append(p, c.Listen.TLS.validate("listen.tls")...)
 	p = append(p, c.validateHTTP()...)
+	p = append(p, c.validateAdmin()...)
 	p = append(p, setting.Under("jwt", c.JWT.JWTAuth().Validate())...)
 	if c.JWT.JWKSFile == "" {
 		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)
