@@ -700,7 +700,7 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 // addresses (http and metrics nil when not configured) and its logs.
 type served struct {
 	grpc, http, metrics, admin net.Addr
-	logs                *syncBuffer
+	logs                       *syncBuffer
 }
 
 // runInProcess runs serve for cfg until t ends (failing t if serve then
