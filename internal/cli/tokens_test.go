@@ -107,6 +107,17 @@ type tokConf struct {
 // one, is tokKeyID.
 func tokConfig(t *testing.T, dbURL string) tokConf {
 	t.Helper()
+	return tokConfigWith(t, dbURL, `
+  github:
+    token_url: https://github.example/token
+    client_id: gh
+    auth_style: params`)
+}
+
+// tokConfigWith is tokConfig with providers, the YAML of the providers
+// section (indented by two spaces), among which is github.
+func tokConfigWith(t *testing.T, dbURL, providers string) tokConf {
+	t.Helper()
 	key := tokencrypt.GenerateKey()
 	path := tokWriteFile(t, "config.yaml", `
 database:
@@ -115,11 +126,7 @@ jwt:
   issuer: https://issuer.example
   audiences: [api]
   jwks_url: https://issuer.example/jwks
-providers:
-  github:
-    token_url: https://github.example/token
-    client_id: gh
-    auth_style: params
+providers:`+providers+`
 default_providers: [github]
 encryption:
   keys:
