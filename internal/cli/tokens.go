@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -369,7 +368,7 @@ func tokensDelete(ctx context.Context, args []string, env Env) error {
 	defer pg.Close()
 	var failed []string
 	if *revoke {
-		if failed, err = revokeSession(ctx, encrypted.New(pg, cfg.Keyring()), cfg, *session, *provider, env); err != nil {
+		if failed, err = revokeSession(ctx, pg, encrypted.New(pg, cfg.Keyring()), cfg, *session, *provider, env); err != nil {
 			return err
 		}
 	}
@@ -384,30 +383,46 @@ func tokensDelete(ctx context.Context, args []string, env Env) error {
 }
 
 // revokeSession revokes, at their providers, the tokens of the session's
-// rows (only provider's row, unless provider is empty) and prints one line
-// per row. It returns the providers where revocation failed. A row that
-// cannot be read is reported and not revoked; the error is only for a
-// configuration that names no usable provider or a store that cannot
-// answer, since then the rows cannot be deleted either.
-func revokeSession(ctx context.Context, st store.Reader, cfg *config.Config, session, provider string, env Env) ([]string, error) {
+// rows (only provider's row, unless provider is empty), listed from raw and
+// read through sealed, and prints one line per row. It returns the
+// providers where revocation failed. A row that cannot be decrypted is
+// reported as such and not revoked; the error is only for a configuration
+// without usable providers or a store that cannot answer, since then the
+// rows cannot be deleted either.
+func revokeSession(ctx context.Context, raw, sealed store.Reader, cfg *config.Config, session, provider string, env Env) ([]string, error) {
 	client, err := newOAuthClient(cfg)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := st.GetSession(ctx, session)
-	switch {
-	case errors.Is(err, store.ErrUnavailable):
+	// Listing first and opening each row alone lets one undecryptable row
+	// (a removed key) leave the others revocable.
+	listed, err := raw.GetSession(ctx, session)
+	if err != nil {
 		return nil, err
-	case err != nil:
-		fmt.Fprintf(env.Stdout, "revocation: cannot read the session's tokens, nothing revoked: %v\n", err)
-		return []string{"every provider (the tokens could not be read)"}, nil
 	}
-	if provider != "" {
-		rows = slices.DeleteFunc(rows, func(r store.Row) bool { return r.Provider != provider })
+	var (
+		rows   []store.Row
+		failed []string
+	)
+	for _, r := range listed {
+		if provider != "" && r.Provider != provider {
+			continue
+		}
+		row, err := sealed.Get(ctx, session, r.Provider)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // deleted meanwhile
+		case errors.Is(err, store.ErrUnreadable):
+			failed = append(failed, r.Provider)
+			fmt.Fprintf(env.Stdout, "revocation: %s: failed: unreadable: %v\n", r.Provider, err)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		rows = append(rows, row)
 	}
 	rctx, cancel := context.WithTimeout(ctx, cfg.Refresh.Timeout.D())
 	defer cancel()
-	var failed []string
 	for _, r := range oauthclient.RevokeSession(rctx, client, rows) {
 		switch {
 		case r.Revoked:

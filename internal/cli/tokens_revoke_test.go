@@ -260,6 +260,29 @@ func TestTokensDeleteRevoke(t *testing.T) {
 		}
 	})
 
+	t.Run("undecryptable rows are deleted unrevoked", func(t *testing.T) {
+		// The same providers under another key: the rows do not open.
+		wrongKey := tokConfigWith(t, dsn, `
+  github:
+    token_url: `+base+`/github/token
+    client_id: gh-client
+    auth_style: header
+    revocation_url: `+base+`/github/revoke`)
+		put("sess-lost", "github", tokens{"at-lost-5f6a", "rt-lost-7b8c"})
+		before := e.count()
+		r := tokRun(t, nil, "", "tokens", "delete", "--database-url", dsn, "--config", wrongKey.path, "--session", "sess-lost", "--revoke")
+		tokExpectCode(t, r, cli.ExitOK, "delete --revoke with the wrong key")
+		tokNoSecrets(t, r, append(secrets, "at-lost-5f6a", "rt-lost-7b8c")...)
+		for _, want := range []string{"revocation: github: failed: unreadable", "deleted", "revocation failed at: github"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("stdout lacks %q:\n%s", want, r.stdout)
+			}
+		}
+		if e.count() != before || left("sess-lost") != 0 {
+			t.Errorf("%d requests, %d rows left; want none and none", e.count()-before, left("sess-lost"))
+		}
+	})
+
 	t.Run("unknown session", func(t *testing.T) {
 		before := e.count()
 		r := tokRun(t, nil, "", "tokens", "delete", "--database-url", dsn, "--config", cfg.path, "--session", "sess-nobody", "--revoke")
