@@ -141,10 +141,7 @@ func TestRevokeRequest(t *testing.T) {
 }
 
 func TestRevokeOutcome(t *testing.T) {
-	// Every error body carries the token, the secret and a marker, to check
-	// that none of it reaches the error text.
-	desc := `"error_description":"` + bodyMarker + " " + oldRT + " " + clientSecret + `"`
-	retryDate := fixedNow.Add(90 * time.Second).Format(http.TimeFormat)
+	desc := errorDesc
 	for _, tc := range []struct {
 		name      string
 		h         http.HandlerFunc
@@ -454,8 +451,8 @@ func TestRevokeSessionClient(t *testing.T) {
 
 // FuzzRevokeResponse feeds arbitrary revocation endpoint answers to Revoke:
 // it must never panic, always send exactly one request, succeed only on
-// 2xx (a malformed header may fail one), give every failure a kind, and never repeat the body marker or a
-// secret.
+// 2xx (a malformed header may fail one), give every failure a kind, and
+// never repeat the body marker or a secret.
 func FuzzRevokeResponse(f *testing.F) {
 	f.Add(200, "", "")
 	f.Add(400, "application/json", `{"error":"unsupported_token_type","error_description":"`+bodyMarker+`"}`)
@@ -464,29 +461,15 @@ func FuzzRevokeResponse(f *testing.F) {
 	f.Add(503, "text/html", "<p>"+bodyMarker)
 	f.Add(401, "text/plain", "error=invalid_client%zz"+bodyMarker)
 	f.Fuzz(func(t *testing.T, status int, contentType, body string) {
-		if status < 200 || status > 599 {
-			status = 200 + (status%400+400)%400
-		}
-		e := newEndpoint(t, respond(status, contentType, body))
+		e, status := fuzzEndpoint(t, status, contentType, body)
 		c := newRevokingClient(t, e, nil)
 		err := c.Revoke(context.Background(), "idp", oldRT, HintRefreshToken)
-		if n := len(e.requests()); n != 1 {
-			t.Fatalf("endpoint saw %d requests", n)
-		}
+		checkFuzzCall(t, e, body, err)
 		if err == nil && status >= 300 {
-			t.Fatalf("status %d: err = %v", status, err)
+			t.Fatalf("status %d: success", status)
 		}
-		if err == nil {
-			return
-		}
-		if k := RevocationKind(err); k == "" || k == KindFailed {
+		if k := RevocationKind(err); err != nil && (k == "" || k == KindFailed) {
 			t.Fatalf("err %v has kind %q", err, k)
-		}
-		if strings.Contains(body, bodyMarker) && strings.Contains(err.Error(), bodyMarker) {
-			t.Fatalf("message %q repeats the body", err)
-		}
-		if strings.Contains(err.Error(), oldRT) || strings.Contains(err.Error(), clientSecret) {
-			t.Fatalf("message %q contains a secret", err)
 		}
 	})
 }

@@ -95,6 +95,20 @@ func (e *revEndpoint) count() int {
 	return len(e.reqs)
 }
 
+// revProvider is the YAML of provider name (client ID name-client) in a
+// providers section, with its endpoints on the server at base; with revoke
+// it has a revocation_url, without secret it is a public client.
+func revProvider(base, name, authStyle, secret string, revoke bool) string {
+	y := "\n  " + name + ":\n    token_url: " + base + "/" + name + "/token\n    client_id: " + name + "-client\n    auth_style: " + authStyle
+	if secret != "" {
+		y += "\n    client_secret: " + secret
+	}
+	if revoke {
+		y += "\n    revocation_url: " + base + "/" + name + "/revoke"
+	}
+	return y
+}
+
 // TestTokensDeleteRevoke: tokens delete --revoke reads the sealed rows,
 // revokes each at its provider's RFC 7009 endpoint with the provider's
 // client authentication, says per provider how that went, and deletes the
@@ -103,28 +117,8 @@ func TestTokensDeleteRevoke(t *testing.T) {
 	dsn := pgtest.New(t)
 	e := newRevEndpoint(t)
 	base := e.srv.URL
-	cfg := tokConfigWith(t, dsn, `
-  github:
-    token_url: `+base+`/github/token
-    client_id: gh-client
-    client_secret: `+revSecret+`
-    auth_style: header
-    revocation_url: `+base+`/github/revoke
-  gitlab:
-    token_url: `+base+`/gitlab/token
-    client_id: gl-client
-    client_secret: `+revSecret+`
-    auth_style: params
-    revocation_url: `+base+`/gitlab/revoke
-  down:
-    token_url: `+base+`/down/token
-    client_id: down-client
-    auth_style: params
-    revocation_url: `+base+`/down/revoke
-  google:
-    token_url: `+base+`/google/token
-    client_id: g-client
-    auth_style: params`)
+	cfg := tokConfigWith(t, dsn, revProvider(base, "github", "header", revSecret, true)+revProvider(base, "gitlab", "params", revSecret, true)+
+		revProvider(base, "down", "params", "", true)+revProvider(base, "google", "params", "", false))
 	raw := tokOpenStore(t, dsn)
 
 	type tokens struct{ access, refresh string }
@@ -206,7 +200,7 @@ func TestTokensDeleteRevoke(t *testing.T) {
 		}
 		if g := gh[0]; g.method != http.MethodPost || g.contentType != "application/x-www-form-urlencoded" ||
 			g.token != rev["github"].refresh || g.hint != "refresh_token" ||
-			!g.basicOK || g.basicUser != "gh-client" || g.basicP != revSecret || g.clientID != "" || g.secretInForm {
+			!g.basicOK || g.basicUser != "github-client" || g.basicP != revSecret || g.clientID != "" || g.secretInForm {
 			t.Errorf("github request: %s %s, refresh token sent %v, hint %q, basic ok=%v user=%q secret ok=%v, form client_id=%q secret in form=%v",
 				g.method, g.contentType, g.token == rev["github"].refresh, g.hint, g.basicOK, g.basicUser, g.basicP == revSecret, g.clientID, g.secretInForm)
 		}
@@ -218,7 +212,7 @@ func TestTokensDeleteRevoke(t *testing.T) {
 		}
 		for i, want := range []struct{ token, hint string }{{rev["gitlab"].refresh, "refresh_token"}, {rev["gitlab"].access, "access_token"}} {
 			g := gl[i]
-			if g.token != want.token || g.hint != want.hint || g.basicOK || g.clientID != "gl-client" || g.clientSecret != revSecret {
+			if g.token != want.token || g.hint != want.hint || g.basicOK || g.clientID != "gitlab-client" || g.clientSecret != revSecret {
 				t.Errorf("gitlab request %d: right token %v, hint %q (want %q), basic %v, client_id %q, secret ok %v",
 					i, g.token == want.token, g.hint, want.hint, g.basicOK, g.clientID, g.clientSecret == revSecret)
 			}
@@ -262,12 +256,7 @@ func TestTokensDeleteRevoke(t *testing.T) {
 
 	t.Run("undecryptable rows are deleted unrevoked", func(t *testing.T) {
 		// The same providers under another key: the rows do not open.
-		wrongKey := tokConfigWith(t, dsn, `
-  github:
-    token_url: `+base+`/github/token
-    client_id: gh-client
-    auth_style: header
-    revocation_url: `+base+`/github/revoke`)
+		wrongKey := tokConfigWith(t, dsn, revProvider(base, "github", "header", revSecret, true))
 		put("sess-lost", "github", tokens{"at-lost-5f6a", "rt-lost-7b8c"})
 		before := e.count()
 		r := tokRun(t, nil, "", "tokens", "delete", "--database-url", dsn, "--config", wrongKey.path, "--session", "sess-lost", "--revoke")
