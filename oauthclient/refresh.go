@@ -197,7 +197,7 @@ func WithNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
 
-// Client redeems refresh tokens at a fixed set of providers. It is safe for
+// Client redeems and revokes tokens at a fixed set of providers. It is safe for
 // concurrent use. It does not coordinate concurrent refreshes of the same
 // token: callers that must redeem a token at most once serialise Refresh
 // calls themselves.
