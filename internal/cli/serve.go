@@ -105,9 +105,7 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
 	oidcProviders := make(map[string]idtoken.Provider, len(cfg.Providers))
-	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
-		providers[name] = p.OAuthClient()
 		oidcProviders[name] = p.IDToken()
 	}
 	idTokens, err := idtoken.New(oidcProviders)
@@ -116,11 +114,25 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	}
 	// Each refresh runs under refresh.timeout (the OAuth client's own
 	// 30 s time-out only backs it up).
-	refresher, err := oauthclient.New(providers)
+	refresher, err := newOAuthClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
+}
+
+// newOAuthClient is the OAuth client of the configured providers, which
+// refreshes and revokes their tokens; its errors are usage errors.
+func newOAuthClient(cfg *config.Config) (*oauthclient.Client, error) {
+	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
+	for name, p := range cfg.Providers {
+		providers[name] = p.OAuthClient()
+	}
+	c, err := oauthclient.New(providers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
+	return c, nil
 }
 
 // checkConfig is serve --check-config: the configuration has loaded (else

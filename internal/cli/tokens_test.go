@@ -108,15 +108,7 @@ type tokConf struct {
 // one, is tokKeyID.
 func tokConfig(t *testing.T, dbURL string) tokConf {
 	t.Helper()
-	key := tokencrypt.GenerateKey()
-	path := tokWriteFile(t, "config.yaml", `
-database:
-  url: "`+dbURL+`"
-jwt:
-  issuer: https://issuer.example
-  audiences: [api]
-  jwks_url: https://issuer.example/jwks
-providers:
+	return tokConfigWith(t, dbURL, `
   github:
     token_url: https://github.example/token
     client_id: gh
@@ -130,7 +122,22 @@ providers:
     token_url: https://gitlab.example/token
     client_id: gl
     auth_style: params
-    header: x-gitlab-token
+    header: x-gitlab-token`)
+}
+
+// tokConfigWith is tokConfig with providers, the YAML of the providers
+// section (indented by two spaces), among which is github.
+func tokConfigWith(t *testing.T, dbURL, providers string) tokConf {
+	t.Helper()
+	key := tokencrypt.GenerateKey()
+	path := tokWriteFile(t, "config.yaml", `
+database:
+  url: "`+dbURL+`"
+jwt:
+  issuer: https://issuer.example
+  audiences: [api]
+  jwks_url: https://issuer.example/jwks
+providers:`+providers+`
 default_providers: [github]
 encryption:
   keys:
