@@ -15,6 +15,8 @@ import (
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/tlsreload"
 	"github.com/extauthz/extauthz/jwtauth"
+	"github.com/extauthz/extauthz/oauthclient"
+	"github.com/extauthz/extauthz/store"
 )
 
 // adminSetup is what the session API needs from the configuration, built
@@ -59,14 +61,34 @@ func adminAuth(ctx context.Context, cfg *config.Config, log *slog.Logger) (*admi
 	return s, nil
 }
 
+// revoker revokes at the providers (RFC 7009) for the session API, all of
+// a request's revocations within timeout (refresh.timeout), as tokens
+// delete --revoke does.
+type revoker struct {
+	client  oauthclient.Revoker
+	timeout time.Duration
+}
+
+// Revoke implements adminapi.Revoker.
+func (r revoker) Revoke(ctx context.Context, rows []store.Row) []adminapi.Revocation {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	var out []adminapi.Revocation
+	for _, rv := range oauthclient.RevokeSession(ctx, r.client, rows) {
+		out = append(out, adminapi.Revocation{Provider: rv.Provider, Revoked: rv.Revoked, TokenType: string(rv.TokenType), Error: rv.Kind})
+	}
+	return out
+}
+
 // listenAdmin listens on listen.admin and returns the session API's server
-// over st, not yet serving.
-func listenAdmin(cfg *config.Config, s *adminSetup, st adminapi.Store, log *slog.Logger) (*httpListener, error) {
+// over st, revoking with client, not yet serving.
+func listenAdmin(cfg *config.Config, s *adminSetup, st adminapi.Store, client oauthclient.Revoker, log *slog.Logger) (*httpListener, error) {
 	alog := log.With("component", "admin")
 	h, err := adminapi.New(adminapi.Options{
 		Store:     st,
 		Auth:      s.auth,
 		Providers: slices.Sorted(maps.Keys(cfg.Providers)),
+		Revoker:   revoker{client: client, timeout: cfg.Refresh.Timeout.D()},
 		Logger:    alog,
 	})
 	if err != nil {

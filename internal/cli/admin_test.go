@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/extauthz/extauthz/store"
 )
 
 // adminCall sends a request to the session API of e with the bearer token
@@ -91,6 +93,50 @@ func TestSessionAPIEndToEnd(t *testing.T) {
 		!strings.Contains(answer, `"access_token":{"present":true,"length":`) || strings.Contains(answer, upstream) {
 		t.Errorf("GET: %d %s", status, answer)
 	}
+	// A new login during a refresh in flight wins: the refresh's write
+	// then loses and the Check serves what the PUT wrote.
+	const rt = "ghr_SESSION_API_refresh"
+	e.put(t, store.Row{SessionID: "s-race", Provider: "gh", Tokens: store.Tokens{AccessToken: "old", RefreshToken: "rt-race",
+		ExpiresAt: time.Now().Add(-time.Minute)}})
+	claim, err := e.store.ClaimRefresh(context.Background(), "s-race", "gh", "other-replica", time.Minute)
+	if err != nil || !claim.Held {
+		t.Fatalf("claim held %v, %v", claim.Held, err)
+	}
+	if status, answer := e.adminCall(t, "PUT", "/v1/sessions/s-race/providers/gh", tok,
+		`{"subject":"alice","client_id":"app","access_token":"`+upstream+`","refresh_token":"`+rt+`","expires_in":3600}`); status != 200 {
+		t.Fatalf("PUT during a refresh: %d %s", status, answer)
+	}
+	if _, err := e.store.CompleteRefresh(context.Background(), "s-race", "gh", claim.Lease, store.Tokens{AccessToken: "from-the-refresh"}); err == nil {
+		t.Error("the refresh's write won over the PUT")
+	}
+	resp = e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, "s-race", nil)}, "")
+	if respHeaders(resp)["authorization"] != "Bearer "+upstream {
+		t.Errorf("after a PUT during a refresh the Check does not serve the PUT's token")
+	}
+
+	// DELETE ?revoke=true revokes the refresh token at gh's revocation_url
+	// with gh's client authentication (params), then deletes.
+	status, answer := e.adminCall(t, "DELETE", "/v1/sessions/s-race?revoke=true", tok, "")
+	if status != 200 || !strings.Contains(answer, `{"provider":"gh","revoked":true,"token_type":"refresh_token"}`) ||
+		!strings.Contains(answer, `"deleted":1`) {
+		t.Errorf("DELETE ?revoke=true: %d %s", status, answer)
+	}
+	var revoked []map[string]string
+	e.tokens.mu.Lock()
+	for _, f := range e.tokens.forms {
+		if f["path"] == "/revoke" {
+			revoked = append(revoked, f)
+		}
+	}
+	e.tokens.mu.Unlock()
+	if len(revoked) != 1 || revoked[0]["token"] != rt || revoked[0]["token_type_hint"] != "refresh_token" ||
+		revoked[0]["client_id"] != "gh-client" || revoked[0]["client_secret"] != "gh-secret" {
+		t.Errorf("revocation requests: %d (right token and client: %v)", len(revoked),
+			len(revoked) == 1 && revoked[0]["token"] == rt && revoked[0]["client_secret"] == "gh-secret")
+	}
+	if rows, _ := e.store.GetSession(context.Background(), "s-race"); len(rows) != 0 {
+		t.Errorf("%d rows left after DELETE", len(rows))
+	}
 	if status, answer := e.adminCall(t, "DELETE", "/v1/sessions/s-api", tok, ""); status != 200 {
 		t.Errorf("DELETE: %d %s", status, answer)
 	}
@@ -101,5 +147,5 @@ func TestSessionAPIEndToEnd(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"msg":"audit"`) {
 		t.Error("no audit line")
 	}
-	e.assertNoSecretsLogged(t, upstream, tok)
+	e.assertNoSecretsLogged(t, upstream, tok, rt)
 }

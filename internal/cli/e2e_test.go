@@ -53,6 +53,20 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", 400)
 		return
 	}
+	if r.URL.Path == "/revoke" {
+		// RFC 7009: recorded with the form, 200 whatever the token.
+		form := map[string]string{"path": "/revoke"}
+		for k := range r.PostForm {
+			form[k] = r.PostForm.Get(k)
+		}
+		if u, p, ok := r.BasicAuth(); ok {
+			form["basic_user"], form["basic_password"] = u, p
+		}
+		te.mu.Lock()
+		te.forms = append(te.forms, form)
+		te.mu.Unlock()
+		return
+	}
 	rt := r.PostForm.Get("refresh_token")
 	te.mu.Lock()
 	te.calls[rt]++
@@ -210,7 +224,8 @@ jwt:
   leeway: 5s
 providers:
   gh:
-    token_url: %s/token
+    token_url: %[5]s/token
+    revocation_url: %[5]s/revoke
     client_id: gh-client
     client_secret: ${E2E_GH_SECRET}
     auth_style: params

@@ -354,7 +354,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	// The session API writes through the same store as the Checks read,
 	// so that the token cache sees its writes.
 	if cfg.Listen.Admin != "" {
-		adminLis, err := listenAdmin(cfg, admin, st, log)
+		adminLis, err := listenAdmin(cfg, admin, st, p.refresher, log)
 		if err != nil {
 			lis.Close()
 			front.close()
