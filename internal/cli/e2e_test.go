@@ -53,6 +53,20 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", 400)
 		return
 	}
+	if r.URL.Path == "/revoke" {
+		// RFC 7009: recorded with the form, 200 whatever the token.
+		form := map[string]string{"path": "/revoke"}
+		for k := range r.PostForm {
+			form[k] = r.PostForm.Get(k)
+		}
+		if u, p, ok := r.BasicAuth(); ok {
+			form["basic_user"], form["basic_password"] = u, p
+		}
+		te.mu.Lock()
+		te.forms = append(te.forms, form)
+		te.mu.Unlock()
+		return
+	}
 	rt := r.PostForm.Get("refresh_token")
 	te.mu.Lock()
 	te.calls[rt]++
@@ -109,6 +123,8 @@ type e2e struct {
 	dsn        string
 	configPath string
 	getenv     func(string) string
+	// admin is the session API's address (e2eOptions.admin), else nil.
+	admin net.Addr
 }
 
 // e2eKey is one encryption key of an e2e server's configuration.
@@ -127,11 +143,16 @@ type e2eOptions struct {
 	primary string
 	// skew is refresh.skew (default 1m).
 	skew string
+	// admin serves the session API on a loopback port for bearer tokens
+	// of audience e2eAdminAudience from the test issuer, client keycloak
+	// only.
+	admin bool
 }
 
 const (
-	e2eIssuer   = "https://as.test"
-	e2eAudience = "api"
+	e2eIssuer        = "https://as.test"
+	e2eAudience      = "api"
+	e2eAdminAudience = "extauthz-admin"
 )
 
 func startE2E(t *testing.T, options ...e2eOptions) *e2e {
@@ -183,11 +204,16 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	}
 
+	listenAdmin, adminSection := "", ""
+	if opts.admin {
+		listenAdmin = "  admin: 127.0.0.1:0\n"
+		adminSection = "admin:\n  audience: " + e2eAdminAudience + "\n  allowed_clients: [keycloak]\n"
+	}
 	cfgText := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
   metrics: "off"
-shutdown:
+%sshutdown:
   drain_delay: 0s
 database:
   url: ${E2E_DATABASE_URL}
@@ -198,7 +224,8 @@ jwt:
   leeway: 5s
 providers:
   gh:
-    token_url: %s/token
+    token_url: %[5]s/token
+    revocation_url: %[5]s/revoke
     client_id: gh-client
     client_secret: ${E2E_GH_SECRET}
     auth_style: params
@@ -231,8 +258,8 @@ deny:
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
 log:
   level: debug
-encryption:
-%s`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, encryption.String())
+%sencryption:
+%s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, adminSection, encryption.String())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -243,7 +270,8 @@ encryption:
 		t.Fatal(err)
 	}
 
-	addr, logs := serveInProcess(t, cfg, getenv)
+	served := runInProcess(t, cfg, getenv)
+	addr, logs := served.grpc, served.logs
 
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -256,7 +284,7 @@ encryption:
 	}
 	t.Cleanup(pg.Close)
 	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
-		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv}
+		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {
@@ -686,8 +714,8 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 // served is a serve running in the test's process: its listeners'
 // addresses (http and metrics nil when not configured) and its logs.
 type served struct {
-	grpc, http, metrics net.Addr
-	logs                *syncBuffer
+	grpc, http, metrics, admin net.Addr
+	logs                       *syncBuffer
 }
 
 // runInProcess runs serve for cfg until t ends (failing t if serve then
@@ -702,6 +730,7 @@ func runInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) 
 		done <- run(ctx, cfg, Env{Stdout: s.logs, Stderr: s.logs, Getenv: getenv}, serveHooks{
 			http:    func(a net.Addr) { s.http = a },
 			metrics: func(a net.Addr) { s.metrics = a },
+			admin:   func(a net.Addr) { s.admin = a },
 			grpc:    func(a net.Addr) { s.grpc = a; close(ready) },
 		})
 	}()
