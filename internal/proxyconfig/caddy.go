@@ -158,8 +158,9 @@ func (c Caddy) Config() (string, error) {
 		#   }`)
 	}
 	p(`	}`)
-	p(`	# Each header gets the answer's value or is absent. A copy that does not`)
-	p(`	# start with a value is the text of a placeholder Caddy 2.6 could not fill.`)
+	p(`	# Each header gets the answer's value or is absent. A copy that starts with`)
+	p(`	# '{' (\x7b) is no value: Caddy 2.6 copies a header the answer lacks as the`)
+	p(`	# text of its placeholder.`)
 	p(`	request_header -Authorization`)
 	for _, h := range headers {
 		p(`	%s header_regexp %s %s`, h.matcher, h.copy, caddyValue)
