@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,8 @@ type httpServer struct {
 	signer  *jwttest.Signer
 	store   *encrypted.Store
 	logs    *syncBuffer
+	// tokens is the token endpoint of the providers gh and google.
+	tokens *tokenEndpoint
 	// configPath and getenv are serve's configuration file and its
 	// environment.
 	configPath string
@@ -37,10 +40,17 @@ type httpServer struct {
 
 // startHTTPServe runs serve with listen.http (listenHTTP: an address, or
 // "unix" for a socket in a temporary directory) against a new database.
+// Its providers are gh (the default, in Authorization) and google
+// (x-google-token, x-google-id-token), both refreshed at one loopback token
+// endpoint; its routes are /admin/ (scope admin required) and /google/
+// (provider google).
 func startHTTPServe(t *testing.T, listenHTTP string) *httpServer {
 	t.Helper()
 	dsn := pgtest.New(t)
 	signer := jwttest.NewSigner(t)
+	te := &tokenEndpoint{calls: map[string]int{}}
+	idp := httptest.NewServer(te)
+	t.Cleanup(idp.Close)
 	socket := ""
 	if listenHTTP == "unix" {
 		// Short: a socket path is limited to about 100 bytes.
@@ -56,7 +66,7 @@ func startHTTPServe(t *testing.T, listenHTTP string) *httpServer {
 	text := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
-  http: %s
+  http: %[1]s
   metrics: 127.0.0.1:0
 shutdown:
   drain_delay: 0s
@@ -65,21 +75,23 @@ database:
 jwt:
   issuer: https://as.test
   audiences: [api]
-  jwks_file: %s
+  jwks_file: %[2]s
 providers:
-  gh: {token_url: "https://gh.test/token", client_id: gh, auth_style: params}
-  google: {token_url: "https://google.test/token", client_id: g, auth_style: params, header: x-google-token}
+  gh: {token_url: "%[3]s/token", client_id: gh, auth_style: params}
+  google: {token_url: "%[3]s/token", client_id: g, auth_style: params, header: x-google-token, id_token_header: x-google-id-token}
 default_providers: [gh]
 routes:
   - path_prefix: /admin/
     required_scopes: [admin]
+  - path_prefix: /google/
+    providers: [google]
 deny:
   realm: api
 encryption:
   keys:
     - id: k1
       key: ${HTTP_TEST_TOKEN_KEY}
-`, listenHTTP, signer.WriteJWKSFile(t))
+`, listenHTTP, signer.WriteJWKSFile(t), idp.URL)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -102,7 +114,7 @@ encryption:
 	httpAddr, metricsAddr, logs := run.http, run.metrics, run.logs
 
 	s := &httpServer{client: &http.Client{Timeout: 10 * time.Second}, base: "http://" + httpAddr.String(),
-		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs, configPath: path, getenv: getenv}
+		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs, tokens: te, configPath: path, getenv: getenv}
 	if socket != "" {
 		if st, err := os.Stat(socket); err != nil || st.Mode().Perm() != unixSocketMode {
 			t.Errorf("socket mode %v, %v; want %v", st.Mode().Perm(), err, os.FileMode(unixSocketMode))
@@ -121,10 +133,22 @@ encryption:
 	return s
 }
 
+// jwt returns a valid JWT of alice's client app for session, with scopes
+// (space-separated).
 func (s *httpServer) jwt(t *testing.T, session string, scopes string) string {
+	return s.jwtWith(t, session, scopes, nil)
+}
+
+// jwtWith is jwt with its claims changed by edit (when not nil) before
+// signing.
+func (s *httpServer) jwtWith(t *testing.T, session, scopes string, edit func(claims map[string]any)) string {
 	now := time.Now()
-	return s.signer.Sign(t, map[string]any{"iss": "https://as.test", "aud": "api", "sub": "alice", "client_id": "app",
-		"tsid": session, "scope": scopes, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()})
+	claims := map[string]any{"iss": "https://as.test", "aud": "api", "sub": "alice", "client_id": "app",
+		"tsid": session, "scope": scopes, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
+	if edit != nil {
+		edit(claims)
+	}
+	return s.signer.Sign(t, claims)
 }
 
 func (s *httpServer) do(t *testing.T, target string, headers map[string]string) (*http.Response, string) {
@@ -167,7 +191,7 @@ func TestServeHTTPFront(t *testing.T) {
 	}
 	resp, _ = s.do(t, "/envoy/repos", map[string]string{"Host": "api.test", "authorization": "Bearer " + jwt})
 	if resp.StatusCode != 200 || resp.Header.Get("Authorization") != "Bearer "+upstream ||
-		resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-google-token" {
+		resp.Header.Get("X-Envoy-Auth-Headers-To-Remove") != "x-google-id-token,x-google-token" {
 		t.Errorf("envoy allow: %d %v", resp.StatusCode, resp.Header)
 	}
 

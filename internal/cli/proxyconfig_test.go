@@ -69,9 +69,11 @@ func TestProxyConfigCommand(t *testing.T) {
 		{"bad backend", []string{"nginx", "--backend", "backend:80"}, good, ExitUsage, []string{"--backend"}},
 		{"caddy", []string{"caddy", "--backend", "http://backend:8080"}, good, ExitOK, []string{
 			"request_header -X-Google-Id-Token\n", "request_header -X-Google-Token\n",
-			"request_header -X-Extauthz-Providers\n", "request_header -X-Extauthz-Required-Scopes\n",
+			"request_header -X-Extauthz-*\n",
 			"forward_auth 127.0.0.1:9002 {", "uri /auth\n",
-			"copy_headers Authorization X-Google-Id-Token X-Google-Token\n",
+			"Authorization>X-Extauthz-Copy-Authorization\n",
+			"X-Google-Token>X-Extauthz-Copy-X-Google-Token\n",
+			"request_header @extauthz-x-google-id-token X-Google-Id-Token {http.request.header.X-Extauthz-Copy-X-Google-Id-Token}\n",
 			"reverse_proxy http://backend:8080\n",
 		}},
 		{"caddy unix socket", []string{"caddy"}, proxyConfigText(t, "unix:/run/extauthz/http.sock"), ExitOK, []string{

@@ -60,19 +60,46 @@ func checkCaddyBackend(b string) error {
 	return nil
 }
 
+// CaddyCopyPrefix starts the name of the request header into which the
+// Caddyfile has forward_auth copy each header of the answer, before moving
+// it into place (see Caddy.Config). Every header with this prefix, and
+// every X-Extauthz-* header, is deleted from the client's request.
+const CaddyCopyPrefix = "X-Extauthz-Copy-"
+
+// caddyValue is the regular expression a copied header must match to be
+// moved into place: a value that does not start with '{' (\x7b). Caddy 2.6
+// copies a header the answer lacks as the text of its placeholder
+// ("{http.reverse_proxy.header.Authorization}"); no value extauthz sends
+// starts with '{' ("Bearer <token>", or an ID token, a JWT).
+const caddyValue = `^[^\x7b]`
+
 // Config returns the Caddyfile snippet to place in a site block. Its route
 // keeps the directives in the order written: Caddy's default order runs
 // request_header after forward_auth, which would delete the headers just
 // copied from the answer.
+//
+// The backend sees each configured header only with the value of the
+// answer, on every Caddy version: forward_auth copies the answer's headers
+// into headers of their own (CaddyCopyPrefix), whose client copies are
+// deleted first, and each is moved into place only if it holds a value.
+// Caddy versions differ in what copy_headers does with a header the answer
+// lacks (2.6 sets the placeholder's text, 2.7 to 2.11.1 leave the client's
+// copy, later ones delete it), and copying straight into Authorization
+// would leave the caller's JWT wherever the answer does not replace it.
 func (c Caddy) Config() (string, error) {
 	lower, err := headerList(c.Headers, plainHeader, "a Caddyfile", "lower-case letters, digits, '-' and '_'")
 	if err != nil {
 		return "", err
 	}
 	// Distinct lower-case names have distinct canonical forms.
-	headers := make([]string, len(lower))
+	type header struct{ name, copy, matcher string }
+	headers := make([]header, len(lower))
 	for i, h := range lower {
-		headers[i] = textproto.CanonicalMIMEHeaderKey(h)
+		name := textproto.CanonicalMIMEHeaderKey(h)
+		if strings.HasPrefix(name, "X-Extauthz-") {
+			return "", fmt.Errorf("header %q: the X-Extauthz- prefix is extauthz's own", h)
+		}
+		headers[i] = header{name, CaddyCopyPrefix + name, "@extauthz-" + h}
 	}
 	if c.Addr == "" {
 		return "", fmt.Errorf("no auth target")
@@ -93,22 +120,26 @@ func (c Caddy) Config() (string, error) {
 	p(`# Place the route in a site block; regenerate whenever providers or their`)
 	p(`# headers change: every header the configuration could set must be listed.`)
 	p(`route {`)
-	p(`	# A client's copies are removed before the auth request: copy_headers only`)
-	p(`	# sets the headers the answer carries. Authorization is the caller's JWT,`)
-	p(`	# read by extauthz: the answer replaces it.`)
+	p(`	# A client's copies are removed before the auth request. Authorization is`)
+	p(`	# the caller's JWT, read by extauthz: it is removed after the answer.`)
 	for _, h := range headers {
-		if h != "Authorization" {
-			p(`	request_header -%s`, h)
+		if h.name != "Authorization" {
+			p(`	request_header -%s`, h.name)
 		}
 	}
-	p(`	# Only the proxy may name providers or scopes; X-Forwarded-Uri names the path.`)
-	for _, h := range ReadHeaders {
-		p(`	request_header -%s`, h)
-	}
+	p(`	# Only the proxy may name providers or scopes, or copy the answer's headers;`)
+	p(`	# X-Forwarded-Uri names the path.`)
+	p(`	request_header -X-Extauthz-*`)
 	p(`	request_header -X-Original-Uri`)
 	p(`	forward_auth %s {`, upstream)
 	p(`		uri /auth`)
-	p(`		copy_headers %s`, strings.Join(headers, " "))
+	p(`		# Into headers of their own: what copy_headers does with a header the`)
+	p(`		# answer lacks differs between Caddy versions.`)
+	p(`		copy_headers {`)
+	for _, h := range headers {
+		p(`			%s>%s`, h.name, h.copy)
+	}
+	p(`		}`)
 	if c.TLS {
 		p(`		# http.tls is set: name the CA (and, with client_ca, Caddy's certificate):`)
 		p(`		#   transport http {
@@ -117,6 +148,15 @@ func (c Caddy) Config() (string, error) {
 		#   }`)
 	}
 	p(`	}`)
+	p(`	# Each header gets the answer's value or is absent. A copy that starts with`)
+	p(`	# '{' (\x7b) is no value: Caddy 2.6 copies a header the answer lacks as the`)
+	p(`	# text of its placeholder.`)
+	p(`	request_header -Authorization`)
+	for _, h := range headers {
+		p(`	%s header_regexp %s %s`, h.matcher, h.copy, caddyValue)
+		p(`	request_header %s %s {http.request.header.%s}`, h.matcher, h.name, h.copy)
+	}
+	p(`	request_header -X-Extauthz-*`)
 	if c.Backend != "" {
 		p(`	reverse_proxy %s`, c.Backend)
 	} else {

@@ -29,10 +29,11 @@ func TestCaddyUpstream(t *testing.T) {
 	}
 }
 
-// TestCaddyConfig: every configured header is copied from the answer and
-// deleted from the client's request first (but Authorization, which
-// carries the JWT), the X-Extauthz-* headers are deleted, and what cannot
-// be written safely is refused.
+// TestCaddyConfig: every configured header is deleted from the client's
+// request (Authorization, which carries the JWT, after forward_auth, the
+// others before), copied from the answer into a header of its own and set
+// from there only when the copy holds a value; the X-Extauthz-* headers are
+// deleted before and after; what cannot be written safely is refused.
 func TestCaddyConfig(t *testing.T) {
 	tcp := func(c Caddy) Caddy { c.Network, c.Addr = "tcp", "127.0.0.1:9002"; return c }
 	for _, tc := range []struct {
@@ -47,25 +48,45 @@ func TestCaddyConfig(t *testing.T) {
 			in:   tcp(Caddy{Headers: []string{"authorization"}}),
 			want: []string{
 				"route {",
-				"request_header -X-Extauthz-Providers", "request_header -X-Extauthz-Required-Scopes",
+				"request_header -X-Extauthz-*",
 				"request_header -X-Original-Uri",
-				"forward_auth 127.0.0.1:9002 {", "uri /auth", "copy_headers Authorization", "}",
+				"forward_auth 127.0.0.1:9002 {", "uri /auth",
+				"copy_headers {", "Authorization>X-Extauthz-Copy-Authorization", "}",
+				"}",
+				"request_header -Authorization",
+				`@extauthz-authorization header_regexp X-Extauthz-Copy-Authorization ^[^\x7b]`,
+				"request_header @extauthz-authorization Authorization {http.request.header.X-Extauthz-Copy-Authorization}",
+				"request_header -X-Extauthz-*",
 				"# reverse_proxy BACKEND  (your upstream: extauthz proxy-config caddy --backend URL)",
 				"}",
 			},
-			notWant: []string{"request_header -Authorization"},
 		},
 		{
 			name: "provider and ID-token headers, backend",
 			in:   tcp(Caddy{Headers: []string{"authorization", "x-google-id-token", "x-google-token"}, Backend: "http://backend:8080"}),
 			want: []string{
 				"request_header -X-Google-Id-Token", "request_header -X-Google-Token",
-				"request_header -X-Extauthz-Providers", "request_header -X-Extauthz-Required-Scopes",
+				"request_header -X-Extauthz-*",
 				"forward_auth 127.0.0.1:9002 {",
-				"copy_headers Authorization X-Google-Id-Token X-Google-Token",
+				"copy_headers {",
+				"Authorization>X-Extauthz-Copy-Authorization",
+				"X-Google-Id-Token>X-Extauthz-Copy-X-Google-Id-Token",
+				"X-Google-Token>X-Extauthz-Copy-X-Google-Token",
+				"request_header -Authorization",
+				`@extauthz-x-google-id-token header_regexp X-Extauthz-Copy-X-Google-Id-Token ^[^\x7b]`,
+				"request_header @extauthz-x-google-id-token X-Google-Id-Token {http.request.header.X-Extauthz-Copy-X-Google-Id-Token}",
+				`@extauthz-x-google-token header_regexp X-Extauthz-Copy-X-Google-Token ^[^\x7b]`,
+				"request_header @extauthz-x-google-token X-Google-Token {http.request.header.X-Extauthz-Copy-X-Google-Token}",
+				"request_header -X-Extauthz-*",
 				"reverse_proxy http://backend:8080",
 			},
-			notWant: []string{"request_header -Authorization", "# reverse_proxy BACKEND  (your upstream: extauthz proxy-config caddy --backend URL)"},
+			notWant: []string{"# reverse_proxy BACKEND  (your upstream: extauthz proxy-config caddy --backend URL)"},
+		},
+		{
+			name: "'-' and '_' are different headers with different matchers",
+			in:   tcp(Caddy{Headers: []string{"authorization", "x-t", "x_t"}}),
+			want: []string{"request_header @extauthz-x-t X-T {http.request.header.X-Extauthz-Copy-X-T}",
+				"request_header @extauthz-x_t X_t {http.request.header.X-Extauthz-Copy-X_t}"},
 		},
 		{
 			name: "unix socket",
@@ -80,8 +101,9 @@ func TestCaddyConfig(t *testing.T) {
 		{
 			name: "repeated header written once",
 			in:   tcp(Caddy{Headers: []string{"authorization", "x-t", "x-t"}}),
-			want: []string{"request_header -X-T", "copy_headers Authorization X-T"},
+			want: []string{"request_header -X-T", "X-T>X-Extauthz-Copy-X-T", "request_header @extauthz-x-t X-T {http.request.header.X-Extauthz-Copy-X-T}"},
 		},
+		{name: "extauthz's own prefix", in: tcp(Caddy{Headers: []string{"authorization", "x-extauthz-copy-x"}}), err: "X-Extauthz- prefix"},
 		{name: "header with a space", in: tcp(Caddy{Headers: []string{"authorization", "x t"}}), err: `"x t"`},
 		{name: "no authorization", in: tcp(Caddy{Headers: []string{"x-t"}}), err: "authorization"},
 		{name: "no auth target", in: Caddy{Headers: []string{"authorization"}}, err: "auth target"},
@@ -95,17 +117,22 @@ func TestCaddyConfig(t *testing.T) {
 				return
 			}
 			linesInOrder(t, got, tc.want, tc.notWant)
-			// Every header other than Authorization is deleted once, before
-			// forward_auth.
+			// Every header is deleted once: Authorization after forward_auth,
+			// the others before; each is set once, after forward_auth, under
+			// its matcher; the copies are deleted before and after.
 			fa := strings.Index(got, "\tforward_auth ")
 			for h := range distinct(tc.in.Headers) {
-				if h == "authorization" {
-					continue
+				del := "request_header -" + canonical(h) + "\n"
+				if n, at := strings.Count(got, del), strings.Index(got, del); n != 1 || (h == "authorization") != (at > fa) {
+					t.Errorf("%q: %d lines, at %d; forward_auth at %d", del, n, at, fa)
 				}
-				line := "request_header -" + canonical(h)
-				if n := strings.Count(got, line+"\n"); n != 1 || strings.Index(got, line) > fa {
-					t.Errorf("%q: %d lines, want 1 before forward_auth", line, n)
+				set := "request_header @extauthz-" + h + " " + canonical(h) + " "
+				if n, at := strings.Count(got, set), strings.Index(got, set); n != 1 || at < fa {
+					t.Errorf("%q: %d lines, at %d; forward_auth at %d", set, n, at, fa)
 				}
+			}
+			if n := strings.Count(got, "\trequest_header -X-Extauthz-*\n"); n != 2 {
+				t.Errorf("X-Extauthz-* deleted %d times, want before and after forward_auth", n)
 			}
 			if strings.Count(uncommented(got), "{") != strings.Count(uncommented(got), "}") {
 				t.Errorf("unbalanced braces:\n%s", got)
