@@ -11,7 +11,7 @@ import (
 
 // proxyKinds are the proxies proxy-config names, with whether it writes
 // their configuration yet.
-var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": false, "envoy-http": false}
+var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": true, "envoy-http": false}
 
 // proxyConfigCmd is "proxy-config KIND --config FILE [--backend URL]": it
 // prints the proxy configuration derived from the configured providers and
@@ -30,7 +30,7 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	case !known:
 		return usageErr("unknown proxy %q: nginx, caddy, traefik or envoy-http", kind)
 	case !supported:
-		return usageErr("%s: not supported yet (nginx and caddy are)", kind)
+		return usageErr("%s: not supported yet (nginx, caddy and traefik are)", kind)
 	}
 	fs := newFlags("proxy-config "+kind, env)
 	path := fs.String("config", "", "configuration file (YAML)")
@@ -55,32 +55,38 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	}
 	network, addr := cfg.Listen.HTTPAddr()
 	tls := cfg.HTTP.TLS.Cert != ""
-	var out string
+	headers := cfg.Authz().HeaderNames()
+	// Each proxy's generator; err, when set, is about listen.http.
+	var gen interface{ Config() (string, error) }
 	switch kind {
 	case "nginx":
-		auth, err := proxyconfig.AuthURL(network, addr, tls)
-		if err != nil {
-			return usageErr("%s: listen.http: %v", *path, err)
-		}
-		if out, err = (proxyconfig.Nginx{Headers: cfg.Authz().HeaderNames(), Auth: auth, Backend: *backend}).Config(); err != nil {
-			return usageErr("%s: %v", *path, err)
-		}
+		var auth string
+		auth, err = proxyconfig.AuthURL(network, addr, tls)
+		gen = proxyconfig.Nginx{Headers: headers, Auth: auth, Backend: *backend}
 	case "caddy":
-		if _, err := proxyconfig.CaddyUpstream(network, addr, tls); err != nil {
-			return usageErr("%s: listen.http: %v", *path, err)
-		}
-		c := proxyconfig.Caddy{Headers: cfg.Authz().HeaderNames(), Network: network, Addr: addr, TLS: tls, Backend: *backend}
-		if out, err = c.Config(); err != nil {
-			return usageErr("%s: %v", *path, err)
-		}
+		_, err = proxyconfig.CaddyUpstream(network, addr, tls)
+		gen = proxyconfig.Caddy{Headers: headers, Network: network, Addr: addr, TLS: tls, Backend: *backend}
+	case "traefik":
+		_, err = proxyconfig.TraefikAddress(network, addr, tls)
+		gen = proxyconfig.Traefik{Headers: headers, Network: network, Addr: addr, TLS: tls, Backend: *backend}
+	}
+	if err != nil {
+		return usageErr("%s: listen.http: %v", *path, err)
+	}
+	out, err := gen.Config()
+	if err != nil {
+		return usageErr("%s: %v", *path, err)
 	}
 	_, err = fmt.Fprint(env.Stdout, out)
 	return err
 }
 
-const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy --config FILE [--backend URL]
+const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|traefik --config FILE [--backend URL]
 
 Prints the proxy configuration derived from the configured providers, their
 headers and listen.http (which must be set): for nginx two locations, for
-caddy a route for a site block. traefik and envoy-http are not supported yet.
+caddy a route for a site block, for traefik a dynamic configuration for its
+file provider (listen.http must then be a host:port: Traefik cannot dial a
+Unix socket). --backend names the protected upstream. envoy-http is not
+supported yet.
 `

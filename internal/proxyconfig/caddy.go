@@ -26,8 +26,34 @@ type Caddy struct {
 	Backend string
 }
 
-// caddyHeader is a header name a Caddyfile can hold as a bare token.
-var caddyHeader = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+// plainHeader is a header name that a Caddyfile holds as a bare token and a
+// YAML file as a plain scalar.
+var plainHeader = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// canonicalHeaders returns the distinct names among headers (lower-case,
+// authz.Config.HeaderNames) in canonical form ("X-Google-Token"), in their
+// order. A name other than lower-case letters, digits, '-' and '_' cannot be
+// written into the configuration of proxy: that is an error, and so is a
+// list without authorization.
+func canonicalHeaders(headers []string, proxy string) ([]string, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, h := range headers {
+		if !plainHeader.MatchString(h) {
+			return nil, fmt.Errorf("header %q cannot be written into a %s configuration: use only lower-case letters, digits, '-' and '_'", h, proxy)
+		}
+		name := textproto.CanonicalMIMEHeaderKey(h)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		names = append(names, name)
+	}
+	if !seen["Authorization"] {
+		return nil, fmt.Errorf("no authorization among the header names")
+	}
+	return names, nil
+}
 
 // CaddyUpstream returns the forward_auth upstream of listen.http: a
 // host:port (https:// in front with tls), or unix//path for a socket.
@@ -51,15 +77,16 @@ func CaddyUpstream(network, addr string, tls bool) (string, error) {
 	return hostport, nil
 }
 
-// checkCaddyBackend refuses a backend that is not an http(s) URL without a
-// path, query or fragment (Caddy's reverse_proxy takes none).
-func checkCaddyBackend(b string) error {
+// checkOriginBackend refuses a backend that is not an http(s) URL without a
+// path, query, fragment or user (upstream, the directive that takes it,
+// e.g. Caddy's reverse_proxy, takes none).
+func checkOriginBackend(b, upstream string) error {
 	if err := CheckBackend(b); err != nil {
 		return err
 	}
 	u, _ := url.Parse(b)
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("backend %q: Caddy's reverse_proxy takes a scheme and host:port only", b)
+		return fmt.Errorf("backend %q: %s takes a scheme and host:port only", b, upstream)
 	}
 	return nil
 }
@@ -69,21 +96,9 @@ func checkCaddyBackend(b string) error {
 // request_header after forward_auth, which would delete the headers just
 // copied from the answer.
 func (c Caddy) Config() (string, error) {
-	var headers []string
-	seen := map[string]bool{}
-	for _, h := range c.Headers {
-		if !caddyHeader.MatchString(h) {
-			return "", fmt.Errorf("header %q cannot be written into a Caddyfile: use only lower-case letters, digits, '-' and '_'", h)
-		}
-		name := textproto.CanonicalMIMEHeaderKey(h)
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		headers = append(headers, name)
-	}
-	if !seen["Authorization"] {
-		return "", fmt.Errorf("no authorization among the header names")
+	headers, err := canonicalHeaders(c.Headers, "Caddy")
+	if err != nil {
+		return "", err
 	}
 	if c.Addr == "" {
 		return "", fmt.Errorf("no auth target")
@@ -93,7 +108,7 @@ func (c Caddy) Config() (string, error) {
 		return "", err
 	}
 	if c.Backend != "" {
-		if err := checkCaddyBackend(c.Backend); err != nil {
+		if err := checkOriginBackend(c.Backend, "Caddy's reverse_proxy"); err != nil {
 			return "", err
 		}
 	}

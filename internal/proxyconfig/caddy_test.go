@@ -100,27 +100,7 @@ func TestCaddyConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var lines []string
-			count := map[string]int{}
-			for _, l := range strings.Split(got, "\n") {
-				lines = append(lines, strings.TrimSpace(l))
-				count[strings.TrimSpace(l)]++
-			}
-			i := 0
-			for _, w := range tc.want {
-				for i < len(lines) && lines[i] != w {
-					i++
-				}
-				if i == len(lines) {
-					t.Errorf("missing line %q (in this order) in\n%s", w, got)
-					break
-				}
-			}
-			for _, w := range tc.notWant {
-				if count[w] != 0 {
-					t.Errorf("unexpected line %q in\n%s", w, got)
-				}
-			}
+			checkLines(t, got, tc.want, tc.notWant)
 			// Every header other than Authorization is deleted once, before
 			// forward_auth.
 			fa := strings.Index(got, "\tforward_auth ")
@@ -137,6 +117,33 @@ func TestCaddyConfig(t *testing.T) {
 				t.Errorf("unbalanced braces:\n%s", got)
 			}
 		})
+	}
+}
+
+// checkLines fails unless got holds the lines want (compared trimmed) in
+// this order, and none of the lines notWant.
+func checkLines(t *testing.T, got string, want, notWant []string) {
+	t.Helper()
+	var lines []string
+	count := map[string]int{}
+	for _, l := range strings.Split(got, "\n") {
+		lines = append(lines, strings.TrimSpace(l))
+		count[strings.TrimSpace(l)]++
+	}
+	i := 0
+	for _, w := range want {
+		for i < len(lines) && lines[i] != w {
+			i++
+		}
+		if i == len(lines) {
+			t.Errorf("missing line %q (in this order) in\n%s", w, got)
+			break
+		}
+	}
+	for _, w := range notWant {
+		if count[w] != 0 {
+			t.Errorf("unexpected line %q in\n%s", w, got)
+		}
 	}
 }
 
