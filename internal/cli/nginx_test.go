@@ -52,16 +52,50 @@ func nginxProxyConfig(t *testing.T, s *httpServer, backend string) string {
 	return out.String()
 }
 
-// startNginx runs nginx on 127.0.0.1 with locations (the output of
-// proxy-config nginx) as its server block's locations, as an unprivileged
-// process. It returns nginx's URL.
-func startNginx(t *testing.T, bin, locations string) string {
+// nginxDir returns a new directory for an nginx run, removed when t ends,
+// that nginx may write when it runs unprivileged (see nginxCommand).
+func nginxDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "extauthz-nginx")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	if os.Getuid() == 0 {
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// nginxTempPaths are the http-context directives that keep nginx's
+// temporary files in dir.
+func nginxTempPaths(dir string) string {
+	return fmt.Sprintf(`    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+`, dir)
+}
+
+// nginxCommand returns the command running nginx with args, unprivileged:
+// as nobody when the test runs as root.
+func nginxCommand(bin string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	if os.Getuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	return cmd
+}
+
+// startNginx runs nginx on 127.0.0.1 with locations (the output of
+// proxy-config nginx) as its server block's locations, as an unprivileged
+// process. It returns nginx's URL.
+func startNginx(t *testing.T, bin, locations string) string {
+	t.Helper()
+	dir := nginxDir(t)
 	addr := freeTCPAddr(t)
 	conf := fmt.Sprintf(`
 daemon off;
@@ -72,29 +106,17 @@ error_log %[1]s/error.log info;
 events { worker_connections 64; }
 http {
     access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    server {
+%[4]s    server {
         listen %[2]s;
 %[3]s
     }
 }
-`, dir, addr, locations)
+`, dir, addr, locations, nginxTempPaths(dir))
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
-	if os.Getuid() == 0 {
-		// Unprivileged: as nobody, in a directory it may write.
-		if err := os.Chmod(dir, 0o777); err != nil {
-			t.Fatal(err)
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
+	cmd := nginxCommand(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
 	return runProxy(t, cmd, addr, syscall.SIGQUIT, func() string {
 		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
 		return string(log)
