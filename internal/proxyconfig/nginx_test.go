@@ -107,15 +107,9 @@ func TestNginxConfig(t *testing.T) {
 			Backend: "http://b/x;return"}, err: "must not contain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := tc.in.Config()
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error %v, want one containing %q", err, tc.err)
-				}
+			got, ok := generate(t, tc.in.Config, tc.err)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			lines := map[string]int{}
 			for _, l := range strings.Split(got, "\n") {
