@@ -50,7 +50,7 @@ type Config struct {
 	// and where any workload that can reach the port could send its own.
 	RoutesOnly bool `yaml:"routes_only"`
 	// AllowInsecureHTTP accepts http:// for jwt.jwks_url and the
-	// providers' token_url and issuer on any host. Without it they must be
+	// providers' token_url, revocation_url and issuer on any host. Without it they must be
 	// https unless the host is a loopback address or localhost. For
 	// demonstrations on a private network only.
 	AllowInsecureHTTP bool       `yaml:"allow_insecure_http"`
@@ -63,6 +63,8 @@ type Config struct {
 	Cache             Cache      `yaml:"cache"`
 	// HTTP configures the HTTP authorization listener (listen.http).
 	HTTP HTTP `yaml:"http"`
+	// Admin configures the session API (listen.admin).
+	Admin Admin `yaml:"admin"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -112,6 +114,10 @@ type Listen struct {
 	// default) disables it. It answers proxies only: it must not be
 	// reachable by clients.
 	HTTP string `yaml:"http"`
+	// Admin is the address (host:port) of the session API (package
+	// adminapi), configured by the admin section. Empty (the default)
+	// disables it.
+	Admin string `yaml:"admin"`
 }
 
 // UnixPrefix starts a listen.http value naming a Unix socket.
@@ -256,6 +262,11 @@ type Provider struct {
 	// Issuer is the provider's OIDC issuer, used to verify refreshed ID
 	// tokens.
 	Issuer string `yaml:"issuer"`
+	// RevocationURL is the provider's token revocation endpoint (RFC
+	// 7009), where 'tokens delete --revoke' and the admin API revoke a
+	// session's grant, authenticated as refreshes are. Empty: tokens are
+	// not revoked at this provider.
+	RevocationURL string `yaml:"revocation_url"`
 }
 
 // Route chooses providers and required scopes by request host and path, for
@@ -537,6 +548,7 @@ func (c *Config) defaults() {
 		c.Log.Format = "json"
 	}
 	c.cacheDefaults()
+	c.adminDefaults()
 	for name, p := range c.Providers {
 		p.Header = strings.ToLower(p.Header)
 		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)
@@ -567,6 +579,7 @@ func (c *Config) validate() []string {
 	}
 	p = append(p, c.Listen.TLS.validate("listen.tls")...)
 	p = append(p, c.validateHTTP()...)
+	p = append(p, c.validateAdmin()...)
 	p = append(p, setting.Under("jwt", c.JWT.JWTAuth().Validate())...)
 	if c.JWT.JWKSFile == "" {
 		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)
@@ -596,6 +609,7 @@ func (c *Config) validate() []string {
 		p = append(p, setting.Under(at, pr.OAuthClient().Validate())...)
 		p = append(p, setting.Under(at, pr.IDToken().Validate())...)
 		p = append(p, c.checkTransport(at+".token_url", pr.TokenURL)...)
+		p = append(p, c.checkTransport(at+".revocation_url", pr.RevocationURL)...)
 		p = append(p, c.checkTransport(at+".issuer", pr.Issuer)...)
 	}
 	// The decision owns the providers' headers, the routes, the default
@@ -739,7 +753,8 @@ func (j JWT) JWTAuth() jwtauth.Config {
 // oauthclient.Provider.Validate reports.
 func (p Provider) OAuthClient() oauthclient.Provider {
 	style, _ := oauthclient.ParseAuthStyle(p.AuthStyle)
-	return oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes}
+	return oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes,
+		RevocationURL: p.RevocationURL}
 }
 
 // IDToken returns the provider as the ID-token verifier takes it; without

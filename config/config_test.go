@@ -619,3 +619,54 @@ encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
 		})
 	}
 }
+
+// TestRevocationURL: providers.NAME.revocation_url is optional, checked by
+// the OAuth client (absolute http(s), no credentials) and by the transport
+// rule of token_url; the error names the key and never the URL.
+func TestRevocationURL(t *testing.T) {
+	const tmpl = `
+database: {url: "postgres://x/y"}
+jwt: {issuer: "https://as.example", audiences: [api], jwks_url: "https://as.example/jwks"}
+providers:
+  github: {token_url: "https://idp.example/token", client_id: a, auth_style: header, revocation_url: "%s"}
+default_providers: [github]
+encryption: {keys: [{id: k, key: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}]}
+%s
+`
+	for _, tc := range []struct {
+		name, url, extra string
+		want             string // the problem; "" means valid
+	}{
+		{"unset", "", "", ""},
+		{"https", "https://idp.example/oauth/revoke?tenant=s3cret", "", ""},
+		{"loopback http", "http://127.0.0.1:8080/revoke", "", ""},
+		{"plain http", "http://idp.example/revoke?tenant=s3cret", "", "providers.github.revocation_url must use https"},
+		{"plain http allowed", "http://idp.example/revoke?tenant=s3cret", "allow_insecure_http: true", ""},
+		{"credentials", "https://u:pa55word@idp.example/revoke", "", "providers.github.revocation_url must not carry credentials"},
+		{"relative", "/revoke?tenant=s3cret", "", "providers.github.revocation_url must be an absolute http(s) URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(fmt.Sprintf(tmpl, tc.url, tc.extra)), env(nil))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := c.Providers["github"].OAuthClient().RevocationURL; got != tc.url {
+					t.Errorf("OAuthClient().RevocationURL = %q, want %q", got, tc.url)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if n := strings.Count(err.Error(), "\n  - "); n != 1 {
+				t.Errorf("%d problems, want 1:\n%v", n, err)
+			}
+			for _, leak := range []string{"pa55word", "s3cret", "idp.example"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("error quotes the URL (%q):\n%v", leak, err)
+				}
+			}
+		})
+	}
+}

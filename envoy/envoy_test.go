@@ -22,97 +22,39 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"go.yaml.in/yaml/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/httpfront"
+	"github.com/extauthz/extauthz/internal/envoyconf"
+	"github.com/extauthz/extauthz/internal/proxyconfig"
 )
 
-// validator is implemented by every go-control-plane message
-// (protoc-gen-validate).
-type validator interface{ ValidateAll() error }
-
-// load reads a YAML bootstrap the way Envoy does: YAML to JSON, then proto3
-// JSON with unknown fields refused, every typed_config resolved.
+// load reads a bootstrap file the way Envoy does (envoyconf.Bootstrap).
 func load(t *testing.T, path string) *bootstrapv3.Bootstrap {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc any
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	js, err := json.Marshal(doc)
+	b, err := envoyconf.Bootstrap(data)
 	if err != nil {
-		t.Fatalf("%s: to JSON: %v", path, err)
-	}
-	var b bootstrapv3.Bootstrap
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: false, Resolver: protoregistry.GlobalTypes}).Unmarshal(js, &b); err != nil {
-		t.Fatalf("%s: not an Envoy v3 bootstrap: %v", path, err)
-	}
-	if err := b.ValidateAll(); err != nil {
 		t.Fatalf("%s: %v", path, err)
 	}
-	return &b
+	return b
 }
 
-// unpacked is an Any found in the configuration, unpacked and validated.
-type unpacked struct {
-	field string // where it was found
-	msg   proto.Message
-}
-
-// anys unpacks every google.protobuf.Any under m (typed_config,
-// typed_per_filter_config, typed_extension_protocol_options, ...), recursing
-// into the unpacked messages, and validates each.
-func anys(t *testing.T, m protoreflect.Message, found *[]unpacked) {
+// anys returns every Any under m, unpacked and validated.
+func anys(t *testing.T, m proto.Message) []proto.Message {
 	t.Helper()
-	if a, ok := m.Interface().(*anypb.Any); ok {
-		inner, err := anypb.UnmarshalNew(a, proto.UnmarshalOptions{Resolver: protoregistry.GlobalTypes})
-		if err != nil {
-			t.Fatalf("unpack %s: %v", a.GetTypeUrl(), err)
-		}
-		v, ok := inner.(validator)
-		if !ok {
-			t.Fatalf("%s has no ValidateAll", a.GetTypeUrl())
-		}
-		if err := v.ValidateAll(); err != nil {
-			t.Errorf("%s: %v", a.GetTypeUrl(), err)
-		}
-		*found = append(*found, unpacked{field: a.GetTypeUrl(), msg: inner})
-		anys(t, inner.ProtoReflect(), found)
-		return
+	found, err := envoyconf.Unpacked(m)
+	if err != nil {
+		t.Fatal(err)
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Message() != nil:
-			for i := 0; i < v.List().Len(); i++ {
-				anys(t, v.List().Get(i).Message(), found)
-			}
-		case fd.IsMap() && fd.MapValue().Message() != nil:
-			v.Map().Range(func(_ protoreflect.MapKey, mv protoreflect.Value) bool {
-				anys(t, mv.Message(), found)
-				return true
-			})
-		case !fd.IsList() && !fd.IsMap() && fd.Message() != nil:
-			anys(t, v.Message(), found)
-		}
-		return true
-	})
-}
-
-func typed[T proto.Message](found []unpacked) []T {
-	var out []T
-	for _, u := range found {
-		if m, ok := u.msg.(T); ok {
-			out = append(out, m)
-		}
-	}
-	return out
+	return found
 }
 
 // bootstraps returns every Envoy file in this folder: each must be checked.
@@ -124,8 +66,10 @@ func bootstraps(t *testing.T) []string {
 	}
 	yml, _ := filepath.Glob("*.yml")
 	files = append(files, yml...)
-	if !slices.Contains(files, "envoy.yaml") || !slices.Contains(files, "envoy-mtls.yaml") {
-		t.Fatalf("expected envoy.yaml and envoy-mtls.yaml, found %v", files)
+	for _, want := range []string{"envoy.yaml", "envoy-mtls.yaml", "envoy-http.yaml"} {
+		if !slices.Contains(files, want) {
+			t.Fatalf("expected %s among %v", want, files)
+		}
 	}
 	return files
 }
@@ -144,8 +88,7 @@ func TestBootstraps(t *testing.T) {
 	for _, file := range bootstraps(t) {
 		t.Run(file, func(t *testing.T) {
 			b := load(t, file)
-			var found []unpacked
-			anys(t, b.ProtoReflect(), &found)
+			found := anys(t, b)
 			checkBootstrap(t, b, found)
 			switch file {
 			case "envoy-mtls.yaml":
@@ -171,9 +114,9 @@ func TestBootstraps(t *testing.T) {
 }
 
 // extAuthz returns the bootstrap's one ext_authz filter.
-func extAuthz(t *testing.T, found []unpacked) *extauthzv3.ExtAuthz {
+func extAuthz(t *testing.T, found []proto.Message) *extauthzv3.ExtAuthz {
 	t.Helper()
-	authz := typed[*extauthzv3.ExtAuthz](found)
+	authz := envoyconf.Typed[*extauthzv3.ExtAuthz](found)
 	if len(authz) != 1 {
 		t.Fatalf("%d ext_authz filters, want 1", len(authz))
 	}
@@ -183,9 +126,12 @@ func extAuthz(t *testing.T, found []unpacked) *extauthzv3.ExtAuthz {
 // extauthzCluster returns the cluster the ext_authz filter calls.
 func extauthzCluster(t *testing.T, b *bootstrapv3.Bootstrap) *clusterv3.Cluster {
 	t.Helper()
-	var found []unpacked
-	anys(t, b.ProtoReflect(), &found)
-	name := extAuthz(t, found).GetGrpcService().GetEnvoyGrpc().GetClusterName()
+	found := anys(t, b)
+	a := extAuthz(t, found)
+	name := a.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+	if a.GetHttpService() != nil {
+		name = a.GetHttpService().GetServerUri().GetCluster()
+	}
 	for _, c := range b.GetStaticResources().GetClusters() {
 		if c.GetName() == name {
 			return c
@@ -195,9 +141,9 @@ func extauthzCluster(t *testing.T, b *bootstrapv3.Bootstrap) *clusterv3.Cluster 
 	return nil
 }
 
-func routes(found []unpacked) []*routev3.Route {
+func routes(found []proto.Message) []*routev3.Route {
 	var out []*routev3.Route
-	for _, hcm := range typed[*hcmv3.HttpConnectionManager](found) {
+	for _, hcm := range envoyconf.Typed[*hcmv3.HttpConnectionManager](found) {
 		for _, vh := range hcm.GetRouteConfig().GetVirtualHosts() {
 			out = append(out, vh.GetRoutes()...)
 		}
@@ -219,7 +165,7 @@ func perRoute(t *testing.T, r *routev3.Route) *extauthzv3.ExtAuthzPerRoute {
 	return &pr
 }
 
-func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
+func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []proto.Message) {
 	t.Helper()
 	clusters := map[string]*clusterv3.Cluster{}
 	for _, c := range b.GetStaticResources().GetClusters() {
@@ -228,7 +174,7 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 
 	// Listener: one HTTP connection manager, ext_authz before the router,
 	// paths normalised (routes select providers and scopes by path).
-	hcms := typed[*hcmv3.HttpConnectionManager](found)
+	hcms := envoyconf.Typed[*hcmv3.HttpConnectionManager](found)
 	if len(hcms) != 1 {
 		t.Fatalf("%d HTTP connection managers, want 1", len(hcms))
 	}
@@ -237,7 +183,7 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 	if len(filters) != 2 || filters[0].GetName() != "envoy.filters.http.ext_authz" || filters[1].GetName() != "envoy.filters.http.router" {
 		t.Errorf("http_filters must be ext_authz then router, got %v", filters)
 	}
-	if len(typed[*routerv3.Router](found)) != 1 {
+	if len(envoyconf.Typed[*routerv3.Router](found)) != 1 {
 		t.Error("no typed router filter")
 	}
 	if !hcm.GetNormalizePath().GetValue() || !hcm.GetMergeSlashes() {
@@ -253,7 +199,11 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 	}
 
 	// Routes: every one to a defined cluster; a health route without the
-	// Check; every other route names its providers.
+	// Check; over gRPC every other route names its providers, over HTTP
+	// none does (context_extensions do not reach an http_service: a route
+	// that set them would believe in a policy that is not applied).
+	a := extAuthz(t, found)
+	overHTTP := a.GetHttpService() != nil
 	var health bool
 	for _, r := range routes(found) {
 		if c := r.GetRoute().GetCluster(); clusters[c] == nil {
@@ -268,6 +218,12 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 			continue
 		}
 		ext := pr.GetCheckSettings().GetContextExtensions()
+		if overHTTP {
+			if len(ext) > 0 {
+				t.Errorf("route %v sets context_extensions, which an http_service never receives: use extauthz's routes", r.GetMatch())
+			}
+			continue
+		}
 		if p := ext["upstream_providers"]; !providerList.MatchString(p) {
 			t.Errorf("route %v: context_extensions.upstream_providers = %q, want comma-separated provider names", r.GetMatch(), p)
 		}
@@ -284,8 +240,7 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 		t.Error("no /healthz route with ext_authz disabled")
 	}
 
-	// ext_authz: gRPC, V3, fail closed with 503, a time-out above a refresh.
-	a := extAuthz(t, found)
+	// ext_authz: V3, fail closed with 503.
 	if a.GetFailureModeAllow() {
 		t.Error("failure_mode_allow must be false")
 	}
@@ -298,17 +253,28 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 	if a.GetIncludePeerCertificate() {
 		t.Error("include_peer_certificate must be false: extauthz does not read it")
 	}
+	if a.GetWithRequestBody() != nil {
+		t.Error("with_request_body must be unset: extauthz reads no body")
+	}
+	if overHTTP {
+		checkHTTPService(t, a)
+	} else {
+		checkGRPCService(t, a, extauthzCluster(t, b))
+	}
+}
+
+// checkGRPCService checks the ext_authz filter over gRPC and its cluster:
+// a time-out above a refresh; HTTP/2, actively health-checked over gRPC
+// health against the Authorization service's status (which turns
+// NOT_SERVING when a replica starts draining).
+func checkGRPCService(t *testing.T, a *extauthzv3.ExtAuthz, c *clusterv3.Cluster) {
+	t.Helper()
 	if a.GetHttpService() != nil || a.GetGrpcService().GetEnvoyGrpc() == nil {
-		t.Fatal("ext_authz must call extauthz over gRPC (grpc_service.envoy_grpc): context_extensions exist only there")
+		t.Fatal("ext_authz must call extauthz over gRPC (grpc_service.envoy_grpc)")
 	}
 	if d := a.GetGrpcService().GetTimeout().AsDuration(); d <= minRefreshTimeout {
 		t.Errorf("grpc_service.timeout = %v: must exceed refresh.timeout (%v)", d, minRefreshTimeout)
 	}
-
-	// The extauthz cluster: HTTP/2 and actively health-checked over gRPC
-	// health, against the Authorization service's status (which turns
-	// NOT_SERVING when a replica starts draining).
-	c := extauthzCluster(t, b)
 	var http2 bool
 	for _, opt := range c.GetTypedExtensionProtocolOptions() {
 		var po httpv3.HttpProtocolOptions
@@ -328,6 +294,66 @@ func checkBootstrap(t *testing.T, b *bootstrapv3.Bootstrap, found []unpacked) {
 	if !grpcHealth {
 		t.Error("the extauthz cluster needs a grpc_health_check with service_name envoy.service.auth.v3.Authorization")
 	}
+}
+
+// checkHTTPService checks the ext_authz filter over HTTP against what
+// extauthz's HTTP front and the configuration it is generated for need.
+func checkHTTPService(t *testing.T, a *extauthzv3.ExtAuthz) {
+	t.Helper()
+	hs := a.GetHttpService()
+	if hs.GetPathPrefix() != httpfront.PathEnvoy || hs.GetPathOverride() != "" {
+		t.Errorf("http_service: path_prefix %q, path_override %q; want path_prefix %q: extauthz reads the original path after it",
+			hs.GetPathPrefix(), hs.GetPathOverride(), httpfront.PathEnvoy)
+	}
+	if d := hs.GetServerUri().GetTimeout().AsDuration(); d <= minRefreshTimeout {
+		t.Errorf("http_service.server_uri.timeout = %v: must exceed refresh.timeout (%v)", d, minRefreshTimeout)
+	}
+	matches := func(field string, list *matcherv3.ListStringMatcher, name string) bool {
+		ok, err := envoyconf.Matches(list, name)
+		if err != nil {
+			t.Fatalf("%s: %v", field, err)
+		}
+		return ok
+	}
+	if !matches("allowed_headers", a.GetAllowedHeaders(), "authorization") {
+		t.Error("allowed_headers must name authorization, the caller's JWT")
+	}
+	for _, h := range proxyconfig.ReadHeaders {
+		h = strings.ToLower(h)
+		if !matches("disallowed_headers", a.GetDisallowedHeaders(), h) {
+			t.Errorf("disallowed_headers must name %s: a client's copy must never reach extauthz", h)
+		}
+		if matches("allowed_headers", a.GetAllowedHeaders(), h) {
+			t.Errorf("allowed_headers names %s: a client would choose its own policy", h)
+		}
+	}
+	resp := hs.GetAuthorizationResponse()
+	for _, h := range generatedFor(t).Authz().HeaderNames() {
+		if !matches("allowed_upstream_headers", resp.GetAllowedUpstreamHeaders(), h) {
+			t.Errorf("allowed_upstream_headers lacks %s: Envoy would drop it from the answer", h)
+		}
+	}
+	if resp.GetAllowedUpstreamHeadersToAppend() != nil {
+		t.Error("allowed_upstream_headers_to_append must be unset: a credential is set, never appended to the client's")
+	}
+	for _, h := range proxyconfig.EnvoyClientHeaders {
+		if !matches("allowed_client_headers", resp.GetAllowedClientHeaders(), h) {
+			t.Errorf("allowed_client_headers lacks %s: a deny would reach the client without it", h)
+		}
+	}
+}
+
+// generatedFromConfig is the extauthz configuration envoy-http.yaml is
+// generated for.
+const generatedFromConfig = "testdata/extauthz-http.yaml"
+
+func generatedFor(t *testing.T) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(generatedFromConfig, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func checkMTLS(t *testing.T, b *bootstrapv3.Bootstrap) {

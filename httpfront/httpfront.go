@@ -49,6 +49,11 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/extauthz/extauthz/authz"
 )
 
@@ -100,13 +105,42 @@ type Options struct {
 	RoutesOnly bool
 	// Logger receives refused requests and panics; nil discards them.
 	Logger *slog.Logger
+	// Refusals, when not nil, counts the requests refused with 400 before
+	// any decision (the decisions themselves are counted by the Decider's
+	// observer).
+	Refusals Refusals
+	// TracerProvider, when not nil, gives every request to PathForwardAuth
+	// or PathEnvoy a server span, the parent of the decision's spans (store,
+	// refresh). The span is always the root of a new trace: the request's
+	// headers are the client's, forwarded by the proxy, so a traceparent
+	// among them may be the client's own, and a client must not choose the
+	// trace its request is recorded in. The span holds the method, the
+	// route (the endpoint, not the original path) and the status; never a
+	// header, the original path or the query.
+	TracerProvider trace.TracerProvider
 }
+
+// Refusals counts the requests refused before any decision, by shape:
+// ShapeForwardAuth or ShapeEnvoy.
+type Refusals interface {
+	Refused(shape string)
+}
+
+// Shape names, for Refusals and spans.
+const (
+	ShapeForwardAuth = "forward_auth"
+	ShapeEnvoy       = "envoy"
+)
+
+// Shapes lists the shape names.
+var Shapes = []string{ShapeForwardAuth, ShapeEnvoy}
 
 // handler serves both shapes.
 type handler struct {
 	decider Decider
 	opts    Options
 	log     *slog.Logger
+	tracer  trace.Tracer // nil without a TracerProvider
 }
 
 // New returns the HTTP authorization handler for d. It serves
@@ -118,11 +152,25 @@ func New(d Decider, opts Options) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{decider: d, opts: opts, log: log}
+	h := &handler{decider: d, opts: opts, log: log}
+	if opts.TracerProvider != nil {
+		h.tracer = opts.TracerProvider.Tracer("github.com/extauthz/extauthz/httpfront")
+	}
+	return h
 }
 
 // ServeHTTP implements http.Handler.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sh := shape(r.RequestURI)
+	if sh == shapeNone {
+		http.NotFound(w, r)
+		return
+	}
+	if h.tracer != nil {
+		var span trace.Span
+		r, w, span = h.startSpan(r, w, sh)
+		defer span.End()
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			// The panic value is not logged: it could hold a token.
@@ -132,29 +180,89 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	var (
-		req   authz.Request
-		err   error
-		envoy bool
+		req authz.Request
+		err error
 	)
-	switch shape(r.RequestURI) {
-	case shapeForwardAuth:
-		req, err = FromForwardAuth(r)
-	case shapeEnvoy:
-		envoy = true
+	if sh == shapeEnvoy {
 		req, err = FromEnvoy(r)
-	default:
-		http.NotFound(w, r)
-		return
+	} else {
+		req, err = FromForwardAuth(r)
 	}
 	if err == nil && h.opts.RoutesOnly {
 		err = refusePolicyHeaders(r.Header)
 	}
 	if err != nil {
 		h.log.WarnContext(r.Context(), "authorization request refused", "transport", "http", "error", err)
+		if h.opts.Refusals != nil {
+			h.opts.Refusals.Refused(sh.String())
+		}
+		// The message names headers, never their values.
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("extauthz.refused", err.Error()))
 		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	Write(w, h.decider.Check(r.Context(), req), envoy)
+	Write(w, h.decider.Check(r.Context(), req), sh == shapeEnvoy)
+}
+
+// startSpan starts the request's server span (a new root, see
+// Options.TracerProvider) and returns the request carrying it and a writer
+// that records the status on it.
+func (h *handler) startSpan(r *http.Request, w http.ResponseWriter, sh requestShape) (*http.Request, http.ResponseWriter, trace.Span) {
+	route := PathForwardAuth
+	if sh == shapeEnvoy {
+		route = PathEnvoy + "/*"
+	}
+	method := r.Method
+	if !knownMethods[method] {
+		method = "_OTHER"
+	}
+	name := method + " " + route
+	if method == "_OTHER" {
+		name = "HTTP " + route
+	}
+	ctx, span := h.tracer.Start(r.Context(), name,
+		trace.WithNewRoot(),
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(
+			semconv.HTTPRequestMethodKey.String(method),
+			semconv.HTTPRoute(route),
+			attribute.String("extauthz.transport", "http"),
+			attribute.String("extauthz.shape", sh.String())))
+	return r.WithContext(ctx), &statusWriter{ResponseWriter: w, span: span}, span
+}
+
+// knownMethods are the methods a span names as they are; another is
+// "_OTHER", so that a client cannot fill span names with its own words.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodConnect: true, http.MethodOptions: true,
+	http.MethodTrace: true,
+}
+
+// statusWriter records the status written on the span: 5xx is an error,
+// as for any HTTP server span.
+type statusWriter struct {
+	http.ResponseWriter
+	span  trace.Span
+	wrote bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.wrote = true
+		s.span.SetAttributes(semconv.HTTPResponseStatusCode(code))
+		if code >= 500 {
+			s.span.SetStatus(codes.Error, http.StatusText(code))
+		}
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if !s.wrote {
+		s.WriteHeader(http.StatusOK)
+	}
+	return s.ResponseWriter.Write(b)
 }
 
 type requestShape int
@@ -164,6 +272,17 @@ const (
 	shapeForwardAuth
 	shapeEnvoy
 )
+
+// String is the shape's name for Refusals and spans.
+func (s requestShape) String() string {
+	switch s {
+	case shapeForwardAuth:
+		return ShapeForwardAuth
+	case shapeEnvoy:
+		return ShapeEnvoy
+	}
+	return "none"
+}
 
 // shape tells the endpoint from the raw request target: "/auth" with an
 // optional query, or "/envoy" followed by "/" or "?" or nothing.

@@ -149,7 +149,7 @@ func (v *Verifier) checkClaims(payload []byte) (Claims, error) {
 		return Claims{}, errClientID
 	}
 	tsid, ok := c.SessionID.(string)
-	if !ok || tsid == "" {
+	if (!ok || tsid == "") && !(v.noSession && c.SessionID == nil) {
 		return Claims{}, errSessionID
 	}
 	scopes, ok := c.scopes()

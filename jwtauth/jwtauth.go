@@ -124,6 +124,11 @@ type Config struct {
 	// holds the key that verified it. The least recently used tokens are
 	// evicted beyond CacheSize (each takes a few hundred bytes).
 	CacheSize int
+	// WithoutSession verifies tokens that name no session: the
+	// client-credentials tokens that callers of the session API present.
+	// The "tsid" claim is then not required (Claims.SessionID holds it when
+	// present). A Verifier of users' tokens must leave it false.
+	WithoutSession bool
 }
 
 // Claims are the verified claims of an access token. Claim names match
@@ -171,6 +176,7 @@ type Verifier struct {
 	maxTokenBytes int
 	keys          KeySet
 	cache         *tokenCache // nil when disabled
+	noSession     bool
 }
 
 // New validates cfg (see Config.Validate), reporting every problem at once,
@@ -282,6 +288,7 @@ func newVerifier(cfg Config, keys KeySet) *Verifier {
 		now:           cfg.Now,
 		maxTokenBytes: cfg.MaxTokenBytes,
 		keys:          keys,
+		noSession:     cfg.WithoutSession,
 	}
 	if v.now == nil {
 		v.now = time.Now

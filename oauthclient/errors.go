@@ -21,11 +21,11 @@ import (
 // MaxRetryAfter caps the Retry-After hint taken from a provider's response.
 const MaxRetryAfter = time.Hour
 
-// Error is a failed refresh. Its message names only the provider, the HTTP
-// status, the OAuth error code and a short cause: never a token, the client
-// secret or the response body.
+// Error is a failed refresh or revocation. Its message names only the
+// provider, the HTTP status, the OAuth error code and a short cause: never a
+// token, the client secret or the response body.
 //
-// The error wraps (errors.Is) these sentinels, by who is to blame:
+// A failed refresh wraps (errors.Is) these sentinels, by who is to blame:
 //
 //   - the session's grant: upstreamtoken.ErrRefreshFailed, permanent, when
 //     the provider refused this session's refresh token or its consent:
@@ -47,6 +47,12 @@ const MaxRetryAfter = time.Hour
 //     access_token or that cannot be parsed, a time-out, a cancelled context
 //     and network failures. A context's error (context.DeadlineExceeded,
 //     context.Canceled) is wrapped as well.
+//
+// A failed revocation is classified the same way, except that the codes that
+// refuse a session's grant wrap ErrRevocationRefused instead of
+// upstreamtoken.ErrRefreshFailed, that unsupported_token_type (in a non-5xx,
+// non-429 answer) wraps ErrUnsupportedTokenType alone, and that every 2xx
+// answer is a success (see Client.Revoke).
 type Error struct {
 	// Provider is the provider's name as configured.
 	Provider string
@@ -133,60 +139,103 @@ var (
 	}
 )
 
+// operation is what a failed request was for: its words in messages and
+// the sentinel of a refusal by a grant code.
+type operation struct {
+	// name is "refresh" or "revocation".
+	name string
+	// refused is wrapped when the provider answers with one of grantCodes,
+	// refusedSummary is then the message.
+	refused        error
+	refusedSummary string
+	// tokenTypeCodes are further OAuth error codes with their sentinel;
+	// unsupportedSummary is the message of such an answer.
+	tokenTypeCodes     map[string]error
+	unsupportedSummary string
+}
+
+var refreshOp = &operation{
+	name:           "refresh",
+	refused:        upstreamtoken.ErrRefreshFailed,
+	refusedSummary: "refresh token refused, re-authentication required",
+}
+
 // classify turns a failed token request into an *Error. ctx is the caller's
 // context and a what the transport saw of the exchange.
-func (c *Client) classify(ctx context.Context, providerName string, a *attempt, err error) *Error {
-	e := &Error{Provider: providerName}
-	unavailable := func(summary string, extra ...error) *Error {
-		e.summary = summary
-		e.errs = append([]error{upstreamtoken.ErrUpstreamUnavailable}, extra...)
-		return e
-	}
-
+func (c *Client) classify(ctx context.Context, op *operation, providerName string, a *attempt, err error) *Error {
 	status, header := a.response()
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		status, header = re.Response.StatusCode, re.Response.Header
 	}
-	e.Status = status
-	if header != nil {
-		e.Retry = parseRetryAfter(header.Get("Retry-After"), c.now())
-	}
-
+	e := c.newError(providerName, status, header)
 	if re != nil {
 		// The provider answered with a non-2xx status, or with an OAuth
 		// error code in a 2xx body. Neither re.Error() nor re.Body may be
 		// used: they carry the response body.
-		code := re.ErrorCode
-		if validErrorCode(code) {
-			e.Code = code
-		} else if code != "" {
-			e.Cause = "malformed OAuth error code"
-		}
-		lc := strings.ToLower(code)
-		switch {
-		case status >= 500 || status == http.StatusTooManyRequests:
-			// An overloaded or failing server's verdict on the token is
-			// not trusted: never log a user out on a 5xx.
-			return unavailable("provider unavailable")
-		case grantCodes[lc]:
-			e.summary = "refresh token refused, re-authentication required"
-			e.errs = []error{upstreamtoken.ErrRefreshFailed}
-			return e
-		case clientCodes[lc]:
-			return unavailable("provider rejected our client configuration", upstreamtoken.ErrProviderMisconfigured)
-		case e.Code != "" && !healthCodes[lc] && (status < 300 || status >= 400):
-			return unavailable("provider refused this refresh with an unknown error code", upstreamtoken.ErrUnknownRefusal)
-		case code == "" && status >= 300 && status < 400:
-			e.Cause = "redirect not followed"
-		}
-		return unavailable("provider unavailable")
+		return e.answered(op, re.ErrorCode)
 	}
+	return e.failed(ctx, err)
+}
 
+// newError starts the *Error of an exchange with providerName whose answer,
+// if any, had status and header.
+func (c *Client) newError(providerName string, status int, header http.Header) *Error {
+	e := &Error{Provider: providerName, Status: status}
+	if header != nil {
+		e.Retry = parseRetryAfter(header.Get("Retry-After"), c.now())
+	}
+	return e
+}
+
+func (e *Error) unavailable(summary string, extra ...error) *Error {
+	e.summary = summary
+	e.errs = append([]error{upstreamtoken.ErrUpstreamUnavailable}, extra...)
+	return e
+}
+
+// answered classifies an answer of the provider that is a failure for op:
+// a non-2xx status (e.Status), or code, the OAuth error code of the body
+// ("" if none).
+func (e *Error) answered(op *operation, code string) *Error {
+	status := e.Status
+	if validErrorCode(code) {
+		e.Code = code
+	} else if code != "" {
+		e.Cause = "malformed OAuth error code"
+	}
+	lc := strings.ToLower(code)
+	switch {
+	case status >= 500 || status == http.StatusTooManyRequests:
+		// An overloaded or failing server's verdict on the token is
+		// not trusted: never log a user out on a 5xx.
+		return e.unavailable("provider unavailable")
+	case grantCodes[lc]:
+		e.summary = op.refusedSummary
+		e.errs = []error{op.refused}
+		return e
+	case op.tokenTypeCodes[lc] != nil:
+		e.summary = op.unsupportedSummary
+		e.errs = []error{op.tokenTypeCodes[lc]}
+		return e
+	case clientCodes[lc]:
+		return e.unavailable("provider rejected our client configuration", upstreamtoken.ErrProviderMisconfigured)
+	case e.Code != "" && !healthCodes[lc] && (status < 300 || status >= 400):
+		return e.unavailable("provider refused this "+op.name+" with an unknown error code", upstreamtoken.ErrUnknownRefusal)
+	case code == "" && status >= 300 && status < 400:
+		e.Cause = "redirect not followed"
+	}
+	return e.unavailable("provider unavailable")
+}
+
+// failed classifies a request that got no usable answer: err is what the
+// HTTP client (or x/oauth2) returned, ctx the caller's context.
+func (e *Error) failed(ctx context.Context, err error) *Error {
+	status := e.Status
 	var ctxErr error
 	switch {
 	case errors.Is(err, errSecondRequest):
-		e.Cause = "refused to send a second token request"
+		e.Cause = "refused to send a second request"
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(ctx.Err(), context.DeadlineExceeded):
 		e.Cause, ctxErr = "timeout", context.DeadlineExceeded
 	case errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled):
@@ -212,9 +261,9 @@ func (c *Client) classify(ctx context.Context, providerName string, a *attempt, 
 		e.Cause = networkCause(err)
 	}
 	if ctxErr != nil {
-		return unavailable("provider unavailable", ctxErr)
+		return e.unavailable("provider unavailable", ctxErr)
 	}
-	return unavailable("provider unavailable")
+	return e.unavailable("provider unavailable")
 }
 
 // validErrorCode reports whether code is safe to repeat in a message: 1 to

@@ -1,6 +1,7 @@
 // Package oauthclient is the OAuth 2.0 client that talks to upstream
 // identity providers' token endpoints, using golang.org/x/oauth2. It redeems
-// refresh tokens with the refresh_token grant (RFC 6749 section 6).
+// refresh tokens with the refresh_token grant (RFC 6749 section 6) and
+// revokes tokens (RFC 7009, see Revoke and RevokeSession).
 //
 // A Client knows a fixed set of providers by name. Each call to Refresh sends
 // exactly one token request: the client never caches tokens, never probes the
@@ -133,21 +134,22 @@ type Provider struct {
 	// every refresh request. When empty no scope is sent and the provider
 	// keeps the scopes of the original grant.
 	Scopes []string
+	// RevocationURL is the absolute http or https URL of the provider's
+	// token revocation endpoint (RFC 7009). Empty: the provider revokes no
+	// tokens (Revoke returns ErrRevocationUnsupported).
+	RevocationURL string
 }
 
 // Validate reports every problem of p, joined, each a *setting.Error named
 // by the configuration key of its field: token_url (an absolute http or
-// https URL without credentials), client_id (required), auth_style
-// (required: it is never auto-detected) and scopes (RFC 6749
-// scope-tokens). No problem quotes the token URL, which may carry a secret.
+// https URL without credentials), revocation_url (optional; the same rules),
+// client_id (required), auth_style (required: it is never auto-detected)
+// and scopes (RFC 6749 scope-tokens). No problem quotes a URL, which may
+// carry a secret.
 func (p Provider) Validate() error {
-	var errs []error
-	u, err := url.Parse(p.TokenURL)
-	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, setting.Errorf("token_url", " must be an absolute http(s) URL"))
-	case u.User != nil:
-		errs = append(errs, setting.Errorf("token_url", " must not carry credentials: use client_id and client_secret"))
+	errs := []error{checkEndpoint("token_url", p.TokenURL)}
+	if p.RevocationURL != "" {
+		errs = append(errs, checkEndpoint("revocation_url", p.RevocationURL))
 	}
 	if p.ClientID == "" {
 		errs = append(errs, setting.Errorf("client_id", " is required"))
@@ -159,6 +161,19 @@ func (p Provider) Validate() error {
 	return errors.Join(errs...)
 }
 
+// checkEndpoint reports, under key, why raw is not an absolute http(s) URL
+// without credentials, if it is not.
+func checkEndpoint(key, raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return setting.Errorf(key, " must be an absolute http(s) URL")
+	case u.User != nil:
+		return setting.Errorf(key, " must not carry credentials: use client_id and client_secret")
+	}
+	return nil
+}
+
 // Option configures a Client.
 type Option func(*options)
 
@@ -167,7 +182,7 @@ type options struct {
 	now        func() time.Time
 }
 
-// WithHTTPClient makes the Client send token requests with hc (its
+// WithHTTPClient makes the Client send token and revocation requests with hc (its
 // Transport, Timeout and Jar). The Client wraps hc's Transport to add the
 // configured scopes and to enforce one request per refresh, and never follows
 // redirects whatever hc.CheckRedirect says. A nil hc selects the default: a
@@ -182,7 +197,7 @@ func WithNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
 
-// Client redeems refresh tokens at a fixed set of providers. It is safe for
+// Client redeems and revokes tokens at a fixed set of providers. It is safe for
 // concurrent use. It does not coordinate concurrent refreshes of the same
 // token: callers that must redeem a token at most once serialise Refresh
 // calls themselves.
@@ -192,8 +207,10 @@ type Client struct {
 }
 
 type provider struct {
-	config *oauth2.Config
-	http   *http.Client
+	config        *oauth2.Config
+	http          *http.Client
+	style         AuthStyle
+	revocationURL string
 }
 
 // New returns a Client for providers, keyed by provider name. It validates
@@ -244,7 +261,9 @@ func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 				ClientSecret: p.ClientSecret,
 				Endpoint:     oauth2.Endpoint{TokenURL: p.TokenURL, AuthStyle: style},
 			},
-			http: hc,
+			http:          hc,
+			style:         p.AuthStyle,
+			revocationURL: p.RevocationURL,
 		}
 	}
 	if len(errs) > 0 {
@@ -276,7 +295,7 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 		return store.Tokens{}, fmt.Errorf("oauthclient: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
 	}
 	if err := ctx.Err(); err != nil {
-		return store.Tokens{}, c.classify(ctx, providerName, &attempt{}, err)
+		return store.Tokens{}, c.classify(ctx, refreshOp, providerName, &attempt{}, err)
 	}
 
 	a := &attempt{}
@@ -286,7 +305,7 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 	// sends the refresh request.
 	tok, err := p.config.TokenSource(rctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
-		return store.Tokens{}, c.classify(ctx, providerName, a, err)
+		return store.Tokens{}, c.classify(ctx, refreshOp, providerName, a, err)
 	}
 
 	out := store.Tokens{

@@ -454,11 +454,16 @@ func checkClass(t *testing.T, err error, want class) {
 	}
 }
 
+// errorDesc is a JSON error_description member carrying the marker and the
+// secrets: an error body with it checks that none of the body reaches the
+// error text.
+const errorDesc = `"error_description":"` + bodyMarker + " " + oldRT + " " + clientSecret + `"`
+
+// retryDate is a Retry-After HTTP-date 90 s after fixedNow.
+var retryDate = fixedNow.Add(90 * time.Second).Format(http.TimeFormat)
+
 func TestRefreshFailureClassification(t *testing.T) {
-	// Every error body also carries the tokens and a marker, to check that
-	// none of it reaches the error text.
-	desc := `"error_description":"` + bodyMarker + " " + oldRT + " " + clientSecret + `"`
-	retryDate := fixedNow.Add(90 * time.Second).Format(http.TimeFormat)
+	desc := errorDesc
 	for _, tc := range []struct {
 		name      string
 		h         http.HandlerFunc
@@ -773,15 +778,10 @@ func FuzzRefreshResponse(f *testing.F) {
 	f.Add(503, "text/html", "<p>"+bodyMarker)
 	f.Add(200, "text/plain", "%zz"+bodyMarker)
 	f.Fuzz(func(t *testing.T, status int, contentType, body string) {
-		if status < 200 || status > 599 {
-			status = 200 + (status%400+400)%400
-		}
-		e := newEndpoint(t, respond(status, contentType, body))
+		e, _ := fuzzEndpoint(t, status, contentType, body)
 		c := newClient(t, e.url(), nil)
 		tok, err := c.Refresh(context.Background(), "idp", oldRT)
-		if n := len(e.requests()); n != 1 {
-			t.Fatalf("endpoint saw %d requests", n)
-		}
+		checkFuzzCall(t, e, body, err)
 		if err == nil {
 			if tok.AccessToken == "" || tok.TokenType == "" || tok.RefreshToken == "" {
 				t.Fatalf("incomplete tokens %+v", tok)
@@ -793,11 +793,34 @@ func FuzzRefreshResponse(f *testing.F) {
 		if refused == unavailable {
 			t.Fatalf("err %v: refused=%v unavailable=%v", err, refused, unavailable)
 		}
-		if strings.Contains(body, bodyMarker) && strings.Contains(err.Error(), bodyMarker) {
-			t.Fatalf("message %q repeats the body", err)
-		}
-		if strings.Contains(err.Error(), oldRT) || strings.Contains(err.Error(), clientSecret) {
-			t.Fatalf("message %q contains a secret", err)
-		}
 	})
+}
+
+// fuzzEndpoint is an endpoint answering with status (folded into 200-599,
+// which it returns), contentType and body, for the fuzz tests.
+func fuzzEndpoint(t *testing.T, status int, contentType, body string) (*tokenEndpoint, int) {
+	t.Helper()
+	if status < 200 || status > 599 {
+		status = 200 + (status%400+400)%400
+	}
+	return newEndpoint(t, respond(status, contentType, body)), status
+}
+
+// checkFuzzCall fails a fuzz test unless e saw exactly one request and
+// err's message, if any, repeats neither the body marker of body nor a
+// secret.
+func checkFuzzCall(t *testing.T, e *tokenEndpoint, body string, err error) {
+	t.Helper()
+	if n := len(e.requests()); n != 1 {
+		t.Fatalf("endpoint saw %d requests", n)
+	}
+	if err == nil {
+		return
+	}
+	if strings.Contains(body, bodyMarker) && strings.Contains(err.Error(), bodyMarker) {
+		t.Fatalf("message %q repeats the body", err)
+	}
+	if strings.Contains(err.Error(), oldRT) || strings.Contains(err.Error(), clientSecret) {
+		t.Fatalf("message %q contains a secret", err)
+	}
 }

@@ -11,8 +11,8 @@ import (
 )
 
 var (
-	// errSecondRequest is returned by the transport when one Refresh call
-	// would send a second request. x/oauth2 with an explicit auth style
+	// errSecondRequest is returned by the transport when one Refresh (or
+	// Revoke) call would send a second request. x/oauth2 with an explicit auth style
 	// never does, and redirects are not followed; this is a last guard
 	// against redeeming a refresh token twice.
 	errSecondRequest = errors.New("oauthclient: second token request refused")
@@ -23,8 +23,14 @@ var (
 // attemptKey is the context key of the *attempt of one Refresh call.
 type attemptKey struct{}
 
-// attempt records what the transport saw during one Refresh call.
+// attempt records what the transport saw during one Refresh or Revoke
+// call.
 type attempt struct {
+	// revocation marks a Revoke call, whose request never gets the
+	// refresh's scope parameter, even if the revocation URL is the token
+	// URL.
+	revocation bool
+
 	mu     sync.Mutex
 	sent   int
 	status int
@@ -39,7 +45,7 @@ func (a *attempt) response() (int, http.Header) {
 
 // transport is the RoundTripper of one provider's HTTP client. It adds the
 // provider's scope parameter to token requests (x/oauth2 does not send scope
-// on a refresh), lets at most one request through per Refresh call, and
+// on a refresh), lets at most one request through per Refresh or Revoke call, and
 // records the status and headers of the answer.
 type transport struct {
 	base     http.RoundTripper
@@ -59,7 +65,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errSecondRequest
 		}
 	}
-	if t.scope != "" && t.isTokenRequest(req) {
+	if t.scope != "" && (a == nil || !a.revocation) && t.isTokenRequest(req) {
 		r, err := withForm(req, "scope", t.scope)
 		if err != nil {
 			return nil, err

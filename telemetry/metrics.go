@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/extauthz/extauthz/authz"
+	"github.com/extauthz/extauthz/httpfront"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
@@ -32,6 +33,7 @@ const (
 	MetricStoreErrors     = "extauthz_store_errors_total"
 	MetricStoreUp         = "extauthz_store_up"
 	MetricBuildInfo       = "extauthz_build_info"
+	MetricHTTPRefused     = "extauthz_http_refused_total"
 )
 
 // Transports lists the fronts whose decisions are counted: the gRPC
@@ -60,9 +62,13 @@ type Metrics struct {
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
 	storeUp         prometheus.Gauge
+	httpRefused     *prometheus.CounterVec
 }
 
-var _ authz.Observer = (*Metrics)(nil)
+var (
+	_ authz.Observer     = (*Metrics)(nil)
+	_ httpfront.Refusals = (*Metrics)(nil)
+)
 
 // NewMetrics returns the metrics of a process running version, in a new
 // registry that also holds the Go runtime and process collectors. providers
@@ -106,13 +112,17 @@ func NewMetrics(version string, providers []string) *Metrics {
 		Name: MetricStoreUp,
 		Help: "1 when the token store answered the last operation or ping, 0 when it could not be reached.",
 	})
+	m.httpRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricHTTPRefused,
+		Help: "HTTP authorization requests refused with 400 before any decision (the proxy's request is unusable: see docs/http.md), by shape (forward_auth, envoy).",
+	}, []string{"shape"})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricBuildInfo,
 		Help: "Always 1; the labels name the build.",
 	}, []string{"version", "goversion"})
 
 	m.reg.MustRegister(m.decisions, m.checkDuration, m.refreshes, m.refreshDuration, m.refreshSkipped,
-		m.storeDuration, m.storeErrors, m.storeUp, buildInfo,
+		m.storeDuration, m.storeErrors, m.storeUp, m.httpRefused, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
@@ -134,6 +144,9 @@ func NewMetrics(version string, providers []string) *Metrics {
 	}
 	for _, op := range StoreOperations {
 		m.storeErrors.WithLabelValues(op)
+	}
+	for _, shape := range httpfront.Shapes {
+		m.httpRefused.WithLabelValues(shape)
 	}
 	return m
 }
@@ -179,6 +192,16 @@ func (m *Metrics) decision(transport string, resp authz.Response, elapsed time.D
 	}
 	m.decisions.WithLabelValues(result, reason, transport).Inc()
 	m.checkDuration.WithLabelValues(transport).Observe(elapsed.Seconds())
+}
+
+// Refused implements httpfront.Refusals: it counts an HTTP authorization
+// request refused before any decision. A shape not in httpfront.Shapes is
+// counted as "other".
+func (m *Metrics) Refused(shape string) {
+	if !slices.Contains(httpfront.Shapes, shape) {
+		shape = "other"
+	}
+	m.httpRefused.WithLabelValues(shape).Inc()
 }
 
 // Refresh records one refresh's outcome; it has the signature of the

@@ -27,6 +27,8 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 	m.StoreOperation("get", time.Millisecond, true)
 	m.StoreOperation("sess-123", time.Millisecond, true)
 	m.SetStoreUp(true)
+	m.Refused("envoy")
+	m.Refused("sess-123")
 
 	rec := httptest.NewRecorder()
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -54,6 +56,9 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 		`extauthz_store_errors_total{op="get"} 1`,
 		`extauthz_store_errors_total{op="other"} 1`,
 		`extauthz_store_up 1`,
+		`extauthz_http_refused_total{shape="envoy"} 1`,
+		`extauthz_http_refused_total{shape="forward_auth"} 0`,
+		`extauthz_http_refused_total{shape="other"} 1`,
 		`extauthz_build_info{goversion="go`,
 		`version="v1.2.3"} 1`,
 		`go_goroutines `,

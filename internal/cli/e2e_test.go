@@ -53,6 +53,20 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad form", 400)
 		return
 	}
+	if r.URL.Path == "/revoke" {
+		// RFC 7009: recorded with the form, 200 whatever the token.
+		form := map[string]string{"path": "/revoke"}
+		for k := range r.PostForm {
+			form[k] = r.PostForm.Get(k)
+		}
+		if u, p, ok := r.BasicAuth(); ok {
+			form["basic_user"], form["basic_password"] = u, p
+		}
+		te.mu.Lock()
+		te.forms = append(te.forms, form)
+		te.mu.Unlock()
+		return
+	}
 	rt := r.PostForm.Get("refresh_token")
 	te.mu.Lock()
 	te.calls[rt]++
@@ -109,6 +123,8 @@ type e2e struct {
 	dsn        string
 	configPath string
 	getenv     func(string) string
+	// admin is the session API's address (e2eOptions.admin), else nil.
+	admin net.Addr
 }
 
 // e2eKey is one encryption key of an e2e server's configuration.
@@ -127,11 +143,16 @@ type e2eOptions struct {
 	primary string
 	// skew is refresh.skew (default 1m).
 	skew string
+	// admin serves the session API on a loopback port for bearer tokens
+	// of audience e2eAdminAudience from the test issuer, client keycloak
+	// only.
+	admin bool
 }
 
 const (
-	e2eIssuer   = "https://as.test"
-	e2eAudience = "api"
+	e2eIssuer        = "https://as.test"
+	e2eAudience      = "api"
+	e2eAdminAudience = "extauthz-admin"
 )
 
 func startE2E(t *testing.T, options ...e2eOptions) *e2e {
@@ -183,11 +204,16 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	}
 
+	listenAdmin, adminSection := "", ""
+	if opts.admin {
+		listenAdmin = "  admin: 127.0.0.1:0\n"
+		adminSection = "admin:\n  audience: " + e2eAdminAudience + "\n  allowed_clients: [keycloak]\n"
+	}
 	cfgText := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
   metrics: "off"
-shutdown:
+%sshutdown:
   drain_delay: 0s
 database:
   url: ${E2E_DATABASE_URL}
@@ -198,7 +224,8 @@ jwt:
   leeway: 5s
 providers:
   gh:
-    token_url: %s/token
+    token_url: %[5]s/token
+    revocation_url: %[5]s/revoke
     client_id: gh-client
     client_secret: ${E2E_GH_SECRET}
     auth_style: params
@@ -231,8 +258,8 @@ deny:
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
 log:
   level: debug
-encryption:
-%s`, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, encryption.String())
+%sencryption:
+%s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, adminSection, encryption.String())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -243,7 +270,8 @@ encryption:
 		t.Fatal(err)
 	}
 
-	addr, logs := serveInProcess(t, cfg, getenv)
+	served := runInProcess(t, cfg, getenv)
+	addr, logs := served.grpc, served.logs
 
 	conn, err := grpc.NewClient(addr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -256,7 +284,7 @@ encryption:
 	}
 	t.Cleanup(pg.Close)
 	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
-		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv}
+		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {
@@ -683,24 +711,34 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 	}
 }
 
-// serveInProcess runs serve with cfg until the test ends and returns the
-// address it listens on and the log it writes. The test fails if serve does
-// not start or returns an error when stopped.
-func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) (net.Addr, *syncBuffer) {
+// served is a serve running in the test's process: its listeners'
+// addresses (http and metrics nil when not configured) and its logs.
+type served struct {
+	grpc, http, metrics, admin net.Addr
+	logs                       *syncBuffer
+}
+
+// runInProcess runs serve for cfg until t ends (failing t if serve then
+// returns an error) and returns once the gRPC listener accepts connections.
+func runInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) *served {
 	t.Helper()
-	logs := &syncBuffer{}
+	s := &served{logs: &syncBuffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
-	addrc := make(chan net.Addr, 1)
+	ready := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- serve(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, func(a net.Addr) { addrc <- a })
+		done <- run(ctx, cfg, Env{Stdout: s.logs, Stderr: s.logs, Getenv: getenv}, serveHooks{
+			http:    func(a net.Addr) { s.http = a },
+			metrics: func(a net.Addr) { s.metrics = a },
+			admin:   func(a net.Addr) { s.admin = a },
+			grpc:    func(a net.Addr) { s.grpc = a; close(ready) },
+		})
 	}()
-	var addr net.Addr
 	select {
-	case addr = <-addrc:
+	case <-ready:
 	case err := <-done:
 		cancel()
-		t.Fatalf("serve: %v", err)
+		t.Fatalf("serve: %v\n%s", err, s.logs)
 	}
 	t.Cleanup(func() {
 		cancel()
@@ -708,5 +746,12 @@ func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string
 			t.Errorf("serve returned %v", err)
 		}
 	})
-	return addr, logs
+	return s
+}
+
+// serveInProcess is runInProcess for tests of the gRPC listener.
+func serveInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) (net.Addr, *syncBuffer) {
+	t.Helper()
+	s := runInProcess(t, cfg, getenv)
+	return s.grpc, s.logs
 }

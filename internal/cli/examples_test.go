@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/localnginx"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
@@ -133,25 +134,29 @@ func TestProxyExamples(t *testing.T) {
 }
 
 // TestNginxExample checks deploy/nginx/nginx.conf with the real nginx
-// (nginx -t, which loads every directive without binding the listen port,
-// unprivileged as the end-to-end test runs nginx). It checks a copy:
-// nginx resolves proxy_pass host names when it loads a configuration, so
-// the compose network's extauthz and backend become loopback addresses,
-// and the copy keeps nginx's temporary files and pid file in the test's
-// directory; the rest is the file as committed.
+// (nginx -t, which loads every directive, unprivileged as the end-to-end
+// test runs nginx: localnginx.CheckCommand). It checks a copy: nginx
+// resolves proxy_pass host names when it loads a configuration, so the
+// compose network's extauthz and backend become loopback addresses; nginx
+// -t binds the listen port, so the copy listens on a free one; and the copy
+// keeps nginx's temporary files in the test's directory. The rest is the
+// file as committed.
 func TestNginxExample(t *testing.T) {
 	bin := proxyBinary(t, nginxEnvVar)
-	dir := nginxDir(t)
+	dir, listen := nginxDir(t), "listen "+freeTCPAddr(t)+";"
 	conf := strings.NewReplacer(
 		"http://extauthz:", "http://127.0.0.1:",
 		"http://backend:", "http://127.0.0.1:",
-		"\nhttp {\n", "\nhttp {\n"+nginxTempPaths(dir),
+		"listen 8081;", listen,
+		"\nhttp {\n", "\nhttp {\n"+localnginx.TempPaths(dir),
 	).Replace(string(readExample(t, "deploy/nginx/nginx.conf")))
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	if !strings.Contains(conf, listen) {
+		t.Fatal("deploy/nginx/nginx.conf: no \"listen 8081;\" to replace with a free port")
+	}
+	cmd, err := localnginx.CheckCommand(bin, dir, conf)
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := nginxCommand(bin, "-t", "-p", dir, "-e", "stderr", "-g", "pid "+filepath.Join(dir, "nginx.pid")+";", "-c", path)
 	// The file logs access to /dev/stdout, which nginx opens: as nobody it
 	// may open /dev/null, not the test's pipe. It reports on stderr.
 	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)

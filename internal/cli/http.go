@@ -37,17 +37,18 @@ func httpTLS(cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
 	return r.TLSConfig(), nil
 }
 
-// httpListener is the HTTP authorization front on listen.http.
+// httpListener is an HTTP listener beside gRPC: the HTTP authorization
+// front on listen.http or the session API on listen.admin.
 type httpListener struct {
+	name string // the listen key, for errors and logs
 	srv  *http.Server
 	lis  net.Listener
-	errc chan error
 }
 
 // listenHTTP listens on listen.http (a Unix socket is created with
 // unixSocketMode, replacing a stale socket file that nothing answers on) and
-// returns the server for d, not yet serving.
-func listenHTTP(cfg *config.Config, d httpfront.Decider, tlsConfig *tls.Config, log *slog.Logger) (*httpListener, error) {
+// returns the server for d with the front's options, not yet serving.
+func listenHTTP(cfg *config.Config, d httpfront.Decider, front httpfront.Options, tlsConfig *tls.Config, log *slog.Logger) (*httpListener, error) {
 	network, addr := cfg.Listen.HTTPAddr()
 	if network == "unix" {
 		if err := removeStaleSocket(addr); err != nil {
@@ -69,14 +70,14 @@ func listenHTTP(cfg *config.Config, d httpfront.Decider, tlsConfig *tls.Config, 
 	}
 	hlog := log.With("component", "http")
 	srv := &http.Server{
-		Handler:           httpfront.New(d, httpfront.Options{RoutesOnly: cfg.RoutesOnly, Logger: log}),
+		Handler:           httpfront.New(d, front),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		// Connection-level errors (TLS handshakes refused by
 		// client_identities among them); they never carry request data.
 		ErrorLog: slog.NewLogLogger(hlog.Handler(), slog.LevelWarn),
 	}
-	return &httpListener{srv: srv, lis: lis, errc: make(chan error, 1)}, nil
+	return &httpListener{name: "http", srv: srv, lis: lis}, nil
 }
 
 // removeStaleSocket removes a Unix socket left at path by a process that
@@ -97,13 +98,52 @@ func removeStaleSocket(path string) error {
 	return os.Remove(path)
 }
 
-// serve serves until shutdown; its result goes to errc.
-func (h *httpListener) serve() {
-	err := h.srv.Serve(h.lis)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+// fronts are the HTTP listeners, started, drained and stopped together
+// with the gRPC listener.
+type fronts []*httpListener
+
+// start serves each front and returns the channel that receives one result
+// per front: nil once it is shut down, an error naming it when it fails.
+func (f fronts) start() <-chan error {
+	errc := make(chan error, len(f))
+	for _, h := range f {
+		go func() {
+			err := h.srv.Serve(h.lis)
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			if err != nil {
+				err = fmt.Errorf("%s server: %w", h.name, err)
+			}
+			errc <- err
+		}()
 	}
-	h.errc <- err
+	return errc
+}
+
+// close closes the listeners of fronts that never served.
+func (f fronts) close() {
+	for _, h := range f {
+		h.lis.Close()
+	}
+}
+
+// drainAll drains every front.
+func (f fronts) drainAll() {
+	for _, h := range f {
+		h.drain()
+	}
+}
+
+// shutdownAll shuts every front down within ctx and returns the names of
+// those that had to cut requests.
+func (f fronts) shutdownAll(ctx context.Context) (cut []string) {
+	for _, h := range f {
+		if h.shutdown(ctx) {
+			cut = append(cut, h.name)
+		}
+	}
+	return cut
 }
 
 // drain makes every answer close its connection, so that proxies reconnect

@@ -90,35 +90,16 @@ encryption:
 		t.Fatal(err)
 	}
 
-	logs := &syncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan struct{})
-	var httpAddr, metricsAddr net.Addr
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, cfg, Env{Stdout: logs, Stderr: logs, Getenv: getenv}, serveHooks{
-			http:    func(a net.Addr) { httpAddr = a },
-			metrics: func(a net.Addr) { metricsAddr = a },
-			grpc:    func(net.Addr) { close(ready) },
-		})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v\n%s", err, logs)
-	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve returned %v", err)
-		}
-		if socket != "" {
+	if socket != "" {
+		t.Cleanup(func() {
+			// Runs after serve has stopped (cleanups run last first).
 			if _, err := os.Stat(socket); err == nil {
 				t.Error("the Unix socket is left behind")
 			}
-		}
-	})
+		})
+	}
+	run := runInProcess(t, cfg, getenv)
+	httpAddr, metricsAddr, logs := run.http, run.metrics, run.logs
 
 	s := &httpServer{client: &http.Client{Timeout: 10 * time.Second}, base: "http://" + httpAddr.String(),
 		metrics: "http://" + metricsAddr.String(), signer: signer, logs: logs, configPath: path, getenv: getenv}
@@ -201,6 +182,11 @@ func TestServeHTTPFront(t *testing.T) {
 		t.Errorf("envoy without the route's scope: %d %v %s", resp.StatusCode, resp.Header, body)
 	}
 
+	resp, body = s.do(t, "/auth", map[string]string{"X-Forwarded-Host": "api.test", "Authorization": "Bearer " + jwt})
+	if resp.StatusCode != 400 || !strings.Contains(body, "invalid_request") {
+		t.Errorf("forward auth without the original URI: %d %s", resp.StatusCode, body)
+	}
+
 	mresp, err := http.Get(s.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -213,6 +199,8 @@ func TestServeHTTPFront(t *testing.T) {
 		`extauthz_check_decisions_total{reason="insufficient_scope",result="denied",transport="http"} 1`,
 		`extauthz_check_decisions_total{reason="ok",result="ok",transport="grpc"} 0`,
 		`extauthz_check_duration_seconds_count{transport="http"} 4`,
+		`extauthz_http_refused_total{shape="forward_auth"} 1`,
+		`extauthz_http_refused_total{shape="envoy"} 0`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)

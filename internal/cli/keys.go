@@ -55,11 +55,12 @@ func keysRotate(ctx context.Context, args []string, env Env) error {
 		return usageErr("--batch must be positive")
 	}
 	// Rotation works on the rows as stored, below the encryption.
-	pg, keys, err := openDB(ctx, db, env, true)
+	pg, cfg, err := openDB(ctx, db, env, true)
 	if err != nil {
 		return err
 	}
 	defer pg.Close()
+	keys := cfg.Keyring()
 	reported := 0
 	stats, err := encrypted.Rotate(ctx, pg, keys, *batch, func(s encrypted.RotateStats) {
 		reportPlaintext(env, s.Plaintext[reported:])

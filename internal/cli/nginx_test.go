@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/extauthz/extauthz/internal/localnginx"
 )
 
 // nginxEnvVar names the nginx binary for the end-to-end tests (scripts/test
@@ -52,8 +52,9 @@ func nginxProxyConfig(t *testing.T, s *httpServer, backend string) string {
 	return out.String()
 }
 
-// nginxDir returns a new directory for an nginx run, removed when t ends,
-// that nginx may write when it runs unprivileged (see nginxCommand).
+// nginxDir returns a new directory for an nginx run, removed when t ends.
+// It is not under t.TempDir, which nginx running as nobody (localnginx)
+// could not reach.
 func nginxDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "extauthz-nginx")
@@ -61,33 +62,7 @@ func nginxDir(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Getuid() == 0 {
-		if err := os.Chmod(dir, 0o777); err != nil {
-			t.Fatal(err)
-		}
-	}
 	return dir
-}
-
-// nginxTempPaths are the http-context directives that keep nginx's
-// temporary files in dir.
-func nginxTempPaths(dir string) string {
-	return fmt.Sprintf(`    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-`, dir)
-}
-
-// nginxCommand returns the command running nginx with args, unprivileged:
-// as nobody when the test runs as root.
-func nginxCommand(bin string, args ...string) *exec.Cmd {
-	cmd := exec.Command(bin, args...)
-	if os.Getuid() == 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	}
-	return cmd
 }
 
 // startNginx runs nginx on 127.0.0.1 with locations (the output of
@@ -97,28 +72,12 @@ func startNginx(t *testing.T, bin, locations string) string {
 	t.Helper()
 	dir := nginxDir(t)
 	addr := freeTCPAddr(t)
-	conf := fmt.Sprintf(`
-daemon off;
-master_process off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-%[4]s    server {
-        listen %[2]s;
-%[3]s
-    }
-}
-`, dir, addr, locations, nginxTempPaths(dir))
-	path := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+	cmd, err := localnginx.Command(bin, localnginx.Options{Dir: dir, Listen: addr, Server: locations})
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := nginxCommand(bin, "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", path)
 	return runProxy(t, cmd, addr, syscall.SIGQUIT, func() string {
-		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		log, _ := os.ReadFile(localnginx.ErrorLog(dir))
 		return string(log)
 	})
 }

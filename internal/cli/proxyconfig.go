@@ -3,15 +3,16 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/proxyconfig"
 )
 
-// proxyKinds are the proxies proxy-config names, with whether it writes
-// their configuration yet.
-var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": true, "envoy-http": false}
+// proxyKinds are the proxies whose configuration proxy-config writes.
+var proxyKinds = []string{"nginx", "caddy", "traefik", "envoy-http"}
 
 // proxyConfigCmd is "proxy-config KIND --config FILE [--backend URL]": it
 // prints the proxy configuration derived from the configured providers and
@@ -25,12 +26,8 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 		return usageErr("name the proxy first: nginx, caddy, traefik or envoy-http\n%s", proxyConfigUsage)
 	}
 	kind := args[0]
-	supported, known := proxyKinds[kind]
-	switch {
-	case !known:
+	if !slices.Contains(proxyKinds, kind) {
 		return usageErr("unknown proxy %q: nginx, caddy, traefik or envoy-http", kind)
-	case !supported:
-		return usageErr("%s: not supported yet (nginx, caddy and traefik are)", kind)
 	}
 	fs := newFlags("proxy-config "+kind, env)
 	path := fs.String("config", "", "configuration file (YAML)")
@@ -69,6 +66,13 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	case "traefik":
 		_, err = proxyconfig.TraefikAddress(network, addr, tls)
 		gen = proxyconfig.Traefik{Headers: headers, Network: network, Addr: addr, TLS: tls, Backend: *backend}
+	case "envoy-http":
+		// Config checks listen.http itself.
+		if *backend != "" {
+			return usageErr("--backend: not used by envoy-http (the route's cluster is yours)")
+		}
+		gen = proxyconfig.EnvoyHTTP{Headers: headers, Network: network, Addr: addr,
+			TLS: tls, ClientCert: cfg.HTTP.TLS.ClientCA != "", Timeout: envoyTimeout(cfg.Refresh.Timeout.D())}
 	}
 	if err != nil {
 		return usageErr("%s: listen.http: %v", *path, err)
@@ -81,12 +85,19 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	return err
 }
 
-const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|traefik --config FILE [--backend URL]
+// envoyTimeout is the ext_authz time-out for a refresh.timeout: a Check
+// that refreshes waits for the store and the lease (milliseconds), the
+// provider (at most refresh.timeout) and the write; two seconds cover the
+// rest, as in envoy/envoy.yaml.
+func envoyTimeout(refresh time.Duration) time.Duration { return refresh + 2*time.Second }
+
+const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|traefik|envoy-http --config FILE [--backend URL]
 
 Prints the proxy configuration derived from the configured providers, their
 headers and listen.http (which must be set): for nginx two locations, for
 caddy a route for a site block, for traefik a dynamic configuration for its
 file provider (listen.http must then be a host:port: Traefik cannot dial a
-Unix socket). --backend names the protected upstream. envoy-http is not
-supported yet.
+Unix socket), for envoy-http the ext_authz filter (http_service) and its
+cluster. --backend names the protected upstream (not for envoy-http: the
+route's cluster is yours).
 `

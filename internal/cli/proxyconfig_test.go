@@ -40,8 +40,8 @@ encryption:
 }
 
 // TestProxyConfigCommand: exit codes and messages of proxy-config, and the
-// nginx, Caddy and Traefik configurations it prints for every configured
-// header.
+// nginx, Caddy, Traefik and Envoy configurations it prints for every
+// configured header.
 func TestProxyConfigCommand(t *testing.T) {
 	good := proxyConfigText(t, "127.0.0.1:9002")
 	for _, tc := range []struct {
@@ -91,8 +91,20 @@ func TestProxyConfigCommand(t *testing.T) {
 		}},
 		{"traefik port 0", []string{"traefik"}, proxyConfigText(t, "127.0.0.1:0"), ExitUsage, []string{"listen.http", "fixed port"}},
 		{"traefik backend with a path", []string{"traefik", "--backend", "http://backend/api"}, good, ExitUsage, []string{"host:port only"}},
-		{"help", []string{"--help"}, good, ExitOK, []string{"nginx|caddy|traefik", "Unix socket"}},
-		{"envoy-http", []string{"envoy-http"}, good, ExitUsage, []string{"not supported yet"}},
+		{"help", []string{"--help"}, good, ExitOK, []string{"nginx|caddy|traefik|envoy-http", "Unix socket"}},
+		{"envoy-http", []string{"envoy-http"}, good, ExitOK, []string{
+			"- name: envoy.filters.http.ext_authz\n", "path_prefix: /envoy\n", "cluster: extauthz_http\n",
+			"timeout: 12s\n", "failure_mode_allow: false\n",
+			"- { exact: authorization }\n", "- { exact: x-google-id-token }\n", "- { exact: x-google-token }\n",
+			"patterns: [{ exact: x-extauthz-providers }, { exact: x-extauthz-required-scopes }]\n",
+			"patterns: [{ exact: www-authenticate }, { exact: retry-after }, { exact: content-type }]\n",
+			`socket_address: { address: "127.0.0.1", port_value: 9002 }`,
+		}},
+		{"envoy-http unix socket", []string{"envoy-http"}, proxyConfigText(t, "unix:/run/extauthz/http.sock"), ExitOK, []string{
+			"pipe: { path: /run/extauthz/http.sock }",
+		}},
+		{"envoy-http port 0", []string{"envoy-http"}, proxyConfigText(t, "127.0.0.1:0"), ExitUsage, []string{"listen.http", "fixed port"}},
+		{"envoy-http with a backend", []string{"envoy-http", "--backend", "http://backend"}, good, ExitUsage, []string{"--backend", "not used"}},
 		{"unknown proxy", []string{"haproxy"}, good, ExitUsage, []string{`unknown proxy "haproxy"`}},
 		{"no proxy named", nil, good, ExitUsage, []string{"name the proxy first"}},
 	} {

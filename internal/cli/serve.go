@@ -105,9 +105,7 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
 	oidcProviders := make(map[string]idtoken.Provider, len(cfg.Providers))
-	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
 	for name, p := range cfg.Providers {
-		providers[name] = p.OAuthClient()
 		oidcProviders[name] = p.IDToken()
 	}
 	idTokens, err := idtoken.New(oidcProviders)
@@ -116,11 +114,25 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	}
 	// Each refresh runs under refresh.timeout (the OAuth client's own
 	// 30 s time-out only backs it up).
-	refresher, err := oauthclient.New(providers)
+	refresher, err := newOAuthClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
+}
+
+// newOAuthClient is the OAuth client of the configured providers, which
+// refreshes and revokes their tokens; its errors are usage errors.
+func newOAuthClient(cfg *config.Config) (*oauthclient.Client, error) {
+	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
+	for name, p := range cfg.Providers {
+		providers[name] = p.OAuthClient()
+	}
+	c, err := oauthclient.New(providers)
 	if err != nil {
 		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
 	}
-	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
+	return c, nil
 }
 
 // checkConfig is serve --check-config: the configuration has loaded (else
@@ -220,6 +232,9 @@ type serveHooks struct {
 	// http receives the HTTP authorization listener's address, when there
 	// is one, before grpc is called.
 	http func(addr net.Addr)
+	// admin receives the session API listener's address, when there is
+	// one, before grpc is called.
+	admin func(addr net.Addr)
 }
 
 // serve runs the gRPC server until ctx is done, then shuts down gracefully.
@@ -260,6 +275,10 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		if httpTLSConfig, err = httpTLS(cfg.HTTP.TLS, log); err != nil {
 			return err
 		}
+	}
+	admin, err := adminAuth(ctx, cfg, log)
+	if err != nil {
+		return err
 	}
 	tp, stopTracing, err := setupTracing(ctx, env, log)
 	if err != nil {
@@ -320,14 +339,28 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}
 	// The HTTP front decides as the gRPC one does; its own Decider only
 	// labels its decisions' metrics with transport "http".
-	var httpLis *httpListener
+	var front fronts
 	if cfg.Listen.HTTP != "" {
 		httpDecisions := decisions
 		httpDecisions.Observer = metrics.Transport("http")
-		if httpLis, err = listenHTTP(cfg, authz.New(httpDecisions, p.verifier, svc, log), httpTLSConfig, log); err != nil {
+		httpLis, err := listenHTTP(cfg, authz.New(httpDecisions, p.verifier, svc, log),
+			httpfront.Options{RoutesOnly: cfg.RoutesOnly, Logger: log, Refusals: metrics, TracerProvider: tp}, httpTLSConfig, log)
+		if err != nil {
 			lis.Close()
 			return err
 		}
+		front = append(front, httpLis)
+	}
+	// The session API writes through the same store as the Checks read,
+	// so that the token cache sees its writes.
+	if cfg.Listen.Admin != "" {
+		adminLis, err := listenAdmin(cfg, admin, st, p.refresher, log)
+		if err != nil {
+			lis.Close()
+			front.close()
+			return err
+		}
+		front = append(front, adminLis)
 	}
 	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts, TracerProvider: tp})
 
@@ -340,9 +373,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		mlis, err := net.Listen("tcp", cfg.Listen.Metrics)
 		if err != nil {
 			lis.Close()
-			if httpLis != nil {
-				httpLis.lis.Close()
-			}
+			front.close()
 			return fmt.Errorf("listen.metrics: %w", err)
 		}
 		metricsSrv = &http.Server{Handler: opsHandler(metrics, &ready, &draining), ReadHeaderTimeout: 10 * time.Second}
@@ -361,13 +392,20 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}()
 	defer func() { stopWatch(); <-watched }()
 
-	var httpErr <-chan error // nil (never ready) without listen.http
-	if httpLis != nil {
-		httpErr = httpLis.errc
-		go httpLis.serve()
-		log.Info("serving HTTP authorization", "http", httpLis.lis.Addr().String(), "paths", httpfront.PathForwardAuth+" "+httpfront.PathEnvoy)
-		if hooks.http != nil {
-			hooks.http(httpLis.lis.Addr())
+	frontErr := front.start()
+	frontResults := 0
+	for _, h := range front {
+		switch h.name {
+		case "http":
+			log.Info("serving HTTP authorization", "http", h.lis.Addr().String(), "paths", httpfront.PathForwardAuth+" "+httpfront.PathEnvoy)
+			if hooks.http != nil {
+				hooks.http(h.lis.Addr())
+			}
+		case "admin":
+			log.Info("serving the session API", "admin", h.lis.Addr().String(), "paths", "/v1/sessions/ /v1/openapi.json")
+			if hooks.admin != nil {
+				hooks.admin(h.lis.Addr())
+			}
 		}
 	}
 
@@ -385,9 +423,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		serveErr = fmt.Errorf("grpc server: %w", err)
 	case err := <-metricsErr:
 		serveErr = fmt.Errorf("metrics server: %w", err)
-	case err := <-httpErr:
-		serveErr = fmt.Errorf("http server: %w", err)
-		httpErr = nil
+	case err := <-frontErr:
+		serveErr = err
+		frontResults++
 	case <-ctx.Done():
 	}
 
@@ -395,9 +433,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	// (over HTTP, each answer now closes its connection).
 	health.Shutdown()
 	draining.Store(true)
-	if httpLis != nil {
-		httpLis.drain()
-	}
+	front.drainAll()
 	if serveErr == nil {
 		log.Info("shutting down: health NOT_SERVING, draining", "drain_delay", cfg.Shutdown.DrainDelay.D())
 		select {
@@ -411,10 +447,8 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	deadline, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Timeout.D())
 	defer cancel()
 	log.Info("shutting down: waiting for Checks in flight", "timeout", cfg.Shutdown.Timeout.D())
-	httpStopped := make(chan bool, 1)
-	if httpLis != nil {
-		go func() { httpStopped <- httpLis.shutdown(deadline) }()
-	}
+	frontsCut := make(chan []string, 1)
+	go func() { frontsCut <- front.shutdownAll(deadline) }()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
@@ -424,14 +458,12 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		srv.Stop()
 		<-stopped
 	}
-	if httpLis != nil {
-		if cut := <-httpStopped; cut {
-			log.Warn("shutting down: shutdown.timeout reached; cutting the remaining HTTP authorization requests")
-		}
-		if httpErr != nil {
-			if err := <-httpErr; err != nil && serveErr == nil {
-				serveErr = fmt.Errorf("http server: %w", err)
-			}
+	if cut := <-frontsCut; len(cut) > 0 {
+		log.Warn("shutting down: shutdown.timeout reached; cutting the remaining HTTP requests", "listeners", cut)
+	}
+	for ; frontResults < len(front); frontResults++ {
+		if err := <-frontErr; err != nil && serveErr == nil {
+			serveErr = err
 		}
 	}
 	if err := svc.Shutdown(deadline); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,20 +23,35 @@ import (
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
 )
 
-// tlsServeConfig writes a configuration serving mTLS from the given files,
-// with extraTLS lines (indented) added to listen.tls. The database is never
-// reached: health checks and a Check without credentials do not need it.
+// tlsServeConfig writes a configuration serving mTLS on listen.grpc from
+// the given files, with extraTLS lines (indented) added to listen.tls.
 func tlsServeConfig(t *testing.T, cert, key, clientCA string, extraTLS ...string) (path string, getenv func(string) string) {
+	return writeServeConfig(t, "  tls:\n"+tlsBlock(cert, key, clientCA, extraTLS), "")
+}
+
+// httpTLSServeConfig writes a configuration serving listen.http (on a
+// loopback port) with mTLS from the given files, extraTLS lines added to
+// http.tls; listen.grpc is plaintext.
+func httpTLSServeConfig(t *testing.T, cert, key, clientCA string, extraTLS ...string) (path string, getenv func(string) string) {
+	return writeServeConfig(t, "  http: 127.0.0.1:0\n", "http:\n  tls:\n"+tlsBlock(cert, key, clientCA, extraTLS))
+}
+
+// tlsBlock is the content of a TLS section (listen.tls, http.tls).
+func tlsBlock(cert, key, clientCA string, extra []string) string {
+	return fmt.Sprintf("    cert: %s\n    key: %s\n    client_ca: %s\n%s\n", cert, key, clientCA, strings.Join(extra, "\n"))
+}
+
+// writeServeConfig writes a configuration with listen lines added to
+// listen and top added at the top level. The database is never reached:
+// health checks and a Check without credentials do not need it.
+func writeServeConfig(t *testing.T, listen, top string) (path string, getenv func(string) string) {
 	t.Helper()
 	jwks := jwttest.NewSigner(t).WriteJWKSFile(t)
 	text := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
   metrics: "off"
-  tls:
-    cert: %s
-    key: %s
-    client_ca: %s
+%s
 %s
 database:
   url: postgres://extauthz@127.0.0.1:1/unused
@@ -52,7 +68,7 @@ encryption:
   keys:
     - id: k1
       key: ${TLS_TEST_TOKEN_KEY}
-`, cert, key, clientCA, strings.Join(extraTLS, "\n"), jwks)
+`, listen, top, jwks)
 	path = filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -179,5 +195,58 @@ func TestServeBadTLSFilesExitUsage(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), strings.Split(string(other.KeyPEM), "\n")[1][:30]) {
 		t.Errorf("stderr contains key material:\n%s", stderr.String())
+	}
+}
+
+// TestServeHTTPClientIdentities: http.tls with client_ca and
+// client_identities on listen.http, as listen.tls on gRPC: the proxy whose
+// certificate carries an allowed identity is answered; a caller without a
+// certificate, or with one the CA issued to another workload, is refused at
+// the handshake and never reaches /auth.
+func TestServeHTTPClientIdentities(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "extauthz CA")
+	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+	ca.Server(t, "extauthz").WriteFiles(t, certFile, keyFile)
+	tlstest.WriteFile(t, caFile, ca.PEM)
+	const proxy = "spiffe://cluster.local/ns/ingress/sa/nginx"
+	path, getenv := httpTLSServeConfig(t, certFile, keyFile, caFile, "    client_identities: ["+proxy+"]")
+	cfg, err := config.Load(path, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := runInProcess(t, cfg, getenv)
+
+	get := func(client *tlstest.Leaf) (*http.Response, error) {
+		tc := &tls.Config{RootCAs: ca.Pool()}
+		if client != nil {
+			cert := client.TLSCertificate(t)
+			tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+		}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+		defer c.CloseIdleConnections()
+		req, err := http.NewRequest("GET", "https://"+s.http.String()+"/auth", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Original-URI", "/repos")
+		resp, err := c.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	if resp, err := get(ca.ClientWithSANs(t, "nginx", proxy)); err != nil || resp.StatusCode != 401 ||
+		resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("the proxy's request: %v, %v; want a 401 deny", resp, err)
+	}
+	if resp, err := get(ca.ClientWithSANs(t, "api", "spiffe://cluster.local/ns/api/sa/api")); err == nil {
+		t.Errorf("another workload's request = %d; want the connection refused", resp.StatusCode)
+	}
+	if resp, err := get(nil); err == nil {
+		t.Errorf("a request without a client certificate = %d; want the connection refused", resp.StatusCode)
+	}
+	if !strings.Contains(s.logs.String(), "carries none of the allowed client identities") {
+		t.Errorf("refusal not logged:\n%s", s.logs)
 	}
 }

@@ -9,16 +9,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/extauthz/extauthz/adminapi"
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/migrations"
+	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
-	"github.com/extauthz/extauthz/tokencrypt"
 )
 
 // dbFlags are the ways a command that only needs the database finds it:
@@ -78,12 +80,15 @@ const tokensUsage = `Usage:
                       [--refresh-token R] [--id-token I] [--token-type T] [--upstream-subject X]
                       [--expires-at RFC3339 | --expires-in DURATION] [--session-expires-at RFC3339]
   extauthz tokens get --session S [--provider P]
-  extauthz tokens delete --session S [--provider P]
+  extauthz tokens delete --session S [--provider P] [--revoke --config FILE]
 
 Token values are given literally, as @FILE (read from FILE) or as - (read from stdin),
 so that secrets need not appear in the process list. Without an expiry the access token
 never expires. put replaces the row and clears a re-authentication mark. get shows tokens
 redacted and exits 1 for an unknown session; delete of a missing row succeeds.
+delete --revoke first revokes each row's refresh token (else its access token) at its
+provider's revocation_url (RFC 7009), prints per provider whether that succeeded, and
+then deletes the rows whatever the outcome (exit 0 once deleted).
 Every subcommand takes --database-url URL or --config FILE (default: $DATABASE_URL).
 `
 
@@ -113,53 +118,54 @@ func tokensCmd(ctx context.Context, args []string, env Env) error {
 // store encrypts and decrypts tokens with the keys of --config, which is
 // then required. The caller must call close.
 func openStore(ctx context.Context, db dbFlags, env Env, sealed bool) (st store.Store, close func(), err error) {
-	pg, keys, err := openDB(ctx, db, env, sealed)
+	pg, cfg, err := openDB(ctx, db, env, sealed)
 	if err != nil {
 		return nil, nil, err
 	}
 	if sealed {
-		return encrypted.New(pg, keys), pg.Close, nil
+		return encrypted.New(pg, cfg.Keyring()), pg.Close, nil
 	}
 	return pg, pg.Close, nil
 }
 
-// openDB connects to the database the flags name, and with withKeys also
-// returns the keys of --config, which is then required. The caller must
-// close the store.
-func openDB(ctx context.Context, db dbFlags, env Env, withKeys bool) (*postgres.Store, *tokencrypt.Keyring, error) {
+// openDB connects to the database the flags name, and with withConfig also
+// returns the configuration of --config (its keys, its providers), which is
+// then required; without, the configuration is nil. The caller must close
+// the store.
+func openDB(ctx context.Context, db dbFlags, env Env, withConfig bool) (*postgres.Store, *config.Config, error) {
 	dsn, cfg, err := db.resolve(env)
 	if err != nil {
 		return nil, nil, err
 	}
-	if withKeys && cfg == nil {
+	if withConfig && cfg == nil {
 		return nil, nil, usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
 	}
 	pg, err := postgres.New(ctx, dsn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if !withKeys {
+	if !withConfig {
 		return pg, nil, nil
 	}
-	return pg, cfg.Keyring(), nil
+	return pg, cfg, nil
 }
 
 func tokensPut(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("tokens put", env)
 	db := addDBFlags(fs)
-	var r store.Row
-	fs.StringVar(&r.SessionID, "session", "", "token session ID (the JWT's tsid)")
-	fs.StringVar(&r.Provider, "provider", "", "provider name, as in the config's providers")
-	fs.StringVar(&r.Subject, "subject", "", "the authorization server's subject (the JWT's sub)")
-	fs.StringVar(&r.ClientID, "client-id", "", "the authorization server's client ID (the JWT's client_id or azp)")
+	var w adminapi.SessionWrite
+	session := fs.String("session", "", "token session ID (the JWT's tsid)")
+	provider := fs.String("provider", "", "provider name, as in the config's providers")
+	fs.StringVar(&w.Subject, "subject", "", "the authorization server's subject (the JWT's sub)")
+	fs.StringVar(&w.ClientID, "client-id", "", "the authorization server's client ID (the JWT's client_id or azp)")
 	access := fs.String("access-token", "", "upstream access token: literal, @FILE or -")
 	refreshTok := fs.String("refresh-token", "", "upstream refresh token: literal, @FILE or -")
 	idTok := fs.String("id-token", "", "upstream ID token: literal, @FILE or -")
-	fs.StringVar(&r.TokenType, "token-type", "Bearer", "token type")
-	fs.StringVar(&r.UpstreamSubject, "upstream-subject", "", "the provider's subject for the user (its ID token's sub)")
-	expiresAt := fs.String("expires-at", "", "access token expiry, RFC 3339")
+	fs.StringVar(&w.TokenType, "token-type", "Bearer", "token type")
+	fs.StringVar(&w.UpstreamSubject, "upstream-subject", "", "the provider's subject for the user (its ID token's sub)")
+	fs.StringVar(&w.ExpiresAt, "expires-at", "", "access token expiry, RFC 3339")
 	expiresIn := fs.Duration("expires-in", 0, "access token lifetime from now, e.g. 1h")
-	sessionExpiresAt := fs.String("session-expires-at", "", "when the whole session may be garbage collected, RFC 3339")
+	fs.StringVar(&w.SessionExpiresAt, "session-expires-at", "", "when the whole session may be garbage collected, RFC 3339")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -176,42 +182,37 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 		}
 		return s
 	}
-	r.AccessToken = read("access-token", *access)
-	r.RefreshToken = read("refresh-token", *refreshTok)
-	r.IDToken = read("id-token", *idTok)
-	for _, req := range []struct{ flag, v string }{
-		{"session", r.SessionID}, {"provider", r.Provider}, {"subject", r.Subject},
-		{"client-id", r.ClientID}, {"access-token", *access},
-	} {
-		if req.v == "" {
-			problems = append(problems, "--"+req.flag+" is required")
+	w.AccessToken = read("access-token", *access)
+	w.RefreshToken = read("refresh-token", *refreshTok)
+	w.IDToken = read("id-token", *idTok)
+	if *expiresIn != 0 {
+		// The API's expires_in is whole seconds; a part of a second is
+		// rounded up.
+		secs := int64((*expiresIn + time.Second - 1) / time.Second)
+		if *expiresIn < 0 {
+			secs = -1
 		}
+		w.ExpiresIn = &secs
 	}
-	switch {
-	case *expiresAt != "" && *expiresIn != 0:
-		problems = append(problems, "give --expires-at or --expires-in, not both")
-	case *expiresAt != "":
-		t, err := time.Parse(time.RFC3339, *expiresAt)
-		if err != nil {
-			problems = append(problems, "--expires-at: not an RFC 3339 time")
-		}
-		r.ExpiresAt = t
-	case *expiresIn < 0:
-		problems = append(problems, "--expires-in must not be negative")
-	case *expiresIn > 0:
-		r.ExpiresAt = time.Now().Add(*expiresIn)
+	// The configuration names the providers and holds the keys.
+	_, cfg, err := db.resolve(env)
+	if err != nil {
+		return err
 	}
-	if *sessionExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339, *sessionExpiresAt)
-		if err != nil {
-			problems = append(problems, "--session-expires-at: not an RFC 3339 time")
+	if cfg == nil {
+		return usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	}
+	// The same validation as the session API's PUT, field names as flags;
+	// a token that could not be read is reported once, as such.
+	r, err := w.Row(*session, *provider, func(p string) bool { _, ok := cfg.Providers[p]; return ok }, time.Now())
+	for _, p := range flagProblems(err) {
+		if !slices.ContainsFunc(problems, func(q string) bool { return strings.HasPrefix(q, strings.Fields(p)[0]+":") }) {
+			problems = append(problems, p)
 		}
-		r.SessionExpiresAt = t
 	}
 	if len(problems) > 0 {
 		return usageErr("%s", strings.Join(problems, "; "))
 	}
-
 	st, closeStore, err := openStore(ctx, db, env, true)
 	if err != nil {
 		return err
@@ -226,6 +227,26 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(env.Stdout, "stored tokens for session %q, provider %q\n", r.SessionID, r.Provider)
 	return nil
 }
+
+// flagProblems renders the session API's input error with each field named
+// as the tokens put flag that sets it (client_id is --client-id).
+func flagProblems(err error) []string {
+	if err == nil {
+		return nil
+	}
+	var in *adminapi.InputError
+	if !errors.As(err, &in) {
+		return []string{err.Error()}
+	}
+	parts := make([]string, len(in.Fields))
+	for i, f := range in.Fields {
+		parts[i] = flagName(f.Field) + " " + strings.ReplaceAll(f.Message, "expires_at", flagName("expires_at"))
+	}
+	return parts
+}
+
+// flagName is the tokens put flag of a session API field.
+func flagName(field string) string { return "--" + strings.ReplaceAll(field, "_", "-") }
 
 // maxStdinSecret bounds what readSecret reads from stdin.
 const maxStdinSecret = 1 << 20
@@ -347,20 +368,88 @@ func tokensDelete(ctx context.Context, args []string, env Env) error {
 	db := addDBFlags(fs)
 	session := fs.String("session", "", "token session ID")
 	provider := fs.String("provider", "", "only this provider (default: the whole session)")
+	revoke := fs.Bool("revoke", false, "first revoke the tokens at each provider with a revocation_url (needs --config)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *session == "" {
 		return usageErr("--session is required")
 	}
-	st, closeStore, err := openStore(ctx, db, env, false)
+	if *revoke && *db.config == "" {
+		return usageErr("--revoke needs --config FILE: its providers say where to revoke, its keys open the tokens")
+	}
+	pg, cfg, err := openDB(ctx, db, env, *revoke)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	if err := st.Delete(ctx, *session, *provider); err != nil {
+	defer pg.Close()
+	var failed []string
+	if *revoke {
+		if failed, err = revokeSession(ctx, pg, encrypted.New(pg, cfg.Keyring()), cfg, *session, *provider, env); err != nil {
+			return err
+		}
+	}
+	if err := pg.Delete(ctx, *session, *provider); err != nil {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "deleted")
+	if len(failed) > 0 {
+		fmt.Fprintf(env.Stdout, "revocation failed at: %s (the tokens are deleted here, but may still be valid there)\n", strings.Join(failed, ", "))
+	}
 	return nil
+}
+
+// revokeSession revokes, at their providers, the tokens of the session's
+// rows (only provider's row, unless provider is empty), listed from raw and
+// read through sealed, and prints one line per row. It returns the
+// providers where revocation failed. A row that cannot be decrypted is
+// reported as such and not revoked; the error is only for a configuration
+// without usable providers or a store that cannot answer, since then the
+// rows cannot be deleted either.
+func revokeSession(ctx context.Context, raw, sealed store.Reader, cfg *config.Config, session, provider string, env Env) ([]string, error) {
+	client, err := newOAuthClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Listing first and opening each row alone lets one undecryptable row
+	// (a removed key) leave the others revocable.
+	listed, err := raw.GetSession(ctx, session)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		rows   []store.Row
+		failed []string
+	)
+	for _, r := range listed {
+		if provider != "" && r.Provider != provider {
+			continue
+		}
+		row, err := sealed.Get(ctx, session, r.Provider)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue // deleted meanwhile
+		case errors.Is(err, store.ErrUnreadable):
+			failed = append(failed, r.Provider)
+			fmt.Fprintf(env.Stdout, "revocation: %s: failed: unreadable: %v\n", r.Provider, err)
+			continue
+		case err != nil:
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	rctx, cancel := context.WithTimeout(ctx, cfg.Refresh.Timeout.D())
+	defer cancel()
+	for _, r := range oauthclient.RevokeSession(rctx, client, rows) {
+		switch {
+		case r.Revoked:
+			fmt.Fprintf(env.Stdout, "revocation: %s: revoked (%s)\n", r.Provider, r.TokenType)
+		case r.Kind == oauthclient.KindNotConfigured:
+			fmt.Fprintf(env.Stdout, "revocation: %s: not revoked (no revocation_url)\n", r.Provider)
+		default:
+			failed = append(failed, r.Provider)
+			fmt.Fprintf(env.Stdout, "revocation: %s: failed: %s: %v\n", r.Provider, r.Kind, r.Err)
+		}
+	}
+	return failed, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/adminapi"
 	"github.com/extauthz/extauthz/internal/cli"
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/store"
@@ -107,6 +108,27 @@ type tokConf struct {
 // one, is tokKeyID.
 func tokConfig(t *testing.T, dbURL string) tokConf {
 	t.Helper()
+	return tokConfigWith(t, dbURL, `
+  github:
+    token_url: https://github.example/token
+    client_id: gh
+    auth_style: params
+  google:
+    token_url: https://google.example/token
+    client_id: g
+    auth_style: params
+    header: x-google-token
+  gitlab:
+    token_url: https://gitlab.example/token
+    client_id: gl
+    auth_style: params
+    header: x-gitlab-token`)
+}
+
+// tokConfigWith is tokConfig with providers, the YAML of the providers
+// section (indented by two spaces), among which is github.
+func tokConfigWith(t *testing.T, dbURL, providers string) tokConf {
+	t.Helper()
 	key := tokencrypt.GenerateKey()
 	path := tokWriteFile(t, "config.yaml", `
 database:
@@ -115,11 +137,7 @@ jwt:
   issuer: https://issuer.example
   audiences: [api]
   jwks_url: https://issuer.example/jwks
-providers:
-  github:
-    token_url: https://github.example/token
-    client_id: gh
-    auth_style: params
+providers:`+providers+`
 default_providers: [github]
 encryption:
   keys:
@@ -868,7 +886,7 @@ func TestTokensMigrateTwice(t *testing.T) {
 	r := tokRun(t, map[string]string{"DATABASE_URL": dsn}, "", "migrate")
 	tokExpectCode(t, r, cli.ExitOK, "migrate with DATABASE_URL")
 	// The schema is there.
-	r = tokRun(t, nil, "", append(tokRequired(dsn, tokConfig(t, dsn).path, "s", "p"), "--access-token", "at-after-migrate")...)
+	r = tokRun(t, nil, "", append(tokRequired(dsn, tokConfig(t, dsn).path, "s", "github"), "--access-token", "at-after-migrate")...)
 	tokExpectCode(t, r, cli.ExitOK, "tokens put after migrate")
 }
 
@@ -951,12 +969,22 @@ func TestTokensUnreachableDatabase(t *testing.T) {
 			tokNoSecrets(t, r, "pw", access)
 		})
 	}
-	t.Run("exactly 1 MiB on stdin is accepted", func(t *testing.T) {
+	t.Run("a token of the largest size is accepted", func(t *testing.T) {
 		// Not refused as usage: the command gets as far as the database.
-		big := strings.Repeat("r", 1<<20)
+		big := strings.Repeat("r", adminapi.MaxTokenBytes)
 		r := tokRun(t, nil, big, append(tokRequired(tokUnreachableDSN, cfg.path, "s", "github"),
 			"--access-token", access, "--refresh-token", "-")...)
 		tokExpectCode(t, r, cli.ExitFailure, "tokens put")
+		tokNoSecrets(t, r, "pw", access, big[:64])
+	})
+	t.Run("1 MiB on stdin is longer than a token may be", func(t *testing.T) {
+		big := strings.Repeat("r", 1<<20)
+		r := tokRun(t, nil, big, append(tokRequired(tokUnreachableDSN, cfg.path, "s", "github"),
+			"--access-token", access, "--refresh-token", "-")...)
+		tokExpectCode(t, r, cli.ExitUsage, "tokens put")
+		if !strings.Contains(r.stderr, "--refresh-token is longer than") {
+			t.Errorf("stderr: %s", r.stderr)
+		}
 		tokNoSecrets(t, r, "pw", access, big[:64])
 	})
 	t.Run("put via DATABASE_URL", func(t *testing.T) {

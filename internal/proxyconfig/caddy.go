@@ -2,9 +2,7 @@ package proxyconfig
 
 import (
 	"fmt"
-	"net/textproto"
 	"net/url"
-	"regexp"
 	"strings"
 )
 
@@ -24,35 +22,6 @@ type Caddy struct {
 	// Backend, when set, is the reverse_proxy upstream; otherwise a
 	// placeholder comment stands in for it.
 	Backend string
-}
-
-// plainHeader is a header name that a Caddyfile holds as a bare token and a
-// YAML file as a plain scalar.
-var plainHeader = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-
-// canonicalHeaders returns the distinct names among headers (lower-case,
-// authz.Config.HeaderNames) in canonical form ("X-Google-Token"), in their
-// order. A name other than lower-case letters, digits, '-' and '_' cannot be
-// written into the configuration of proxy: that is an error, and so is a
-// list without authorization.
-func canonicalHeaders(headers []string, proxy string) ([]string, error) {
-	var names []string
-	seen := map[string]bool{}
-	for _, h := range headers {
-		if !plainHeader.MatchString(h) {
-			return nil, fmt.Errorf("header %q cannot be written into a %s configuration: use only lower-case letters, digits, '-' and '_'", h, proxy)
-		}
-		name := textproto.CanonicalMIMEHeaderKey(h)
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		names = append(names, name)
-	}
-	if !seen["Authorization"] {
-		return nil, fmt.Errorf("no authorization among the header names")
-	}
-	return names, nil
 }
 
 // CaddyUpstream returns the forward_auth upstream of listen.http: a
@@ -96,7 +65,7 @@ func checkOriginBackend(b, upstream string) error {
 // request_header after forward_auth, which would delete the headers just
 // copied from the answer.
 func (c Caddy) Config() (string, error) {
-	headers, err := canonicalHeaders(c.Headers, "Caddy")
+	headers, err := canonicalHeaders(c.Headers, "a Caddyfile")
 	if err != nil {
 		return "", err
 	}

@@ -107,8 +107,8 @@ func TestNginxConfig(t *testing.T) {
 			Backend: "http://b/x;return"}, err: "must not contain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := generate(t, tc.in.Config, tc.err)
-			if !ok {
+			got, err := tc.in.Config()
+			if !configured(t, err, tc.err) {
 				return
 			}
 			lines := map[string]int{}

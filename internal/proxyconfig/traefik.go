@@ -63,7 +63,7 @@ func yamlString(s string) string {
 // v3.7.9 alike). So a header the answer leaves out is absent, never the
 // client's, and every header the configuration could set is listed.
 func (t Traefik) Config() (string, error) {
-	headers, err := canonicalHeaders(t.Headers, "Traefik")
+	headers, err := canonicalHeaders(t.Headers, "a Traefik configuration")
 	if err != nil {
 		return "", err
 	}

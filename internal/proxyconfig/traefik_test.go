@@ -127,11 +127,11 @@ func TestTraefikConfig(t *testing.T) {
 		{name: "backend breaking out", in: tcp(Traefik{Headers: []string{"authorization"}, Backend: "http://b\"x"}), err: "must not contain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := generate(t, tc.in.Config, tc.err)
-			if !ok {
+			got, err := tc.in.Config()
+			if !configured(t, err, tc.err) {
 				return
 			}
-			checkLines(t, got, tc.want, tc.notWant)
+			linesInOrder(t, got, tc.want, tc.notWant)
 
 			var d traefikDynamic
 			dec := yaml.NewDecoder(strings.NewReader(got))

@@ -65,6 +65,12 @@ type Options struct {
 	// Files.ClientCA: without a CA nothing verifies the certificate that
 	// carries them.
 	ClientIdentities []string
+	// ClientCertOptional verifies a client certificate against the client
+	// CA when one is presented, and admits a client without one (the
+	// session API, whose callers may authenticate with a token instead).
+	// ClientIdentities, when set, still refuse a certificate that carries
+	// none of them.
+	ClientCertOptional bool
 }
 
 // ErrIdentity wraps the reason a client identity is refused by
@@ -98,17 +104,21 @@ func CheckIdentity(s string) error {
 
 var dnsName = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 
-// identities is a set of accepted client identities in canonical form.
-type identities struct {
+// Identities is a set of accepted client identities in canonical form. The
+// TLS listeners refuse a handshake with none of them; the session API uses
+// the same set to authenticate a caller by its certificate.
+type Identities struct {
 	dns  map[string]bool // lower-case
 	uris map[string]bool // url.URL.String()
 }
 
-func newIdentities(list []string) (*identities, error) {
+// NewIdentities returns the set of list, each of which must pass
+// CheckIdentity; an empty list gives nil.
+func NewIdentities(list []string) (*Identities, error) {
 	if len(list) == 0 {
 		return nil, nil
 	}
-	ids := &identities{dns: map[string]bool{}, uris: map[string]bool{}}
+	ids := &Identities{dns: map[string]bool{}, uris: map[string]bool{}}
 	for i, s := range list {
 		if err := CheckIdentity(s); err != nil {
 			return nil, fmt.Errorf("client identity %d: %w", i+1, err)
@@ -124,18 +134,29 @@ func newIdentities(list []string) (*identities, error) {
 }
 
 // allows reports whether the certificate carries one of the identities.
-func (ids *identities) allows(cert *x509.Certificate) bool {
-	for _, n := range cert.DNSNames {
-		if ids.dns[strings.ToLower(n)] {
-			return true
-		}
+func (ids *Identities) allows(cert *x509.Certificate) bool {
+	_, ok := ids.Match(cert)
+	return ok
+}
+
+// Match returns the first of the certificate's subject alternative names
+// (URIs first, then DNS names) that is in the set. A nil set matches
+// nothing.
+func (ids *Identities) Match(cert *x509.Certificate) (string, bool) {
+	if ids == nil || cert == nil {
+		return "", false
 	}
 	for _, u := range cert.URIs {
 		if ids.uris[u.String()] {
-			return true
+			return u.String(), true
 		}
 	}
-	return false
+	for _, n := range cert.DNSNames {
+		if ids.dns[strings.ToLower(n)] {
+			return strings.ToLower(n), true
+		}
+	}
+	return "", false
 }
 
 // errIdentityRefused fails a handshake whose verified client certificate
@@ -149,7 +170,8 @@ type Reloader struct {
 	log      *slog.Logger
 	interval time.Duration
 	epoch    time.Time   // the origin of nextCheck, for a monotonic clock
-	ids      *identities // nil: any certificate the CA verifies
+	optional bool        // Options.ClientCertOptional
+	ids      *Identities // nil: any certificate the CA verifies
 
 	cur       atomic.Pointer[generation]
 	nextCheck atomic.Int64 // nanoseconds since epoch
@@ -177,11 +199,12 @@ func New(files Files, opts Options) (*Reloader, error) {
 	if len(opts.ClientIdentities) > 0 && files.ClientCA == "" {
 		return nil, errors.New("tls: client identities need a client CA: without one no client certificate is verified")
 	}
-	ids, err := newIdentities(opts.ClientIdentities)
+	ids, err := NewIdentities(opts.ClientIdentities)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	r := &Reloader{files: files, log: opts.Logger, interval: opts.Interval, epoch: time.Now(), ids: ids}
+	r := &Reloader{files: files, log: opts.Logger, interval: opts.Interval, epoch: time.Now(), ids: ids,
+		optional: opts.ClientCertOptional}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
@@ -347,6 +370,9 @@ func (r *Reloader) load(sum [sha256.Size]byte, c contents) (*generation, error) 
 			pool.AddCert(ca)
 		}
 		config.ClientAuth = tls.RequireAndVerifyClientCert
+		if r.optional {
+			config.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 		config.ClientCAs = pool
 		// A resumed session skips verification of the client certificate:
 		// without tickets every connection is checked against the current
@@ -364,6 +390,9 @@ func (r *Reloader) load(sum [sha256.Size]byte, c contents) (*generation, error) 
 // against the CA pool, so the leaf is one the CA issued. The refusal is
 // logged with the certificate's names (identities, not secrets).
 func (r *Reloader) verifyIdentity(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 && r.optional {
+		return nil // no certificate, allowed by ClientCertOptional
+	}
 	if len(cs.VerifiedChains) == 0 || len(cs.PeerCertificates) == 0 {
 		return errIdentityRefused // not reached: the CA requires a verified certificate
 	}

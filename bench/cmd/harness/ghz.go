@@ -125,11 +125,15 @@ type loadFigures struct {
 	P999ms   float64 `json:"p999_ms"`
 	MaxMs    float64 `json:"max_ms"`
 	// GhzCPUPer1k is the load generator's own CPU time per 1000 requests:
-	// on a small machine it competes with the server for the cores.
+	// on a small machine it competes with the server for the cores. The
+	// load generator is ghz for the gRPC scenarios and the harness itself
+	// (its HTTP client) for the HTTP ones.
 	GhzCPUPer1k float64 `json:"ghz_cpu_seconds_per_1000_checks"`
 
-	ghzCPU float64 // seconds
-	wall   float64 // seconds, ghz start to exit
+	ghzCPU    float64 // seconds; 0 when inProcess
+	wall      float64 // seconds, load start to end
+	inProcess bool    // the harness generated the load: its CPU is the load's
+	failure   error   // the first failed request's error, if any
 }
 
 func (g ghzRun) run(ctx context.Context) (loadFigures, error) {
@@ -174,21 +178,28 @@ func (g ghzRun) run(ctx context.Context) (loadFigures, error) {
 			errs++
 		}
 	}
-	slices.Sort(lat)
 	ghzCPU := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
-	return loadFigures{
+	lf := loadFigures{
 		GhzCPUPer1k: math.Round(ghzCPU/float64(len(r.Details))*1e6) / 1e3,
 		ghzCPU:      ghzCPU,
 		wall:        wall,
-		Requests:    len(r.Details),
 		Errors:      errs,
 		Seconds:     r.Total.Seconds(),
 		RPS:         r.Rps,
-		P50ms:       ms(percentile(lat, 50)),
-		P99ms:       ms(percentile(lat, 99)),
-		P999ms:      ms(percentile(lat, 99.9)),
-		MaxMs:       ms(lat[len(lat)-1]),
-	}, nil
+	}
+	lf.setLatencies(lat)
+	return lf, nil
+}
+
+// setLatencies sets the request count and the latency figures from every
+// request's latency (lat is sorted in place).
+func (lf *loadFigures) setLatencies(lat []time.Duration) {
+	slices.Sort(lat)
+	lf.Requests = len(lat)
+	lf.P50ms = ms(percentile(lat, 50))
+	lf.P99ms = ms(percentile(lat, 99))
+	lf.P999ms = ms(percentile(lat, 99.9))
+	lf.MaxMs = ms(lat[len(lat)-1])
 }
 
 // percentile is the nearest-rank percentile p of the sorted latencies.

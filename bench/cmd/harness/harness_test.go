@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -84,5 +88,60 @@ func TestProcReaders(t *testing.T) {
 func TestProtoset(t *testing.T) {
 	if err := writeProtoset(t.TempDir() + "/p"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestParseScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    []string
+		wantErr bool
+	}{
+		{in: "floor,hot,storm,http", want: []string{"floor", "hot", "storm", "http-floor", "http-hot"}},
+		{in: "http", want: []string{"http-floor", "http-hot"}},
+		{in: "hot, floor", want: []string{"hot", "floor"}},
+		{in: "http-hot", wantErr: true}, // only with its floor
+		{in: "http,http", wantErr: true},
+		{in: "", wantErr: true},
+	} {
+		got, err := parseScenarios(tc.in)
+		if (err != nil) != tc.wantErr || !slices.Equal(got, tc.want) {
+			t.Errorf("parseScenarios(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+	}
+}
+
+// TestHTTPLoad checks the HTTP load's bookkeeping against a server that
+// refuses one session: every request is sent once with its session's
+// header, and the refused ones are counted as errors.
+func TestHTTPLoad(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen[r.Header.Get("Authorization")]++
+		mu.Unlock()
+		if r.Host != httpHost || r.URL.RequestURI() != httpPath {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		if r.Header.Get("Authorization") == "Bearer s2" {
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	defer srv.Close()
+	client := newHTTPClient(4)
+	defer client.CloseIdleConnections()
+	l := httpLoad{client: client, url: srv.URL + httpPath, bearer: [][]string{{"Bearer s0"}, {"Bearer s1"}, {"Bearer s2"}},
+		concurrency: 4, requests: 30}
+	lf, err := l.run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lf.Requests != 30 || lf.Errors != 10 || lf.failure == nil || lf.RPS <= 0 || !lf.inProcess {
+		t.Errorf("requests %d, errors %d, failure %v, req/s %v", lf.Requests, lf.Errors, lf.failure, lf.RPS)
+	}
+	if seen["Bearer s0"] != 10 || seen["Bearer s1"] != 10 || seen["Bearer s2"] != 10 {
+		t.Errorf("requests per session: %v", seen)
 	}
 }

@@ -1,7 +1,8 @@
 // Command harness measures extauthz under load: it alternates, round after
-// round, three servers under the same ghz load on 127.0.0.1 and reports, for
-// the median round of each, requests/s, latency percentiles, the server's
-// CPU time per 1000 Checks and its peak RSS:
+// round, the scenarios below under the same load on 127.0.0.1 and reports,
+// for the median round of each, requests/s, latency percentiles, the
+// server's CPU time per 1000 Checks and its peak RSS. Over gRPC, with ghz as
+// the load generator:
 //
 //   - floor: bench/noop, the same gRPC stack answering OK without any work;
 //   - hot: `extauthz serve` with valid JWTs and fresh upstream tokens in
@@ -10,6 +11,16 @@
 //     refreshes at a token endpoint (in this process) that answers after
 //     -token-latency, rotates refresh tokens and counts redemptions, which
 //     must be exactly one per session.
+//
+// Over HTTP (scenario "http", which runs the two below one after the
+// other), through nginx (-nginx) configured with exactly what `extauthz
+// proxy-config nginx` prints, in front of a backend answering 200 (noop
+// -http), with the harness's own HTTP client as the load generator:
+//
+//   - http-floor: nginx's auth_request answered by noop -http (200, no
+//     work): the cost of nginx, its subrequest and the backend;
+//   - http-hot: the same nginx block in front of extauthz's HTTP front
+//     (listen.http), the sessions seeded and warmed up as for hot.
 //
 // It prints a Markdown table and writes the figures as JSON to
 // <out>/results-<timestamp>.json and <out>/latest.json.
@@ -21,6 +32,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -61,6 +73,7 @@ type options struct {
 	out         string
 	bin         string
 	ghz         string
+	nginx       string
 	databaseURL string
 	settle      time.Duration
 	keep        bool
@@ -73,17 +86,18 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every scenario once, alternating; the median round is reported")
-	flag.IntVar(&o.concurrency, "concurrency", 50, "ghz concurrency (workers)")
+	flag.IntVar(&o.concurrency, "concurrency", 50, "requests in flight at once (ghz workers; HTTP client connections)")
 	flag.IntVar(&o.requests, "requests", 20000, "requests measured per scenario and round")
 	flag.IntVar(&o.sessions, "sessions", 10000, "distinct sessions (each request uses the next session's JWT)")
 	flag.IntVar(&o.warmup, "warmup", -1, "unmeasured requests sent to floor and hot before measuring (-1: one per session)")
-	flag.IntVar(&o.connections, "connections", 1, "gRPC connections ghz spreads its workers over")
+	flag.IntVar(&o.connections, "connections", 1, "gRPC connections ghz spreads its workers over (HTTP: one connection per request in flight)")
 	flag.DurationVar(&o.latency, "token-latency", 20*time.Millisecond, "latency of the token endpoint in the refresh storm")
 	flag.IntVar(&o.verify, "verify", 100, "sessions checked one by one after hot and storm for the expected upstream token")
-	flag.StringVar(&o.scenarios, "scenarios", "floor,hot,storm", "scenarios to run, in this order within each round")
+	flag.StringVar(&o.scenarios, "scenarios", "floor,hot,storm,http", "scenarios to run, in this order within each round: floor, hot, storm, and http (nginx: http-floor then http-hot)")
 	flag.StringVar(&o.out, "out", "bench/out", "directory for results, logs and the work files")
 	flag.StringVar(&o.bin, "bin", "bench/out/bin", "directory holding the extauthz and noop binaries")
-	flag.StringVar(&o.ghz, "ghz", "bench/out/bin/ghz", "ghz binary (v0.120.0)")
+	flag.StringVar(&o.ghz, "ghz", "bench/out/bin/ghz", "ghz binary (v0.120.0), for the gRPC scenarios")
+	flag.StringVar(&o.nginx, "nginx", "", "nginx binary (with auth_request), for the http scenario (bench/run finds or installs it)")
 	flag.StringVar(&o.databaseURL, "database-url", "", "use this PostgreSQL server (migrated and seeded by the harness) instead of a throwaway one")
 	flag.DurationVar(&o.settle, "settle", 11*time.Second, "pause after the hot path's warm-up, so that PostgreSQL's backends have reported their statistics (they may wait 10 s)")
 	flag.StringVar(&o.build, "build", "", "what extauthz binary is measured, for the report (bench/run sets it)")
@@ -131,6 +145,8 @@ type harness struct {
 	db       *database
 	seeder   *seeder
 	idp      *tokenEndpoint
+	bearer   [][]string // per session, the Authorization header of the HTTP load
+	backend  *process   // behind nginx, for the HTTP scenarios
 	epoch    int
 	stormK   int // copies of each session in a row in the storm's data
 	progress io.Writer
@@ -140,15 +156,24 @@ func run(ctx context.Context, o options) error {
 	h := &harness{o: o, progress: os.Stderr}
 	h.extauthz = filepath.Join(o.bin, "extauthz")
 	h.noop = filepath.Join(o.bin, "noop")
-	for _, b := range []string{h.extauthz, h.noop, o.ghz} {
+	scen, err := parseScenarios(o.scenarios)
+	if err != nil {
+		return err
+	}
+	needs := []string{h.extauthz, h.noop}
+	needHTTP := slices.Contains(scen, "http-hot")
+	if needGRPC := slices.ContainsFunc(scen, func(s string) bool { return !strings.HasPrefix(s, "http-") }); needGRPC {
+		needs = append(needs, o.ghz)
+	}
+	if needHTTP {
+		if o.nginx == "" {
+			return errors.New("the http scenario needs nginx: give -nginx (bench/run finds or installs it)")
+		}
+		needs = append(needs, o.nginx)
+	}
+	for _, b := range needs {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%w (run bench/run, which builds and installs what the harness needs)", err)
-		}
-	}
-	scen := strings.Split(o.scenarios, ",")
-	for _, s := range scen {
-		if s != "floor" && s != "hot" && s != "storm" {
-			return fmt.Errorf("unknown scenario %q (want floor, hot, storm)", s)
 		}
 	}
 
@@ -161,8 +186,9 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
-	// PostgreSQL, unless it is needed by no scenario.
-	needDB := slices.Contains(scen, "hot") || slices.Contains(scen, "storm")
+	// PostgreSQL, unless it is needed by no scenario (the HTTP floor's nginx
+	// block is printed from a configuration that names it).
+	needDB := slices.Contains(scen, "hot") || slices.Contains(scen, "storm") || needHTTP
 	if needDB {
 		if o.databaseURL != "" {
 			h.db = &database{dsn: o.databaseURL}
@@ -204,6 +230,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	h.logf("signing %d JWTs", o.sessions)
+	h.bearer = make([][]string, o.sessions)
 	now := time.Now()
 	h.jwts = make([]string, o.sessions)
 	hot := make([]map[string]any, o.sessions)
@@ -212,6 +239,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		hot[i] = checkRequestJSON(h.jwts[i], i)
+		h.bearer[i] = []string{"Bearer " + h.jwts[i]}
 	}
 	h.hotData = filepath.Join(h.work, "data-hot.json")
 	if err := writeData(h.hotData, hot); err != nil {
@@ -242,6 +270,12 @@ func run(ctx context.Context, o options) error {
 		}
 		defer h.idp.close()
 	}
+	if needHTTP {
+		if h.backend, err = h.startBackend(ctx); err != nil {
+			return fmt.Errorf("backend: %w", err)
+		}
+		defer h.backend.stop()
+	}
 
 	results := map[string]*scenarioResult{}
 	for _, s := range scen {
@@ -267,6 +301,10 @@ func run(ctx context.Context, o options) error {
 					r, err = h.runHot(ctx, round)
 				case "storm":
 					r, err = h.runStorm(ctx, round)
+				case "http-floor":
+					r, err = h.runHTTPFloor(ctx, round)
+				case "http-hot":
+					r, err = h.runHTTPHot(ctx, round)
 				}
 				if err != nil {
 					return fmt.Errorf("round %d, %s: %w", round, s, err)
@@ -274,6 +312,9 @@ func run(ctx context.Context, o options) error {
 				r.Round, r.Attempt = round, attempt+1
 				h.logf("  %.0f req/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, %.3f CPU s/1k, %.1f MiB, %d errors; other processes %.2f cores, steal %.2f",
 					r.RPS, r.P50ms, r.P99ms, r.P999ms, r.CPUPer1k, r.PeakRSSMiB, r.Errors, r.OtherCores, r.StealCores)
+				if r.failure != nil {
+					h.logf("  first failed request: %v", r.failure)
+				}
 				switch {
 				case attempt == 0:
 					best = r
@@ -301,9 +342,37 @@ func (h *harness) logf(format string, args ...any) {
 }
 
 var descriptions = map[string]string{
-	"floor": "no-op ext_authz server on the same gRPC stack (bench/noop): always OK, no work",
-	"hot":   "extauthz serve: valid JWT, fresh upstream token in PostgreSQL, each request another session",
-	"storm": "extauthz serve: every session's upstream token expired at once; refresh at a token endpoint with fixed latency that rotates refresh tokens",
+	"floor":      "no-op ext_authz server on the same gRPC stack (bench/noop): always OK, no work",
+	"hot":        "extauthz serve: valid JWT, fresh upstream token in PostgreSQL, each request another session",
+	"storm":      "extauthz serve: every session's upstream token expired at once; refresh at a token endpoint with fixed latency that rotates refresh tokens",
+	"http-floor": "nginx with the block proxy-config nginx prints, its auth_request answered 200 by bench/noop -http (no work), in front of a backend answering 200",
+	"http-hot":   "the same nginx block in front of extauthz serve's HTTP front (listen.http): valid JWT, fresh upstream token in PostgreSQL, each request another session; the same backend",
+}
+
+// parseScenarios reads -scenarios: a comma-separated list of floor, hot,
+// storm and http; http stands for http-floor followed by http-hot, which
+// only run together (the ratio of the two is the point).
+func parseScenarios(list string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		switch s {
+		case "floor", "hot", "storm":
+			out = append(out, s)
+		case "http":
+			out = append(out, "http-floor", "http-hot")
+		default:
+			return nil, fmt.Errorf("unknown scenario %q (want floor, hot, storm, http)", s)
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range out {
+		if seen[s] {
+			return nil, fmt.Errorf("scenario %q named twice", s)
+		}
+		seen[s] = true
+	}
+	return out, nil
 }
 
 // roundResult is one scenario's figures in one round.
@@ -320,8 +389,12 @@ type roundResult struct {
 	// the floor; the CPU is absent when the server is not local.
 	PGCPUPer1k      *float64 `json:"postgres_cpu_seconds_per_1000_checks,omitempty"`
 	PGXactsPerCheck *float64 `json:"postgres_transactions_per_check,omitempty"`
+	// HTTP scenarios only: the CPU time per 1000 requests of nginx and of
+	// the backend behind it.
+	ProxyCPUPer1k   *float64 `json:"proxy_cpu_seconds_per_1000_requests,omitempty"`
+	BackendCPUPer1k *float64 `json:"backend_cpu_seconds_per_1000_requests,omitempty"`
 	// OtherCores is the CPU that processes other than the server, ghz,
-	// PostgreSQL and the harness used during the load, in cores (CPU
+	// nginx, the backend, PostgreSQL and the harness used during the load, in cores (CPU
 	// seconds per second); StealCores is the CPU the hypervisor took. Both
 	// should be near 0: otherwise the figures measure a busy machine.
 	OtherCores float64       `json:"other_processes_cores"`
@@ -364,15 +437,27 @@ func (h *harness) ghz(data string, requests int, addr, out string) ghzRun {
 		concurrency: h.o.concurrency, requests: requests, connections: h.o.connections, out: out}
 }
 
-// measure runs the measured load against p and collects the server's
-// figures and, when db, PostgreSQL's. With db, the caller makes sure that
-// PostgreSQL's statistics are up to date (no backend holds unreported
-// counts), and measure stops p after the load, so that its backends exit and
-// report theirs. Without db, the caller stops p.
-func (h *harness) measure(ctx context.Context, p *process, name string, round int, data string, db bool) (roundResult, error) {
+// measured is what one measured run loads and watches.
+type measured struct {
+	server  *process // the authorization server: noop or extauthz serve
+	proxy   *process // nginx, in the HTTP scenarios
+	backend *process // behind nginx, in the HTTP scenarios
+	load    func(context.Context) (loadFigures, error)
+	// db: PostgreSQL's figures are collected. The caller makes sure that
+	// PostgreSQL's statistics are up to date (no backend holds unreported
+	// counts), and measure stops the server after the load, so that its
+	// backends exit and report theirs. Without db, the caller stops the
+	// server.
+	db bool
+}
+
+// measure runs m's load and collects the figures of m's processes and,
+// with m.db, PostgreSQL's.
+func (h *harness) measure(ctx context.Context, m measured) (roundResult, error) {
+	p := m.server
 	var xact0 int64
 	pgCPU0 := -1.0
-	if db {
+	if m.db {
 		var err error
 		if xact0, err = h.db.transactions(ctx); err != nil {
 			return roundResult{}, err
@@ -387,15 +472,16 @@ func (h *harness) measure(ctx context.Context, p *process, name string, round in
 	if err != nil {
 		return roundResult{}, err
 	}
-	cpu0, err := cpuSeconds(p.pid())
+	watched := []*process{p, m.proxy, m.backend}
+	cpu0, err := processesCPU(watched)
 	if err != nil {
 		return roundResult{}, err
 	}
-	lf, err := h.ghz(data, h.o.requests, p.addr, h.reportPath(name, round, false)).run(ctx)
+	lf, err := m.load(ctx)
 	if err != nil {
 		return roundResult{}, err
 	}
-	cpu1, err := cpuSeconds(p.pid())
+	cpu1, err := processesCPU(watched)
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -409,24 +495,39 @@ func (h *harness) measure(ctx context.Context, p *process, name string, round in
 	if err != nil {
 		return roundResult{}, err
 	}
+	per1k := func(seconds float64) float64 { return round3(seconds / float64(lf.Requests) * 1000) }
+	if lf.inProcess {
+		lf.GhzCPUPer1k = per1k(self1 - self0)
+	}
 	r := roundResult{
 		loadFigures:      lf,
-		ServerCPUSeconds: round3(cpu1 - cpu0),
-		CPUPer1k:         round3((cpu1 - cpu0) / float64(lf.Requests) * 1000),
+		ServerCPUSeconds: round3(cpu1[0] - cpu0[0]),
+		CPUPer1k:         per1k(cpu1[0] - cpu0[0]),
 		PeakRSSBytes:     rss,
 		PeakRSSMiB:       math.Round(float64(rss)/(1<<20)*10) / 10,
 	}
-	known := (cpu1 - cpu0) + (self1 - self0) + lf.ghzCPU
+	known := (self1 - self0) + lf.ghzCPU
+	for i := range watched {
+		known += cpu1[i] - cpu0[i]
+	}
+	if m.proxy != nil {
+		v := per1k(cpu1[1] - cpu0[1])
+		r.ProxyCPUPer1k = &v
+	}
+	if m.backend != nil {
+		v := per1k(cpu1[2] - cpu0[2])
+		r.BackendCPUPer1k = &v
+	}
 	if pgCPU0 >= 0 && pgCPU1 >= 0 {
 		known += pgCPU1 - pgCPU0
-		v := round3((pgCPU1 - pgCPU0) / float64(lf.Requests) * 1000)
+		v := per1k(pgCPU1 - pgCPU0)
 		r.PGCPUPer1k = &v
 	}
 	if wall := lf.wall; wall > 0 {
 		r.OtherCores = round3(max(0, (sys1-sys0)-known) / wall)
 		r.StealCores = round3((steal1 - steal0) / wall)
 	}
-	if !db {
+	if !m.db {
 		return r, nil
 	}
 	if err := p.stop(); err != nil {
@@ -440,6 +541,27 @@ func (h *harness) measure(ctx context.Context, p *process, name string, round in
 	v := round3(float64(xact1-xact0) / float64(lf.Requests))
 	r.PGXactsPerCheck = &v
 	return r, nil
+}
+
+// processesCPU returns the CPU seconds each process has used so far (0 for
+// nil).
+func processesCPU(ps []*process) ([]float64, error) {
+	out := make([]float64, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			continue
+		}
+		var err error
+		if out[i], err = cpuSeconds(p.pid()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ghzLoad is the measured ghz load of a gRPC scenario against p.
+func (h *harness) ghzLoad(p *process, name string, round int, data string) func(context.Context) (loadFigures, error) {
+	return h.ghz(data, h.o.requests, p.addr, h.reportPath(name, round, false)).run
 }
 
 func (h *harness) warm(ctx context.Context, p *process, name string, round int) error {
@@ -477,7 +599,7 @@ func (h *harness) runFloor(ctx context.Context, round int) (roundResult, error) 
 	if err := h.warm(ctx, p, "floor", round); err != nil {
 		return roundResult{}, err
 	}
-	r, err := h.measure(ctx, p, "floor", round, h.hotData, false)
+	r, err := h.measure(ctx, measured{server: p, load: h.ghzLoad(p, "floor", round, h.hotData)})
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -491,9 +613,30 @@ func (h *harness) startServe(ctx context.Context, name string, round int) (*proc
 	if err != nil {
 		return nil, err
 	}
+	path, err := h.serveConfig(name, round, addr, "")
+	if err != nil {
+		return nil, err
+	}
+	return h.serve(ctx, name, round, addr, path)
+}
+
+// serve starts extauthz serve with the configuration at path, whose gRPC
+// listener is addr, and waits until it is serving.
+func (h *harness) serve(ctx context.Context, name string, round int, addr, path string) (*process, error) {
+	return startProcess(ctx, addr, filepath.Join(h.logs, fmt.Sprintf("%s-%d.log", name, round)), h.extauthz, "serve", "--config", path)
+}
+
+// serveConfig writes the configuration of an extauthz serve run: gRPC on
+// grpcAddr and, unless httpAddr is "", the HTTP front on httpAddr. It
+// returns the file's path.
+func (h *harness) serveConfig(name string, round int, grpcAddr, httpAddr string) (string, error) {
+	listenHTTP := ""
+	if httpAddr != "" {
+		listenHTTP = fmt.Sprintf("\n  http: %q", httpAddr)
+	}
 	cfg := fmt.Sprintf(`# Written by bench/cmd/harness.
 listen:
-  grpc: %q
+  grpc: %q%s
   metrics: "off"
 database:
   url: %q
@@ -520,12 +663,9 @@ encryption:
       key: %q
 gc:
   interval: 0s
-`, addr, h.db.dsn, benchIssuer, benchAudience, abs(h.jwksFile), benchProvider, h.idp.url, benchProvider, h.keyB64)
+`, grpcAddr, listenHTTP, h.db.dsn, benchIssuer, benchAudience, abs(h.jwksFile), benchProvider, h.idp.url, benchProvider, h.keyB64)
 	path := filepath.Join(h.work, fmt.Sprintf("config-%s-%d.yaml", name, round))
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	return startProcess(ctx, addr, filepath.Join(h.logs, fmt.Sprintf("%s-%d.log", name, round)), h.extauthz, "serve", "--config", path)
+	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
 
 // sample returns up to o.verify sessions spread over the first touched.
@@ -562,7 +702,7 @@ func (h *harness) runHot(ctx context.Context, round int) (roundResult, error) {
 	}
 	// Let the backends report what the warm-up did before counting.
 	sleep(ctx, h.o.settle)
-	return h.measure(ctx, p, "hot", round, h.hotData, true)
+	return h.measure(ctx, measured{server: p, load: h.ghzLoad(p, "hot", round, h.hotData), db: true})
 }
 
 func (h *harness) runStorm(ctx context.Context, round int) (roundResult, error) {
@@ -577,7 +717,7 @@ func (h *harness) runStorm(ctx context.Context, round int) (roundResult, error) 
 		return roundResult{}, err
 	}
 	defer p.stop()
-	r, err := h.measure(ctx, p, "storm", round, h.stormDat, true)
+	r, err := h.measure(ctx, measured{server: p, load: h.ghzLoad(p, "storm", round, h.stormDat), db: true})
 	if err != nil {
 		return roundResult{}, err
 	}
@@ -624,7 +764,10 @@ type report struct {
 	Scenarios map[string]*scenarioResult `json:"scenarios"`
 	Order     []string                   `json:"order"`
 	Ratios    *ratios                    `json:"hot_vs_floor,omitempty"`
-	Targets   []target                   `json:"targets"`
+	// HTTPRatios compare nginx in front of extauthz with nginx in front of
+	// the no-op auth endpoint (http-hot / http-floor).
+	HTTPRatios *ratios  `json:"http_hot_vs_http_floor,omitempty"`
+	Targets    []target `json:"targets"`
 	// Interference is the most CPU (in cores) that other processes, or the
 	// hypervisor (steal), took during one of the median runs reported.
 	Interference float64 `json:"worst_interference_cores"`
@@ -660,6 +803,14 @@ type params struct {
 type ratios struct {
 	Throughput float64 `json:"throughput"` // hot req/s / floor req/s
 	P99        float64 `json:"p99"`        // hot p99 / floor p99
+}
+
+// ratiosOf compares hot's median round with floor's.
+func ratiosOf(hot, floor *scenarioResult) *ratios {
+	return &ratios{
+		Throughput: round3(hot.Median.RPS / floor.Median.RPS),
+		P99:        round3(hot.Median.P99ms / floor.Median.P99ms),
+	}
 }
 
 type target struct {
@@ -699,11 +850,11 @@ func (h *harness) report(ctx context.Context, started time.Time, scen []string, 
 		DurationSec: math.Round(time.Since(started).Seconds()),
 	}
 	floor, hot, storm := res["floor"], res["hot"], res["storm"]
+	if res["http-floor"] != nil && res["http-hot"] != nil {
+		rep.HTTPRatios = ratiosOf(res["http-hot"], res["http-floor"])
+	}
 	if floor != nil && hot != nil {
-		rep.Ratios = &ratios{
-			Throughput: round3(hot.Median.RPS / floor.Median.RPS),
-			P99:        round3(hot.Median.P99ms / floor.Median.P99ms),
-		}
+		rep.Ratios = ratiosOf(hot, floor)
 		rep.Targets = append(rep.Targets,
 			target{Name: "hot throughput", Want: fmt.Sprintf(">= %.2f x floor", targetThroughputRatio),
 				Got: fmt.Sprintf("%.2f x", rep.Ratios.Throughput), Met: rep.Ratios.Throughput >= targetThroughputRatio},
@@ -744,7 +895,7 @@ func (h *harness) report(ctx context.Context, started time.Time, scen []string, 
 		}
 		rep.Interference = max(rep.Interference, s.Median.interference())
 	}
-	rep.Targets = append(rep.Targets, target{Name: "errors", Want: "0 failed RPCs", Got: fmt.Sprint(errs), Met: errs == 0})
+	rep.Targets = append(rep.Targets, target{Name: "errors", Want: "0 failed requests", Got: fmt.Sprint(errs), Met: errs == 0})
 	return rep
 }
 
@@ -777,7 +928,8 @@ func (h *harness) machine(ctx context.Context) machine {
 	return m
 }
 
-var labels = map[string]string{"floor": "a) floor (no-op)", "hot": "b) hot path", "storm": "c) refresh storm"}
+var labels = map[string]string{"floor": "a) floor (no-op)", "hot": "b) hot path", "storm": "c) refresh storm",
+	"http-floor": "d) nginx, no-op auth", "http-hot": "e) nginx + extauthz HTTP"}
 
 func printReport(w io.Writer, rep report) {
 	fmt.Fprintf(w, "\nextauthz benchmark, %s, %s (%d CPUs), Go %s, PostgreSQL %s, ghz %s\n",
@@ -798,7 +950,10 @@ func printReport(w io.Writer, rep report) {
 	if r := rep.Ratios; r != nil {
 		fmt.Fprintf(w, "| hot / floor | %.2f x | | %.2f x | | | | | |\n", r.Throughput, r.P99)
 	}
-	fmt.Fprint(w, "\nload generator (ghz, on the same cores) CPU s / 1000 requests:")
+	if r := rep.HTTPRatios; r != nil {
+		fmt.Fprintf(w, "| nginx + extauthz / nginx floor | %.2f x | | %.2f x | | | | | |\n", r.Throughput, r.P99)
+	}
+	fmt.Fprint(w, "\nload generator (ghz; for http-*, the harness's HTTP client; on the same cores) CPU s / 1000 requests:")
 	for i, name := range rep.Order {
 		sep := ","
 		if i == 0 {
@@ -807,6 +962,11 @@ func printReport(w io.Writer, rep report) {
 		fmt.Fprintf(w, "%s %s %.3f", sep, name, rep.Scenarios[name].Median.GhzCPUPer1k)
 	}
 	fmt.Fprintln(w)
+	for _, name := range rep.Order {
+		if m := rep.Scenarios[name].Median; m.ProxyCPUPer1k != nil {
+			fmt.Fprintf(w, "%s: nginx CPU s / 1000 requests %s, backend %s\n", name, optional(m.ProxyCPUPer1k, "%.3f"), optional(m.BackendCPUPer1k, "%.3f"))
+		}
+	}
 	if s := rep.Scenarios["storm"]; s != nil {
 		sf := s.Median.Storm
 		fmt.Fprintf(w, "refresh storm (median round): %d sessions, redemptions per session min %d max %d (%d redeemed exactly once), %d spent refresh tokens presented\n",

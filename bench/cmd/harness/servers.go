@@ -39,13 +39,34 @@ func freeAddr() (string, error) {
 // startProcess runs bin with args, its output going to logPath, and waits
 // until the gRPC health service at addr answers SERVING.
 func startProcess(ctx context.Context, addr, logPath, bin string, args ...string) (*process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = serverEnv()
+	return launch(ctx, cmd, addr, logPath, func(ctx context.Context, p *process) error {
+		return p.waitServing(ctx, startTimeout)
+	}, nil)
+}
+
+// startListening runs cmd, its output going to logPath, and waits until it
+// accepts TCP connections on addr: for servers without a gRPC health
+// service (nginx, noop serving HTTP only). after, if not nil, runs once the
+// process has exited.
+func startListening(ctx context.Context, cmd *exec.Cmd, addr, logPath string, after func()) (*process, error) {
+	return launch(ctx, cmd, addr, logPath, func(ctx context.Context, p *process) error {
+		return p.waitListening(ctx, addr, startTimeout)
+	}, after)
+}
+
+// startTimeout bounds how long a server may take to start serving.
+const startTimeout = 30 * time.Second
+
+// launch starts cmd with its output going to logPath and waits for ready;
+// after, if not nil, runs once the process has exited.
+func launch(ctx context.Context, cmd *exec.Cmd, addr, logPath string, ready func(context.Context, *process) error, after func()) (*process, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = serverEnv()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -54,11 +75,14 @@ func startProcess(ctx context.Context, addr, logPath, bin string, args ...string
 	go func() {
 		p.err = cmd.Wait()
 		logf.Close()
+		if after != nil {
+			after()
+		}
 		close(p.exited)
 	}()
-	if err := p.waitServing(ctx, 30*time.Second); err != nil {
+	if err := ready(ctx, p); err != nil {
 		p.stop()
-		return nil, fmt.Errorf("%s did not start serving (log: %s): %w", bin, logPath, err)
+		return nil, fmt.Errorf("%s did not start serving (log: %s): %w", cmd.Path, logPath, err)
 	}
 	return p, nil
 }
@@ -79,6 +103,8 @@ func serverEnv() []string {
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
 
+// waitServing waits until the gRPC health service at p.addr answers
+// SERVING, p exits or timeout passes.
 func (p *process) waitServing(ctx context.Context, timeout time.Duration) error {
 	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -86,6 +112,32 @@ func (p *process) waitServing(ctx context.Context, timeout time.Duration) error 
 	}
 	defer conn.Close()
 	hc := healthpb.NewHealthClient(conn)
+	return p.poll(ctx, timeout, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
+		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			err = fmt.Errorf("health status %v", resp.GetStatus())
+		}
+		return err
+	})
+}
+
+// waitListening waits until addr accepts TCP connections, p exits or
+// timeout passes.
+func (p *process) waitListening(ctx context.Context, addr string, timeout time.Duration) error {
+	return p.poll(ctx, timeout, func(context.Context) error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// poll calls try every 50 ms until it succeeds, p exits, ctx is done or
+// timeout passes; it then returns try's last error.
+func (p *process) poll(ctx context.Context, timeout time.Duration, try func(context.Context) error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		select {
@@ -93,16 +145,8 @@ func (p *process) waitServing(ctx context.Context, timeout time.Duration) error 
 			return fmt.Errorf("exited: %v", p.err)
 		default:
 		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("health status %v", resp.GetStatus())
-			}
+		err := try(ctx)
+		if err == nil || time.Now().After(deadline) {
 			return err
 		}
 		if ctx.Err() != nil {
