@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,15 +18,15 @@ import (
 // loadCompose loads docker-compose.yaml the way `docker compose` does:
 // schema-validated (unknown keys fail), interpolated from env (defaults in
 // the file apply to what env leaves unset), paths resolved against the
-// repository root.
-func loadCompose(t *testing.T, env map[string]string) *types.Project {
+// repository root, with the services of the given profiles enabled.
+func loadCompose(t *testing.T, env map[string]string, profiles ...string) *types.Project {
 	t.Helper()
 	dir := abs(t, root)
 	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
 		WorkingDir:  dir,
 		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "docker-compose.yaml")}},
 		Environment: types.Mapping(env),
-	}, func(o *loader.Options) { o.ResolvePaths = true })
+	}, func(o *loader.Options) { o.ResolvePaths, o.Profiles = true, profiles })
 	if err != nil {
 		t.Fatalf("docker-compose.yaml: %v", err)
 	}
@@ -91,6 +92,7 @@ func dependsOn(t *testing.T, s types.ServiceConfig, on, condition string) {
 func TestCompose(t *testing.T) {
 	p := loadCompose(t, nil)
 
+	// Without a profile, the proxy variants stay off.
 	want := []string{"backend", "demo", "envoy", "extauthz", "migrate", "postgres", "seed"}
 	if got := p.ServiceNames(); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 		t.Errorf("services = %v, want %v", got, want)
@@ -276,5 +278,69 @@ func TestComposeEnvironment(t *testing.T) {
 	u, err := url.Parse(environment(service(t, p, "extauthz"))["DATABASE_URL"])
 	if err != nil || u.Hostname() != "postgres" {
 		t.Errorf("DATABASE_URL must reach the postgres service: %v", u)
+	}
+}
+
+// TestComposeNginx checks the nginx variant (profile nginx): nginx runs
+// deploy/nginx/nginx.conf, whose auth location reaches extauthz's
+// listen.http on the compose network and whose protected location reaches
+// the backend; extauthz's HTTP port is not published, since an allowed
+// answer carries the upstream token. internal/cli checks that the file holds
+// what proxy-config prints and that nginx accepts it.
+func TestComposeNginx(t *testing.T) {
+	p := loadCompose(t, nil, "nginx")
+	want := []string{"backend", "demo", "envoy", "extauthz", "migrate", "nginx", "postgres", "seed"}
+	if got := p.ServiceNames(); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+		t.Errorf("services with profile nginx = %v, want %v", got, want)
+	}
+	nginx := service(t, p, "nginx")
+	if !slices.Equal(nginx.Profiles, []string{"nginx"}) {
+		t.Errorf("nginx has profiles %v, want [nginx]: it must stay off by default", nginx.Profiles)
+	}
+	if !strings.HasPrefix(nginx.Image, "nginx:1.") {
+		t.Errorf("nginx image %q, want the official nginx", nginx.Image)
+	}
+	src := bindSource(t, nginx, "/etc/nginx/nginx.conf")
+	if src != abs(t, filepath.Join(root, "deploy/nginx/nginx.conf")) {
+		t.Errorf("nginx runs %s, want deploy/nginx/nginx.conf", src)
+	}
+	dependsOn(t, nginx, "extauthz", types.ServiceConditionStarted)
+	dependsOn(t, nginx, "backend", types.ServiceConditionStarted)
+	dependsOn(t, nginx, "seed", types.ServiceConditionCompletedSuccessfully)
+
+	ea := service(t, p, "extauthz")
+	cfgPath := flag(ea.Command, "--config")
+	cfgSrc := bindSource(t, ea, cfgPath)
+	cfg := parseConfig(t, cfgSrc, readFile(t, cfgSrc), environment(ea))
+	network, addr := cfg.Listen.HTTPAddr()
+	if network != "tcp" {
+		t.Fatalf("listen.http %q: nginx reaches extauthz over the compose network, not a socket", cfg.Listen.HTTP)
+	}
+	host, httpPort := addr[:strings.LastIndex(addr, ":")], port(t, addr)
+	if host != "extauthz" {
+		t.Errorf("listen.http %q: want the service's name (extauthz:PORT), which proxy-config writes as the auth target", addr)
+	}
+	for _, pc := range ea.Ports {
+		if int(pc.Target) == httpPort {
+			t.Errorf("extauthz publishes listen.http's port %d: it must stay on the compose network", httpPort)
+		}
+	}
+
+	conf := string(readFile(t, src))
+	auth := "proxy_pass http://extauthz:" + strconv.Itoa(httpPort) + "/auth;"
+	backendPort := flag(service(t, p, "backend").Command, "--port")
+	for _, w := range []string{auth, "proxy_pass http://backend:" + backendPort + ";", "auth_request /_extauthz;"} {
+		if !strings.Contains(conf, w) {
+			t.Errorf("deploy/nginx/nginx.conf lacks %q", w)
+		}
+	}
+	listen := regexp.MustCompile(`(?m)^\s*listen\s+(\d+);`).FindStringSubmatch(conf)
+	if listen == nil {
+		t.Fatal("deploy/nginx/nginx.conf: no listen PORT;")
+	}
+	if !slices.ContainsFunc(nginx.Ports, func(pc types.ServicePortConfig) bool {
+		return strconv.Itoa(int(pc.Target)) == listen[1] && pc.HostIP == "127.0.0.1"
+	}) {
+		t.Errorf("nginx listens on %s, which it does not publish on 127.0.0.1", listen[1])
 	}
 }

@@ -12,16 +12,25 @@ import (
 // sets it).
 const nginxEnvVar = "EXTAUTHZ_TEST_NGINX"
 
-// startNginx runs nginx on 127.0.0.1 with locations (the output of
-// proxy-config nginx) as its server block's locations, as an unprivileged
-// process. It returns nginx's URL.
-func startNginx(t *testing.T, bin, locations string) string {
+// nginxDir returns a new directory for an nginx run, removed when t ends.
+// It is not under t.TempDir, which nginx running as nobody (localnginx)
+// could not reach.
+func nginxDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "extauthz-nginx")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// startNginx runs nginx on 127.0.0.1 with locations (the output of
+// proxy-config nginx) as its server block's locations, as an unprivileged
+// process. It returns nginx's URL.
+func startNginx(t *testing.T, bin, locations string) string {
+	t.Helper()
+	dir := nginxDir(t)
 	addr := freeTCPAddr(t)
 	cmd, err := localnginx.Command(bin, localnginx.Options{Dir: dir, Listen: addr, Server: locations})
 	if err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,9 +11,8 @@ import (
 	"github.com/extauthz/extauthz/internal/proxyconfig"
 )
 
-// proxyKinds are the proxies proxy-config names, with whether it writes
-// their configuration yet.
-var proxyKinds = map[string]bool{"nginx": true, "caddy": true, "traefik": false, "envoy-http": true}
+// proxyKinds are the proxies whose configuration proxy-config writes.
+var proxyKinds = []string{"nginx", "caddy", "traefik", "envoy-http"}
 
 // proxyConfigCmd is "proxy-config KIND --config FILE [--backend URL]": it
 // prints the proxy configuration derived from the configured providers and
@@ -26,12 +26,8 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 		return usageErr("name the proxy first: nginx, caddy, traefik or envoy-http\n%s", proxyConfigUsage)
 	}
 	kind := args[0]
-	supported, known := proxyKinds[kind]
-	switch {
-	case !known:
+	if !slices.Contains(proxyKinds, kind) {
 		return usageErr("unknown proxy %q: nginx, caddy, traefik or envoy-http", kind)
-	case !supported:
-		return usageErr("%s: not supported yet (nginx, caddy and envoy-http are)", kind)
 	}
 	fs := newFlags("proxy-config "+kind, env)
 	path := fs.String("config", "", "configuration file (YAML)")
@@ -56,33 +52,34 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 	}
 	network, addr := cfg.Listen.HTTPAddr()
 	tls := cfg.HTTP.TLS.Cert != ""
-	var out string
+	headers := cfg.Authz().HeaderNames()
+	// Each proxy's generator; err, when set, is about listen.http.
+	var gen interface{ Config() (string, error) }
 	switch kind {
 	case "nginx":
-		auth, err := proxyconfig.AuthURL(network, addr, tls)
-		if err != nil {
-			return usageErr("%s: listen.http: %v", *path, err)
-		}
-		if out, err = (proxyconfig.Nginx{Headers: cfg.Authz().HeaderNames(), Auth: auth, Backend: *backend}).Config(); err != nil {
-			return usageErr("%s: %v", *path, err)
-		}
+		var auth string
+		auth, err = proxyconfig.AuthURL(network, addr, tls)
+		gen = proxyconfig.Nginx{Headers: headers, Auth: auth, Backend: *backend}
 	case "caddy":
-		if _, err := proxyconfig.CaddyUpstream(network, addr, tls); err != nil {
-			return usageErr("%s: listen.http: %v", *path, err)
-		}
-		c := proxyconfig.Caddy{Headers: cfg.Authz().HeaderNames(), Network: network, Addr: addr, TLS: tls, Backend: *backend}
-		if out, err = c.Config(); err != nil {
-			return usageErr("%s: %v", *path, err)
-		}
+		_, err = proxyconfig.CaddyUpstream(network, addr, tls)
+		gen = proxyconfig.Caddy{Headers: headers, Network: network, Addr: addr, TLS: tls, Backend: *backend}
+	case "traefik":
+		_, err = proxyconfig.TraefikAddress(network, addr, tls)
+		gen = proxyconfig.Traefik{Headers: headers, Network: network, Addr: addr, TLS: tls, Backend: *backend}
 	case "envoy-http":
+		// Config checks listen.http itself.
 		if *backend != "" {
 			return usageErr("--backend: not used by envoy-http (the route's cluster is yours)")
 		}
-		e := proxyconfig.EnvoyHTTP{Headers: cfg.Authz().HeaderNames(), Network: network, Addr: addr,
+		gen = proxyconfig.EnvoyHTTP{Headers: headers, Network: network, Addr: addr,
 			TLS: tls, ClientCert: cfg.HTTP.TLS.ClientCA != "", Timeout: envoyTimeout(cfg.Refresh.Timeout.D())}
-		if out, err = e.Config(); err != nil {
-			return usageErr("%s: listen.http: %v", *path, err)
-		}
+	}
+	if err != nil {
+		return usageErr("%s: listen.http: %v", *path, err)
+	}
+	out, err := gen.Config()
+	if err != nil {
+		return usageErr("%s: %v", *path, err)
 	}
 	_, err = fmt.Fprint(env.Stdout, out)
 	return err
@@ -94,11 +91,13 @@ func proxyConfigCmd(_ context.Context, args []string, env Env) error {
 // rest, as in envoy/envoy.yaml.
 func envoyTimeout(refresh time.Duration) time.Duration { return refresh + 2*time.Second }
 
-const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|envoy-http --config FILE [--backend URL]
+const proxyConfigUsage = `Usage: extauthz proxy-config nginx|caddy|traefik|envoy-http --config FILE [--backend URL]
 
 Prints the proxy configuration derived from the configured providers, their
 headers and listen.http (which must be set): for nginx two locations, for
-caddy a route for a site block (--backend: the protected upstream), for
-envoy-http the ext_authz filter (http_service) and its cluster (no
---backend). traefik is not supported yet.
+caddy a route for a site block, for traefik a dynamic configuration for its
+file provider (listen.http must then be a host:port: Traefik cannot dial a
+Unix socket), for envoy-http the ext_authz filter (http_service) and its
+cluster. --backend names the protected upstream (not for envoy-http: the
+route's cluster is yours).
 `

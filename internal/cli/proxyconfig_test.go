@@ -40,8 +40,8 @@ encryption:
 }
 
 // TestProxyConfigCommand: exit codes and messages of proxy-config, and the
-// nginx, Caddy and Envoy configuration it prints for every configured
-// header.
+// nginx, Caddy, Traefik and Envoy configurations it prints for every
+// configured header.
 func TestProxyConfigCommand(t *testing.T) {
 	good := proxyConfigText(t, "127.0.0.1:9002")
 	for _, tc := range []struct {
@@ -81,7 +81,19 @@ func TestProxyConfigCommand(t *testing.T) {
 		}},
 		{"caddy port 0", []string{"caddy"}, proxyConfigText(t, "127.0.0.1:0"), ExitUsage, []string{"listen.http", "fixed port"}},
 		{"caddy backend with a path", []string{"caddy", "--backend", "http://backend/api"}, good, ExitUsage, []string{"host:port only"}},
-		{"traefik", []string{"traefik"}, good, ExitUsage, []string{"not supported yet"}},
+		{"traefik", []string{"traefik", "--backend", "http://backend:8080"}, good, ExitOK, []string{
+			`"X-Extauthz-Providers": ""`, `"X-Extauthz-Required-Scopes": ""`, `"X-Original-Uri": ""`,
+			"forwardAuth:\n", `address: "http://127.0.0.1:9002/auth"`, "trustForwardHeader: false\n",
+			"authResponseHeaders:\n          - \"Authorization\"\n          - \"X-Google-Id-Token\"\n          - \"X-Google-Token\"\n",
+			`- url: "http://backend:8080"`,
+		}},
+		{"traefik without backend", []string{"traefik"}, good, ExitOK, []string{`give each protected router "middlewares: [extauthz]"`}},
+		{"traefik unix socket", []string{"traefik"}, proxyConfigText(t, "unix:/run/extauthz/http.sock"), ExitUsage, []string{
+			"listen.http: a Unix socket cannot be reached by Traefik's forwardAuth",
+		}},
+		{"traefik port 0", []string{"traefik"}, proxyConfigText(t, "127.0.0.1:0"), ExitUsage, []string{"listen.http", "fixed port"}},
+		{"traefik backend with a path", []string{"traefik", "--backend", "http://backend/api"}, good, ExitUsage, []string{"host:port only"}},
+		{"help", []string{"--help"}, good, ExitOK, []string{"nginx|caddy|traefik|envoy-http", "Unix socket"}},
 		{"envoy-http", []string{"envoy-http"}, good, ExitOK, []string{
 			"- name: envoy.filters.http.ext_authz\n", "path_prefix: /envoy\n", "cluster: extauthz_http\n",
 			"timeout: 12s\n", "failure_mode_allow: false\n",

@@ -2,8 +2,9 @@
 // generated around the contents of one server block, in a private directory,
 // as an unprivileged process. The end-to-end tests and the benchmark use it
 // to put nginx, with what `extauthz proxy-config nginx` prints, in front of
-// extauthz's HTTP front on 127.0.0.1. It is not a way to run nginx in
-// production: there is no master process, and one worker.
+// extauthz's HTTP front on 127.0.0.1; CheckCommand has nginx test a whole
+// configuration (the deploy/nginx example) the same way. It is not a way to
+// run nginx in production: there is no master process, and one worker.
 package localnginx
 
 import (
@@ -59,28 +60,61 @@ error_log %[2]s %[3]s;
 events { worker_connections %[4]d; }
 http {
     access_log off;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    server {
+%[7]s    server {
         listen %[5]s;
 %[6]s
     }
 }
-`, o.Dir, ErrorLog(o.Dir), o.LogLevel, o.WorkerConnections, o.Listen, o.Server)
-	path := filepath.Join(o.Dir, "nginx.conf")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+`, o.Dir, ErrorLog(o.Dir), o.LogLevel, o.WorkerConnections, o.Listen, o.Server, TempPaths(o.Dir))
+	path, err := writeConfig(o.Dir, conf)
+	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-p", o.Dir, "-e", ErrorLog(o.Dir), "-c", path)
-	if os.Getuid() == 0 {
-		// Unprivileged: as nobody, in a directory it may write.
-		if err := os.Chmod(o.Dir, 0o777); err != nil {
-			return nil, err
-		}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	return unprivileged(exec.Command(bin, "-p", o.Dir, "-e", ErrorLog(o.Dir), "-c", path), o.Dir)
+}
+
+// TempPaths returns the http-context directives that keep nginx's
+// temporary files in dir, the one directory an unprivileged nginx may
+// write.
+func TempPaths(dir string) string {
+	return fmt.Sprintf(`    client_body_temp_path %[1]s/body;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fastcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+`, dir)
+}
+
+// CheckCommand writes conf, a whole nginx configuration, to dir/nginx.conf
+// and returns the command that has nginx test it (nginx -t: every
+// directive loaded, the listen addresses bound), run as Command runs
+// nginx: dir (which must exist) is its prefix and holds its pid file, so
+// conf sets no pid, and its temporary files belong there too (TempPaths).
+// nginx reports on stderr.
+func CheckCommand(bin, dir, conf string) (*exec.Cmd, error) {
+	path, err := writeConfig(dir, conf)
+	if err != nil {
+		return nil, err
 	}
+	return unprivileged(exec.Command(bin, "-t", "-p", dir, "-e", "stderr",
+		"-g", "pid "+filepath.Join(dir, "nginx.pid")+";", "-c", path), dir)
+}
+
+// writeConfig writes conf to dir/nginx.conf and returns its path.
+func writeConfig(dir, conf string) (string, error) {
+	path := filepath.Join(dir, "nginx.conf")
+	return path, os.WriteFile(path, []byte(conf), 0o644)
+}
+
+// unprivileged returns cmd set to run as nobody, in dir made writable by
+// everyone, when the caller is root; otherwise cmd as it is.
+func unprivileged(cmd *exec.Cmd, dir string) (*exec.Cmd, error) {
+	if os.Getuid() != 0 {
+		return cmd, nil
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	return cmd, nil
 }

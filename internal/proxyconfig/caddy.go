@@ -2,7 +2,6 @@ package proxyconfig
 
 import (
 	"fmt"
-	"net/textproto"
 	"net/url"
 	"strings"
 )
@@ -47,15 +46,16 @@ func CaddyUpstream(network, addr string, tls bool) (string, error) {
 	return hostport, nil
 }
 
-// checkCaddyBackend refuses a backend that is not an http(s) URL without a
-// path, query or fragment (Caddy's reverse_proxy takes none).
-func checkCaddyBackend(b string) error {
+// checkOriginBackend refuses a backend that is not an http(s) URL without a
+// path, query, fragment or user (upstream, the directive that takes it,
+// e.g. Caddy's reverse_proxy, takes none).
+func checkOriginBackend(b, upstream string) error {
 	if err := CheckBackend(b); err != nil {
 		return err
 	}
 	u, _ := url.Parse(b)
 	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("backend %q: Caddy's reverse_proxy takes a scheme and host:port only", b)
+		return fmt.Errorf("backend %q: %s takes a scheme and host:port only", b, upstream)
 	}
 	return nil
 }
@@ -87,19 +87,14 @@ const caddyValue = `^[^\x7b]`
 // copy, later ones delete it), and copying straight into Authorization
 // would leave the caller's JWT wherever the answer does not replace it.
 func (c Caddy) Config() (string, error) {
-	lower, err := headerList(c.Headers, plainHeader, "a Caddyfile", "lower-case letters, digits, '-' and '_'")
+	names, err := canonicalHeaders(c.Headers, "a Caddyfile")
 	if err != nil {
 		return "", err
 	}
-	// Distinct lower-case names have distinct canonical forms.
 	type header struct{ name, copy, matcher string }
-	headers := make([]header, len(lower))
-	for i, h := range lower {
-		name := textproto.CanonicalMIMEHeaderKey(h)
-		if strings.HasPrefix(name, "X-Extauthz-") {
-			return "", fmt.Errorf("header %q: the X-Extauthz- prefix is extauthz's own", h)
-		}
-		headers[i] = header{name, CaddyCopyPrefix + name, "@extauthz-" + h}
+	headers := make([]header, len(names))
+	for i, name := range names {
+		headers[i] = header{name, CaddyCopyPrefix + name, "@extauthz-" + strings.ToLower(name)}
 	}
 	if c.Addr == "" {
 		return "", fmt.Errorf("no auth target")
@@ -109,7 +104,7 @@ func (c Caddy) Config() (string, error) {
 		return "", err
 	}
 	if c.Backend != "" {
-		if err := checkCaddyBackend(c.Backend); err != nil {
+		if err := checkOriginBackend(c.Backend, "Caddy's reverse_proxy"); err != nil {
 			return "", err
 		}
 	}

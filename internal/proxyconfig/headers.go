@@ -2,7 +2,9 @@ package proxyconfig
 
 import (
 	"fmt"
+	"net/textproto"
 	"regexp"
+	"strings"
 )
 
 // plainHeader is a lower-case header name that a Caddyfile holds as a bare
@@ -29,4 +31,23 @@ func headerList(headers []string, valid *regexp.Regexp, where, allowed string) (
 		return nil, fmt.Errorf("no authorization among the header names")
 	}
 	return out, nil
+}
+
+// canonicalHeaders is headerList of the plain names (plainHeader) for
+// where, each in canonical form ("X-Google-Token"), as Caddy and Traefik
+// write them.
+func canonicalHeaders(headers []string, where string) ([]string, error) {
+	lower, err := headerList(headers, plainHeader, where, "lower-case letters, digits, '-' and '_'")
+	if err != nil {
+		return nil, err
+	}
+	// Distinct lower-case names have distinct canonical forms.
+	names := make([]string, len(lower))
+	for i, h := range lower {
+		names[i] = textproto.CanonicalMIMEHeaderKey(h)
+		if strings.HasPrefix(names[i], "X-Extauthz-") {
+			return nil, fmt.Errorf("header %q: the X-Extauthz- prefix is extauthz's own", h)
+		}
+	}
+	return names, nil
 }
