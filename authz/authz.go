@@ -616,6 +616,9 @@ func (d *Decider) denyFor(err error) Response {
 		return d.deny401(ReasonRefreshFailed, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrInvalidBinding):
 		return d.deny401(ReasonBindingMismatch, "invalid_token", descSession)
+	case errors.Is(err, upstreamtoken.ErrSessionExpired):
+		// Known, but over: the user must sign in again.
+		return d.deny401(ReasonSessionNotFound, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrSessionNotFound):
 		return d.deny401(ReasonSessionNotFound, "invalid_token", descSession)
 	default:

@@ -70,6 +70,10 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 	put("s-mixed", "google", "g-old", "rt-refused", expired, "alice", "app")
 	put("s-crlf", "gh", "evil\r\nx-injected: 1", "", fresh, "alice", "app")
 	put("s-nul", "gh", "evil\x00", "", fresh, "alice", "app")
+	if err := st.Put(context.Background(), store.Row{SessionID: "s-over", Provider: "gh", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "gh-access", ExpiresAt: fresh}, SessionExpiresAt: now.Add(-time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Put(context.Background(), store.Row{SessionID: "s-crlf-id", Provider: "google", Subject: "alice", ClientID: "app",
 		Tokens: store.Tokens{AccessToken: "google-access", IDToken: "evil\r\nx-injected: 1", ExpiresAt: fresh}}); err != nil {
 		t.Fatal(err)
@@ -83,7 +87,7 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 		return jwtauth.Claims{Subject: sub, ClientID: "app", SessionID: session}
 	}
 	v := staticVerifier{}
-	for _, s := range []string{"s-ok", "s-expired", "s-norefresh", "s-refused", "s-busy", "s-mixed", "s-crlf", "s-nul", "s-crlf-id", "s-unknown"} {
+	for _, s := range []string{"s-ok", "s-expired", "s-norefresh", "s-refused", "s-busy", "s-mixed", "s-crlf", "s-nul", "s-crlf-id", "s-unknown", "s-over"} {
 		v["jwt-"+s] = claims(s, "alice")
 	}
 	v["jwt-mallory"] = claims("s-ok", "mallory")
@@ -120,6 +124,7 @@ func TestCheckDenyTable(t *testing.T) {
 		{"not a valid JWT", "Bearer garbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
 		{"scheme is case-insensitive", "bEaReR garbage", "", 401, "invalid_token", challenge + `, error="invalid_token", error_description="the access token is invalid"`, "", "invalid_token"},
 		{"session unknown", "Bearer jwt-s-unknown", "", 401, "session_not_found", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
+		{"session expired: re-authentication", "Bearer jwt-s-over", "", 401, "session_not_found", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},
 		{"provider missing from session", "Bearer jwt-s-expired", "gh,google", 401, "session_not_found", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
 		{"binding mismatch", "Bearer jwt-mallory", "", 401, "binding_mismatch", challenge + `, error="invalid_token", error_description="` + descSession + `"`, "", "invalid_token"},
 		{"no refresh token", "Bearer jwt-s-norefresh", "", 401, "no_refresh_token", challenge + `, error="invalid_token", error_description="` + descReauth + `"`, "", "invalid_token"},

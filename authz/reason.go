@@ -30,7 +30,8 @@ const (
 	ReasonNoToken = "no_token"
 	// ReasonInvalidToken: the JWT was refused.
 	ReasonInvalidToken = "invalid_token"
-	// ReasonSessionNotFound: the session is unknown or expired, or lacks a
+	// ReasonSessionNotFound: the session is unknown or expired (the deny
+	// then says re-authentication is required), or lacks a
 	// provider the route needs.
 	ReasonSessionNotFound = "session_not_found"
 	// ReasonBindingMismatch: the session belongs to another subject or

@@ -225,7 +225,7 @@ func (s *InProcessService) redeemable(row, cur store.Row) error {
 	case cur.Subject != row.Subject || cur.ClientID != row.ClientID:
 		return ErrInvalidBinding
 	case cur.SessionExpired(s.now()):
-		return fmt.Errorf("%w: the session expired", ErrSessionNotFound)
+		return ErrSessionExpired
 	case cur.NeedsReauth:
 		return fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, cur.Provider)
 	case cur.RefreshToken == "" && cur.Expired(s.now(), s.skew):

@@ -307,8 +307,13 @@ func TestExpiredSessionIsRefused(t *testing.T) {
 			t.Errorf("provider %s of an expired session: %v, want ErrSessionNotFound", p, err)
 		}
 	}
-	if _, err := svc.Lookup(context.Background(), "s1", Binding{Subject: "alice", ClientID: "app"}); !errors.Is(err, ErrSessionNotFound) {
-		t.Errorf("whole expired session: %v, want ErrSessionNotFound", err)
+	if _, err := svc.Lookup(context.Background(), "s1", Binding{Subject: "alice", ClientID: "app"}); !errors.Is(err, ErrSessionExpired) ||
+		!errors.Is(err, ErrSessionNotFound) {
+		t.Errorf("whole expired session: %v, want ErrSessionExpired (an ErrSessionNotFound)", err)
+	}
+	if _, err := svc.Lookup(context.Background(), "s-none", Binding{Subject: "alice", ClientID: "app"}); errors.Is(err, ErrSessionExpired) ||
+		!errors.Is(err, ErrSessionNotFound) {
+		t.Errorf("unknown session: %v, want ErrSessionNotFound only", err)
 	}
 	if creds, failed, err := svc.GetAllUpstreamCredentials(context.Background(), "s1"); err != nil || len(creds) != 0 || len(failed) != 0 {
 		t.Errorf("GetAll of an expired session = %v, %v, %v; want it unknown", creds, failed, err)

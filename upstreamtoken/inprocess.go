@@ -226,8 +226,12 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 		}
 		return Result{}, err
 	}
+	stored := len(rows)
 	rows = slices.DeleteFunc(rows, func(r store.Row) bool { return r.SessionExpired(now) })
 	if len(rows) == 0 {
+		if stored > 0 {
+			return Result{}, ErrSessionExpired
+		}
 		return Result{}, ErrSessionNotFound
 	}
 	if binding != nil {

@@ -11,6 +11,7 @@ package upstreamtoken
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -21,6 +22,10 @@ var (
 	// ErrSessionNotFound means no upstream tokens are stored for the session
 	// (or, for one provider, none for that provider).
 	ErrSessionNotFound = errors.New("upstreamtoken: session not found")
+	// ErrSessionExpired means the session's rows are there but its
+	// session_expires_at has passed: the user must authenticate again. It
+	// wraps ErrSessionNotFound: an expired session stands for no session.
+	ErrSessionExpired = fmt.Errorf("%w: the session expired", ErrSessionNotFound)
 	// ErrNoRefreshToken means the access token has expired and cannot be
 	// renewed: there is no refresh token, or no refresher.
 	ErrNoRefreshToken = errors.New("upstreamtoken: access token expired and no refresh token")

@@ -402,7 +402,7 @@ func TestEndToEndDenyTable(t *testing.T) {
 		{"tsid not a string", "Bearer " + e.jwt(t, "s-ok", map[string]any{"tsid": 42}), "", 401, codes.Unauthenticated, invalid, ""},
 		{"unknown session", "Bearer " + e.jwt(t, "s-unknown", nil), "", 401, codes.Unauthenticated, session, ""},
 		{"provider missing from session", "Bearer " + e.jwt(t, "s-ok", nil), "gh,google", 401, codes.Unauthenticated, session, ""},
-		{"session expired, not yet collected", "Bearer " + e.jwt(t, "s-ended", nil), "", 401, codes.Unauthenticated, session, ""},
+		{"session expired, not yet collected: re-authentication", "Bearer " + e.jwt(t, "s-ended", nil), "", 401, codes.Unauthenticated, reauth, ""},
 		{"binding: other subject", "Bearer " + e.jwt(t, "s-ok", map[string]any{"sub": "mallory"}), "", 401, codes.Unauthenticated, session, ""},
 		{"binding: other client", "Bearer " + e.jwt(t, "s-ok", map[string]any{"client_id": "evil-app"}), "", 401, codes.Unauthenticated, session, ""},
 		{"no refresh token", "Bearer " + e.jwt(t, "s-norefresh", nil), "", 401, codes.Unauthenticated, reauth, ""},

@@ -411,7 +411,7 @@ var proxyCases = []proxyCase{
 		header: jwtFor("s1", "read", func(c map[string]any) { c["sub"] = "bob" }), want: sessionDenied},
 	{name: "deny: binding: another client's JWT", path: "/repos",
 		header: jwtFor("s1", "read", func(c map[string]any) { c["client_id"] = "other-app" }), want: sessionDenied},
-	{name: "deny: the session expired", path: "/repos", header: jwtFor("s-ended", "read", nil), want: sessionDenied},
+	{name: "deny: the session expired", path: "/repos", header: jwtFor("s-ended", "read", nil), want: reauth},
 	{name: "deny: no refresh token", path: "/repos", header: jwtFor("s-no-rt", "read", nil), want: reauth},
 	{name: "deny: the grant refused (invalid_grant), then the re-authentication mark: redeemed once for two requests",
 		path: "/repos", header: jwtFor("s-refused", "read", nil), times: 2, want: reauth, after: calls("refused-rt", 1)},
