@@ -21,7 +21,10 @@
 //
 // ID tokens carry the request's nonce; access tokens are JWTs signed with
 // the same key (RS256) with the claims iss, sub, aud, exp, iat, jti,
-// client_id and scope, plus Options.AccessTokenClaims.
+// client_id and scope (the granted scopes less profile, email, phone and
+// address, which the library keeps for the ID token), plus
+// Options.AccessTokenClaims. The library logs refused requests through the
+// default slog logger (error codes and state, never tokens).
 //
 // Clients authenticate at the token and revocation endpoints with exactly
 // the method they are registered with (Client.AuthMethod):
