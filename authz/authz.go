@@ -34,6 +34,16 @@ const ContextKeyProviders = "upstream_providers"
 // insufficient_scope before any stored credential is read or refreshed.
 const ContextKeyRequiredScopes = "required_scopes"
 
+// ContextKeyDenyStyle is the per-route context extension choosing the deny
+// style (DenyStyleMCP, or empty for the plain deny), read with the other
+// context extensions when they choose the route's policy.
+const ContextKeyDenyStyle = "deny_style"
+
+// DenyStyleMCP makes a missing or dead upstream grant on a route a JSON-RPC
+// error response for MCP clients, when the request's body is a JSON-RPC
+// request and a connect link could be made (see Decider.Check).
+const DenyStyleMCP = "mcp"
+
 // TokenVerifier verifies the caller's bearer JWT. Rejections wrap
 // jwtauth.ErrInvalidToken; jwtauth.ErrKeysUnavailable means the verifier
 // could not decide.
@@ -83,6 +93,37 @@ type Config struct {
 	// Observer, when not nil, is told of every decision once, after it is
 	// made (for metrics).
 	Observer Observer
+	// Connect, when not nil, makes the connect link that a deny for a
+	// missing or dead upstream grant carries (see Decider.Check). Nil: no
+	// deny carries a link, and DenyStyleMCP has no effect.
+	Connect Connector
+}
+
+// Connector makes the link at which the user behind a verified JWT links
+// (again) their account at a provider to the JWT's session. The link must
+// be fit for a header and a JSON string, and must not reveal the session,
+// subject or client ID it is for. Its errors must not contain the link.
+type Connector interface {
+	ConnectLink(ctx context.Context, t ConnectTarget) (ConnectLink, error)
+}
+
+// ConnectTarget is what a connect link is for: the session, subject and
+// client ID of a verified JWT, and the provider whose grant is missing or
+// dead.
+type ConnectTarget struct {
+	SessionID string
+	Subject   string
+	ClientID  string
+	Provider  string
+}
+
+// ConnectLink is a connect link.
+type ConnectLink struct {
+	// URI is the absolute URI the user opens in a browser.
+	URI string
+	// ID identifies the link (an MCP elicitationId): unique, opaque, and
+	// not enough on its own to follow the link.
+	ID string
 }
 
 // Observer learns of each decision and how long it took. Decision is called
@@ -128,6 +169,8 @@ type Route struct {
 	Providers []string
 	// RequiredScopes must all be among the JWT's scopes.
 	RequiredScopes []string
+	// DenyStyle is DenyStyleMCP or empty (the plain deny).
+	DenyStyle string
 }
 
 // Request is what the decision needs from a check request.
@@ -144,6 +187,10 @@ type Request struct {
 	// its own normalization) sent it, possibly with a query string. It
 	// selects a Route.
 	Path string
+	// Body is the request's body, or its beginning, when the proxy sends it
+	// (Envoy's with_request_body); empty otherwise. Only DenyStyleMCP reads
+	// it, for the JSON-RPC request's id.
+	Body string
 }
 
 // Header is one HTTP header.
@@ -211,6 +258,7 @@ type compiledRoute struct {
 // and never modified (they are clipped: an append copies).
 type policy struct {
 	providers, scopes []string
+	denyStyle         string
 	err               error
 }
 
@@ -306,7 +354,8 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 	if !ok {
 		return d.deny401(ReasonNoToken, "", descNoToken)
 	}
-	providers, scopes, err := d.route(req)
+	pol := d.route(req)
+	providers, scopes, err := pol.providers, pol.scopes, pol.err
 	if err != nil {
 		d.log.ErrorContext(ctx, "check refused: route configuration", "reason", ReasonRouteMisconfigured, "error", err)
 		return failure(http.StatusInternalServerError, ReasonRouteMisconfigured, "server_error", "the authorization service is misconfigured for this route", 0)
@@ -333,8 +382,15 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 		err = worst(providers, res.Failures)
 	}
 	if err != nil {
-		resp := d.denyFor(err)
-		d.log.Log(ctx, logLevel(err), "check denied", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
+		link, provider := d.connectLink(ctx, claims, providers, res.Failures, err)
+		resp := d.denyFor(err, link.URI)
+		if link.URI != "" && pol.denyStyle == DenyStyleMCP {
+			if id, ok := RequestID(req.Body); ok {
+				resp = denyMCP(resp.Reason, id, link, provider)
+			}
+		}
+		d.log.Log(ctx, logLevel(err), "check denied", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID),
+			"connect_link", link.URI != "", "error", err)
 		return resp
 	}
 	resp, err := d.allow(providers, res.Credentials)
@@ -348,23 +404,24 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 	return resp
 }
 
-// route returns the request's providers (all of them configured) and
-// required scopes. Unless RoutesOnly is set, context extensions are
-// authoritative when either key is present, even empty: the providers come
-// from ContextKeyProviders (else DefaultProviders) and the scopes from
-// ContextKeyRequiredScopes (else none), and Routes are not consulted.
-// Otherwise the matching Route, else DefaultRoute, supplies both. The
+// route returns the request's policy: its providers (all of them
+// configured), required scopes and deny style, or the error that refuses
+// it. Unless RoutesOnly is set, context extensions are authoritative when
+// ContextKeyProviders or ContextKeyRequiredScopes is present, even empty:
+// the providers come from ContextKeyProviders (else DefaultProviders), the
+// scopes from ContextKeyRequiredScopes (else none) and the deny style from
+// ContextKeyDenyStyle (else plain), and Routes are not consulted.
+// Otherwise the matching Route, else DefaultRoute, supplies all three. The
 // returned slices must not be modified.
-func (d *Decider) route(req Request) (providers, scopes []string, err error) {
+func (d *Decider) route(req Request) policy {
 	ext := req.ContextExtensions
 	_, hasProviders := ext[ContextKeyProviders]
 	_, hasScopes := ext[ContextKeyRequiredScopes]
 	if d.cfg.RoutesOnly || (!hasProviders && !hasScopes) {
-		p := &d.fallback
 		if r := d.match(req.Host, req.Path); r != nil {
-			p = &r.policy
+			return r.policy
 		}
-		return p.providers, p.scopes, p.err
+		return d.fallback
 	}
 	var names []string
 	for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
@@ -372,11 +429,14 @@ func (d *Decider) route(req Request) (providers, scopes []string, err error) {
 			names = append(names, n)
 		}
 	}
-	if scopes, err = oauthscope.Parse(ext[ContextKeyRequiredScopes]); err != nil {
-		return nil, nil, fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)
+	scopes, err := oauthscope.Parse(ext[ContextKeyRequiredScopes])
+	if err != nil {
+		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)}
 	}
-	p := d.resolve(ContextKeyProviders, names, scopes)
-	return p.providers, p.scopes, p.err
+	if err := checkDenyStyle(ext[ContextKeyDenyStyle]); err != nil {
+		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyDenyStyle, err)}
+	}
+	return d.resolve(ContextKeyProviders, names, scopes, ext[ContextKeyDenyStyle])
 }
 
 // routePolicy resolves a configured route's policy (or DefaultRoute's); key
@@ -385,19 +445,22 @@ func (d *Decider) routePolicy(key string, r *Route) policy {
 	if err := oauthscope.Check(key+".required_scopes", r.RequiredScopes); err != nil {
 		return policy{err: err}
 	}
+	if err := denyStyleProblem(key, r.DenyStyle); err != nil {
+		return policy{err: err}
+	}
 	var scopes []string
 	for _, s := range r.RequiredScopes {
 		if !slices.Contains(scopes, s) {
 			scopes = append(scopes, s)
 		}
 	}
-	return d.resolve(key+".providers", r.Providers, scopes)
+	return d.resolve(key+".providers", r.Providers, scopes, r.DenyStyle)
 }
 
 // resolve returns the policy of a route naming providers (none means
-// DefaultProviders) and requiring scopes; key names the provider list in
-// its problems.
-func (d *Decider) resolve(key string, names, scopes []string) policy {
+// DefaultProviders), requiring scopes and denying in denyStyle; key names
+// the provider list in its problems.
+func (d *Decider) resolve(key string, names, scopes []string, denyStyle string) policy {
 	if len(names) == 0 {
 		key, names = "default_providers", d.cfg.DefaultProviders
 	}
@@ -408,7 +471,7 @@ func (d *Decider) resolve(key string, names, scopes []string) policy {
 	if err != nil {
 		return policy{err: err}
 	}
-	return policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes)}
+	return policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes), denyStyle: denyStyle}
 }
 
 // match returns the route for host and path, or nil.
@@ -607,20 +670,24 @@ func logLevel(err error) slog.Level {
 	return slog.LevelInfo
 }
 
-// denyFor maps a credential failure to the deny table.
-func (d *Decider) denyFor(err error) Response {
+// denyFor maps a credential failure to the deny table. connectURI, when
+// not empty, goes into the deny (connect_uri and Link); connectLink makes
+// one only for the failures that a connect can fix.
+func (d *Decider) denyFor(err error, connectURI string) Response {
 	switch {
-	case errors.Is(err, upstreamtoken.ErrNoRefreshToken):
-		return d.deny401(ReasonNoRefreshToken, "invalid_token", descReauth)
-	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
-		return d.deny401(ReasonRefreshFailed, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrInvalidBinding):
+		// First: a session of another subject or client is never offered
+		// a connect.
 		return d.deny401(ReasonBindingMismatch, "invalid_token", descSession)
+	case errors.Is(err, upstreamtoken.ErrNoRefreshToken):
+		return withConnect(d.deny401(ReasonNoRefreshToken, "invalid_token", descReauth), "invalid_token", descReauth, connectURI)
+	case errors.Is(err, upstreamtoken.ErrRefreshFailed):
+		return withConnect(d.deny401(ReasonRefreshFailed, "invalid_token", descReauth), "invalid_token", descReauth, connectURI)
 	case errors.Is(err, upstreamtoken.ErrSessionExpired):
 		// Known, but over: the user must sign in again.
 		return d.deny401(ReasonSessionNotFound, "invalid_token", descReauth)
 	case errors.Is(err, upstreamtoken.ErrSessionNotFound):
-		return d.deny401(ReasonSessionNotFound, "invalid_token", descSession)
+		return withConnect(d.deny401(ReasonSessionNotFound, "invalid_token", descSession), "invalid_token", descSession, connectURI)
 	default:
 		return failure(http.StatusServiceUnavailable, unavailableReason(err), "temporarily_unavailable",
 			"the upstream credential is temporarily unavailable; retry later", upstreamtoken.RetryAfter(err))
@@ -684,6 +751,17 @@ func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.Upstr
 	return resp, nil
 }
 
+// denyBody is a deny's JSON body: the RFC 6750 error code and description,
+// and the connect link when there is one.
+func denyBody(code, desc, connectURI string) string {
+	body, _ := json.Marshal(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		ConnectURI  string `json:"connect_uri,omitempty"`
+	}{code, desc, connectURI})
+	return string(body)
+}
+
 func headerSafe(v string) bool { return !strings.ContainsAny(v, "\r\n\x00") }
 
 // deny401 answers 401 with a Bearer challenge; code "" omits the error
@@ -714,11 +792,8 @@ func (d *Decider) deny403(required []string) Response {
 // failure builds a deny with a JSON body and, when retry > 0, Retry-After in
 // whole seconds (rounded up, at least 1).
 func failure(status int, reason, code, desc string, retry time.Duration) Response {
-	body, _ := json.Marshal(struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}{code, desc})
-	resp := Response{Status: status, Reason: reason, Body: string(body),
+	body := denyBody(code, desc, "")
+	resp := Response{Status: status, Reason: reason, Body: body,
 		Headers: []Header{{Name: "content-type", Value: "application/json"}}}
 	if retry > 0 {
 		secs := int64((retry + time.Second - 1) / time.Second)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"sync"
@@ -50,6 +51,13 @@ func (r retryHint) RetryAfter() time.Duration { return r.d }
 
 func fixture(t *testing.T) (*Decider, *memory.Store) {
 	t.Helper()
+	return fixtureWith(t, nil, nil)
+}
+
+// fixtureWith is fixture with its Config changed by edit (when not nil) and
+// decisions logged to log (nil discards them).
+func fixtureWith(t *testing.T, edit func(*Config), log *slog.Logger) (*Decider, *memory.Store) {
+	t.Helper()
 	st := memory.New()
 	put := func(session, provider, access, rt string, exp time.Time, sub, client string) {
 		t.Helper()
@@ -91,7 +99,7 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 		v["jwt-"+s] = claims(s, "alice")
 	}
 	v["jwt-mallory"] = claims("s-ok", "mallory")
-	d := New(Config{
+	cfg := Config{
 		Providers: map[string]Provider{
 			"gh":     {},
 			"gitlab": {},
@@ -100,8 +108,11 @@ func fixture(t *testing.T) (*Decider, *memory.Store) {
 		DefaultProviders: []string{"gh"},
 		Realm:            "api",
 		ResourceMetadata: "https://api.example/.well-known/oauth-protected-resource",
-	}, v, svc, nil)
-	return d, st
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	return New(cfg, v, svc, log), st
 }
 
 const challenge = `Bearer realm="api", resource_metadata="https://api.example/.well-known/oauth-protected-resource"`

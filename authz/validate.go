@@ -57,8 +57,9 @@ func (p Provider) Validate() error {
 // default_providers, routes[I].path_prefix, default_route.required_scopes,
 // ...): each provider's headers (Provider.Validate); at least one default
 // provider; on every route, the default route and the default providers,
-// providers that are all defined and of which no two write one header, and
-// required scopes that are RFC 6749 scope-tokens; every route's host (a
+// providers that are all defined and of which no two write one header,
+// required scopes that are RFC 6749 scope-tokens, and a deny style that is
+// empty or DenyStyleMCP; every route's host (a
 // host name or IP address, without port or wildcard) and path prefix
 // (starting with "/", without query or fragment, in the normal form
 // CleanPath gives); and no two routes alike. A Decider built from a Config
@@ -96,10 +97,11 @@ func (c Config) Validate() error {
 			seen[key] = i
 		}
 		_, err = c.checkProviders(at+".providers", r.Providers)
-		errs = append(errs, err, oauthscope.Check(at+".required_scopes", r.RequiredScopes))
+		errs = append(errs, err, oauthscope.Check(at+".required_scopes", r.RequiredScopes), denyStyleProblem(at, r.DenyStyle))
 	}
 	_, err = c.checkProviders("default_route.providers", c.DefaultRoute.Providers)
-	errs = append(errs, err, oauthscope.Check("default_route.required_scopes", c.DefaultRoute.RequiredScopes))
+	errs = append(errs, err, oauthscope.Check("default_route.required_scopes", c.DefaultRoute.RequiredScopes),
+		denyStyleProblem("default_route", c.DefaultRoute.DenyStyle))
 	return errors.Join(errs...)
 }
 
@@ -167,4 +169,12 @@ func (c *Config) checkProviders(key string, names []string) ([]string, error) {
 		out = append(out, n)
 	}
 	return out, errors.Join(errs...)
+}
+
+// denyStyleProblem is the problem of the deny style of the route at, if any.
+func denyStyleProblem(at, style string) error {
+	if err := checkDenyStyle(style); err != nil {
+		return setting.Errorf(at+".deny_style", ": %v", err)
+	}
+	return nil
 }

@@ -65,6 +65,8 @@ type Config struct {
 	HTTP HTTP `yaml:"http"`
 	// Admin configures the session API (listen.admin).
 	Admin Admin `yaml:"admin"`
+	// Connect configures connect links (listen.connect).
+	Connect Connect `yaml:"connect"`
 
 	keyring *tokencrypt.Keyring
 }
@@ -118,6 +120,25 @@ type Listen struct {
 	// adminapi), configured by the admin section. Empty (the default)
 	// disables it.
 	Admin string `yaml:"admin"`
+	// Connect is the address (host:port) of the connect endpoints, where a
+	// user's browser links an upstream account to a session; it requires
+	// connect.public_url. Empty (the default) disables connect: no deny
+	// carries a connect link. The endpoints are not built yet: with it set,
+	// denies carry links, and nothing listens on the address.
+	Connect string `yaml:"connect"`
+}
+
+// Connect configures connect links and tickets.
+type Connect struct {
+	// PublicURL is where browsers reach listen.connect, behind the API's
+	// public host (https://api.example.com/.extauthz): links are
+	// {public_url}/connect?ticket=.... Required with listen.connect. https,
+	// or http on a loopback host (or anywhere with allow_insecure_http);
+	// no query or fragment.
+	PublicURL string `yaml:"public_url"`
+	// TicketTTL is how long a connect link's ticket is valid. Default 10m;
+	// between 1m and 24h.
+	TicketTTL Duration `yaml:"ticket_ttl"`
 }
 
 // UnixPrefix starts a listen.http value naming a Unix socket.
@@ -289,6 +310,10 @@ type Route struct {
 	Providers []string `yaml:"providers"`
 	// RequiredScopes must all be in the caller's JWT (scope or scp).
 	RequiredScopes []string `yaml:"required_scopes"`
+	// DenyStyle "mcp" answers a missing or dead upstream grant with a
+	// JSON-RPC error carrying the connect link (authz.DenyStyleMCP); it
+	// requires listen.connect. Empty: the plain deny.
+	DenyStyle string `yaml:"deny_style"`
 }
 
 // DefaultRoute is the policy of a request that no route matches (and, unless
@@ -300,6 +325,8 @@ type DefaultRoute struct {
 	Providers []string `yaml:"providers"`
 	// RequiredScopes must all be in the caller's JWT.
 	RequiredScopes []string `yaml:"required_scopes"`
+	// DenyStyle is as for a route.
+	DenyStyle string `yaml:"deny_style"`
 }
 
 // Refresh configures refreshing expired upstream access tokens.
@@ -549,6 +576,7 @@ func (c *Config) defaults() {
 	}
 	c.cacheDefaults()
 	c.adminDefaults()
+	c.Connect.TicketTTL.orDefault(10 * time.Minute)
 	for name, p := range c.Providers {
 		p.Header = strings.ToLower(p.Header)
 		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)
@@ -580,6 +608,7 @@ func (c *Config) validate() []string {
 	p = append(p, c.Listen.TLS.validate("listen.tls")...)
 	p = append(p, c.validateHTTP()...)
 	p = append(p, c.validateAdmin()...)
+	p = append(p, c.validateConnect()...)
 	p = append(p, setting.Under("jwt", c.JWT.JWTAuth().Validate())...)
 	if c.JWT.JWKSFile == "" {
 		p = append(p, c.checkTransport("jwt.jwks_url", c.JWT.JWKSURL)...)
@@ -764,7 +793,7 @@ func (p Provider) IDToken() idtoken.Provider {
 }
 
 // Authz returns the settings of the decision: the providers' headers, the
-// routes and the deny section. Its Observer is nil.
+// routes and the deny section. Its Observer and Connect are nil.
 func (c *Config) Authz() authz.Config {
 	providers := make(map[string]authz.Provider, len(c.Providers))
 	for name, p := range c.Providers {
@@ -772,13 +801,15 @@ func (c *Config) Authz() authz.Config {
 	}
 	routes := make([]authz.Route, len(c.Routes))
 	for i, r := range c.Routes {
-		routes[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers, RequiredScopes: r.RequiredScopes}
+		routes[i] = authz.Route{Host: r.Host, PathPrefix: r.PathPrefix, CaseSensitive: r.CaseSensitive, Providers: r.Providers,
+			RequiredScopes: r.RequiredScopes, DenyStyle: r.DenyStyle}
 	}
 	return authz.Config{
 		Providers:        providers,
 		DefaultProviders: c.DefaultProviders,
 		Routes:           routes,
-		DefaultRoute:     authz.Route{Providers: c.DefaultRoute.Providers, RequiredScopes: c.DefaultRoute.RequiredScopes},
+		DefaultRoute: authz.Route{Providers: c.DefaultRoute.Providers, RequiredScopes: c.DefaultRoute.RequiredScopes,
+			DenyStyle: c.DefaultRoute.DenyStyle},
 		RoutesOnly:       c.RoutesOnly,
 		Realm:            c.Deny.Realm,
 		ResourceMetadata: c.Deny.ResourceMetadata,

@@ -248,7 +248,7 @@ func headerNames(h http.Header) string {
 func TestEnvoyHTTPService(t *testing.T) {
 	e := loadEnvoyHTTP(t)
 	rec := &recorder{}
-	d := newDecider(rec, false)
+	d := newDeciderWith(rec, false, fixedLinks{}) // with connect links: Link must reach the client
 	grpcFront := server.NewAuthorization(d)
 	srv := httptest.NewServer(httpfront.New(d, httpfront.Options{}))
 	defer srv.Close()

@@ -94,6 +94,19 @@ func creds(names ...string) map[string]upstreamtoken.UpstreamCredential {
 // authorization) and google (x-google-token, x-google-id-token); routes
 // api.test/admin/ (gh, scope admin) and /google/ (google); default gh.
 func newDecider(obs authz.Observer, routesOnly bool) *authz.Decider {
+	return newDeciderWith(obs, routesOnly, nil)
+}
+
+// fixedLinks is an authz.Connector whose link depends only on what it is
+// for, so that two fronts deciding one request give the same deny.
+type fixedLinks struct{}
+
+func (fixedLinks) ConnectLink(_ context.Context, t authz.ConnectTarget) (authz.ConnectLink, error) {
+	return authz.ConnectLink{URI: "https://api.test/.extauthz/connect?ticket=" + t.Provider + "." + t.SessionID, ID: t.SessionID}, nil
+}
+
+// newDeciderWith is newDecider with connect links from connect (nil: none).
+func newDeciderWith(obs authz.Observer, routesOnly bool, connect authz.Connector) *authz.Decider {
 	claims := func(session string, scopes ...string) jwtauth.Claims {
 		return jwtauth.Claims{Subject: "alice", ClientID: "app", SessionID: session, Scopes: scopes}
 	}
@@ -138,6 +151,7 @@ func newDecider(obs authz.Observer, routesOnly bool) *authz.Decider {
 		Realm:            "api",
 		ResourceMetadata: "https://api.test/.well-known/oauth-protected-resource",
 		Observer:         obs,
+		Connect:          connect,
 	}, v, src, nil)
 }
 

@@ -2,6 +2,7 @@ package httpfront_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -73,13 +74,23 @@ func (o original) checkRequest() *authv3.CheckRequest {
 // both HTTP shapes, with one decider, and compares what the proxy gets: the
 // deny's status, headers and body byte for byte; the allow's headers to set
 // and (Envoy) to remove.
+//
+// It runs without and with connect links: with them, the denies for a
+// missing or dead grant carry the same connect_uri and Link on every front.
 func TestSameAnswerAsGRPC(t *testing.T) {
+	for _, connect := range []authz.Connector{nil, fixedLinks{}} {
+		t.Run(fmt.Sprintf("connect=%v", connect != nil), func(t *testing.T) { sameAnswerAsGRPC(t, connect) })
+	}
+}
+
+func sameAnswerAsGRPC(t *testing.T, connect authz.Connector) {
 	rec := &recorder{}
-	d := newDecider(rec, false)
+	d := newDeciderWith(rec, false, connect)
 	grpcFront := server.NewAuthorization(d)
 	srv := httptest.NewServer(httpfront.New(d, httpfront.Options{}))
 	defer srv.Close()
 
+	links := 0
 	for _, tc := range denyCases {
 		t.Run(tc.name, func(t *testing.T) {
 			want, err := grpcFront.Check(context.Background(), tc.o.checkRequest())
@@ -96,6 +107,9 @@ func TestSameAnswerAsGRPC(t *testing.T) {
 			}
 			for _, h := range hs {
 				wantHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			if _, ok := wantHeaders["link"]; ok {
+				links++
 			}
 
 			for shape, req := range map[string]*http.Request{
@@ -144,6 +158,11 @@ func TestSameAnswerAsGRPC(t *testing.T) {
 				}
 			}
 		})
+	}
+	// With connect, the session unknown, no refresh token and refresh
+	// refused rows carry a link; the binding mismatch does not.
+	if want := map[bool]int{false: 0, true: 3}[connect != nil]; links != want {
+		t.Errorf("%d denies carry a connect link, want %d", links, want)
 	}
 	// Every deny row is covered.
 	var reasons []string

@@ -59,6 +59,8 @@ func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // request target with its query string and without decoding (but after
 // Envoy's own normalize_path / merge_slashes, when configured); the decision
 // drops the query and normalizes the path itself before matching routes.
+// Body is attributes.request.http.raw_body when set, else .body: empty
+// unless Envoy is configured with with_request_body.
 func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
@@ -75,8 +77,14 @@ func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 		}
 		headers[strings.ToLower(h.GetKey())] = v
 	}
+	// With with_request_body Envoy sends the body (or its beginning, with
+	// allow_partial_message) as body, or as raw_body with pack_as_bytes.
+	body := httpReq.GetBody()
+	if raw := httpReq.GetRawBody(); len(raw) > 0 {
+		body = string(raw)
+	}
 	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions(),
-		Host: httpReq.GetHost(), Path: httpReq.GetPath()}
+		Host: httpReq.GetHost(), Path: httpReq.GetPath(), Body: body}
 }
 
 // ToCheckResponse renders a decision. Headers set on an allowed request

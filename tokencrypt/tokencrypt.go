@@ -8,6 +8,13 @@
 // upstream subject): a ciphertext moved to another row or column does not
 // decrypt, and neither does one whose row's binding was changed.
 //
+// Payloads (SealPayload, OpenPayload) are a separate format,
+// "p1.<key id>.<base64url(key check || nonce || sealed)>", for values that
+// are not rows (a connect ticket): their additional authenticated data starts
+// with "p1." and names a purpose, so a payload never opens as a row's
+// ciphertext, a row's ciphertext never opens as a payload, and a payload
+// sealed for one purpose never opens for another.
+//
 // Ciphertexts of the earlier format "v1.<key id>.<data>" bind the place
 // only. Open still reads them, so that rows written before the binding was
 // sealed keep working until they are sealed again (Seal always writes v2);
@@ -72,13 +79,14 @@ type Key struct {
 type Keyring struct {
 	primary string
 	aeads   map[string]cipher.AEAD
+	checks  map[string][]byte // each key's check value (see keyCheck)
 }
 
 // New returns a keyring of keys with primary sealing new ciphertexts. Every
 // problem is reported at once; errors never contain key material.
 func New(keys []Key, primary string) (*Keyring, error) {
 	var errs []error
-	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys))}
+	k := &Keyring{primary: primary, aeads: make(map[string]cipher.AEAD, len(keys)), checks: make(map[string][]byte, len(keys))}
 	for i, key := range keys {
 		switch {
 		case !keyID.MatchString(key.ID):
@@ -102,6 +110,7 @@ func New(keys []Key, primary string) (*Keyring, error) {
 			continue
 		}
 		k.aeads[key.ID] = aead
+		k.checks[key.ID] = keyCheck(key.Secret)
 	}
 	if len(keys) == 0 {
 		errs = append(errs, errors.New("no keys"))

@@ -125,6 +125,8 @@ type e2e struct {
 	getenv     func(string) string
 	// admin is the session API's address (e2eOptions.admin), else nil.
 	admin net.Addr
+	// keys is the server's encryption keyring.
+	keys *tokencrypt.Keyring
 }
 
 // e2eKey is one encryption key of an e2e server's configuration.
@@ -147,9 +149,13 @@ type e2eOptions struct {
 	// of audience e2eAdminAudience from the test issuer, client keycloak
 	// only.
 	admin bool
+	// connect sets listen.connect and connect.public_url
+	// (e2eConnectURL), and a route /mcp/ with deny_style mcp.
+	connect bool
 }
 
 const (
+	e2eConnectURL    = "https://api.test/.extauthz"
 	e2eIssuer        = "https://as.test"
 	e2eAudience      = "api"
 	e2eAdminAudience = "extauthz-admin"
@@ -204,10 +210,15 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	}
 
-	listenAdmin, adminSection := "", ""
+	listenAdmin, adminSection, mcpRoute := "", "", ""
+	if opts.connect {
+		listenAdmin = "  connect: 127.0.0.1:0\n"
+		adminSection = "connect:\n  public_url: " + e2eConnectURL + "\n  ticket_ttl: 5m\n"
+		mcpRoute = "  - path_prefix: /mcp/\n    deny_style: mcp\n"
+	}
 	if opts.admin {
-		listenAdmin = "  admin: 127.0.0.1:0\n"
-		adminSection = "admin:\n  audience: " + e2eAdminAudience + "\n  allowed_clients: [keycloak]\n"
+		listenAdmin += "  admin: 127.0.0.1:0\n"
+		adminSection += "admin:\n  audience: " + e2eAdminAudience + "\n  allowed_clients: [keycloak]\n"
 	}
 	cfgText := fmt.Sprintf(`
 listen:
@@ -250,7 +261,7 @@ routes:
     path_prefix: /calendar/
     providers: [google]
     required_scopes: [calendar]
-refresh:
+%srefresh:
   skew: %s
   timeout: 5s
 deny:
@@ -259,7 +270,7 @@ deny:
 log:
   level: debug
 %sencryption:
-%s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, skew, adminSection, encryption.String())
+%s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, mcpRoute, skew, adminSection, encryption.String())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -284,7 +295,7 @@ log:
 	}
 	t.Cleanup(pg.Close)
 	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
-		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin}
+		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin, keys: cfg.Keyring()}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {

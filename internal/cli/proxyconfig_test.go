@@ -99,7 +99,7 @@ func TestProxyConfigCommand(t *testing.T) {
 			"timeout: 12s\n", "failure_mode_allow: false\n",
 			"- { exact: authorization }\n", "- { exact: x-google-id-token }\n", "- { exact: x-google-token }\n",
 			"patterns: [{ exact: x-extauthz-providers }, { exact: x-extauthz-required-scopes }]\n",
-			"patterns: [{ exact: www-authenticate }, { exact: retry-after }, { exact: content-type }]\n",
+			"patterns: [{ exact: www-authenticate }, { exact: retry-after }, { exact: content-type }, { exact: link }]\n",
 			`socket_address: { address: "127.0.0.1", port_value: 9002 }`,
 		}},
 		{"envoy-http unix socket", []string{"envoy-http"}, proxyConfigText(t, "unix:/run/extauthz/http.sock"), ExitOK, []string{

@@ -38,6 +38,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 		"GRANT USAGE ON SCHEMA public TO " + role,
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON upstream_tokens TO " + role,
 		"GRANT SELECT ON extauthz_notify_key TO " + role,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON extauthz_connect_tickets TO " + role,
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -48,6 +49,7 @@ func TestLeastPrivilegeRole(t *testing.T) {
 		if err == nil {
 			_, _ = c.Exec(context.Background(), "REVOKE ALL ON upstream_tokens FROM "+role)
 			_, _ = c.Exec(context.Background(), "REVOKE ALL ON extauthz_notify_key FROM "+role)
+			_, _ = c.Exec(context.Background(), "REVOKE ALL ON extauthz_connect_tickets FROM "+role)
 			_, _ = c.Exec(context.Background(), "REVOKE ALL ON SCHEMA public FROM "+role)
 			_, _ = c.Exec(context.Background(), "DROP ROLE IF EXISTS "+role)
 			c.Close(context.Background())

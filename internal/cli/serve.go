@@ -18,6 +18,7 @@ import (
 
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/config"
+	"github.com/extauthz/extauthz/connect"
 	"github.com/extauthz/extauthz/httpfront"
 	"github.com/extauthz/extauthz/idtoken"
 	"github.com/extauthz/extauthz/jwtauth"
@@ -331,6 +332,18 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithLogger(log))
 	decisions := cfg.Authz()
 	decisions.Observer = metrics
+	if cfg.Listen.Connect != "" {
+		// Denies carry connect links; tickets are redeemed against the
+		// database itself. The endpoints are not built yet: nothing
+		// listens on listen.connect.
+		links, err := connect.NewLinks(cfg.Connect.PublicURL, connect.NewTickets(cfg.Keyring(), pg, cfg.Connect.TicketTTL.D()))
+		if err != nil {
+			return fmt.Errorf("%w: connect.public_url: %w", errUsage, err)
+		}
+		decisions.Connect = links
+		log.Warn("listen.connect: denies carry connect links, but the connect endpoints are not built yet; nothing listens on this address",
+			"listen_connect", cfg.Listen.Connect)
+	}
 	decider := authz.New(decisions, p.verifier, svc, log)
 
 	lis, err := net.Listen("tcp", cfg.Listen.GRPC)

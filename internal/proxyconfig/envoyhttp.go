@@ -18,8 +18,9 @@ const EnvoyPathPrefix = "/envoy"
 
 // EnvoyClientHeaders are the headers of a deny that Envoy passes to the
 // client, besides its status and body (Envoy adds WWW-Authenticate to any
-// non-empty list by itself; it is named anyway).
-var EnvoyClientHeaders = []string{"www-authenticate", "retry-after", "content-type"}
+// non-empty list by itself; it is named anyway). Link carries the connect
+// link of a deny for a missing or dead grant (when connect is configured).
+var EnvoyClientHeaders = []string{"www-authenticate", "retry-after", "content-type", "link"}
 
 // EnvoyHTTP is what the configuration of Envoy's ext_authz filter with an
 // http_service is derived from.

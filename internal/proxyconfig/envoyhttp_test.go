@@ -42,7 +42,7 @@ func TestEnvoyHTTPConfig(t *testing.T) {
 				"uri: http://127.0.0.1:9002   # Envoy dials the cluster; Host is the client's",
 				"cluster: extauthz_http", "timeout: 12s", "path_prefix: /envoy",
 				"allowed_upstream_headers:", "patterns:", "- { exact: authorization }",
-				"patterns: [{ exact: www-authenticate }, { exact: retry-after }, { exact: content-type }]",
+				"patterns: [{ exact: www-authenticate }, { exact: retry-after }, { exact: content-type }, { exact: link }]",
 				"- name: extauthz_http", "type: STATIC",
 				`socket_address: { address: "127.0.0.1", port_value: 9002 }`,
 			},

@@ -1,0 +1,54 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/extauthz/extauthz/authz"
+)
+
+// validateConnect checks listen.connect, the connect section and the routes'
+// deny_style, which needs connect.
+func (c *Config) validateConnect() []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if c.Listen.Connect == "" {
+		if c.Connect.PublicURL != "" || c.Connect.TicketTTL.line != 0 {
+			add("connect is set but listen.connect is not: set listen.connect to offer connect links")
+		}
+		for i, r := range c.Routes {
+			if r.DenyStyle == authz.DenyStyleMCP {
+				add("routes[%d].deny_style: mcp needs listen.connect and connect.public_url (the deny carries the connect link)", i)
+			}
+		}
+		if c.DefaultRoute.DenyStyle == authz.DenyStyleMCP {
+			add("default_route.deny_style: mcp needs listen.connect and connect.public_url (the deny carries the connect link)")
+		}
+		return p
+	}
+	if _, _, err := net.SplitHostPort(c.Listen.Connect); err != nil {
+		add("listen.connect must be host:port or :port")
+	} else if _, port, _ := net.SplitHostPort(c.Listen.Connect); port != "0" &&
+		(c.Listen.Connect == c.Listen.GRPC || c.Listen.Connect == c.Listen.Metrics || c.Listen.Connect == c.Listen.HTTP || c.Listen.Connect == c.Listen.Admin) {
+		add("listen.connect must differ from the other listeners")
+	}
+	switch u, err := url.Parse(c.Connect.PublicURL); {
+	case c.Connect.PublicURL == "":
+		add("connect.public_url is required with listen.connect (e.g. https://api.example.com/.extauthz)")
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" ||
+		strings.ContainsAny(c.Connect.PublicURL, "?#<> \t\r\n"):
+		add("connect.public_url must be an absolute https URL without query or fragment")
+	case u.Scheme == "http" && !c.AllowInsecureHTTP && !isLoopback(u.Hostname()):
+		add("connect.public_url must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)")
+	}
+	switch d := c.Connect.TicketTTL; {
+	case d.bad != "":
+		add("line %d: connect.ticket_ttl is not a duration (use e.g. 10m)", d.line)
+	case d.D() < time.Minute || d.D() > 24*time.Hour:
+		add("connect.ticket_ttl must be between 1m and 24h")
+	}
+	return p
+}
