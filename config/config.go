@@ -668,22 +668,12 @@ func (c *Config) validate() []string {
 // absolute http URL is left to the package that owns the setting. The
 // message never quotes the URL, which may carry a secret.
 func (c *Config) checkTransport(at, raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" || c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
+	if c.AllowInsecureHTTP || !setting.CleartextToRemote(raw) {
 		return nil
 	}
 	return []string{fmt.Sprintf("%s must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)", at)}
 }
 
-// isLoopback reports whether host is localhost or a loopback IP address
-// (127.0.0.0/8, ::1).
-func isLoopback(host string) bool {
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
 
 // loadKeys reads and checks the encryption keys. Messages never contain key
 // material.
