@@ -159,6 +159,9 @@ func (c *Cache) Has(provider string) bool {
 	return ok
 }
 
+// Len returns the number of providers the Cache has a source for.
+func (c *Cache) Len() int { return len(c.entries) }
+
 // Lookup returns provider's metadata, fetching the document if it has not
 // been fetched yet (see the package documentation for caching, retries and
 // shared fetches). Its errors: ErrUnknownProvider; ErrInvalidDocument for a
