@@ -707,7 +707,6 @@ func (c *Config) checkTransport(at, raw string) []string {
 	return []string{fmt.Sprintf("%s must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)", at)}
 }
 
-
 // loadKeys reads and checks the encryption keys. Messages never contain key
 // material.
 func (c *Config) loadKeys() []string {
