@@ -245,14 +245,23 @@ func (as *authServer) checkAssertion(typ, assertion, formClientID string) string
 	return ""
 }
 
-func (as *authServer) token(w http.ResponseWriter, r *http.Request) {
+// admit counts r, parses its form and authenticates its client; it answers
+// and returns false when r is refused.
+func (as *authServer) admit(w http.ResponseWriter, r *http.Request) bool {
 	as.count(r.URL.Path)
 	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
 		http.Error(w, "bad request", http.StatusBadRequest)
-		return
+		return false
 	}
 	if why := as.authenticate(r); why != "" {
 		as.fail(w, why)
+		return false
+	}
+	return true
+}
+
+func (as *authServer) token(w http.ResponseWriter, r *http.Request) {
+	if !as.admit(w, r) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -279,13 +288,7 @@ func (as *authServer) token(w http.ResponseWriter, r *http.Request) {
 }
 
 func (as *authServer) revoke(w http.ResponseWriter, r *http.Request) {
-	as.count(r.URL.Path)
-	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
-		http.Error(w, "bad request", http.StatusBadRequest)
-		return
-	}
-	if why := as.authenticate(r); why != "" {
-		as.fail(w, why)
+	if !as.admit(w, r) {
 		return
 	}
 	if r.PostForm.Get("token") != oldRT {
