@@ -80,7 +80,7 @@ func (c *Config) validateAdmin() []string {
 		add("listen.admin must be host:port or :port")
 	case port != "0" && (c.Listen.Admin == c.Listen.GRPC || c.Listen.Admin == c.Listen.Metrics || c.Listen.Admin == c.Listen.HTTP):
 		add("listen.admin must differ from listen.grpc, listen.metrics and listen.http")
-	case a.TLS.Cert == "" && !isLoopback(host):
+	case a.TLS.Cert == "" && !setting.IsLoopback(host):
 		add("listen.admin serves tokens: without admin.tls.cert it must be a loopback address (127.0.0.1:PORT)")
 	}
 	if a.Audience == "" && len(a.ClientIdentities) == 0 {

@@ -268,25 +268,48 @@ type JWT struct {
 	Leeway Duration `yaml:"leeway"`
 }
 
-// Provider configures one upstream identity provider.
+// Provider configures one upstream identity provider. oauthclient.Provider
+// states the rules of its OAuth settings.
 type Provider struct {
-	TokenURL     string `yaml:"token_url"`
-	ClientID     string `yaml:"client_id"`
-	ClientSecret string `yaml:"client_secret"`
-	// AuthStyle is "header" (HTTP Basic) or "params" (in the form). Required.
-	AuthStyle string   `yaml:"auth_style"`
-	Scopes    []string `yaml:"scopes"`
+	// TokenURL is the token endpoint; required unless Issuer is set, whose
+	// discovery document then names it.
+	TokenURL string `yaml:"token_url"`
+	// AuthorizationURL is the authorization endpoint (the connect flow);
+	// default: the discovery document's.
+	AuthorizationURL string `yaml:"authorization_url"`
+	ClientID         string `yaml:"client_id"`
+	ClientSecret     string `yaml:"client_secret"`
+	// TokenEndpointAuth is client_secret_basic, client_secret_post,
+	// private_key_jwt or tls_client_auth. It or AuthStyle is required.
+	TokenEndpointAuth string `yaml:"token_endpoint_auth"`
+	// AuthStyle is the earlier spelling: "header" for client_secret_basic,
+	// "params" for client_secret_post. Not together with
+	// TokenEndpointAuth.
+	AuthStyle string `yaml:"auth_style"`
+	// PrivateKeyFile, KeyID and AssertionAudience ("token_endpoint", the
+	// default, or "issuer") configure private_key_jwt.
+	PrivateKeyFile    string `yaml:"private_key_file"`
+	KeyID             string `yaml:"key_id"`
+	AssertionAudience string `yaml:"assertion_audience"`
+	// ClientCertFile and ClientKeyFile configure tls_client_auth.
+	ClientCertFile string `yaml:"client_cert_file"`
+	ClientKeyFile  string `yaml:"client_key_file"`
+	// CAFile holds CA certificates trusted, beyond the system's, for the
+	// provider's issuer and endpoints.
+	CAFile string   `yaml:"ca_file"`
+	Scopes []string `yaml:"scopes"`
 	// Header receives "Bearer <access token>". Default "authorization".
 	Header string `yaml:"header"`
 	// IDTokenHeader, when set, receives the raw ID token.
 	IDTokenHeader string `yaml:"id_token_header"`
-	// Issuer is the provider's OIDC issuer, used to verify refreshed ID
-	// tokens.
+	// Issuer is the provider's OIDC issuer: its discovery document fills
+	// the endpoints not set by hand and names the keys that verify
+	// refreshed ID tokens.
 	Issuer string `yaml:"issuer"`
 	// RevocationURL is the provider's token revocation endpoint (RFC
 	// 7009), where 'tokens delete --revoke' and the admin API revoke a
-	// session's grant, authenticated as refreshes are. Empty: tokens are
-	// not revoked at this provider.
+	// session's grant, authenticated as refreshes are. Empty: the
+	// discovery document's, else tokens are not revoked at this provider.
 	RevocationURL string `yaml:"revocation_url"`
 }
 
@@ -635,10 +658,20 @@ func (c *Config) validate() []string {
 		// The OAuth client owns the provider's token endpoint and client
 		// settings, the ID-token verifier its issuer; config adds only the
 		// transport rule, which allow_insecure_http relaxes.
-		p = append(p, setting.Under(at, pr.OAuthClient().Validate())...)
+		oauthProblems := setting.Under(at, pr.OAuthClient().Validate())
+		switch _, known := authStyles[pr.AuthStyle]; {
+		case pr.AuthStyle != "" && pr.TokenEndpointAuth != "":
+			add("%s: set token_endpoint_auth or auth_style (its older spelling), not both", at)
+		case pr.AuthStyle != "" && !known:
+			// Said once, under the key that was written.
+			add(`%s.auth_style must be "header" or "params" (or set token_endpoint_auth instead)`, at)
+			oauthProblems = slices.DeleteFunc(oauthProblems, func(s string) bool { return strings.HasPrefix(s, at+".token_endpoint_auth ") })
+		}
+		p = append(p, oauthProblems...)
 		p = append(p, setting.Under(at, pr.IDToken().Validate())...)
 		p = append(p, c.checkTransport(at+".token_url", pr.TokenURL)...)
 		p = append(p, c.checkTransport(at+".revocation_url", pr.RevocationURL)...)
+		p = append(p, c.checkTransport(at+".authorization_url", pr.AuthorizationURL)...)
 		p = append(p, c.checkTransport(at+".issuer", pr.Issuer)...)
 	}
 	// The decision owns the providers' headers, the routes, the default
@@ -697,21 +730,10 @@ func (c *Config) validate() []string {
 // absolute http URL is left to the package that owns the setting. The
 // message never quotes the URL, which may carry a secret.
 func (c *Config) checkTransport(at, raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "http" || u.Host == "" || c.AllowInsecureHTTP || isLoopback(u.Hostname()) {
+	if c.AllowInsecureHTTP || !setting.CleartextToRemote(raw) {
 		return nil
 	}
 	return []string{fmt.Sprintf("%s must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)", at)}
-}
-
-// isLoopback reports whether host is localhost or a loopback IP address
-// (127.0.0.0/8, ::1).
-func isLoopback(host string) bool {
-	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // loadKeys reads and checks the encryption keys. Messages never contain key
@@ -777,17 +799,32 @@ func (j JWT) JWTAuth() jwtauth.Config {
 	return jwtauth.Config{Issuer: j.Issuer, Audiences: j.Audiences, JWKSURL: j.JWKSURL, JWKSFile: j.JWKSFile, Leeway: j.Leeway.D()}
 }
 
-// OAuthClient returns the provider as the OAuth client takes it. An
-// auth_style other than "header" or "params" is left unset, which
-// oauthclient.Provider.Validate reports.
+// authStyles are the auth_style values, by the method each stands for.
+var authStyles = map[string]oauthclient.AuthMethod{
+	"header": oauthclient.ClientSecretBasic,
+	"params": oauthclient.ClientSecretPost,
+}
+
+// OAuthClient returns the provider as the OAuth client takes it. The method
+// is token_endpoint_auth, else auth_style's; a value that is neither is
+// left unset, which oauthclient.Provider.Validate reports.
 func (p Provider) OAuthClient() oauthclient.Provider {
-	style, _ := oauthclient.ParseAuthStyle(p.AuthStyle)
-	return oauthclient.Provider{TokenURL: p.TokenURL, ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthStyle: style, Scopes: p.Scopes,
-		RevocationURL: p.RevocationURL}
+	method := authStyles[p.AuthStyle]
+	if p.TokenEndpointAuth != "" {
+		method, _ = oauthclient.ParseAuthMethod(p.TokenEndpointAuth)
+	}
+	return oauthclient.Provider{
+		Issuer: p.Issuer, AuthorizationURL: p.AuthorizationURL, TokenURL: p.TokenURL, RevocationURL: p.RevocationURL,
+		ClientID: p.ClientID, ClientSecret: p.ClientSecret, AuthMethod: method,
+		PrivateKeyFile: p.PrivateKeyFile, KeyID: p.KeyID, AssertionAudience: oauthclient.Audience(p.AssertionAudience),
+		ClientCertFile: p.ClientCertFile, ClientKeyFile: p.ClientKeyFile, CAFile: p.CAFile,
+		Scopes: p.Scopes,
+	}
 }
 
 // IDToken returns the provider as the ID-token verifier takes it; without
-// an issuer its ID tokens are not verified.
+// an issuer its ID tokens are not verified. The caller adds the HTTP client
+// that trusts ca_file.
 func (p Provider) IDToken() idtoken.Provider {
 	return idtoken.Provider{Issuer: p.Issuer, ClientID: p.ClientID}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"github.com/extauthz/extauthz/internal/setting"
 	"net"
 	"net/url"
 	"strings"
@@ -41,7 +42,7 @@ func (c *Config) validateConnect() []string {
 	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" ||
 		strings.ContainsAny(c.Connect.PublicURL, "?#<> \t\r\n"):
 		add("connect.public_url must be an absolute https URL without query or fragment")
-	case u.Scheme == "http" && !c.AllowInsecureHTTP && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !c.AllowInsecureHTTP && !setting.IsLoopback(u.Hostname()):
 		add("connect.public_url must use https (plain http is allowed only to a loopback host, or anywhere with allow_insecure_http: true)")
 	}
 	switch d := c.Connect.TicketTTL; {

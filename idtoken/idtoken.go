@@ -2,9 +2,10 @@
 // returns from a refresh, against that provider's issuer keys.
 //
 // A Verifier holds one configuration per provider name. The issuer's keys are
-// found by OIDC discovery (Issuer + "/.well-known/openid-configuration"),
-// done lazily on the first Verify for that provider and cached for the life
-// of the Verifier, or read straight from Provider.JWKSURL when it is set.
+// found by OIDC discovery (package discovery: Issuer +
+// "/.well-known/openid-configuration", fetched once and cached, shared with
+// the OAuth client through WithDiscovery), or read straight from
+// Provider.JWKSURL when it is set.
 //
 // Errors fall in two classes that callers must tell apart with errors.Is:
 // ErrInvalid means the token itself was refused (a permanent failure), and
@@ -28,6 +29,7 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/extauthz/extauthz/discovery"
 	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
@@ -40,9 +42,6 @@ const (
 	// leeway is how long after its exp a token is still accepted, to absorb
 	// clock skew between this service and the provider.
 	leeway = time.Minute
-	// defaultRetryInterval is the least time between two discovery attempts
-	// for one provider after one failed.
-	defaultRetryInterval = 5 * time.Second
 	// defaultHTTPTimeout bounds every discovery and key-set request when the
 	// HTTP client has no time-out of its own.
 	defaultHTTPTimeout = 10 * time.Second
@@ -73,6 +72,11 @@ type Provider struct {
 	// JWKSURL, when set, is the issuer's key-set URL and discovery is
 	// skipped.
 	JWKSURL string
+	// HTTPClient, when set, fetches this provider's key set (and, without
+	// WithDiscovery, its discovery document) instead of the Verifier's
+	// client: its transport carries the provider's trusted roots (ca_file).
+	// It gets the Verifier's default time-out when it has none.
+	HTTPClient *http.Client
 }
 
 // Validate reports every problem of p, joined, each a *setting.Error named
@@ -107,6 +111,20 @@ type options struct {
 	client        *http.Client
 	now           func() time.Time
 	retryInterval time.Duration
+	discovery     Discovery
+}
+
+// Discovery finds a provider's discovery document; *discovery.Cache is one.
+type Discovery interface {
+	Lookup(ctx context.Context, provider string) (discovery.Metadata, error)
+}
+
+// WithDiscovery makes the Verifier take the providers' jwks_uri from d,
+// keyed by the same provider names, so that a document fetched for the
+// OAuth client is not fetched again. Without it the Verifier keeps a
+// discovery.Cache of its own, on its HTTP clients and clock.
+func WithDiscovery(d Discovery) Option {
+	return func(o *options) { o.discovery = d }
 }
 
 // WithHTTPClient sets the HTTP client used for discovery and key-set
@@ -139,22 +157,12 @@ type Verifier struct {
 // provider is the state of one configured provider. Once verifier is set it
 // never changes.
 type provider struct {
-	name string
-	cfg  Provider
+	name   string
+	cfg    Provider
+	client *http.Client // fetches the key set
 
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
-	pending  *discovery // the discovery in flight, if any
-	failErr  error      // the cause of the last failed discovery
-	failAt   time.Time  // when it failed
-}
-
-// discovery is one discovery attempt that several callers may wait for. Its
-// result fields are written before done is closed.
-type discovery struct {
-	done     chan struct{}
-	verifier *oidc.IDTokenVerifier
-	err      error
 }
 
 // New validates every provider (see Provider.Validate) and returns a
@@ -162,21 +170,14 @@ type discovery struct {
 // name. A provider without Issuer is not verified. Every problem is
 // reported, in one error. New does no network I/O.
 func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
-	o := options{now: time.Now, retryInterval: defaultRetryInterval}
+	o := options{now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.now == nil {
 		o.now = time.Now
 	}
-	switch {
-	case o.client == nil:
-		o.client = &http.Client{Timeout: defaultHTTPTimeout}
-	case o.client.Timeout <= 0:
-		c := *o.client
-		c.Timeout = defaultHTTPTimeout
-		o.client = &c
-	}
+	o.client = withTimeout(o.client)
 
 	names := make([]string, 0, len(providers))
 	for name := range providers {
@@ -185,6 +186,7 @@ func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
 	sort.Strings(names)
 
 	v := &Verifier{opts: o, providers: make(map[string]*provider)}
+	sources := map[string]discovery.Source{}
 	var errs []error
 	for _, name := range names {
 		cfg := providers[name]
@@ -195,16 +197,38 @@ func New(providers map[string]Provider, opts ...Option) (*Verifier, error) {
 		if cfg.Issuer == "" {
 			continue
 		}
-		p := &provider{name: name, cfg: cfg}
+		p := &provider{name: name, cfg: cfg, client: o.client}
+		if cfg.HTTPClient != nil {
+			p.client = withTimeout(cfg.HTTPClient)
+		}
 		if cfg.JWKSURL != "" {
-			p.verifier = v.newOIDCVerifier(cfg, cfg.JWKSURL)
+			p.verifier = v.newOIDCVerifier(p, cfg.JWKSURL)
+		} else {
+			sources[name] = discovery.Source{Issuer: cfg.Issuer, HTTPClient: p.client}
 		}
 		v.providers[name] = p
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if v.opts.discovery == nil {
+		v.opts.discovery = discovery.New(sources, discovery.Options{Now: o.now, RetryInterval: o.retryInterval})
+	}
 	return v, nil
+}
+
+// withTimeout returns c, or a new client when c is nil, with the default
+// time-out when it has none (on a copy).
+func withTimeout(c *http.Client) *http.Client {
+	switch {
+	case c == nil:
+		return &http.Client{Timeout: defaultHTTPTimeout}
+	case c.Timeout <= 0:
+		cp := *c
+		cp.Timeout = defaultHTTPTimeout
+		return &cp
+	}
+	return c
 }
 
 // Has reports whether provider has ID-token verification configured.
@@ -220,10 +244,11 @@ func (v *Verifier) Has(provider string) bool {
 // future, and a non-empty sub.
 //
 // The issuer's keys come from discovery, done on the first call for the
-// provider and cached; if it fails, later calls try again, at most once per
-// 5 s, and in between fail at once. Concurrent callers share one discovery
-// and one key-set fetch, which run on no caller's context: a caller whose
-// ctx ends stops waiting, and the work goes on for the others.
+// provider (or earlier, by the shared discovery.Cache) and cached; if it
+// fails, later calls try again, at most once per 5 s, and in between fail at
+// once. Concurrent callers share one discovery and one key-set fetch, which
+// run on no caller's context: a caller whose ctx ends stops waiting, and the
+// work goes on for the others.
 //
 // A rejection of the token wraps ErrInvalid. Discovery or key set
 // unreachable (or answering badly, or a caller's ctx ending while it waits
@@ -256,79 +281,34 @@ func (v *Verifier) Verify(ctx context.Context, provider, raw string) (subject st
 	return tok.Subject, nil
 }
 
-// verifierFor returns p's go-oidc verifier, running or joining discovery if
-// there is none yet. No lock is held across network I/O.
+// verifierFor returns p's go-oidc verifier, building it from the discovery
+// document's jwks_uri if there is none yet. No lock is held across network
+// I/O.
 func (v *Verifier) verifierFor(ctx context.Context, p *provider) (*oidc.IDTokenVerifier, error) {
 	p.mu.Lock()
-	if p.verifier != nil {
-		ver := p.verifier
-		p.mu.Unlock()
+	ver := p.verifier
+	p.mu.Unlock()
+	if ver != nil {
 		return ver, nil
 	}
-	d := p.pending
-	if d == nil {
-		if p.failErr != nil && v.opts.now().Sub(p.failAt) < v.opts.retryInterval {
-			cause := p.failErr
-			p.mu.Unlock()
-			return nil, unavailable(p.name, "OIDC discovery failed recently", cause)
-		}
-		d = &discovery{done: make(chan struct{})}
-		p.pending = d
-		go v.discover(p, d)
+	meta, err := v.opts.discovery.Lookup(ctx, p.name)
+	if err != nil {
+		return nil, unavailable(p.name, "OIDC discovery", err)
 	}
-	p.mu.Unlock()
-
-	select {
-	case <-ctx.Done():
-		return nil, unavailable(p.name, "waiting for OIDC discovery", ctx.Err())
-	case <-d.done:
+	if meta.JWKSURI == "" {
+		return nil, unavailable(p.name, "OIDC discovery", errors.New("discovery document has no jwks_uri"))
 	}
-	if d.err != nil {
-		return nil, unavailable(p.name, "OIDC discovery", d.err)
-	}
-	return d.verifier, nil
-}
-
-// discover fetches p's discovery document, builds its verifier and publishes
-// the outcome to p and to d's waiters. It runs on a context of its own,
-// bounded by the HTTP client's time-out.
-func (v *Verifier) discover(p *provider, d *discovery) {
-	ver, err := v.fetchVerifier(p.cfg)
-
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if err == nil {
-		p.verifier = ver
-		p.failErr = nil
-	} else {
-		p.failErr = err
-		p.failAt = v.opts.now()
+	if p.verifier == nil {
+		p.verifier = v.newOIDCVerifier(p, meta.JWKSURI)
 	}
-	p.pending = nil
-	d.verifier, d.err = ver, err
-	close(d.done)
+	return p.verifier, nil
 }
 
-func (v *Verifier) fetchVerifier(cfg Provider) (*oidc.IDTokenVerifier, error) {
-	ctx := oidc.ClientContext(context.Background(), v.opts.client)
-	op, err := oidc.NewProvider(ctx, cfg.Issuer)
-	if err != nil {
-		return nil, err
-	}
-	var meta struct {
-		JWKSURL string `json:"jwks_uri"`
-	}
-	if err := op.Claims(&meta); err != nil {
-		return nil, fmt.Errorf("reading discovery document: %w", err)
-	}
-	if !isHTTPURL(meta.JWKSURL) {
-		return nil, errors.New("discovery document has no absolute http(s) jwks_uri")
-	}
-	return v.newOIDCVerifier(cfg, meta.JWKSURL), nil
-}
-
-func (v *Verifier) newOIDCVerifier(cfg Provider, jwksURL string) *oidc.IDTokenVerifier {
-	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), v.opts.client), jwksURL)
+func (v *Verifier) newOIDCVerifier(p *provider, jwksURL string) *oidc.IDTokenVerifier {
+	cfg := p.cfg
+	keys := oidc.NewRemoteKeySet(oidc.ClientContext(context.Background(), p.client), jwksURL)
 	now := v.opts.now
 	return oidc.NewVerifier(cfg.Issuer, &recordingKeySet{keys: keys}, &oidc.Config{
 		ClientID:             cfg.ClientID,

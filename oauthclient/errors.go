@@ -312,8 +312,8 @@ func networkCause(err error) string {
 	case errors.As(err, &certErr), errors.As(err, &hostErr), errors.As(err, &authErr),
 		errors.As(err, &invErr), errors.As(err, &recErr), errors.As(err, &alertErr):
 		return "TLS failure"
-	case errors.Is(err, errAddScope):
-		return "cannot add scope to the request"
+	case errors.Is(err, errAddForm):
+		return "cannot add fields to the request"
 	}
 	return "network error"
 }

@@ -1,13 +1,18 @@
 // Package oauthclient is the OAuth 2.0 client that talks to upstream
 // identity providers' token endpoints, using golang.org/x/oauth2. It redeems
-// refresh tokens with the refresh_token grant (RFC 6749 section 6) and
-// revokes tokens (RFC 7009, see Revoke and RevokeSession).
+// refresh tokens with the refresh_token grant (RFC 6749 section 6),
+// exchanges authorization codes (RFC 6749 section 4.1.3 with PKCE, RFC 7636:
+// see Exchange) and revokes tokens (RFC 7009, see Revoke and RevokeSession).
+// Each provider authenticates our client in the way it is configured for
+// (AuthMethod: client_secret_basic, client_secret_post, private_key_jwt or
+// tls_client_auth), the same for all three; its endpoints are configured by
+// hand or taken from its OpenID Connect discovery document (WithDiscovery).
 //
-// A Client knows a fixed set of providers by name. Each call to Refresh sends
-// exactly one token request: the client never caches tokens, never probes the
-// provider's preferred client authentication style (it is configured
-// explicitly, see AuthStyle) and never follows redirects, so a refresh token is
-// never redeemed twice by one call.
+// A Client knows a fixed set of providers by name. Each call to Refresh or
+// Exchange sends exactly one token request: the client never caches tokens,
+// never probes the provider's preferred client authentication method (it is
+// configured explicitly, see AuthMethod) and never follows redirects, so a
+// refresh token or a code is never redeemed twice by one call.
 //
 // Failures are *Error values, classified by the provider's OAuth error code
 // and HTTP status. Test them with errors.Is against
@@ -34,6 +39,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/extauthz/extauthz/discovery"
 	"github.com/extauthz/extauthz/internal/oauthscope"
 	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/store"
@@ -50,115 +56,95 @@ const DefaultHTTPTimeout = 30 * time.Second
 // provider.
 var ErrUnknownProvider = errors.New("oauthclient: unknown provider")
 
-// AuthStyle is how the client authenticates to a provider's token endpoint.
-// The zero value is not a valid style: every provider must name one, because
-// auto-detection (trying one style and then the other) would send a refresh
-// token twice.
-type AuthStyle int
-
-const (
-	// AuthStyleHeader sends client_id and client_secret in an HTTP Basic
-	// Authorization header (RFC 6749 section 2.3.1, the recommended way).
-	AuthStyleHeader AuthStyle = iota + 1
-	// AuthStyleParams sends client_id and client_secret as form fields of
-	// the request body.
-	AuthStyleParams
-)
-
-// ParseAuthStyle parses the configuration spelling of an AuthStyle: "header"
-// or "params".
-func ParseAuthStyle(s string) (AuthStyle, error) {
-	switch s {
-	case "header":
-		return AuthStyleHeader, nil
-	case "params":
-		return AuthStyleParams, nil
-	}
-	return 0, fmt.Errorf("oauthclient: invalid auth style %q: want \"header\" or \"params\"", s)
-}
-
-// String returns "header" or "params", the spelling ParseAuthStyle accepts.
-func (s AuthStyle) String() string {
-	switch s {
-	case AuthStyleHeader:
-		return "header"
-	case AuthStyleParams:
-		return "params"
-	}
-	return "AuthStyle(" + strconv.Itoa(int(s)) + ")"
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s AuthStyle) MarshalText() ([]byte, error) {
-	if _, ok := s.oauth2(); !ok {
-		return nil, fmt.Errorf("oauthclient: invalid auth style %d", int(s))
-	}
-	return []byte(s.String()), nil
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler with ParseAuthStyle, so
-// that configuration decoders accept "header" and "params".
-func (s *AuthStyle) UnmarshalText(text []byte) error {
-	v, err := ParseAuthStyle(string(text))
-	if err != nil {
-		return err
-	}
-	*s = v
-	return nil
-}
-
-// oauth2 maps s to x/oauth2's style. It never yields AuthStyleAutoDetect.
-func (s AuthStyle) oauth2() (oauth2.AuthStyle, bool) {
-	switch s {
-	case AuthStyleHeader:
-		return oauth2.AuthStyleInHeader, true
-	case AuthStyleParams:
-		return oauth2.AuthStyleInParams, true
-	}
-	return 0, false
-}
-
-// Provider is one upstream identity provider's token endpoint and our client
+// Provider is one upstream identity provider's endpoints and our client
 // registration there.
 type Provider struct {
+	// Issuer, when set, is the provider's OpenID Connect issuer: its
+	// discovery document supplies AuthorizationURL, TokenURL and
+	// RevocationURL where they are empty (see WithDiscovery), and it is
+	// the aud of AudienceIssuer assertions.
+	Issuer string
+	// AuthorizationURL is the absolute http or https URL of the
+	// authorization endpoint, where the connect flow sends the browser. It
+	// may be empty; this package sends no request there.
+	AuthorizationURL string
 	// TokenURL is the absolute http or https URL of the token endpoint.
+	// Required unless Issuer is set.
 	TokenURL string
+	// RevocationURL is the absolute http or https URL of the provider's
+	// token revocation endpoint (RFC 7009). Empty, and none discovered: the
+	// provider revokes no tokens (Revoke returns ErrRevocationUnsupported).
+	RevocationURL string
 	// ClientID is our client's ID at the provider. Required.
 	ClientID string
-	// ClientSecret is our client's secret. It may be empty for a public
-	// client.
+	// ClientSecret is our client's secret with ClientSecretBasic and
+	// ClientSecretPost; it may be empty for a public client. It must be
+	// empty with the other methods.
 	ClientSecret string
-	// AuthStyle says how the client credentials are sent. Required.
-	AuthStyle AuthStyle
+	// AuthMethod says how the client authenticates. Required.
+	AuthMethod AuthMethod
+	// PrivateKeyFile is the PEM file (PKCS #8, PKCS #1 or SEC 1, not
+	// encrypted) of the key that signs client assertions; KeyID is their
+	// kid and AssertionAudience their aud (default AudienceTokenEndpoint).
+	// PrivateKeyJWT only, which requires the file and the kid. The file is
+	// read once, by New.
+	PrivateKeyFile    string
+	KeyID             string
+	AssertionAudience Audience
+	// ClientCertFile and ClientKeyFile are the PEM client certificate
+	// chain and its key. TLSClientAuth only, which requires both. They are
+	// read again when they change, as the listeners' certificates are.
+	ClientCertFile string
+	ClientKeyFile  string
+	// CAFile, when set, is a PEM file of CA certificates trusted, beyond
+	// the system's roots, for this provider's endpoints (a private IdP).
+	CAFile string
 	// Scopes, when set, are sent space-separated as the "scope" parameter of
 	// every refresh request. When empty no scope is sent and the provider
 	// keeps the scopes of the original grant.
 	Scopes []string
-	// RevocationURL is the absolute http or https URL of the provider's
-	// token revocation endpoint (RFC 7009). Empty: the provider revokes no
-	// tokens (Revoke returns ErrRevocationUnsupported).
-	RevocationURL string
 }
 
 // Validate reports every problem of p, joined, each a *setting.Error named
-// by the configuration key of its field: token_url (an absolute http or
-// https URL without credentials), revocation_url (optional; the same rules),
-// client_id (required), auth_style (required: it is never auto-detected)
-// and scopes (RFC 6749 scope-tokens). No problem quotes a URL, which may
-// carry a secret.
+// by the configuration key of its field: token_url (required unless issuer
+// is set), authorization_url, revocation_url and issuer (absolute http or
+// https URLs without credentials), client_id (required), the
+// authentication method and the settings it requires (token_endpoint_auth:
+// never auto-detected; private_key_file and key_id for private_key_jwt,
+// client_cert_file and client_key_file for tls_client_auth, each file
+// readable and parsed; a client_secret only for the client_secret methods;
+// no setting of another method), ca_file, and scopes (RFC 6749
+// scope-tokens). No problem quotes a URL, which may carry a secret, nor a
+// file's contents.
 func (p Provider) Validate() error {
-	errs := []error{checkEndpoint("token_url", p.TokenURL)}
-	if p.RevocationURL != "" {
-		errs = append(errs, checkEndpoint("revocation_url", p.RevocationURL))
+	_, err := p.check()
+	return err
+}
+
+// check is Validate, returning the loaded credentials when there is no
+// problem.
+func (p Provider) check() (*credentials, error) {
+	var errs []error
+	switch {
+	case p.TokenURL != "":
+		errs = append(errs, checkEndpoint("token_url", p.TokenURL))
+	case p.Issuer == "":
+		errs = append(errs, setting.Errorf("token_url", " is required (or issuer, whose discovery document names it)"))
+	}
+	for _, ep := range []struct{ key, url string }{
+		{"issuer", p.Issuer}, {"authorization_url", p.AuthorizationURL}, {"revocation_url", p.RevocationURL},
+	} {
+		if ep.url != "" {
+			errs = append(errs, checkEndpoint(ep.key, ep.url))
+		}
 	}
 	if p.ClientID == "" {
 		errs = append(errs, setting.Errorf("client_id", " is required"))
 	}
-	if _, ok := p.AuthStyle.oauth2(); !ok {
-		errs = append(errs, setting.Errorf("auth_style", ` must be "header" or "params" (it is never auto-detected)`))
-	}
 	errs = append(errs, oauthscope.Check("scopes", p.Scopes))
-	return errors.Join(errs...)
+	creds, err := loadCredentials(p)
+	errs = append(errs, err)
+	return creds, errors.Join(errs...)
 }
 
 // checkEndpoint reports, under key, why raw is not an absolute http(s) URL
@@ -180,41 +166,70 @@ type Option func(*options)
 type options struct {
 	httpClient *http.Client
 	now        func() time.Time
+	discovery  Discovery
 }
 
 // WithHTTPClient makes the Client send token and revocation requests with hc (its
 // Transport, Timeout and Jar). The Client wraps hc's Transport to add the
-// configured scopes and to enforce one request per refresh, and never follows
-// redirects whatever hc.CheckRedirect says. A nil hc selects the default: a
-// client on http.DefaultTransport with a DefaultHTTPTimeout time-out.
+// configured scopes and client assertions and to enforce one request per
+// call, and never follows redirects whatever hc.CheckRedirect says. A
+// provider with a ca_file or tls_client_auth gets a clone of the Transport,
+// which must then be an *http.Transport, with its roots and certificate. A
+// nil hc selects the default: a client on http.DefaultTransport with a
+// DefaultHTTPTimeout time-out.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(o *options) { o.httpClient = hc }
 }
 
-// WithNow sets the clock used to turn expires_in into an expiry time and an
-// HTTP-date Retry-After into a duration. A nil now selects time.Now.
+// WithNow sets the clock used to turn expires_in into an expiry time, an
+// HTTP-date Retry-After into a duration, and to date client assertions. A
+// nil now selects time.Now.
 func WithNow(now func() time.Time) Option {
 	return func(o *options) { o.now = now }
 }
 
-// Client redeems and revokes tokens at a fixed set of providers. It is safe for
-// concurrent use. It does not coordinate concurrent refreshes of the same
-// token: callers that must redeem a token at most once serialise Refresh
-// calls themselves.
+// Discovery finds a provider's discovery document by provider name;
+// *discovery.Cache is one.
+type Discovery interface {
+	Lookup(ctx context.Context, provider string) (discovery.Metadata, error)
+}
+
+// WithDiscovery makes the Client take the endpoints that a provider with an
+// Issuer leaves empty from d, keyed by the same provider names, so that one
+// document serves the ID-token verifier too. Without it the Client keeps a
+// discovery.Cache of its own over the providers' transports (plain http
+// only to loopback hosts), on its clock.
+func WithDiscovery(d Discovery) Option {
+	return func(o *options) { o.discovery = d }
+}
+
+// Client redeems, exchanges and revokes tokens at a fixed set of providers.
+// It is safe for concurrent use. It does not coordinate concurrent refreshes
+// of the same token: callers that must redeem a token at most once
+// serialise Refresh calls themselves.
 type Client struct {
 	providers map[string]*provider
 	now       func() time.Time
+	discovery Discovery
 }
 
 type provider struct {
-	config        *oauth2.Config
-	http          *http.Client
-	style         AuthStyle
-	revocationURL string
+	// config holds the client ID, secret and x/oauth2 auth style; each
+	// request is sent with a copy naming the resolved token URL.
+	config   oauth2.Config
+	method   AuthMethod
+	audience Audience
+	creds    *credentials
+	http     *http.Client
+	scope    string // space-separated; empty: none
+	// configured holds the endpoints set by hand, and the issuer.
+	configured Endpoints
 }
 
 // New returns a Client for providers, keyed by provider name. It validates
-// every provider (see Provider.Validate) and reports all problems at once.
+// every provider (see Provider.Validate), loads their key and certificate
+// files and reports all problems at once. It does no network I/O: discovery
+// happens on first use (or ahead of it, by the shared discovery.Cache).
 func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	var o options
 	for _, opt := range opts {
@@ -233,41 +248,53 @@ func New(providers map[string]Provider, opts ...Option) (*Client, error) {
 	}
 
 	var errs []error
-	c := &Client{providers: make(map[string]*provider, len(providers)), now: o.now}
+	c := &Client{providers: make(map[string]*provider, len(providers)), now: o.now, discovery: o.discovery}
+	sources := map[string]discovery.Source{}
 	for name, p := range providers {
 		if name == "" {
 			errs = append(errs, errors.New("oauthclient: provider name is empty"))
 			continue
 		}
-		if err := p.Validate(); err != nil {
-			errs = append(errs, setting.Prefixed(fmt.Sprintf("oauthclient: provider %q: ", name), err))
+		prefix := fmt.Sprintf("oauthclient: provider %q: ", name)
+		creds, err := p.check()
+		if err != nil {
+			errs = append(errs, setting.Prefixed(prefix, err))
 			continue
 		}
-		style, _ := p.AuthStyle.oauth2()
-		tokenURL, _ := url.Parse(p.TokenURL)
+		tr, err := creds.httpTransport(baseTransport)
+		if err != nil {
+			errs = append(errs, errors.New(prefix+err.Error()))
+			continue
+		}
+		if p.Issuer != "" {
+			sources[name] = discovery.Source{Issuer: p.Issuer, HTTPClient: &http.Client{Transport: tr, Timeout: base.Timeout}}
+		}
 		hc := &http.Client{
-			Transport: &transport{
-				base:     baseTransport,
-				tokenURL: tokenURL,
-				scope:    strings.Join(p.Scopes, " "),
-			},
+			Transport:     &transport{base: tr},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			Jar:           base.Jar,
 			Timeout:       base.Timeout,
 		}
 		c.providers[name] = &provider{
-			config: &oauth2.Config{
+			config: oauth2.Config{
 				ClientID:     p.ClientID,
 				ClientSecret: p.ClientSecret,
-				Endpoint:     oauth2.Endpoint{TokenURL: p.TokenURL, AuthStyle: style},
+				Endpoint:     oauth2.Endpoint{AuthStyle: p.AuthMethod.oauth2Style()},
 			},
-			http:          hc,
-			style:         p.AuthStyle,
-			revocationURL: p.RevocationURL,
+			method:   p.AuthMethod,
+			audience: p.AssertionAudience,
+			creds:    creds,
+			http:     hc,
+			scope:    strings.Join(p.Scopes, " "),
+			configured: Endpoints{Issuer: p.Issuer, AuthorizationURL: p.AuthorizationURL, TokenURL: p.TokenURL,
+				RevocationURL: p.RevocationURL},
 		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if c.discovery == nil {
+		c.discovery = discovery.New(sources, discovery.Options{Now: o.now})
 	}
 	return c, nil
 }
@@ -294,27 +321,63 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 	if refreshToken == "" {
 		return store.Tokens{}, fmt.Errorf("oauthclient: provider %q: %w", providerName, upstreamtoken.ErrNoRefreshToken)
 	}
-	if err := ctx.Err(); err != nil {
-		return store.Tokens{}, c.classify(ctx, refreshOp, providerName, &attempt{}, err)
+	conf, a, err := c.tokenRequest(ctx, refreshOp, providerName, p)
+	if err != nil {
+		return store.Tokens{}, err
 	}
-
-	a := &attempt{}
+	if p.scope != "" {
+		a.form.Set("scope", p.scope)
+	}
 	rctx := context.WithValue(ctx, oauth2.HTTPClient, p.http)
 	rctx = context.WithValue(rctx, attemptKey{}, a)
 	// An empty access token is never valid, so the token source always
 	// sends the refresh request.
-	tok, err := p.config.TokenSource(rctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
+	tok, err := conf.TokenSource(rctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
 		return store.Tokens{}, c.classify(ctx, refreshOp, providerName, a, err)
 	}
+	out := c.tokens(tok)
+	if out.RefreshToken == "" {
+		out.RefreshToken = refreshToken
+	}
+	return out, nil
+}
 
+// tokenRequest prepares one request to p's token endpoint for op: the
+// x/oauth2 configuration naming the resolved token URL, and the attempt
+// whose form carries the client authentication fields. A cancelled ctx, a
+// failed discovery or an assertion that cannot be signed is an *Error, and
+// no request is sent.
+func (c *Client) tokenRequest(ctx context.Context, op *operation, name string, p *provider) (*oauth2.Config, *attempt, error) {
+	a := &attempt{form: url.Values{}}
+	if err := ctx.Err(); err != nil {
+		return nil, nil, c.classify(ctx, op, name, a, err)
+	}
+	ep, err := c.resolve(ctx, op, name, p, needToken)
+	if err != nil {
+		return nil, nil, err
+	}
+	form, err := p.authForm(ep.TokenURL, ep.Issuer, c.now())
+	if err != nil {
+		return nil, nil, c.signFailure(op, name)
+	}
+	for k, v := range form {
+		a.form[k] = v
+	}
+	conf := p.config
+	conf.Endpoint.TokenURL = ep.TokenURL
+	return &conf, a, nil
+}
+
+// tokens converts a successful token response: IDToken is the response's
+// id_token, or empty; TokenType is the provider's token_type, "Bearer" if it
+// named none; ExpiresAt is the clock's now plus expires_in, or the zero time
+// when the provider sent no (positive) expires_in.
+func (c *Client) tokens(tok *oauth2.Token) store.Tokens {
 	out := store.Tokens{
 		AccessToken:  tok.AccessToken,
 		RefreshToken: tok.RefreshToken,
 		TokenType:    tok.Type(),
-	}
-	if out.RefreshToken == "" {
-		out.RefreshToken = refreshToken
 	}
 	if id, ok := tok.Extra("id_token").(string); ok {
 		out.IDToken = id
@@ -322,7 +385,7 @@ func (c *Client) Refresh(ctx context.Context, providerName, refreshToken string)
 	if n := expiresIn(tok); n > 0 {
 		out.ExpiresAt = c.now().Add(time.Duration(n) * time.Second)
 	}
-	return out, nil
+	return out
 }
 
 // maxExpiresIn caps expires_in (in seconds) so that the expiry time cannot

@@ -102,7 +102,7 @@ func respondJSON(status int, body string, header ...string) http.HandlerFunc {
 
 func newClient(t testing.TB, tokenURL string, mutate func(*Provider), opts ...Option) *Client {
 	t.Helper()
-	p := Provider{TokenURL: tokenURL, ClientID: clientID, ClientSecret: clientSecret, AuthStyle: AuthStyleHeader}
+	p := Provider{TokenURL: tokenURL, ClientID: clientID, ClientSecret: clientSecret, AuthMethod: ClientSecretBasic}
 	if mutate != nil {
 		mutate(&p)
 	}
@@ -127,43 +127,47 @@ func assertNoSecrets(t testing.TB, err error) {
 	}
 }
 
-func TestParseAuthStyle(t *testing.T) {
+func TestParseAuthMethod(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want AuthStyle
+		want AuthMethod
 		ok   bool
 	}{
-		{"header", AuthStyleHeader, true},
-		{"params", AuthStyleParams, true},
+		{"client_secret_basic", ClientSecretBasic, true},
+		{"client_secret_post", ClientSecretPost, true},
+		{"private_key_jwt", PrivateKeyJWT, true},
+		{"tls_client_auth", TLSClientAuth, true},
 		{"", 0, false},
-		{"Header", 0, false},
-		{"auto", 0, false},
-		{"basic", 0, false},
+		{"header", 0, false},
+		{"params", 0, false},
+		{"Client_Secret_Basic", 0, false},
+		{"client_secret_jwt", 0, false},
+		{"self_signed_tls_client_auth", 0, false},
 	} {
-		got, err := ParseAuthStyle(tc.in)
+		got, err := ParseAuthMethod(tc.in)
 		if (err == nil) != tc.ok || got != tc.want {
-			t.Errorf("ParseAuthStyle(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
+			t.Errorf("ParseAuthMethod(%q) = %v, %v; want %v, ok=%v", tc.in, got, err, tc.want, tc.ok)
 		}
 		if tc.ok {
 			if got.String() != tc.in {
 				t.Errorf("String() = %q, want %q", got.String(), tc.in)
 			}
-			var s AuthStyle
-			if err := s.UnmarshalText([]byte(tc.in)); err != nil || s != tc.want {
-				t.Errorf("UnmarshalText(%q) = %v, %v", tc.in, s, err)
+			var m AuthMethod
+			if err := m.UnmarshalText([]byte(tc.in)); err != nil || m != tc.want {
+				t.Errorf("UnmarshalText(%q) = %v, %v", tc.in, m, err)
 			}
-			if b, err := s.MarshalText(); err != nil || string(b) != tc.in {
+			if b, err := m.MarshalText(); err != nil || string(b) != tc.in {
 				t.Errorf("MarshalText() = %q, %v", b, err)
 			}
 		}
 	}
-	if _, err := AuthStyle(0).MarshalText(); err == nil {
-		t.Error("MarshalText of the zero AuthStyle succeeded")
+	if _, err := AuthMethod(0).MarshalText(); err == nil {
+		t.Error("MarshalText of the zero AuthMethod succeeded")
 	}
 }
 
 func TestNewValidation(t *testing.T) {
-	good := Provider{TokenURL: "https://idp.example/token", ClientID: "c", ClientSecret: clientSecret, AuthStyle: AuthStyleParams}
+	good := Provider{TokenURL: "https://idp.example/token", ClientID: "c", ClientSecret: clientSecret, AuthMethod: ClientSecretPost}
 	for _, tc := range []struct {
 		name    string
 		mutate  func(*Provider)
@@ -175,19 +179,22 @@ func TestNewValidation(t *testing.T) {
 			p.TokenURL, p.ClientSecret, p.Scopes = "http://127.0.0.1:8080/oauth/token?x=1", "", []string{"openid", "offline_access"}
 		}},
 		{name: "empty name", key: "-", mutate: func(*Provider) {}, wantErr: []string{"provider name is empty"}},
-		{name: "empty token URL", mutate: func(p *Provider) { p.TokenURL = "" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
+		{name: "empty token URL", mutate: func(p *Provider) { p.TokenURL = "" }, wantErr: []string{"token_url is required (or issuer"}},
+		{name: "issuer instead of token URL", mutate: func(p *Provider) { p.TokenURL, p.Issuer = "", "https://idp.example" }},
+		{name: "bad issuer", mutate: func(p *Provider) { p.Issuer = "idp.example" }, wantErr: []string{"issuer must be an absolute http(s) URL"}},
+		{name: "bad authorization URL", mutate: func(p *Provider) { p.AuthorizationURL = "/authorize" }, wantErr: []string{"authorization_url must be an absolute http(s) URL"}},
 		{name: "relative token URL", mutate: func(p *Provider) { p.TokenURL = "/token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
 		{name: "ftp token URL", mutate: func(p *Provider) { p.TokenURL = "ftp://idp.example/token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
 		{name: "no host", mutate: func(p *Provider) { p.TokenURL = "https:///token" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
 		{name: "unparseable", mutate: func(p *Provider) { p.TokenURL = "https://idp.example/%zz" }, wantErr: []string{"token_url must be an absolute http(s) URL"}},
 		{name: "credentials in URL", mutate: func(p *Provider) { p.TokenURL = "https://u:" + clientSecret + "@idp.example/token" }, wantErr: []string{"token_url must not carry credentials"}},
 		{name: "no client ID", mutate: func(p *Provider) { p.ClientID = "" }, wantErr: []string{"client_id is required"}},
-		{name: "auth style unset", mutate: func(p *Provider) { p.AuthStyle = 0 }, wantErr: []string{`auth_style must be "header" or "params"`}},
-		{name: "auth style unknown", mutate: func(p *Provider) { p.AuthStyle = 7 }, wantErr: []string{`auth_style must be "header" or "params"`}},
+		{name: "auth method unset", mutate: func(p *Provider) { p.AuthMethod = 0 }, wantErr: []string{`token_endpoint_auth must be client_secret_basic, client_secret_post, private_key_jwt or tls_client_auth`}},
+		{name: "auth method unknown", mutate: func(p *Provider) { p.AuthMethod = 7 }, wantErr: []string{`token_endpoint_auth must be`}},
 		{name: "bad scope", mutate: func(p *Provider) { p.Scopes = []string{"openid", "two words"} }, wantErr: []string{`scopes: "two words" is not a scope-token`}},
 		{name: "empty scope", mutate: func(p *Provider) { p.Scopes = []string{""} }, wantErr: []string{`scopes: "" is not a scope-token`}},
 		{name: "all at once", mutate: func(p *Provider) { *p = Provider{TokenURL: "x"} }, wantErr: []string{
-			`provider "idp": token_url must be an absolute`, "client_id is required", "auth_style must be",
+			`provider "idp": token_url must be an absolute`, "client_id is required", "token_endpoint_auth must be",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,21 +338,21 @@ func TestRefreshAlwaysAsksProvider(t *testing.T) {
 func TestRefreshRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		style  AuthStyle
+		style  AuthMethod
 		secret string
 		scopes []string
 	}{
-		{name: "header", style: AuthStyleHeader, secret: clientSecret},
-		{name: "params", style: AuthStyleParams, secret: clientSecret},
-		{name: "header with scopes", style: AuthStyleHeader, secret: clientSecret, scopes: []string{"openid", "offline_access", "repo:read"}},
-		{name: "params with scopes", style: AuthStyleParams, secret: clientSecret, scopes: []string{"openid"}},
-		{name: "params public client", style: AuthStyleParams},
-		{name: "header secret needing escapes", style: AuthStyleHeader, secret: "s3cr:t/+&="},
+		{name: "header", style: ClientSecretBasic, secret: clientSecret},
+		{name: "params", style: ClientSecretPost, secret: clientSecret},
+		{name: "header with scopes", style: ClientSecretBasic, secret: clientSecret, scopes: []string{"openid", "offline_access", "repo:read"}},
+		{name: "params with scopes", style: ClientSecretPost, secret: clientSecret, scopes: []string{"openid"}},
+		{name: "params public client", style: ClientSecretPost},
+		{name: "header secret needing escapes", style: ClientSecretBasic, secret: "s3cr:t/+&="},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, respondJSON(200, `{"access_token":"a"}`))
 			c := newClient(t, e.url(), func(p *Provider) {
-				p.AuthStyle, p.ClientSecret, p.Scopes = tc.style, tc.secret, tc.scopes
+				p.AuthMethod, p.ClientSecret, p.Scopes = tc.style, tc.secret, tc.scopes
 			})
 			if _, err := c.Refresh(context.Background(), "idp", oldRT); err != nil {
 				t.Fatal(err)
@@ -375,7 +382,7 @@ func TestRefreshRequest(t *testing.T) {
 			_, idInForm := r.form["client_id"]
 			_, secretInForm := r.form["client_secret"]
 			switch tc.style {
-			case AuthStyleHeader:
+			case ClientSecretBasic:
 				// x/oauth2 form-encodes the credentials before Basic
 				// encoding them (RFC 6749 section 2.3.1).
 				u, _ := url.QueryUnescape(r.basicUser)
@@ -386,7 +393,7 @@ func TestRefreshRequest(t *testing.T) {
 				if idInForm || secretInForm {
 					t.Errorf("credentials also in the form: %v", r.form)
 				}
-			case AuthStyleParams:
+			case ClientSecretPost:
 				if r.authz != "" {
 					t.Errorf("Authorization header %q sent with auth style params", r.authz)
 				}
@@ -405,12 +412,12 @@ func TestRefreshRequest(t *testing.T) {
 }
 
 // x/oauth2's auto-detection would retry a failed request with the other
-// auth style and so redeem the token twice; an explicit style never does.
-func TestNoRetryWithOtherAuthStyle(t *testing.T) {
-	for _, style := range []AuthStyle{AuthStyleHeader, AuthStyleParams} {
+// authentication method and so redeem the token twice; an explicit method never does.
+func TestNoRetryWithOtherAuthMethod(t *testing.T) {
+	for _, style := range []AuthMethod{ClientSecretBasic, ClientSecretPost} {
 		t.Run(style.String(), func(t *testing.T) {
 			e := newEndpoint(t, respondJSON(401, `{"error":"invalid_client"}`))
-			c := newClient(t, e.url(), func(p *Provider) { p.AuthStyle = style })
+			c := newClient(t, e.url(), func(p *Provider) { p.AuthMethod = style })
 			_, err := c.Refresh(context.Background(), "idp", oldRT)
 			if !errors.Is(err, upstreamtoken.ErrProviderMisconfigured) {
 				t.Errorf("err = %v, want ErrProviderMisconfigured", err)
@@ -679,8 +686,7 @@ func TestWithHTTPClientTransportIsUsed(t *testing.T) {
 
 func TestTransportRefusesSecondRequest(t *testing.T) {
 	e := newEndpoint(t, respondJSON(200, `{"access_token":"a"}`))
-	u, _ := url.Parse(e.url())
-	tr := &transport{base: http.DefaultTransport, tokenURL: u}
+	tr := &transport{base: http.DefaultTransport}
 	ctx := context.WithValue(context.Background(), attemptKey{}, &attempt{})
 	for i := 0; i < 2; i++ {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url(), strings.NewReader("a=b"))

@@ -64,20 +64,27 @@ const maxErrorBody = 1 << 20
 // Revoke revokes token, of the kind hint names, at the named provider's
 // revocation endpoint (RFC 7009) with exactly one request: a form-encoded
 // POST of token and token_type_hint, authenticated as the provider's
-// refresh requests are. With AuthStyleHeader the client ID and secret go
+// refresh requests are. With ClientSecretBasic the client ID and secret go
 // form-encoded into an HTTP Basic Authorization header (RFC 6749 section
-// 2.3.1); with AuthStyleParams they are the form fields client_id and
-// client_secret. A public client (no client secret) sends client_id in
-// the form and no Authorization header, whatever its style. The request
-// goes over the HTTP client refreshes use (WithHTTPClient, its time-out),
-// and a redirect is not followed.
+// 2.3.1); with ClientSecretPost they are the form fields client_id and
+// client_secret; with PrivateKeyJWT the form carries client_id and a fresh
+// client assertion (whose aud is the token endpoint or the issuer, as for
+// the token endpoint: never the revocation URL); with TLSClientAuth it
+// carries client_id and the connection presents the client certificate. A
+// public client (no client secret) sends client_id in the form and no
+// Authorization header, whatever its method. The request goes over the
+// HTTP client refreshes use (WithHTTPClient, its time-out), and a redirect
+// is not followed. The revocation URL is the one set by hand, else the
+// issuer's discovery document's revocation_endpoint.
 //
 // Revoke returns nil when the provider answers 2xx: the token is revoked,
 // or it was already invalid (RFC 7009 section 2.2). Otherwise:
 //
 //   - ErrUnknownProvider for a provider the Client does not know, and
-//     ErrRevocationUnsupported for one without a revocation URL; no
-//     request is sent, nor for ErrInvalidRevocation;
+//     ErrRevocationUnsupported for one without a revocation URL (none set,
+//     none discovered); no request is sent, nor for ErrInvalidRevocation;
+//   - an *Error wrapping upstreamtoken.ErrUpstreamUnavailable when the
+//     revocation URL is to come from discovery and discovery fails;
 //   - an *Error wrapping ErrUnsupportedTokenType when the provider does not
 //     revoke that type of token (the caller may send the other one);
 //   - an *Error wrapping upstreamtoken.ErrUpstreamUnavailable when the
@@ -94,19 +101,35 @@ const maxErrorBody = 1 << 20
 // provider's answer.
 func (c *Client) Revoke(ctx context.Context, providerName, token string, hint TokenTypeHint) error {
 	p, ok := c.providers[providerName]
+	unsupported := fmt.Errorf("%w (provider %q)", ErrRevocationUnsupported, providerName)
 	switch {
 	case !ok:
 		return fmt.Errorf("%w %q", ErrUnknownProvider, providerName)
-	case p.revocationURL == "":
-		return fmt.Errorf("%w (provider %q)", ErrRevocationUnsupported, providerName)
+	case p.configured.RevocationURL == "" && p.configured.Issuer == "":
+		return unsupported
 	case token == "" || (hint != HintRefreshToken && hint != HintAccessToken):
 		return fmt.Errorf("%w (provider %q)", ErrInvalidRevocation, providerName)
 	}
-	a := &attempt{revocation: true}
+	a := &attempt{}
 	if err := ctx.Err(); err != nil {
 		return c.classify(ctx, revokeOp, providerName, a, err)
 	}
-	resp, err := p.http.Do(p.revocationRequest(context.WithValue(ctx, attemptKey{}, a), token, hint))
+	n := needRevocation
+	if p.method == PrivateKeyJWT && p.audience != AudienceIssuer {
+		n |= needToken
+	}
+	ep, err := c.resolve(ctx, revokeOp, providerName, p, n)
+	if err != nil {
+		return err
+	}
+	if ep.RevocationURL == "" {
+		return unsupported
+	}
+	auth, err := p.authForm(ep.TokenURL, ep.Issuer, c.now())
+	if err != nil {
+		return c.signFailure(revokeOp, providerName)
+	}
+	resp, err := p.http.Do(p.revocationRequest(context.WithValue(ctx, attemptKey{}, a), ep.RevocationURL, token, hint, auth))
 	if err != nil {
 		return c.classify(ctx, revokeOp, providerName, a, err)
 	}
@@ -120,20 +143,24 @@ func (c *Client) Revoke(ctx context.Context, providerName, token string, hint To
 	return c.newError(providerName, resp.StatusCode, resp.Header).answered(revokeOp, errorCode(resp))
 }
 
-// revocationRequest builds the revocation request of token. The URL was
-// checked by New, so building cannot fail.
-func (p *provider) revocationRequest(ctx context.Context, token string, hint TokenTypeHint) *http.Request {
+// revocationRequest builds the revocation request of token to endpoint,
+// with auth, the fields of a client assertion (or nil). The URL was checked
+// by New or by discovery, so building cannot fail.
+func (p *provider) revocationRequest(ctx context.Context, endpoint, token string, hint TokenTypeHint, auth url.Values) *http.Request {
 	form := url.Values{"token": {token}, "token_type_hint": {string(hint)}}
 	id, secret := p.config.ClientID, p.config.ClientSecret
-	basic := p.style == AuthStyleHeader && secret != ""
+	basic := p.method == ClientSecretBasic && secret != ""
 	if !basic {
 		form.Set("client_id", id)
 		if secret != "" {
 			form.Set("client_secret", secret)
 		}
 	}
+	for k, v := range auth {
+		form[k] = v
+	}
 	body := form.Encode()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.revocationURL, strings.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	if basic {

@@ -41,7 +41,7 @@ func TestRevokeValidation(t *testing.T) {
 		{"credentials", "https://u:" + clientSecret + "@idp.example/revoke", "revocation_url must not carry credentials"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Provider{TokenURL: "https://idp.example/token", ClientID: clientID, AuthStyle: AuthStyleHeader, RevocationURL: tc.url}
+			p := Provider{TokenURL: "https://idp.example/token", ClientID: clientID, AuthMethod: ClientSecretBasic, RevocationURL: tc.url}
 			err := p.Validate()
 			if tc.want == "" {
 				if err != nil {
@@ -60,28 +60,28 @@ func TestRevokeValidation(t *testing.T) {
 func TestRevokeRequest(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		style     AuthStyle
+		style     AuthMethod
 		secret    string
 		hint      TokenTypeHint
 		scopes    []string
 		sameURL   bool // the revocation URL is the token URL
 		wantBasic bool
 	}{
-		{name: "header refresh token", style: AuthStyleHeader, secret: clientSecret, hint: HintRefreshToken, wantBasic: true},
-		{name: "header access token", style: AuthStyleHeader, secret: clientSecret, hint: HintAccessToken, wantBasic: true},
-		{name: "header secret needing escapes", style: AuthStyleHeader, secret: "s3cr:t/+&=", hint: HintRefreshToken, wantBasic: true},
-		{name: "params refresh token", style: AuthStyleParams, secret: clientSecret, hint: HintRefreshToken},
-		{name: "params access token", style: AuthStyleParams, secret: clientSecret, hint: HintAccessToken},
-		{name: "params public client", style: AuthStyleParams, hint: HintRefreshToken},
-		{name: "header public client", style: AuthStyleHeader, hint: HintRefreshToken},
-		{name: "scopes are not sent", style: AuthStyleParams, secret: clientSecret, hint: HintRefreshToken, scopes: []string{"openid"}},
-		{name: "scopes are not sent to a shared endpoint", style: AuthStyleHeader, secret: clientSecret, hint: HintAccessToken,
+		{name: "header refresh token", style: ClientSecretBasic, secret: clientSecret, hint: HintRefreshToken, wantBasic: true},
+		{name: "header access token", style: ClientSecretBasic, secret: clientSecret, hint: HintAccessToken, wantBasic: true},
+		{name: "header secret needing escapes", style: ClientSecretBasic, secret: "s3cr:t/+&=", hint: HintRefreshToken, wantBasic: true},
+		{name: "params refresh token", style: ClientSecretPost, secret: clientSecret, hint: HintRefreshToken},
+		{name: "params access token", style: ClientSecretPost, secret: clientSecret, hint: HintAccessToken},
+		{name: "params public client", style: ClientSecretPost, hint: HintRefreshToken},
+		{name: "header public client", style: ClientSecretBasic, hint: HintRefreshToken},
+		{name: "scopes are not sent", style: ClientSecretPost, secret: clientSecret, hint: HintRefreshToken, scopes: []string{"openid"}},
+		{name: "scopes are not sent to a shared endpoint", style: ClientSecretBasic, secret: clientSecret, hint: HintAccessToken,
 			scopes: []string{"openid"}, sameURL: true, wantBasic: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEndpoint(t, respond(200, "", ""))
 			c := newRevokingClient(t, e, func(p *Provider) {
-				p.AuthStyle, p.ClientSecret, p.Scopes = tc.style, tc.secret, tc.scopes
+				p.AuthMethod, p.ClientSecret, p.Scopes = tc.style, tc.secret, tc.scopes
 				if tc.sameURL {
 					p.RevocationURL = p.TokenURL
 				}
@@ -246,9 +246,9 @@ func containsErr(errs []error, target error) bool {
 func TestRevokeNoRequest(t *testing.T) {
 	e := newEndpoint(t, respond(200, "", ""))
 	c, err := New(map[string]Provider{
-		"idp":       {TokenURL: e.url(), ClientID: clientID, ClientSecret: clientSecret, AuthStyle: AuthStyleHeader, RevocationURL: e.revocationURL()},
-		"norevoke":  {TokenURL: e.url(), ClientID: clientID, ClientSecret: clientSecret, AuthStyle: AuthStyleHeader},
-		"otherwise": {TokenURL: e.url(), ClientID: clientID, AuthStyle: AuthStyleParams, RevocationURL: e.revocationURL()},
+		"idp":       {TokenURL: e.url(), ClientID: clientID, ClientSecret: clientSecret, AuthMethod: ClientSecretBasic, RevocationURL: e.revocationURL()},
+		"norevoke":  {TokenURL: e.url(), ClientID: clientID, ClientSecret: clientSecret, AuthMethod: ClientSecretBasic},
+		"otherwise": {TokenURL: e.url(), ClientID: clientID, AuthMethod: ClientSecretPost, RevocationURL: e.revocationURL()},
 	}, WithNow(now))
 	if err != nil {
 		t.Fatal(err)
@@ -405,9 +405,9 @@ func TestRevokeSessionClient(t *testing.T) {
 	ok := newEndpoint(t, respond(200, "", ""))
 	down := newEndpoint(t, respond(503, "", "", "Retry-After", "9"))
 	c, err := New(map[string]Provider{
-		"ok":       {TokenURL: ok.url(), ClientID: clientID, ClientSecret: clientSecret, AuthStyle: AuthStyleHeader, RevocationURL: ok.revocationURL()},
-		"down":     {TokenURL: down.url(), ClientID: clientID, AuthStyle: AuthStyleParams, RevocationURL: down.revocationURL()},
-		"norevoke": {TokenURL: ok.url(), ClientID: clientID, AuthStyle: AuthStyleParams},
+		"ok":       {TokenURL: ok.url(), ClientID: clientID, ClientSecret: clientSecret, AuthMethod: ClientSecretBasic, RevocationURL: ok.revocationURL()},
+		"down":     {TokenURL: down.url(), ClientID: clientID, AuthMethod: ClientSecretPost, RevocationURL: down.revocationURL()},
+		"norevoke": {TokenURL: ok.url(), ClientID: clientID, AuthMethod: ClientSecretPost},
 	}, WithNow(now))
 	if err != nil {
 		t.Fatal(err)

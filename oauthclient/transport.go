@@ -16,20 +16,20 @@ var (
 	// never does, and redirects are not followed; this is a last guard
 	// against redeeming a refresh token twice.
 	errSecondRequest = errors.New("oauthclient: second token request refused")
-	// errAddScope means the request body could not be rewritten.
-	errAddScope = errors.New("oauthclient: cannot add scope to the token request")
+	// errAddForm means the request body could not be rewritten.
+	errAddForm = errors.New("oauthclient: cannot add fields to the token request")
 )
 
 // attemptKey is the context key of the *attempt of one Refresh call.
 type attemptKey struct{}
 
-// attempt records what the transport saw during one Refresh or Revoke
-// call.
+// attempt records what the transport saw during one Refresh, Exchange or
+// Revoke call.
 type attempt struct {
-	// revocation marks a Revoke call, whose request never gets the
-	// refresh's scope parameter, even if the revocation URL is the token
-	// URL.
-	revocation bool
+	// form holds fields the transport sets in the form-encoded body of the
+	// request (x/oauth2 sends no scope on a refresh, and no client
+	// assertion); nil or empty: the body is sent as it is.
+	form url.Values
 
 	mu     sync.Mutex
 	sent   int
@@ -43,14 +43,12 @@ func (a *attempt) response() (int, http.Header) {
 	return a.status, a.header
 }
 
-// transport is the RoundTripper of one provider's HTTP client. It adds the
-// provider's scope parameter to token requests (x/oauth2 does not send scope
-// on a refresh), lets at most one request through per Refresh or Revoke call, and
-// records the status and headers of the answer.
+// transport is the RoundTripper of one provider's HTTP client. It sets the
+// attempt's form fields in the request body, lets at most one request
+// through per Refresh, Exchange or Revoke call, and records the status and
+// headers of the answer.
 type transport struct {
-	base     http.RoundTripper
-	tokenURL *url.URL
-	scope    string // space-separated; empty: none
+	base http.RoundTripper
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -65,8 +63,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errSecondRequest
 		}
 	}
-	if t.scope != "" && (a == nil || !a.revocation) && t.isTokenRequest(req) {
-		r, err := withForm(req, "scope", t.scope)
+	if a != nil && len(a.form) > 0 {
+		r, err := withForm(req, a.form)
 		if err != nil {
 			return nil, err
 		}
@@ -81,35 +79,30 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
-func (t *transport) isTokenRequest(req *http.Request) bool {
-	if req.Method != http.MethodPost || req.URL == nil {
-		return false
-	}
-	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
-		return false
-	}
-	u := req.URL
-	return strings.EqualFold(u.Scheme, t.tokenURL.Scheme) && strings.EqualFold(u.Host, t.tokenURL.Host) &&
-		u.EscapedPath() == t.tokenURL.EscapedPath() && u.RawQuery == t.tokenURL.RawQuery
-}
-
 // withForm returns a copy of the form-encoded POST req whose body has the
-// field key set to value. It closes req's body, as a RoundTripper must.
-func withForm(req *http.Request, key, value string) (*http.Request, error) {
+// fields of set set, replacing any of the same name. It closes req's body,
+// as a RoundTripper must.
+func withForm(req *http.Request, set url.Values) (*http.Request, error) {
+	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); req.Method != http.MethodPost || ct != "application/x-www-form-urlencoded" {
+		closeBody(req)
+		return nil, errAddForm
+	}
 	var body []byte
 	if req.Body != nil {
 		b, err := io.ReadAll(req.Body)
 		req.Body.Close()
 		if err != nil {
-			return nil, errAddScope
+			return nil, errAddForm
 		}
 		body = b
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, errAddScope
+		return nil, errAddForm
 	}
-	form.Set(key, value)
+	for k, v := range set {
+		form[k] = v
+	}
 	enc := form.Encode()
 
 	r := req.Clone(req.Context())

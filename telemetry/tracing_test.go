@@ -183,7 +183,7 @@ func TestTraceRefresherProviderAnswer(t *testing.T) {
 		_, _ = w.Write([]byte(`{"error":"invalid_grant","error_description":"rt-SECRET-old is revoked"}`))
 	}))
 	defer ts.Close()
-	c, err := oauthclient.New(map[string]oauthclient.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthStyle: oauthclient.AuthStyleHeader}})
+	c, err := oauthclient.New(map[string]oauthclient.Provider{"github": {TokenURL: ts.URL, ClientID: "cid", ClientSecret: "cs-SECRET", AuthMethod: oauthclient.ClientSecretBasic}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,7 @@ type parts struct {
 	verifier  *jwtauth.Verifier
 	refresher *oauthclient.Client
 	idTokens  *idtoken.Verifier
+	providers *providerSet
 }
 
 // build makes what the configuration describes and checks what config.Load
@@ -105,35 +106,31 @@ func buildRest(ctx context.Context, cfg *config.Config) (*parts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: jwt: %w", errUsage, err)
 	}
-	oidcProviders := make(map[string]idtoken.Provider, len(cfg.Providers))
-	for name, p := range cfg.Providers {
-		oidcProviders[name] = p.IDToken()
-	}
-	idTokens, err := idtoken.New(oidcProviders)
-	if err != nil {
-		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
-	}
-	// Each refresh runs under refresh.timeout (the OAuth client's own
-	// 30 s time-out only backs it up).
-	refresher, err := newOAuthClient(cfg)
+	set, err := newProviderSet(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens}, nil
+	idTokens, err := set.idTokens(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Each refresh runs under refresh.timeout (the OAuth client's own
+	// 30 s time-out only backs it up).
+	refresher, err := set.oauthClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &parts{verifier: verifier, refresher: refresher, idTokens: idTokens, providers: set}, nil
 }
 
-// newOAuthClient is the OAuth client of the configured providers, which
-// refreshes and revokes their tokens; its errors are usage errors.
+// newOAuthClient is the OAuth client of the configured providers, with a
+// discovery cache of its own; its errors are usage errors.
 func newOAuthClient(cfg *config.Config) (*oauthclient.Client, error) {
-	providers := make(map[string]oauthclient.Provider, len(cfg.Providers))
-	for name, p := range cfg.Providers {
-		providers[name] = p.OAuthClient()
-	}
-	c, err := oauthclient.New(providers)
+	set, err := newProviderSet(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: providers: %w", errUsage, err)
+		return nil, err
 	}
-	return c, nil
+	return set.oauthClient(cfg)
 }
 
 // checkConfig is serve --check-config: the configuration has loaded (else
@@ -200,6 +197,11 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 		}
 	} else {
 		fmt.Fprintln(env.Stdout, "jwt.jwks_file: key set loaded")
+	}
+	if lines := p.providers.prefetch(ctx, cfg); len(lines) > 0 {
+		problems = append(problems, lines...)
+	} else if p.providers.discovery.Len() > 0 {
+		fmt.Fprintln(env.Stdout, "providers: discovery documents fetched")
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("configuration valid, but:\n  - %s", strings.Join(problems, "\n  - "))
@@ -320,6 +322,10 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		}
 		cancel()
 	}
+
+	// The providers' discovery documents: one that is down now is fetched
+	// again on use (see providerSet.prefetch).
+	p.providers.logPrefetch(ctx, cfg, log)
 
 	svc := upstreamtoken.NewInProcessService(st, telemetry.TraceRefresher(p.refresher, tp),
 		upstreamtoken.WithSkew(cfg.Refresh.Skew.D()),

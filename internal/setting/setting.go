@@ -10,6 +10,9 @@ package setting
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strings"
 )
 
 // Error is a problem with one setting. Key names the setting relative to the
@@ -95,4 +98,24 @@ func flatten(err error) []error {
 		return nil
 	}
 	return []error{err}
+}
+
+// IsLoopback reports whether host (without port) is localhost or a
+// loopback IP address (127.0.0.0/8, ::1).
+func IsLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CleartextToRemote reports whether raw is a plain http:// URL to a host
+// that is not a loopback address: what such a URL carries (client secrets,
+// tokens, the keys that verify them) would cross a network in the clear.
+// Any other URL, including one that does not parse, gives false: whether it
+// is a URL at all is the owning package's rule.
+func CleartextToRemote(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "http" && u.Host != "" && !IsLoopback(u.Hostname())
 }

@@ -1,6 +1,8 @@
 // Package tlsreload builds the server-side TLS configuration of the gRPC
 // listener from PEM files that may be replaced while the server runs
-// (cert-manager, a Vault agent, a Kubernetes secret volume).
+// (cert-manager, a Vault agent, a Kubernetes secret volume). The same
+// reloading certificate serves as a client certificate
+// (GetClientCertificate), and LoadRoots reads a file of extra trusted CAs.
 //
 // A Reloader reads a certificate chain, its private key and optionally a
 // client CA bundle. Its TLSConfig requires TLS 1.2 or later and, when a client
@@ -245,6 +247,39 @@ func (r *Reloader) TLSConfig() *tls.Config {
 	}
 }
 
+// GetClientCertificate is a client's tls.Config.GetClientCertificate: it
+// presents the current certificate (whatever the server asks for), reading
+// the files again as TLSConfig does. Files.ClientCA and the Options about
+// client certificates play no part in it.
+func (r *Reloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return r.current().cert, nil
+}
+
+// LoadRoots returns the system's trusted roots (or base's, when base is not
+// nil) together with the certificates of the PEM file at path: the roots of
+// a client that talks to a server whose CA is private. It is read once. The
+// error names the file and never quotes it.
+func LoadRoots(path string, base *x509.CertPool) (*x509.CertPool, error) {
+	data, err := readFile("CA", path)
+	if err != nil {
+		return nil, err
+	}
+	cas, err := ParseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("CA file %q: %w", path, err)
+	}
+	var pool *x509.CertPool
+	if base != nil {
+		pool = base.Clone()
+	} else if pool, err = x509.SystemCertPool(); err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, ca := range cas {
+		pool.AddCert(ca)
+	}
+	return pool, nil
+}
+
 // current returns the generation to serve, first checking the files if the
 // interval has passed and no other handshake is checking them already.
 func (r *Reloader) current() *generation {
@@ -340,11 +375,11 @@ func readFile(role, path string) ([]byte, error) {
 
 // load parses one set of files into a generation.
 func (r *Reloader) load(sum [sha256.Size]byte, c contents) (*generation, error) {
-	chain, err := parseCertificates(c.cert)
+	chain, err := ParseCertificates(c.cert)
 	if err != nil {
 		return nil, fmt.Errorf("certificate file %q: %w", r.files.Cert, err)
 	}
-	key, err := parsePrivateKey(c.key)
+	key, err := ParsePrivateKey(c.key)
 	if err != nil {
 		return nil, fmt.Errorf("private key file %q: %w", r.files.Key, err)
 	}
@@ -361,7 +396,7 @@ func (r *Reloader) load(sum [sha256.Size]byte, c contents) (*generation, error) 
 		Certificates: []tls.Certificate{*cert},
 	}
 	if r.files.ClientCA != "" {
-		cas, err := parseCertificates(c.clientCA)
+		cas, err := ParseCertificates(c.clientCA)
 		if err != nil {
 			return nil, fmt.Errorf("client CA file %q: %w", r.files.ClientCA, err)
 		}
@@ -409,9 +444,9 @@ func (r *Reloader) verifyIdentity(cs tls.ConnectionState) error {
 	return errIdentityRefused
 }
 
-// parseCertificates returns the CERTIFICATE blocks of a PEM file, in order.
+// ParseCertificates returns the CERTIFICATE blocks of a PEM file, in order.
 // Private key blocks (a combined file) are skipped; other blocks are errors.
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+func ParseCertificates(data []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	for {
 		var block *pem.Block
@@ -437,9 +472,9 @@ func parseCertificates(data []byte) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// parsePrivateKey returns the first private key of a PEM file. Its errors
+// ParsePrivateKey returns the first private key of a PEM file. Its errors
 // never quote the file.
-func parsePrivateKey(data []byte) (crypto.Signer, error) {
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
