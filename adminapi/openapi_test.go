@@ -382,6 +382,7 @@ func TestOpenAPILimitsAreTheCode(t *testing.T) {
 		{"token_type over the limit", map[string]any{"token_type": tok(65)}},
 		{"token_type with a space", map[string]any{"token_type": "mac token"}},
 		{"unknown member", map[string]any{"scope": "repo"}},
+		{"member in capitals", map[string]any{"access_token": nil, "ACCESS_TOKEN": "x"}},
 		{"subject a number", map[string]any{"subject": 42}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
