@@ -79,7 +79,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (expires_in); nil means time.Now.
 	Now func() time.Time
-	// OpenAPI, when not nil, is served at /v1/openapi.json.
+	// OpenAPI is served at /v1/openapi.json; nil means the embedded
+	// document (see OpenAPI).
 	OpenAPI []byte
 }
 
@@ -104,6 +105,9 @@ func New(opts Options) (http.Handler, error) {
 	}
 	if a.now == nil {
 		a.now = time.Now
+	}
+	if a.opts.OpenAPI == nil {
+		a.opts.OpenAPI = openAPIDocument
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("PUT /v1/sessions/{session}/providers/{provider}", a.authed(opPut, a.put))
@@ -286,15 +290,6 @@ func (a *api) delete(w http.ResponseWriter, r *http.Request, _ Caller) int {
 	}
 	res.Deleted = len(rows)
 	return writeJSON(w, http.StatusOK, res)
-}
-
-func (a *api) openAPI(w http.ResponseWriter, _ *http.Request) {
-	if a.opts.OpenAPI == nil {
-		writeProblem(w, problem{Status: http.StatusNotFound, Detail: "no such resource"})
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(a.opts.OpenAPI)
 }
 
 // tokenInfo describes a stored token without revealing it.

@@ -52,6 +52,9 @@ func (r *revoker) Revoke(_ context.Context, rows []store.Row) []adminapi.Revocat
 	return out
 }
 
+// fixtureNow is the fixtures' clock.
+var fixtureNow = time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+
 type fixture struct {
 	h      http.Handler
 	st     *memory.Store
@@ -59,12 +62,17 @@ type fixture struct {
 	logs   *testutil.SyncBuffer
 	rev    *revoker
 	now    time.Time
+	// seen are the routes and statuses answered (see conforms).
+	seen map[routeStatus]bool
 }
 
-func newFixture(t *testing.T) *fixture {
+// newFixture builds the API over a memory store, with bearer tokens of the
+// test issuer for clients keycloak and reader, the providers gh and
+// google, and a revoker; change adjusts the options before New.
+func newFixture(t *testing.T, change ...func(*adminapi.Options)) *fixture {
 	t.Helper()
 	f := &fixture{st: memory.New(), signer: jwttest.NewSigner(t), logs: &testutil.SyncBuffer{},
-		now: time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC),
+		now: fixtureNow, seen: map[routeStatus]bool{},
 		rev: &revoker{answer: map[string]adminapi.Revocation{
 			"gh":     {Provider: "gh", Revoked: true, TokenType: "refresh_token"},
 			"google": {Provider: "google", Error: "unavailable"},
@@ -74,15 +82,18 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := adminapi.New(adminapi.Options{
+	opts := adminapi.Options{
 		Store:     f.st,
 		Auth:      adminapi.Auth{Tokens: v, Scope: scope, AllowedClients: []string{"keycloak", "reader"}},
 		Providers: []string{"gh", "google"},
 		Revoker:   f.rev,
 		Logger:    slog.New(slog.NewTextHandler(f.logs, nil)),
 		Now:       func() time.Time { return f.now },
-		OpenAPI:   []byte(`{"openapi":"3.1.0"}`),
-	})
+	}
+	for _, c := range change {
+		c(&opts)
+	}
+	h, err := adminapi.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +122,8 @@ type answer struct {
 	body   string
 }
 
+// do sends a request with the bearer token (none when "") and the JSON
+// body (none when "") through send.
 func (f *fixture) do(t *testing.T, method, target, token, body string) answer {
 	t.Helper()
 	req := httptest.NewRequest(method, target, strings.NewReader(body))
@@ -120,15 +133,25 @@ func (f *fixture) do(t *testing.T, method, target, token, body string) answer {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return f.send(t, req, body)
+}
+
+// send serves req (whose body is body) and returns the answer, failing the
+// test when a token is in the answer or the logs, or when the answer does
+// not conform to the OpenAPI document.
+func (f *fixture) send(t *testing.T, req *http.Request, body string) answer {
+	t.Helper()
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, req)
 	b, _ := io.ReadAll(rec.Body)
 	for _, s := range []string{secretAccess, secretRefresh, secretID} {
 		if strings.Contains(string(b), s) || strings.Contains(f.logs.String(), s) {
-			t.Fatalf("%s %s: a token is in the answer or the logs", method, target)
+			t.Fatalf("%s %s: a token is in the answer or the logs", req.Method, req.URL.Path)
 		}
 	}
-	return answer{rec.Code, rec.Header(), string(b)}
+	a := answer{rec.Code, rec.Header(), string(b)}
+	f.conforms(t, req, body, a)
+	return a
 }
 
 func writeBody(over map[string]any) string {
@@ -278,6 +301,10 @@ func TestPutRefusesBadInput(t *testing.T) {
 		{"negative expires_in", "/v1/sessions/s/providers/gh", writeBody(map[string]any{"expires_in": -1}), []string{"expires_in"}},
 		{"expires_in not an integer", "/v1/sessions/s/providers/gh", writeBody(map[string]any{"expires_in": "3600"}), []string{"expires_in"}},
 		{"unknown member", "/v1/sessions/s/providers/gh", writeBody(map[string]any{"acess_token": "x"}), []string{"acess_token"}},
+		{"member in capitals", "/v1/sessions/s/providers/gh", writeBody(map[string]any{"access_token": nil, "ACCESS_TOKEN": "x"}), []string{"ACCESS_TOKEN"}},
+		{"member by Unicode folding", "/v1/sessions/s/providers/gh", writeBody(map[string]any{"subject": nil, "\u017fubject": "x"}), []string{"\u017fubject"}},
+		{"member twice in two cases", "/v1/sessions/s/providers/gh",
+			`{"subject":"a","client_id":"b","access_token":"x","Access_Token":"y"}`, []string{"Access_Token"}},
 		{"member twice", "/v1/sessions/s/providers/gh",
 			`{"subject":"a","client_id":"b","access_token":"x","access_token":"y"}`, []string{"access_token"}},
 		{"two values", "/v1/sessions/s/providers/gh", writeBody(nil) + `{}`, []string{"body"}},
@@ -306,13 +333,12 @@ func TestPutRefusesBadInput(t *testing.T) {
 		})
 	}
 	t.Run("not JSON content type", func(t *testing.T) {
-		req := httptest.NewRequest("PUT", "/v1/sessions/s/providers/gh", strings.NewReader(writeBody(nil)))
+		body := writeBody(nil)
+		req := httptest.NewRequest("PUT", "/v1/sessions/s/providers/gh", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		rec := httptest.NewRecorder()
-		f.h.ServeHTTP(rec, req)
-		if rec.Code != http.StatusUnsupportedMediaType {
-			t.Errorf("status %d", rec.Code)
+		if a := f.send(t, req, body); a.status != http.StatusUnsupportedMediaType {
+			t.Errorf("status %d", a.status)
 		}
 	})
 }
@@ -355,7 +381,7 @@ func TestCallersAreAuthenticated(t *testing.T) {
 		})
 	}
 	// The OpenAPI document is public.
-	if a := f.do(t, "GET", "/v1/openapi.json", "", ""); a.status != 200 || !strings.Contains(a.body, "3.1.0") {
+	if a := f.do(t, "GET", "/v1/openapi.json", "", ""); a.status != 200 || a.body != string(adminapi.OpenAPI()) {
 		t.Errorf("openapi.json: %d", a.status)
 	}
 	if !bytes.Contains([]byte(f.logs.String()), []byte("authenticated=false")) {

@@ -89,8 +89,9 @@ type SessionWrite struct {
 }
 
 // DecodeSessionWrite reads a JSON SessionWrite: one object, at most
-// MaxBodyBytes, no unknown or repeated member, nothing after it. Its error
-// is an *InputError naming the body or the member, never holding a value.
+// MaxBodyBytes, no unknown or repeated member (names match exactly, case
+// included), nothing after it. Its error is an *InputError naming the body
+// or the member, never holding a value.
 func DecodeSessionWrite(r io.Reader) (SessionWrite, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxBodyBytes+1))
 	if err != nil {
@@ -99,8 +100,8 @@ func DecodeSessionWrite(r io.Reader) (SessionWrite, error) {
 	if len(data) > MaxBodyBytes {
 		return SessionWrite{}, &InputError{Fields: []FieldError{{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}}}
 	}
-	if field, ok := repeatedMember(data); ok {
-		return SessionWrite{}, &InputError{Fields: []FieldError{{field, "given more than once"}}}
+	if problem, ok := memberProblem(data); ok {
+		return SessionWrite{}, &InputError{Fields: []FieldError{problem}}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -126,11 +127,7 @@ func decodeProblem(err error) FieldError {
 	case errors.As(err, &typeErr):
 		return FieldError{"body", "must be a JSON object"}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if len(name) > 64 || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl) {
-			return FieldError{"body", "has an unknown member"}
-		}
-		return FieldError{name, "is not a known member"}
+		return unknownMember(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
 	}
 	return FieldError{"body", "is not valid JSON"}
 }
@@ -145,34 +142,46 @@ func jsonKind(goKind string) string {
 	return goKind
 }
 
-// repeatedMember reports a top-level member given twice (encoding/json
-// keeps the last one silently; a writer that sends two access tokens has a
-// bug worth hearing about).
-func repeatedMember(data []byte) (string, bool) {
+// memberProblem reports a top-level member that is not exactly one of
+// SessionWrite's names, or that is given twice. encoding/json would
+// match "ACCESS_TOKEN" (or "\u017fubject", by Unicode folding) to a
+// member and keep the last of two silently; a writer that sends either has
+// a bug worth hearing about. A body that is not an object is left to the
+// decoder.
+func memberProblem(data []byte) (FieldError, bool) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return "", false
+		return FieldError{}, false
 	}
 	seen := map[string]bool{}
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return "", false
+			return FieldError{}, false
 		}
 		name, _ := t.(string)
+		if _, known := writeFields[name]; !known {
+			return unknownMember(name), true
+		}
 		if seen[name] {
-			if _, known := writeFields[name]; known {
-				return name, true
-			}
-			return "body", true
+			return FieldError{name, "given more than once"}, true
 		}
 		seen[name] = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return "", false
+			return FieldError{}, false
 		}
 	}
-	return "", false
+	return FieldError{}, false
+}
+
+// unknownMember names an unknown member by its name when that is short
+// and printable, else as the body's.
+func unknownMember(name string) FieldError {
+	if len(name) > 64 || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl) {
+		return FieldError{"body", "has an unknown member"}
+	}
+	return FieldError{name, "is not a known member"}
 }
 
 // writeFields are SessionWrite's JSON member names.

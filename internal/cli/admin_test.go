@@ -2,12 +2,16 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/adminapi"
 	"github.com/extauthz/extauthz/store"
 )
 
@@ -81,6 +85,11 @@ func TestSessionAPIEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The OpenAPI document is served, without authentication.
+	if status, answer := e.adminCall(t, "GET", "/v1/openapi.json", "", ""); status != 200 || answer != string(adminapi.OpenAPI()) {
+		t.Errorf("GET /v1/openapi.json: %d, %d bytes", status, len(answer))
+	}
+
 	tok := e.adminToken(t, nil)
 	if status, answer := e.adminCall(t, "PUT", "/v1/sessions/s-api/providers/gh", tok, body); status != 201 {
 		t.Fatalf("PUT: %d %s", status, answer)
@@ -148,4 +157,95 @@ func TestSessionAPIEndToEnd(t *testing.T) {
 		t.Error("no audit line")
 	}
 	e.assertNoSecretsLogged(t, upstream, tok, rt)
+}
+
+// python3 returns the python3 on PATH. Without one the test is skipped,
+// or fails when CI is "true" (Debian machines have it).
+func python3(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("python3")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("python3 is not on PATH")
+		}
+		t.Skip("python3 is not on PATH: the Python example of docs/session-api.md is not run")
+	}
+	return p
+}
+
+// TestSessionAPIPythonExample runs docs/examples/session_api.py against a
+// live server: it writes a session with a client-credentials token from
+// the environment and prints the metadata it reads back, never a token.
+// The row is in the store and a Check swaps the session's JWT for it.
+func TestSessionAPIPythonExample(t *testing.T) {
+	py := python3(t)
+	e := startE2E(t, e2eOptions{admin: true})
+	const (
+		upstream = "gho_PYTHON_EXAMPLE_upstream"
+		refresh  = "ghr_PYTHON_EXAMPLE_refresh"
+		session  = "s-python/1" // a slash, which the script must escape
+	)
+	tok := e.adminToken(t, nil)
+	run := func(env ...string) (stdout, stderr string, err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, py, "../../docs/examples/session_api.py", session, "gh", "alice", "app", "--expires-in", "3600")
+		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "EXTAUTHZ_ADMIN_URL=http://" + e.admin.String(),
+			"UPSTREAM_ACCESS_TOKEN=" + upstream, "UPSTREAM_REFRESH_TOKEN=" + refresh}, env...)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err = cmd.Run()
+		return out.String(), errOut.String(), err
+	}
+
+	// A token without the scope: the script fails with the API's problem.
+	_, stderr, err := run("EXTAUTHZ_ADMIN_TOKEN=" + e.adminToken(t, map[string]any{"scope": "openid"}))
+	if err == nil || !strings.Contains(stderr, "HTTP 403") {
+		t.Errorf("without the scope: err %v, stderr %q", err, stderr)
+	}
+	if rows, err := e.store.GetSession(context.Background(), session); err != nil || len(rows) != 0 {
+		t.Fatalf("a refused write stored %d rows (%v)", len(rows), err)
+	}
+
+	before := time.Now()
+	stdout, stderr, err := run("EXTAUTHZ_ADMIN_TOKEN=" + tok)
+	if err != nil {
+		t.Fatalf("session_api.py: %v\n%s", err, stderr)
+	}
+	for _, s := range []string{upstream, refresh, tok} {
+		if strings.Contains(stdout+stderr, s) {
+			t.Fatal("session_api.py printed a token")
+		}
+	}
+	first, metadata, _ := strings.Cut(stdout, "\n")
+	var meta struct {
+		Provider    string `json:"provider"`
+		AccessToken struct {
+			Present bool `json:"present"`
+			Length  int  `json:"length"`
+		} `json:"access_token"`
+		RefreshToken struct {
+			Length int `json:"length"`
+		} `json:"refresh_token"`
+		ExpiresAt *string `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(metadata), &meta); err != nil || first != "created" || meta.Provider != "gh" ||
+		!meta.AccessToken.Present || meta.AccessToken.Length != len(upstream) || meta.RefreshToken.Length != len(refresh) ||
+		meta.ExpiresAt == nil {
+		t.Fatalf("session_api.py printed %q (%v)", stdout, err)
+	}
+
+	row, err := e.store.Get(context.Background(), session, "gh")
+	if err != nil || row.AccessToken != upstream || row.RefreshToken != refresh || row.Subject != "alice" || row.ClientID != "app" ||
+		row.ExpiresAt.Before(before.Add(time.Hour)) {
+		t.Fatalf("the stored row differs from what the script wrote (err %v)", err)
+	}
+	resp := e.check(t, map[string]string{"authorization": "Bearer " + e.jwt(t, session, nil)}, "")
+	if resp.GetOkResponse() == nil || respHeaders(resp)["authorization"] != "Bearer "+upstream {
+		t.Fatalf("Check after the script is not swapped: %v", resp.GetDeniedResponse().GetStatus())
+	}
+	if stdout, _, err := run("EXTAUTHZ_ADMIN_TOKEN=" + tok); err != nil || !strings.HasPrefix(stdout, "replaced\n") {
+		t.Errorf("a second run: %v, first line %q", err, strings.SplitN(stdout, "\n", 2)[0])
+	}
+	e.assertNoSecretsLogged(t, upstream, refresh, tok)
 }
