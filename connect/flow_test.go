@@ -3,6 +3,7 @@ package connect_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -57,6 +58,25 @@ type world struct {
 	sessions  connect.Sessions
 	exchanger *exchanger
 	clock     *testutil.Clock // the tickets' clock
+	logs      *logBuffer      // the handler's log
+}
+
+// logBuffer collects log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // worldOptions vary a world.
@@ -90,7 +110,7 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 	if wo.sessions == nil {
 		wo.sessions = memory.New()
 	}
-	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now())}
+	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &logBuffer{}}
 	w.tickets = connect.NewTickets(keys, wo.uses, 0, connect.WithClock(w.clock.Now))
 	w.exchanger = &exchanger{client: op.HTTPClient(), replace: wo.exchange, cfg: oauth2.Config{
 		ClientID: providerClient, ClientSecret: "provider-secret",
@@ -110,6 +130,7 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 		Sessions:   wo.sessions,
 		ReturnURL:  "https://app.example.test/",
 		HTTPClient: op.HTTPClient(),
+		Logger:     slog.New(slog.NewTextHandler(w.logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +310,8 @@ var (
 func TestFlowLinksAnAccount(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	b := newBrowser(t)
-	a := b.follow(w, w.link(t), aliceAllows, aliceAllows)
+	link := w.link(t)
+	a := b.follow(w, link, aliceAllows, aliceAllows)
 	if a.status != http.StatusOK || !strings.Contains(a.body, "Your github account alice@example.test is now linked.") {
 		t.Fatalf("ended with %d at %s: %s", a.status, a.url, a.body)
 	}
@@ -306,6 +328,17 @@ func TestFlowLinksAnAccount(t *testing.T) {
 	case row.AccessToken == "" || row.RefreshToken == "" || row.IDToken == "" || row.ExpiresAt.IsZero():
 		t.Errorf("stored tokens incomplete: access %v, refresh %v, ID %v, expiry %v",
 			row.AccessToken != "", row.RefreshToken != "", row.IDToken != "", !row.ExpiresAt.IsZero())
+	}
+	logs := w.logs.String()
+	ticket := mustURL(t, link).Query().Get("ticket")
+	if !strings.Contains(logs, "connect linked an account") {
+		t.Errorf("no log line for the link: %s", logs)
+	}
+	for name, secret := range map[string]string{"ticket": ticket, "session ID": sessionID, "access token": row.AccessToken,
+		"refresh token": row.RefreshToken, "ID token": row.IDToken} {
+		if secret != "" && strings.Contains(logs, secret) {
+			t.Errorf("the log shows the %s", name)
+		}
 	}
 	for _, c := range b.c.Jar.Cookies(mustURL(t, w.base)) {
 		if c.Name == connect.DevCookieName {
@@ -536,4 +569,121 @@ func mustURL(t *testing.T, s string) *url.URL {
 // provider.
 func targetFor(subject string) authz.ConnectTarget {
 	return authz.ConnectTarget{SessionID: sessionID, Subject: subject, ClientID: asClientID, Provider: providerName}
+}
+
+// NewHandler refuses options it cannot work with, naming the problem.
+func TestNewHandlerOptions(t *testing.T) {
+	keys := keyring(t, "k1")
+	valid := func() connect.Options {
+		return connect.Options{
+			PublicURL: "https://api.example.test/.extauthz",
+			Tickets:   connect.NewTickets(keys, &memoryUses{}, 0),
+			Keys:      keys,
+			Login:     connect.Login{Issuer: "https://as.example.test", ClientID: "login"},
+			Providers: map[string]connect.Provider{"github": {
+				AuthorizationURL: "https://github.example.test/login/oauth/authorize", ClientID: "gh"}},
+			Exchanger: &exchanger{},
+			Sessions:  memory.New(),
+		}
+	}
+	tests := []struct {
+		name   string
+		change func(*connect.Options)
+		want   string // in the error; "" means accepted
+	}{
+		{"valid", func(*connect.Options) {}, ""},
+		{"http on loopback", func(o *connect.Options) { o.PublicURL = "http://127.0.0.1:8080/x" }, ""},
+		{"http on localhost", func(o *connect.Options) { o.PublicURL = "http://localhost:8080" }, ""},
+		{"http elsewhere", func(o *connect.Options) { o.PublicURL = "http://api.example.test" }, "must be https"},
+		{"public URL with query", func(o *connect.Options) { o.PublicURL = "https://api.example.test/?a=b" }, "without query"},
+		{"no tickets", func(o *connect.Options) { o.Tickets = nil }, "are required"},
+		{"no sessions", func(o *connect.Options) { o.Sessions = nil }, "are required"},
+		{"login without issuer", func(o *connect.Options) { o.Login.Issuer = "" }, "the login needs"},
+		{"login without client", func(o *connect.Options) { o.Login.ClientID = "" }, "the login needs"},
+		{"provider without authorization URL", func(o *connect.Options) {
+			o.Providers["github"] = connect.Provider{ClientID: "gh"}
+		}, `provider "github" needs`},
+		{"provider with a bad issuer", func(o *connect.Options) {
+			p := o.Providers["github"]
+			p.Issuer = "github.example.test"
+			o.Providers["github"] = p
+		}, `provider "github" needs`},
+		{"parameter that is the flow's own", func(o *connect.Options) {
+			p := o.Providers["github"]
+			p.AuthParams = map[string]string{"access_type": "offline", "state": "fixed"}
+			o.Providers["github"] = p
+		}, `"state" is the flow's own`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := valid()
+			tt.change(&o)
+			_, err := connect.NewHandler(o)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("error %v, want one saying %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// The start of a flow sends the browser to the authorization server with
+// the whole request (code, PKCE S256, state, nonce), sets the flow cookie
+// and caches nothing; the handler answers only GET and HEAD on its paths.
+func TestFlowStartRequest(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout: 2 * time.Minute}
+	resp, err := c.Get(w.link(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Cache-Control") != "no-store" ||
+		resp.Header.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("start: %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	to, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := to.Query()
+	if !strings.HasPrefix(to.String(), w.op.AuthorizationURL()+"?") || q.Get("response_type") != "code" ||
+		q.Get("client_id") != loginClient || q.Get("redirect_uri") != w.base+connect.PathLoginCallback ||
+		q.Get("scope") != "openid profile" || q.Get("code_challenge_method") != "S256" ||
+		len(q.Get("code_challenge")) != 43 || len(q.Get("state")) < 32 || len(q.Get("nonce")) < 32 {
+		t.Errorf("authorization request %s", to.Redacted())
+	}
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == connect.DevCookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge <= 0 {
+		t.Errorf("flow cookie %+v", cookie)
+	} else if strings.Contains(cookie.Value, q.Get("state")) {
+		t.Error("the cookie shows the state in the clear")
+	}
+
+	for _, tt := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodPost, connect.PathConnect, http.StatusMethodNotAllowed},
+		{http.MethodGet, "/other", http.StatusNotFound},
+		{http.MethodGet, connect.PathConnect + "/more", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(tt.method, w.base+tt.path, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s: %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
+		}
+	}
 }
