@@ -141,11 +141,10 @@ type Options struct {
 // any step. Every outcome is a plain page (see securityHeaders); a failure
 // stores nothing. It is safe for concurrent use.
 type Handler struct {
-	opts      Options
-	base      string
-	basePath  string
-	jar       cookieJar
-	protected map[string]bool
+	opts     Options
+	base     string
+	basePath string
+	jar      cookieJar
 
 	mu        sync.Mutex
 	providers map[string]*oidc.Provider // by issuer, once discovered

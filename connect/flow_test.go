@@ -21,10 +21,13 @@ import (
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/connect"
 	"github.com/extauthz/extauthz/internal/browsertest"
+	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/internal/testop"
 	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/memory"
+	"github.com/extauthz/extauthz/store/postgres"
 	"github.com/extauthz/extauthz/upstreamtoken"
 )
 
@@ -59,6 +62,7 @@ type world struct {
 	exchanger *exchanger
 	clock     *testutil.Clock // the tickets' clock
 	logs      *logBuffer      // the handler's log
+	raw       *postgres.Store // with worldOptions.postgres: the rows as stored
 }
 
 // logBuffer collects log lines.
@@ -86,6 +90,9 @@ type worldOptions struct {
 	// exchange, when set, replaces the provider's answer (after the real
 	// exchange).
 	exchange func(store.Tokens, error) (store.Tokens, error)
+	// postgres stores rows sealed (store/encrypted) in real PostgreSQL, and
+	// records redeemed tickets there.
+	postgres bool
 }
 
 func newWorld(t *testing.T, wo worldOptions) *world {
@@ -104,13 +111,22 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 		},
 	})
 	keys := keyring(t, "k1")
+	var raw *postgres.Store
+	if wo.postgres {
+		raw, err = postgres.New(context.Background(), pgtest.New(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(raw.Close)
+		wo.uses, wo.sessions = raw, encrypted.New(raw, keys)
+	}
 	if wo.uses == nil {
 		wo.uses = &memoryUses{}
 	}
 	if wo.sessions == nil {
 		wo.sessions = memory.New()
 	}
-	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &logBuffer{}}
+	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &logBuffer{}, raw: raw}
 	w.tickets = connect.NewTickets(keys, wo.uses, 0, connect.WithClock(w.clock.Now))
 	w.exchanger = &exchanger{client: op.HTTPClient(), replace: wo.exchange, cfg: oauth2.Config{
 		ClientID: providerClient, ClientSecret: "provider-secret",
