@@ -6,18 +6,9 @@ import (
 
 	"github.com/extauthz/extauthz/connect"
 	"github.com/extauthz/extauthz/internal/browsertest"
+	"github.com/extauthz/extauthz/internal/connecttest"
 	"github.com/extauthz/extauthz/internal/testop"
 )
-
-// signInPage signs in on the test provider's form in a real browser as
-// user, for client, and waits for the consent page.
-func signInPage(page *browsertest.Page, client string, user testop.User) {
-	page.WaitText("to continue to " + client)
-	page.Fill(testop.UsernameField, user.Username)
-	page.Fill(testop.PasswordField, user.Password)
-	page.Click(testop.SignInButton)
-	page.WaitText(client + " asks for access to the account " + user.Username)
-}
 
 // In a real browser, over real PostgreSQL: alice follows a connect link,
 // signs in at the authorization server, allows, signs in at the provider,
@@ -29,9 +20,9 @@ func TestBrowserLinksAnAccount(t *testing.T) {
 	page := browsertest.New(t)
 
 	page.Navigate(w.link(t))
-	signInPage(page, loginClient, alice)
+	connecttest.SignIn(page, loginClient, alice)
 	page.Click(testop.AllowButton)
-	signInPage(page, providerClient, alice)
+	connecttest.SignIn(page, providerClient, alice)
 	page.Click(testop.AllowButton)
 	page.WaitText("Your github account alice@example.test is now linked.")
 
@@ -66,7 +57,7 @@ func TestBrowserRefusals(t *testing.T) {
 			name: "another user",
 			run: func(t *testing.T, w *world, page *browsertest.Page) {
 				page.Navigate(w.link(t))
-				signInPage(page, loginClient, bob)
+				connecttest.SignIn(page, loginClient, bob)
 				page.Click(testop.AllowButton)
 			},
 			says: "The account you signed in with is not the one this link was made for.",
@@ -84,9 +75,9 @@ func TestBrowserRefusals(t *testing.T) {
 					t.Fatal(err)
 				}
 				page.Navigate(link)
-				signInPage(page, loginClient, alice)
+				connecttest.SignIn(page, loginClient, alice)
 				page.Click(testop.AllowButton)
-				signInPage(page, providerClient, alice)
+				connecttest.SignIn(page, providerClient, alice)
 				page.Click(testop.AllowButton)
 			},
 			says: "This link has been used already",
@@ -95,7 +86,7 @@ func TestBrowserRefusals(t *testing.T) {
 			name: "tampered state",
 			run: func(t *testing.T, w *world, page *browsertest.Page) {
 				page.Navigate(w.link(t))
-				signInPage(page, loginClient, alice)
+				connecttest.SignIn(page, loginClient, alice)
 				page.Click(testop.AllowButton)
 				page.WaitText("to continue to " + providerClient)
 				page.Navigate(w.base + connect.PathProviderCallback + "?code=stolen-code&state=tampered")
@@ -106,9 +97,9 @@ func TestBrowserRefusals(t *testing.T) {
 			name: "consent denied at the provider",
 			run: func(t *testing.T, w *world, page *browsertest.Page) {
 				page.Navigate(w.link(t))
-				signInPage(page, loginClient, alice)
+				connecttest.SignIn(page, loginClient, alice)
 				page.Click(testop.AllowButton)
-				signInPage(page, providerClient, alice)
+				connecttest.SignIn(page, providerClient, alice)
 				page.Click(testop.DenyButton)
 			},
 			says: "Access at the account",

@@ -15,12 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"golang.org/x/oauth2"
-
 	"github.com/extauthz/extauthz/authz"
 	"github.com/extauthz/extauthz/connect"
 	"github.com/extauthz/extauthz/internal/browsertest"
+	"github.com/extauthz/extauthz/internal/connecttest"
 	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/internal/testop"
 	"github.com/extauthz/extauthz/internal/testutil"
@@ -59,7 +57,7 @@ type world struct {
 	base      string // the public URL
 	tickets   *connect.Tickets
 	sessions  connect.Sessions
-	exchanger *exchanger
+	exchanger *connecttest.Exchanger
 	clock     *testutil.Clock // the tickets' clock
 	logs      *logBuffer      // the handler's log
 	raw       *postgres.Store // with worldOptions.postgres: the rows as stored
@@ -128,10 +126,8 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 	}
 	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &logBuffer{}, raw: raw}
 	w.tickets = connect.NewTickets(keys, wo.uses, 0, connect.WithClock(w.clock.Now))
-	w.exchanger = &exchanger{client: op.HTTPClient(), replace: wo.exchange, cfg: oauth2.Config{
-		ClientID: providerClient, ClientSecret: "provider-secret",
-		Endpoint: oauth2.Endpoint{TokenURL: op.TokenURL(), AuthStyle: oauth2.AuthStyleInParams},
-	}}
+	w.exchanger = &connecttest.Exchanger{HTTPClient: op.HTTPClient(), TokenURL: op.TokenURL(),
+		ClientID: providerClient, ClientSecret: "provider-secret", Replace: wo.exchange}
 	h, err := connect.NewHandler(connect.Options{
 		PublicURL: base,
 		Tickets:   w.tickets,
@@ -189,45 +185,6 @@ func (w *world) stored(t *testing.T) (store.Row, bool) {
 		}
 	}
 	return store.Row{}, false
-}
-
-// exchanger is the test's Exchanger: golang.org/x/oauth2 against the test
-// provider's token endpoint, with client_secret_post.
-type exchanger struct {
-	client  *http.Client
-	cfg     oauth2.Config
-	replace func(store.Tokens, error) (store.Tokens, error)
-
-	mu    sync.Mutex
-	calls int
-}
-
-func (e *exchanger) Exchange(ctx context.Context, provider, code, redirectURI, verifier string) (store.Tokens, error) {
-	e.mu.Lock()
-	e.calls++
-	e.mu.Unlock()
-	if provider != providerName {
-		return store.Tokens{}, errors.New("unknown provider")
-	}
-	cfg := e.cfg
-	cfg.RedirectURL = redirectURI
-	var out store.Tokens
-	tok, err := cfg.Exchange(oidc.ClientContext(ctx, e.client), code, oauth2.VerifierOption(verifier))
-	if err == nil {
-		id, _ := tok.Extra("id_token").(string)
-		out = store.Tokens{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, IDToken: id,
-			TokenType: tok.TokenType, ExpiresAt: tok.Expiry}
-	}
-	if e.replace != nil {
-		return e.replace(out, err)
-	}
-	return out, err
-}
-
-func (e *exchanger) count() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.calls
 }
 
 // browser is a plain HTTP client with cookies that follows redirects: it
@@ -535,7 +492,7 @@ func TestFlowFailures(t *testing.T) {
 			if _, ok := w.stored(t); ok {
 				t.Error("a row was stored")
 			}
-			if got := w.exchanger.count(); got != tt.exchanges {
+			if got := w.exchanger.Calls(); got != tt.exchanges {
 				t.Errorf("%d code exchanges at the provider, want %d", got, tt.exchanges)
 			}
 		})
@@ -598,7 +555,7 @@ func TestNewHandlerOptions(t *testing.T) {
 			Login:     connect.Login{Issuer: "https://as.example.test", ClientID: "login"},
 			Providers: map[string]connect.Provider{"github": {
 				AuthorizationURL: "https://github.example.test/login/oauth/authorize", ClientID: "gh"}},
-			Exchanger: &exchanger{},
+			Exchanger: &connecttest.Exchanger{},
 			Sessions:  memory.New(),
 		}
 	}
