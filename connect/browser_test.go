@@ -10,6 +10,16 @@ import (
 	"github.com/extauthz/extauthz/internal/testop"
 )
 
+// toProviderConsent follows link as alice through the sign-in at the
+// authorization server, allows, and signs in at the provider, up to its
+// consent page.
+func toProviderConsent(page *browsertest.Page, link string) {
+	page.Navigate(link)
+	connecttest.SignIn(page, loginClient, alice)
+	page.Click(testop.AllowButton)
+	connecttest.SignIn(page, providerClient, alice)
+}
+
 // In a real browser, over real PostgreSQL: alice follows a connect link,
 // signs in at the authorization server, allows, signs in at the provider,
 // allows, and lands on the success page; the provider's tokens are stored
@@ -19,10 +29,7 @@ func TestBrowserLinksAnAccount(t *testing.T) {
 	w := newWorld(t, worldOptions{postgres: true})
 	page := browsertest.New(t)
 
-	page.Navigate(w.link(t))
-	connecttest.SignIn(page, loginClient, alice)
-	page.Click(testop.AllowButton)
-	connecttest.SignIn(page, providerClient, alice)
+	toProviderConsent(page, w.link(t))
 	page.Click(testop.AllowButton)
 	page.WaitText("Your github account alice@example.test is now linked.")
 
@@ -74,10 +81,7 @@ func TestBrowserRefusals(t *testing.T) {
 				}).Delete(context.Background(), sessionID, ""); err != nil {
 					t.Fatal(err)
 				}
-				page.Navigate(link)
-				connecttest.SignIn(page, loginClient, alice)
-				page.Click(testop.AllowButton)
-				connecttest.SignIn(page, providerClient, alice)
+				toProviderConsent(page, link)
 				page.Click(testop.AllowButton)
 			},
 			says: "This link has been used already",
@@ -96,10 +100,7 @@ func TestBrowserRefusals(t *testing.T) {
 		{
 			name: "consent denied at the provider",
 			run: func(t *testing.T, w *world, page *browsertest.Page) {
-				page.Navigate(w.link(t))
-				connecttest.SignIn(page, loginClient, alice)
-				page.Click(testop.AllowButton)
-				connecttest.SignIn(page, providerClient, alice)
+				toProviderConsent(page, w.link(t))
 				page.Click(testop.DenyButton)
 			},
 			says: "Access at the account",

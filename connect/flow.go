@@ -290,21 +290,21 @@ func redirect(w http.ResponseWriter, r *http.Request, target string) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-// authURL returns endpoint with the authorization request's parameters.
-func authURL(endpoint, clientID, redirectURI string, scopes []string, f flowState, extra map[string]string) (string, error) {
-	u, err := url.Parse(endpoint)
+// authURL returns req's endpoint with the parameters of req and f.
+func authURL(req authRequest, f flowState) (string, error) {
+	u, err := url.Parse(req.endpoint)
 	if err != nil {
 		return "", err
 	}
 	q := u.Query()
-	for k, v := range extra {
+	for k, v := range req.extra {
 		q.Set(k, v)
 	}
 	q.Set("response_type", "code")
-	q.Set("client_id", clientID)
-	q.Set("redirect_uri", redirectURI)
-	if len(scopes) > 0 {
-		q.Set("scope", strings.Join(scopes, " "))
+	q.Set("client_id", req.clientID)
+	q.Set("redirect_uri", req.redirectURI)
+	if len(req.scopes) > 0 {
+		q.Set("scope", strings.Join(req.scopes, " "))
 	}
 	q.Set("state", f.State)
 	if f.Nonce != "" {
@@ -335,27 +335,33 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, failNoTicket, flowLog{}, nil)
 		return
 	}
-	tk, err := h.opts.Tickets.Open(ticket)
-	if err != nil {
-		h.fail(w, r, ticketFailure(err), flowLog{}, err)
+	tk, _, l, as, ok := h.openForLogin(w, r, ticket)
+	if !ok {
 		return
 	}
-	l := logOf(tk)
-	if _, ok := h.opts.Providers[tk.Provider]; !ok {
-		h.fail(w, r, failUnknownProvider, l, nil)
-		return
+	h.sendTo(w, r, l, stageLogin, ticket, minTime(tk.ExpiresAt, h.opts.Now().Add(flowTTL)), authRequest{
+		endpoint: as.Endpoint().AuthURL, clientID: h.opts.Login.ClientID, redirectURI: h.base + PathLoginCallback,
+		scopes: h.loginScopes(), nonce: true,
+	})
+}
+
+// authRequest is an authorization request the flow sends the browser with.
+type authRequest struct {
+	endpoint, clientID, redirectURI string
+	scopes                          []string
+	extra                           map[string]string
+	nonce                           bool
+}
+
+// sendTo starts stage of the flow: a new flow state (state, PKCE verifier,
+// and a nonce when req asks for one) in the cookie, and the browser sent
+// to req's endpoint with it.
+func (h *Handler) sendTo(w http.ResponseWriter, r *http.Request, l flowLog, stage, ticket string, expires time.Time, req authRequest) {
+	f, err := newFlow(stage, ticket, expires, req.nonce)
+	var target string
+	if err == nil {
+		target, err = authURL(req, f)
 	}
-	as, err := h.discover(r.Context(), h.opts.Login.Issuer)
-	if err != nil {
-		h.fail(w, r, failUnavailable, l, err)
-		return
-	}
-	f, err := newFlow(stageLogin, ticket, minTime(tk.ExpiresAt, h.opts.Now().Add(flowTTL)), true)
-	if err != nil {
-		h.fail(w, r, failInternal, l, err)
-		return
-	}
-	target, err := authURL(as.Endpoint().AuthURL, h.opts.Login.ClientID, h.base+PathLoginCallback, h.loginScopes(), f, nil)
 	if err == nil {
 		err = h.jar.set(w, f)
 	}
@@ -409,6 +415,40 @@ func (h *Handler) callbackFlow(w http.ResponseWriter, r *http.Request, stage str
 	return f, true
 }
 
+// providerOf takes the outcome of opening or redeeming the flow's ticket
+// and returns the ticket's provider and what logs name; ok is false when
+// the flow ended on a failure page (a ticket refused, or a provider connect
+// does not know).
+func (h *Handler) providerOf(w http.ResponseWriter, r *http.Request, tk Ticket, err error) (Provider, flowLog, bool) {
+	if err != nil {
+		h.fail(w, r, ticketFailure(err), flowLog{}, err)
+		return Provider{}, flowLog{}, false
+	}
+	l := logOf(tk)
+	p, ok := h.opts.Providers[tk.Provider]
+	if !ok {
+		h.fail(w, r, failUnknownProvider, l, nil)
+	}
+	return p, l, ok
+}
+
+// openForLogin opens ticket, without redeeming it, and finds the primary
+// authorization server: what the flow's start and the login's callback
+// need. ok is false when the flow ended on a failure page.
+func (h *Handler) openForLogin(w http.ResponseWriter, r *http.Request, ticket string) (Ticket, Provider, flowLog, *oidc.Provider, bool) {
+	tk, err := h.opts.Tickets.Open(ticket)
+	p, l, ok := h.providerOf(w, r, tk, err)
+	if !ok {
+		return Ticket{}, Provider{}, l, nil, false
+	}
+	as, err := h.discover(r.Context(), h.opts.Login.Issuer)
+	if err != nil {
+		h.fail(w, r, failUnavailable, l, err)
+		return Ticket{}, Provider{}, l, nil, false
+	}
+	return tk, p, l, as, true
+}
+
 // loginCallback serves GET /connect/login: the primary authorization
 // server's answer.
 func (h *Handler) loginCallback(w http.ResponseWriter, r *http.Request) {
@@ -416,20 +456,8 @@ func (h *Handler) loginCallback(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	tk, err := h.opts.Tickets.Open(f.Ticket)
-	if err != nil {
-		h.fail(w, r, ticketFailure(err), flowLog{}, err)
-		return
-	}
-	l := logOf(tk)
-	p, ok := h.opts.Providers[tk.Provider]
+	tk, p, l, as, ok := h.openForLogin(w, r, f.Ticket)
 	if !ok {
-		h.fail(w, r, failUnknownProvider, l, nil)
-		return
-	}
-	as, err := h.discover(r.Context(), h.opts.Login.Issuer)
-	if err != nil {
-		h.fail(w, r, failUnavailable, l, err)
 		return
 	}
 	style := oauth2.AuthStyleInHeader
@@ -466,20 +494,10 @@ func (h *Handler) loginCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	next, err := newFlow(stageProvider, f.Ticket, f.Expires, p.Issuer != "")
-	if err != nil {
-		h.fail(w, r, failInternal, l, err)
-		return
-	}
-	target, err := authURL(p.AuthorizationURL, p.ClientID, h.base+PathProviderCallback, p.Scopes, next, p.AuthParams)
-	if err == nil {
-		err = h.jar.set(w, next)
-	}
-	if err != nil {
-		h.fail(w, r, failInternal, l, err)
-		return
-	}
-	redirect(w, r, target)
+	h.sendTo(w, r, l, stageProvider, f.Ticket, f.Expires, authRequest{
+		endpoint: p.AuthorizationURL, clientID: p.ClientID, redirectURI: h.base + PathProviderCallback,
+		scopes: p.Scopes, extra: p.AuthParams, nonce: p.Issuer != "",
+	})
 }
 
 // providerCallback serves GET /connect/callback: the provider's answer.
@@ -491,14 +509,8 @@ func (h *Handler) providerCallback(w http.ResponseWriter, r *http.Request) {
 	// Redeem first: a ticket that was used once never reaches the
 	// provider's token endpoint again.
 	tk, err := h.opts.Tickets.Redeem(r.Context(), f.Ticket)
-	if err != nil {
-		h.fail(w, r, ticketFailure(err), flowLog{}, err)
-		return
-	}
-	l := logOf(tk)
-	p, ok := h.opts.Providers[tk.Provider]
+	p, l, ok := h.providerOf(w, r, tk, err)
 	if !ok {
-		h.fail(w, r, failUnknownProvider, l, nil)
 		return
 	}
 	tokens, err := h.opts.Exchanger.Exchange(r.Context(), tk.Provider, r.URL.Query().Get("code"), h.base+PathProviderCallback, f.Verifier)

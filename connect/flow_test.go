@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -58,27 +55,9 @@ type world struct {
 	tickets   *connect.Tickets
 	sessions  connect.Sessions
 	exchanger *connecttest.Exchanger
-	clock     *testutil.Clock // the tickets' clock
-	logs      *logBuffer      // the handler's log
-	raw       *postgres.Store // with worldOptions.postgres: the rows as stored
-}
-
-// logBuffer collects log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	clock     *testutil.Clock      // the tickets' clock
+	logs      *testutil.SyncBuffer // the handler's log
+	raw       *postgres.Store      // with worldOptions.postgres: the rows as stored
 }
 
 // worldOptions vary a world.
@@ -95,11 +74,7 @@ type worldOptions struct {
 
 func newWorld(t *testing.T, wo worldOptions) *world {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String() + "/.extauthz"
+	ln, base := connecttest.Listen(t)
 	op := testop.Start(t, testop.Options{
 		Users: []testop.User{alice, bob},
 		Clients: []testop.Client{
@@ -111,6 +86,7 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 	keys := keyring(t, "k1")
 	var raw *postgres.Store
 	if wo.postgres {
+		var err error
 		raw, err = postgres.New(context.Background(), pgtest.New(t))
 		if err != nil {
 			t.Fatal(err)
@@ -124,7 +100,7 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 	if wo.sessions == nil {
 		wo.sessions = memory.New()
 	}
-	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &logBuffer{}, raw: raw}
+	w := &world{op: op, base: base, sessions: wo.sessions, clock: testutil.NewClock(time.Now()), logs: &testutil.SyncBuffer{}, raw: raw}
 	w.tickets = connect.NewTickets(keys, wo.uses, 0, connect.WithClock(w.clock.Now))
 	w.exchanger = &connecttest.Exchanger{HTTPClient: op.HTTPClient(), TokenURL: op.TokenURL(),
 		ClientID: providerClient, ClientSecret: "provider-secret", Replace: wo.exchange}
@@ -147,11 +123,7 @@ func newWorld(t *testing.T, wo worldOptions) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
+	connecttest.Serve(t, ln, h)
 	return w
 }
 

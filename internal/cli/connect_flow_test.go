@@ -2,8 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"net"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -25,11 +23,7 @@ func TestEndToEndConnectFlow(t *testing.T) {
 	e := startE2E(t, e2eOptions{connect: true})
 	alice := testop.User{Subject: "alice", Username: "alice", Password: "alice-password"}
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String() + "/.extauthz"
+	ln, base := connecttest.Listen(t)
 	op := testop.Start(t, testop.Options{Users: []testop.User{alice}, Clients: []testop.Client{
 		{ID: "login", Secret: "login-secret", RedirectURIs: []string{base + connect.PathLoginCallback}},
 		{ID: "gh-client", Secret: "gh-secret", AuthMethod: testop.ClientSecretPost,
@@ -50,11 +44,7 @@ func TestEndToEndConnectFlow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Listener.Close()
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(srv.Close)
+	connecttest.Serve(t, ln, h)
 
 	headers := map[string]string{"authorization": "Bearer " + e.jwt(t, "s-connect", nil)}
 	d := e.check(t, headers, "").GetDeniedResponse()

@@ -1,12 +1,17 @@
-// Package connecttest holds what tests of the connect flow share: a code
-// exchanger over golang.org/x/oauth2 for a test provider, and the steps of
-// signing in on the test provider's pages in a real browser.
+// Package connecttest holds what tests of the connect flow share: a
+// loopback listener for the flow's handler (whose public URL must be known
+// before the handler is made), a code exchanger over golang.org/x/oauth2
+// for a test provider, and the steps of signing in on the test provider's
+// pages in a real browser.
 package connecttest
 
 import (
 	"context"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sync"
+	"testing"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -74,4 +79,24 @@ func SignIn(page *browsertest.Page, client string, user testop.User) {
 	page.Fill(testop.PasswordField, user.Password)
 	page.Click(testop.SignInButton)
 	page.WaitText(client + " asks for access to the account " + user.Username)
+}
+
+// Listen opens a listener on 127.0.0.1 for the flow's handler and returns
+// it with the public URL the handler will have: http://127.0.0.1:PORT/.extauthz.
+func Listen(t testing.TB) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String() + "/.extauthz"
+}
+
+// Serve serves h on ln until t ends.
+func Serve(t testing.TB, ln net.Listener, h http.Handler) {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
 }
