@@ -27,12 +27,24 @@ var _ authz.Connector = (*Links)(nil)
 // query or fragment; a trailing "/" is dropped) carrying tickets from
 // tickets.
 func NewLinks(publicURL string, tickets *Tickets) (*Links, error) {
+	base, _, err := parsePublicURL(publicURL)
+	if err != nil {
+		return nil, err
+	}
+	return &Links{base: base, tickets: tickets}, nil
+}
+
+// parsePublicURL checks connect.public_url (an absolute http(s) URL without
+// query or fragment) and returns it without a trailing "/", and parsed.
+func parsePublicURL(publicURL string) (string, *url.URL, error) {
 	u, err := url.Parse(publicURL)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" ||
 		strings.ContainsAny(publicURL, "?#<> \t\r\n") {
-		return nil, errors.New("connect: the public URL must be an absolute http(s) URL without query or fragment")
+		return "", nil, errors.New("connect: the public URL must be an absolute http(s) URL without query or fragment")
 	}
-	return &Links{base: strings.TrimSuffix(publicURL, "/"), tickets: tickets}, nil
+	base := strings.TrimSuffix(publicURL, "/")
+	u, _ = url.Parse(base)
+	return base, u, nil
 }
 
 // ConnectLink implements authz.Connector: a link with a new ticket for t,

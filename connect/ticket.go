@@ -1,7 +1,8 @@
 // Package connect is where extauthz obtains a user's upstream tokens itself,
-// through a browser flow, when a Check finds the grant missing or dead. So
-// far it holds the connect tickets and the links that carry them; the
-// endpoints (GET /connect, the callback, the pages) come later.
+// through a browser flow, when a Check finds the grant missing or dead. It
+// holds the connect tickets, the links that carry them, and the flow's
+// handler (Handler: GET /connect, the two callbacks, the pages), which
+// serve does not serve yet.
 //
 // A connect ticket is an opaque, URL-safe string sealed with the encryption
 // keyring (tokencrypt.Keyring.SealPayload, purpose TicketPurpose: it can
