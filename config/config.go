@@ -122,9 +122,8 @@ type Listen struct {
 	Admin string `yaml:"admin"`
 	// Connect is the address (host:port) of the connect endpoints, where a
 	// user's browser links an upstream account to a session; it requires
-	// connect.public_url. Empty (the default) disables connect: no deny
-	// carries a connect link. The endpoints are not built yet: with it set,
-	// denies carry links, and nothing listens on the address.
+	// connect.public_url and connect.login. Empty (the default) disables
+	// connect: no deny carries a connect link.
 	Connect string `yaml:"connect"`
 }
 
@@ -139,6 +138,34 @@ type Connect struct {
 	// TicketTTL is how long a connect link's ticket is valid. Default 10m;
 	// between 1m and 24h.
 	TicketTTL Duration `yaml:"ticket_ttl"`
+	// Login is the client with which the browser signs in at the primary
+	// authorization server before it is sent to a provider. Required with
+	// listen.connect.
+	Login ConnectLogin `yaml:"login"`
+	// ReturnURL, when set, is linked from the success page ("Go back"): an
+	// absolute http(s) URL.
+	ReturnURL string `yaml:"return_url"`
+	// TLS, when its Cert is set, makes listen.connect serve TLS; otherwise
+	// it is plaintext, for the public host's proxy in front of it.
+	TLS TLS `yaml:"tls"`
+}
+
+// ConnectLogin is the login client at the primary authorization server
+// (OpenID Connect, authorization code with PKCE). Its redirect URI is
+// {connect.public_url}/connect/login.
+type ConnectLogin struct {
+	// Issuer is the server's issuer URL (discovery); default jwt.issuer.
+	Issuer string `yaml:"issuer"`
+	// ClientID and ClientSecret are the client's credentials; both
+	// required (write the secret as ${VAR}).
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+	// TokenEndpointAuth is client_secret_basic (the default) or
+	// client_secret_post.
+	TokenEndpointAuth string `yaml:"token_endpoint_auth"`
+	// Scopes are requested at sign-in; default [openid] (openid is always
+	// requested).
+	Scopes []string `yaml:"scopes"`
 }
 
 // UnixPrefix starts a listen.http value naming a Unix socket.
@@ -296,8 +323,15 @@ type Provider struct {
 	ClientKeyFile  string `yaml:"client_key_file"`
 	// CAFile holds CA certificates trusted, beyond the system's, for the
 	// provider's issuer and endpoints.
-	CAFile string   `yaml:"ca_file"`
+	CAFile string `yaml:"ca_file"`
+	// Scopes are sent on refresh when set, and requested when the browser
+	// links an account (connect; openid is added for an OIDC provider).
 	Scopes []string `yaml:"scopes"`
+	// AuthorizationParams are extra parameters of the connect flow's
+	// authorization request, such as Google's access_type: offline and
+	// prompt: consent. The flow's own parameters (state, scope, ...) may
+	// not be set.
+	AuthorizationParams map[string]string `yaml:"authorization_params"`
 	// Header receives "Bearer <access token>". Default "authorization".
 	Header string `yaml:"header"`
 	// IDTokenHeader, when set, receives the raw ID token.
@@ -600,6 +634,15 @@ func (c *Config) defaults() {
 	c.cacheDefaults()
 	c.adminDefaults()
 	c.Connect.TicketTTL.orDefault(10 * time.Minute)
+	if c.Connect.Login.Issuer == "" {
+		c.Connect.Login.Issuer = c.JWT.Issuer
+	}
+	if len(c.Connect.Login.Scopes) == 0 {
+		c.Connect.Login.Scopes = []string{"openid"}
+	}
+	if c.Connect.Login.TokenEndpointAuth == "" {
+		c.Connect.Login.TokenEndpointAuth = LoginSecretBasic
+	}
 	for name, p := range c.Providers {
 		p.Header = strings.ToLower(p.Header)
 		p.IDTokenHeader = strings.ToLower(p.IDTokenHeader)

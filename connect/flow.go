@@ -54,11 +54,14 @@ type Login struct {
 // browser there and check what comes back. The code exchange at the
 // provider's token endpoint is the Exchanger's.
 type Provider struct {
-	// AuthorizationURL is the provider's authorization endpoint.
+	// AuthorizationURL is the provider's authorization endpoint. It may be
+	// empty for an OIDC provider (Issuer set) when Options.Endpoints is
+	// set: the endpoint is then asked of it on each use.
 	AuthorizationURL string
 	// ClientID is extauthz's client ID at the provider.
 	ClientID string
-	// Scopes are the scopes requested (space-separated in the request).
+	// Scopes are the scopes requested (space-separated in the request);
+	// for an OIDC provider, openid is added when missing.
 	Scopes []string
 	// AuthParams are extra parameters of the authorization request, such as
 	// Google's access_type=offline and prompt=consent. They may not set the
@@ -80,6 +83,14 @@ type Provider struct {
 // refusal. Errors carry no token.
 type Exchanger interface {
 	Exchange(ctx context.Context, provider, code, redirectURI, codeVerifier string) (store.Tokens, error)
+}
+
+// Endpoints finds the authorization endpoint of a provider configured
+// without one (by its issuer's discovery document). An error wrapping
+// upstreamtoken.ErrUpstreamUnavailable means the provider cannot be reached
+// now; any error ends the flow on the "unavailable" page.
+type Endpoints interface {
+	AuthorizationEndpoint(ctx context.Context, provider string) (string, error)
 }
 
 // Sessions reads a session's rows and writes one: the sealed store
@@ -107,6 +118,10 @@ type Options struct {
 	Providers map[string]Provider
 	// Exchanger redeems the providers' codes.
 	Exchanger Exchanger
+	// Endpoints finds the authorization endpoints of the OIDC providers
+	// configured without one. Nil: every provider needs its
+	// AuthorizationURL.
+	Endpoints Endpoints
 	// Sessions is where a linked account's tokens are stored.
 	Sessions Sessions
 	// ReturnURL, when set, is linked from the success page ("Go back").
@@ -150,6 +165,11 @@ type Handler struct {
 	providers map[string]*oidc.Provider // by issuer, once discovered
 }
 
+// ProtocolParam reports whether name is a parameter of the authorization
+// request that the flow sets itself, which Provider.AuthParams may not
+// set.
+func ProtocolParam(name string) bool { return slices.Contains(protocolParams, name) }
+
 // protocolParams are the authorization request's parameters that the flow
 // sets itself and AuthParams may not override.
 var protocolParams = []string{"response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
@@ -180,11 +200,12 @@ func NewHandler(opts Options) (*Handler, error) {
 		errs = append(errs, errors.New("connect: the login needs an http(s) issuer and a client ID"))
 	}
 	for name, p := range opts.Providers {
-		if !isHTTPURL(p.AuthorizationURL) || p.ClientID == "" || (p.Issuer != "" && !isHTTPURL(p.Issuer)) {
-			errs = append(errs, fmt.Errorf("connect: provider %q needs an http(s) authorization URL, a client ID, and an http(s) issuer if any", name))
+		discovered := p.AuthorizationURL == "" && p.Issuer != "" && opts.Endpoints != nil
+		if (!discovered && !isHTTPURL(p.AuthorizationURL)) || p.ClientID == "" || (p.Issuer != "" && !isHTTPURL(p.Issuer)) {
+			errs = append(errs, fmt.Errorf("connect: provider %q needs an http(s) authorization URL (or an issuer and Options.Endpoints), a client ID, and an http(s) issuer if any", name))
 		}
 		for k := range p.AuthParams {
-			if slices.Contains(protocolParams, k) {
+			if ProtocolParam(k) {
 				errs = append(errs, fmt.Errorf("connect: provider %q: the authorization parameter %q is the flow's own", name, k))
 			}
 		}
@@ -494,9 +515,20 @@ func (h *Handler) loginCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	providerEndpoint := p.AuthorizationURL
+	if providerEndpoint == "" {
+		if providerEndpoint, err = h.opts.Endpoints.AuthorizationEndpoint(r.Context(), tk.Provider); err != nil {
+			h.fail(w, r, failUnavailable, l, err)
+			return
+		}
+	}
+	scopes := p.Scopes
+	if p.Issuer != "" && !slices.Contains(scopes, oidc.ScopeOpenID) {
+		scopes = append([]string{oidc.ScopeOpenID}, scopes...)
+	}
 	h.sendTo(w, r, l, stageProvider, f.Ticket, f.Expires, authRequest{
-		endpoint: p.AuthorizationURL, clientID: p.ClientID, redirectURI: h.base + PathProviderCallback,
-		scopes: p.Scopes, extra: p.AuthParams, nonce: p.Issuer != "",
+		endpoint: providerEndpoint, clientID: p.ClientID, redirectURI: h.base + PathProviderCallback,
+		scopes: scopes, extra: p.AuthParams, nonce: p.Issuer != "",
 	})
 }
 

@@ -517,6 +517,14 @@ func targetFor(subject string) authz.ConnectTarget {
 }
 
 // NewHandler refuses options it cannot work with, naming the problem.
+// fixedEndpoints is a connect.Endpoints that finds one endpoint for every
+// provider.
+type fixedEndpoints struct{}
+
+func (fixedEndpoints) AuthorizationEndpoint(context.Context, string) (string, error) {
+	return "https://idp.example.test/authorize", nil
+}
+
 func TestNewHandlerOptions(t *testing.T) {
 	keys := keyring(t, "k1")
 	valid := func() connect.Options {
@@ -547,6 +555,13 @@ func TestNewHandlerOptions(t *testing.T) {
 		{"login without client", func(o *connect.Options) { o.Login.ClientID = "" }, "the login needs"},
 		{"provider without authorization URL", func(o *connect.Options) {
 			o.Providers["github"] = connect.Provider{ClientID: "gh"}
+		}, `provider "github" needs`},
+		{"OIDC provider without authorization URL, found by Endpoints", func(o *connect.Options) {
+			o.Providers["github"] = connect.Provider{ClientID: "gh", Issuer: "https://github.example.test"}
+			o.Endpoints = fixedEndpoints{}
+		}, ""},
+		{"OIDC provider without authorization URL nor Endpoints", func(o *connect.Options) {
+			o.Providers["github"] = connect.Provider{ClientID: "gh", Issuer: "https://github.example.test"}
 		}, `provider "github" needs`},
 		{"provider with a bad issuer", func(o *connect.Options) {
 			p := o.Providers["github"]

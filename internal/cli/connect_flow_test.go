@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"net/url"
 	"strings"
 	"testing"
 
@@ -12,81 +11,76 @@ import (
 	"github.com/extauthz/extauthz/internal/testop"
 )
 
-// TestEndToEndConnectFlow: a gRPC Check of a session without a gh grant is
-// denied with a connect link; its ticket, followed in real Chromium through
-// the connect flow (connect.Handler, started by the test: serve does not
-// serve listen.connect yet) with a real OpenID Provider as both the
-// primary authorization server and the provider gh, signs alice in, links
-// her account, and the next Check is allowed with the provider's access
-// token, which is stored sealed.
+// TestEndToEndConnectFlow runs serve with listen.connect, a real OpenID
+// Provider as both the primary authorization server (connect.login) and
+// the provider op (endpoints by discovery, client_secret_post): a gRPC
+// Check of a session without an op grant is denied with a connect link,
+// which real Chromium follows through serve's connect endpoints, signing
+// alice in and consenting at both; the next Check is allowed with the
+// provider's access token, which is stored sealed and bound. The refusals
+// (another user, a used ticket, a forged state, denied consent) are
+// covered at the handler's level in connect/.
 func TestEndToEndConnectFlow(t *testing.T) {
-	e := startE2E(t, e2eOptions{connect: true})
 	alice := testop.User{Subject: "alice", Username: "alice", Password: "alice-password"}
-
-	ln, base := connecttest.Listen(t)
+	addr := freeTCPAddr(t)
+	base := e2eConnectBase(addr)
 	op := testop.Start(t, testop.Options{Users: []testop.User{alice}, Clients: []testop.Client{
 		{ID: "login", Secret: "login-secret", RedirectURIs: []string{base + connect.PathLoginCallback}},
-		{ID: "gh-client", Secret: "gh-secret", AuthMethod: testop.ClientSecretPost,
+		{ID: "op-client", Secret: "op-secret", AuthMethod: testop.ClientSecretPost,
 			RedirectURIs: []string{base + connect.PathProviderCallback}},
 	}})
-	h, err := connect.NewHandler(connect.Options{
-		PublicURL: base,
-		Tickets:   connect.NewTickets(e.keys, e.raw, 0),
-		Keys:      e.keys,
-		Login:     connect.Login{Issuer: op.Issuer, ClientID: "login", ClientSecret: "login-secret"},
-		Providers: map[string]connect.Provider{"gh": {AuthorizationURL: op.AuthorizationURL(), ClientID: "gh-client",
-			Issuer: op.Issuer, Scopes: []string{"openid", "offline_access"}}},
-		Exchanger: &connecttest.Exchanger{HTTPClient: op.HTTPClient(), TokenURL: op.TokenURL(),
-			ClientID: "gh-client", ClientSecret: "gh-secret"},
-		Sessions:   e.store,
-		HTTPClient: op.HTTPClient(),
-	})
-	if err != nil {
-		t.Fatal(err)
+	e := startE2E(t, e2eOptions{connect: true, connectOP: op, connectAddr: addr})
+	if e.connect == nil || e.connect.String() != addr {
+		t.Fatalf("serve does not listen on listen.connect %s: %v", addr, e.connect)
 	}
-	connecttest.Serve(t, ln, h)
 
 	headers := map[string]string{"authorization": "Bearer " + e.jwt(t, "s-connect", nil)}
-	d := e.check(t, headers, "").GetDeniedResponse()
+	d := e.check(t, headers, "op").GetDeniedResponse()
 	var body struct {
 		ConnectURI string `json:"connect_uri"`
 	}
 	if err := json.Unmarshal([]byte(d.GetBody()), &body); err != nil || d.GetStatus().GetCode() != 401 {
 		t.Fatalf("deny %d, body parsed: %v", d.GetStatus().GetCode(), err)
 	}
-	link, err := url.Parse(body.ConnectURI)
-	if err != nil || !strings.HasPrefix(body.ConnectURI, e2eConnectURL+connect.PathConnect+"?") {
-		t.Fatalf("connect_uri is not a link under %s", e2eConnectURL)
+	if !strings.HasPrefix(body.ConnectURI, base+connect.PathConnect+"?ticket=") {
+		t.Fatalf("connect_uri is not a link under %s", base)
 	}
 
-	// The deny's link is under the configured https public URL; the test
-	// serves the flow on loopback http, with the same ticket.
 	page := browsertest.New(t)
-	page.Navigate(base + connect.PathConnect + "?" + link.RawQuery)
+	page.Navigate(body.ConnectURI)
 	connecttest.SignIn(page, "login", alice)
 	page.Click(testop.AllowButton)
-	connecttest.SignIn(page, "gh-client", alice)
+	connecttest.SignIn(page, "op-client", alice)
 	page.Click(testop.AllowButton)
-	page.WaitText("Your gh account alice is now linked.")
+	page.WaitText("Your op account alice is now linked.")
 
-	row, err := e.store.Get(t.Context(), "s-connect", "gh")
+	row, err := e.store.Get(t.Context(), "s-connect", "op")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, err := e.raw.Get(t.Context(), "s-connect", "gh")
+	sealed, err := e.raw.Get(t.Context(), "s-connect", "op")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if row.Subject != "alice" || row.ClientID != "app" || row.UpstreamSubject != "alice" || sealed.AccessToken == row.AccessToken {
-		t.Errorf("stored: binding %q/%q, upstream %q, sealed %v", row.Subject, row.ClientID, row.UpstreamSubject,
-			sealed.AccessToken != row.AccessToken)
+	if row.Subject != "alice" || row.ClientID != "app" || row.UpstreamSubject != "alice" || sealed.AccessToken == row.AccessToken ||
+		row.RefreshToken == "" {
+		t.Errorf("stored: binding %q/%q, upstream %q, sealed %v, refresh token %v", row.Subject, row.ClientID, row.UpstreamSubject,
+			sealed.AccessToken != row.AccessToken, row.RefreshToken != "")
 	}
-	resp := e.check(t, headers, "")
+	resp := e.check(t, headers, "op")
 	if resp.GetOkResponse() == nil {
 		t.Fatalf("the Check after linking is not allowed: %d", resp.GetDeniedResponse().GetStatus().GetCode())
 	}
-	if got := respHeaders(resp)["authorization"]; got != "Bearer "+row.AccessToken {
+	if got := respHeaders(resp)["x-op-token"]; got != "Bearer "+row.AccessToken {
 		t.Errorf("the allowed Check does not carry the linked access token (header set: %v)", got != "")
 	}
-	e.assertNoSecretsLogged(t, row.AccessToken, row.RefreshToken, link.Query().Get("ticket"))
+
+	// The same link again: its ticket is used.
+	page.Navigate(body.ConnectURI)
+	connecttest.SignIn(page, "login", alice)
+	page.Click(testop.AllowButton)
+	connecttest.SignIn(page, "op-client", alice)
+	page.Click(testop.AllowButton)
+	page.WaitText("This link has been used already")
+	e.assertNoSecretsLogged(t, row.AccessToken, row.RefreshToken, strings.TrimPrefix(body.ConnectURI, base+connect.PathConnect+"?ticket="))
 }

@@ -35,10 +35,16 @@ type demoIdP struct {
 	jwtTTL    time.Duration
 	accessTTL time.Duration
 	log       *slog.Logger
+	// authorize, when set, adds the authorization endpoint and the
+	// discovery document (extauthz dev's connect demonstration).
+	authorize *demoAuthorizer
 }
 
 // mint signs a session JWT; scope, when not empty, becomes its scope claim.
-func (d *demoIdP) mint(scope string) (string, error) {
+func (d *demoIdP) mint(scope string) (string, error) { return d.mintFor(d.session, scope) }
+
+// mintFor is mint for the token session ID session.
+func (d *demoIdP) mintFor(session, scope string) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: d.key},
 		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", devKeyID(d.key)))
 	if err != nil {
@@ -48,7 +54,7 @@ func (d *demoIdP) mint(scope string) (string, error) {
 	claims := map[string]any{
 		"iss": d.issuer, "aud": d.audience, "sub": d.subject, "client_id": d.clientID,
 		"iat": now.Unix(), "exp": now.Add(d.jwtTTL).Unix(),
-		upstreamtoken.TokenSessionIDClaimKey: d.session,
+		upstreamtoken.TokenSessionIDClaimKey: session,
 	}
 	if scope != "" {
 		claims["scope"] = scope
@@ -57,9 +63,13 @@ func (d *demoIdP) mint(scope string) (string, error) {
 }
 
 // handler serves GET /jwks.json, GET /jwt[?scope=S], POST /token and
-// GET /healthz.
+// GET /healthz; with authorize, also its endpoints (and the token
+// endpoint redeems codes).
 func (d *demoIdP) handler() http.Handler {
 	mux := http.NewServeMux()
+	if d.authorize != nil {
+		d.authorize.register(mux)
+	}
 	mux.HandleFunc("GET /jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(publicJWKS(d.key))
@@ -81,6 +91,9 @@ func (d *demoIdP) handler() http.Handler {
 		case grant == "":
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = w.Write([]byte(`{"error":"invalid_request"}`))
+			return
+		case grant == "authorization_code" && d.authorize != nil:
+			d.authorize.exchange(w, r)
 			return
 		case grant != "refresh_token":
 			w.WriteHeader(http.StatusBadRequest)

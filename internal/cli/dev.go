@@ -23,6 +23,7 @@ import (
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/localpg"
+	"github.com/extauthz/extauthz/internal/setting"
 	"github.com/extauthz/extauthz/migrations"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
@@ -35,6 +36,9 @@ const (
 	devSubject  = "alice"
 	devClientID = "demo-client"
 	devProvider = "demo"
+	// devConnectSession is the session of the printed connect example: it
+	// has no tokens until the browser links them.
+	devConnectSession = "demo-connect-session"
 )
 
 // devCmd runs the whole service on a private PostgreSQL with a development
@@ -44,6 +48,7 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	dir := fs.String("dir", ".extauthz-dev", "folder for the private database, key and config")
 	listen := fs.String("grpc", "127.0.0.1:9001", "address of the gRPC listener")
 	metricsAddr := fs.String("metrics", "off", "address of the /metrics, /healthz and /readyz listener (e.g. 127.0.0.1:9090), or off")
+	connectAddr := fs.String("connect", "127.0.0.1:9004", "loopback address of the connect flow (the deny's link, opened in a browser), or off")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -94,15 +99,37 @@ func devCmd(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	idpURL := "http://" + providerLis.Addr().String()
+	tokenURL := idpURL + "/token"
+	// Connect: the development provider is also the server the browser
+	// signs in at (connect.login) and the demo provider's authorization
+	// endpoint, with a one-button consent page.
+	listenConnect, connectSection, authorizationURL, publicURL := "", "", "", ""
+	if *connectAddr != "off" {
+		host, _, err := net.SplitHostPort(*connectAddr)
+		if err != nil || !setting.IsLoopback(host) {
+			return usageErr("--connect must be a loopback host:port (e.g. 127.0.0.1:9004) or off")
+		}
+		publicURL = "http://" + *connectAddr + "/.extauthz"
+		idp.authorize = &demoAuthorizer{d: idp, issuer: idpURL, redirectPrefix: publicURL + "/"}
+		listenConnect = fmt.Sprintf("  connect: %q\n", *connectAddr)
+		connectSection = fmt.Sprintf(`connect:
+  public_url: %q
+  login:
+    issuer: %q
+    client_id: dev-login
+    client_secret: dev-login-secret
+`, publicURL, idpURL)
+		authorizationURL = fmt.Sprintf("    authorization_url: %q\n", idpURL+"/authorize")
+	}
 	defer idp.serveOn(providerLis).Close()
-	tokenURL := "http://" + providerLis.Addr().String() + "/token"
 
 	cfgText := fmt.Sprintf(`# Written by "extauthz dev": a development configuration, not for production.
 listen:
   grpc: %q
   metrics: %q
   reflection: true
-database:
+%s%sdatabase:
   url: %q
 jwt:
   issuer: %q
@@ -111,7 +138,7 @@ jwt:
 providers:
   %s:
     token_url: %q
-    client_id: dev-client
+%s    client_id: dev-client
     client_secret: dev-secret
     auth_style: params
 default_providers: [%s]
@@ -124,7 +151,8 @@ encryption:
       key_file: %q
 shutdown:
   drain_delay: 0s
-`, *listen, *metricsAddr, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL, devProvider, keyPath)
+`, *listen, *metricsAddr, listenConnect, connectSection, cluster.DSN(), devIssuer, devAudience, jwksPath, devProvider, tokenURL,
+		authorizationURL, devProvider, keyPath)
 	cfgPath := filepath.Join(abs, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -137,8 +165,18 @@ shutdown:
 	if err != nil {
 		return err
 	}
+	connectToken := ""
+	if publicURL != "" {
+		if connectToken, err = idp.mintFor(devConnectSession, ""); err != nil {
+			return err
+		}
+	}
 	return serve(ctx, cfg, env, func(addr net.Addr) {
 		printDevExample(env, cfgPath, *listen, token)
+		if connectToken != "" {
+			printDevConnectExample(env, *listen, publicURL, connectToken)
+		}
+		fmt.Fprintln(env.Stdout, "\nStop with Ctrl-C; the database stays in the dev folder for next time.")
 	})
 }
 
@@ -168,9 +206,24 @@ extauthz dev is serving ext_authz on %[3]s (config: %[2]s). Try it from another 
 3. Inspect the stored row (tokens are redacted):
 
    %[1]s tokens get --config %[2]s --session %[5]s
-
-Stop with Ctrl-C; the database stays in the dev folder for next time.
 `, bin, cfgPath, addr, token, devSession, devProvider, devSubject, devClientID)
+}
+
+// printDevConnectExample prints how to link an account in the browser
+// from a deny's connect link.
+func printDevConnectExample(env Env, addr, publicURL, token string) {
+	fmt.Fprintf(env.Stdout, `
+4. Link an account in the browser instead of storing tokens by hand. A Check for the session
+   %[3]s, which has no tokens yet, is denied with a connect link
+   ("connect_uri" in the body, and a Link header):
+
+   grpcurl -plaintext -d '{"attributes":{"request":{"http":{"headers":{"authorization":"Bearer %[2]s"}}}}}'      %[1]s envoy.service.auth.v3.Authorization/Check
+
+   Open the link (%[4]s/connect?ticket=...) in a browser: press Allow at the development
+   sign-in, then Allow again for the demo provider, and the page says the account is linked.
+   Send the same Check again: it is allowed, with the linked token in the authorization header.
+   A link works once and for 10 minutes.
+`, addr, token, devConnectSession, publicURL)
 }
 
 // devKey loads the development signing key from dir, creating it on first

@@ -2,7 +2,12 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,12 +41,13 @@ func TestDevQuickStart(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
+	connectAddr := freeTCPAddr(t)
 
 	out, logs := &syncBuffer{}, &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, []string{"dev", "--dir", filepath.Join(dir, "dev"), "--grpc", addr},
+		done <- Run(ctx, []string{"dev", "--dir", filepath.Join(dir, "dev"), "--grpc", addr, "--connect", connectAddr},
 			Env{Stdout: out, Stderr: logs, Getenv: func(string) string { return "" }})
 	}()
 	t.Cleanup(func() {
@@ -83,26 +89,101 @@ func TestDevQuickStart(t *testing.T) {
 	}
 
 	// Step 2: the printed grpcurl request, sent with a gRPC client.
-	body := regexp.MustCompile(`grpcurl -plaintext -d '([^']*)'`).FindStringSubmatch(printed)
-	if body == nil || !strings.Contains(printed, addr+" envoy.service.auth.v3.Authorization/Check") {
-		t.Fatalf("no grpcurl command for %s in:\n%s", addr, printed)
-	}
-	var req authv3.CheckRequest
-	if err := protojson.Unmarshal([]byte(body[1]), &req); err != nil {
-		t.Fatalf("printed request is not a CheckRequest: %v", err)
+	bodies := regexp.MustCompile(`grpcurl -plaintext -d '([^']*)'`).FindAllStringSubmatch(printed, -1)
+	if len(bodies) != 2 || strings.Count(printed, addr+" envoy.service.auth.v3.Authorization/Check") != 2 {
+		t.Fatalf("not two grpcurl commands for %s in:\n%s", addr, printed)
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer ccancel()
-	resp, err := authv3.NewAuthorizationClient(conn).Check(cctx, &req)
+	check := func(body string) *authv3.CheckResponse {
+		t.Helper()
+		var req authv3.CheckRequest
+		if err := protojson.Unmarshal([]byte(body), &req); err != nil {
+			t.Fatalf("printed request is not a CheckRequest: %v", err)
+		}
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		resp, err := authv3.NewAuthorizationClient(conn).Check(cctx, &req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := check(bodies[0][1]); resp.GetOkResponse() == nil || respHeaders(resp)["authorization"] != "Bearer upstream-demo-token" {
+		t.Fatalf("Check = %v, want OK with authorization: Bearer upstream-demo-token", resp)
+	}
+
+	// Step 4: the printed connect example, the browser played by an HTTP
+	// client with cookies that presses Allow twice.
+	d := check(bodies[1][1]).GetDeniedResponse()
+	var deny struct {
+		ConnectURI string `json:"connect_uri"`
+	}
+	if err := json.Unmarshal([]byte(d.GetBody()), &deny); err != nil || d.GetStatus().GetCode() != 401 ||
+		!strings.HasPrefix(deny.ConnectURI, "http://"+connectAddr+"/.extauthz/connect?ticket=") {
+		t.Fatalf("connect example: deny %d without a connect link under %s (body parsed: %v)", d.GetStatus().GetCode(), connectAddr, err)
+	}
+	page := devBrowser(t).get(deny.ConnectURI)
+	page = devBrowser(t).allow(page) // a fresh client has no flow cookie: refused
+	if page.status != http.StatusBadRequest {
+		t.Errorf("consent without the flow cookie: status %d, want 400", page.status)
+	}
+	b := devBrowser(t)
+	page = b.allow(b.allow(b.get(deny.ConnectURI)))
+	if page.status != http.StatusOK || !strings.Contains(page.text, "Your demo account is now linked.") {
+		t.Fatalf("after consenting twice: status %d, page:\n%s", page.status, page.text)
+	}
+	if resp := check(bodies[1][1]); resp.GetOkResponse() == nil || !strings.HasPrefix(respHeaders(resp)["authorization"], "Bearer upstream-demo-token-") {
+		t.Fatalf("the Check after linking is not allowed with the linked token: %d", resp.GetDeniedResponse().GetStatus().GetCode())
+	}
+}
+
+// devBrowserT is a browser for the dev setup's pages: an HTTP client with
+// cookies that follows redirects.
+type devBrowserT struct {
+	t *testing.T
+	c *http.Client
+}
+
+// devPage is a page the browser landed on.
+type devPage struct {
+	url    *url.URL
+	status int
+	text   string
+}
+
+func devBrowser(t *testing.T) *devBrowserT {
+	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetOkResponse() == nil || respHeaders(resp)["authorization"] != "Bearer upstream-demo-token" {
-		t.Fatalf("Check = %v, want OK with authorization: Bearer upstream-demo-token", resp)
+	return &devBrowserT{t: t, c: &http.Client{Jar: jar, Timeout: time.Minute}}
+}
+
+func (b *devBrowserT) page(resp *http.Response, err error) devPage {
+	b.t.Helper()
+	if err != nil {
+		b.t.Fatal(err)
 	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	return devPage{url: resp.Request.URL, status: resp.StatusCode, text: string(text)}
+}
+
+// get opens link.
+func (b *devBrowserT) get(link string) devPage {
+	b.t.Helper()
+	return b.page(b.c.Get(link))
+}
+
+// allow presses Allow on the development consent page p.
+func (b *devBrowserT) allow(p devPage) devPage {
+	b.t.Helper()
+	if p.status != http.StatusOK || !strings.Contains(p.text, `value="allow"`) {
+		b.t.Fatalf("not the consent page: %s status %d:\n%s", p.url.Path, p.status, p.text)
+	}
+	return b.page(b.c.PostForm(p.url.String(), url.Values{"decision": {"allow"}}))
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testop"
 	"github.com/extauthz/extauthz/jwtauth/jwttest"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
@@ -127,6 +128,9 @@ type e2e struct {
 	admin net.Addr
 	// keys is the server's encryption keyring.
 	keys *tokencrypt.Keyring
+	// connect is the connect flow's address (e2eOptions.connect), else
+	// nil.
+	connect net.Addr
 }
 
 // e2eKey is one encryption key of an e2e server's configuration.
@@ -150,9 +154,22 @@ type e2eOptions struct {
 	// only.
 	admin bool
 	// connect sets listen.connect and connect.public_url
-	// (e2eConnectURL), and a route /mcp/ with deny_style mcp.
+	// (e2eConnectURL), the login client, authorization endpoints for the
+	// providers, and a route /mcp/ with deny_style mcp.
 	connect bool
+	// connectOP, with connect, makes connect real: listen.connect on
+	// connectAddr (a free loopback port) with public URL
+	// e2eConnectBase(connectAddr), the login client "login" (secret
+	// login-secret) at connectOP, and a provider "op" at connectOP
+	// (client op-client, secret op-secret, client_secret_post, discovery
+	// from its issuer).
+	connectOP   *testop.OP
+	connectAddr string
 }
+
+// e2eConnectBase is the connect public URL of a server whose
+// listen.connect is addr.
+func e2eConnectBase(addr string) string { return "http://" + addr + "/.extauthz" }
 
 const (
 	e2eConnectURL    = "https://api.test/.extauthz"
@@ -210,11 +227,22 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 			"iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
 	}
 
-	listenAdmin, adminSection, mcpRoute := "", "", ""
+	listenAdmin, adminSection, mcpRoute, authorizationURL, opProvider := "", "", "", "", ""
 	if opts.connect {
 		listenAdmin = "  connect: 127.0.0.1:0\n"
-		adminSection = "connect:\n  public_url: " + e2eConnectURL + "\n  ticket_ttl: 5m\n"
+		adminSection = "connect:\n  public_url: " + e2eConnectURL + "\n  ticket_ttl: 5m\n" +
+			"  login:\n    client_id: login\n    client_secret: ${E2E_LOGIN_SECRET}\n"
 		mcpRoute = "  - path_prefix: /mcp/\n    deny_style: mcp\n"
+		authorizationURL = "    authorization_url: " + provider.URL + "/authorize\n"
+		env["E2E_LOGIN_SECRET"] = "login-secret"
+	}
+	if op := opts.connectOP; op != nil {
+		listenAdmin = "  connect: " + opts.connectAddr + "\n"
+		adminSection = "connect:\n  public_url: " + e2eConnectBase(opts.connectAddr) + "\n  ticket_ttl: 5m\n" +
+			"  login:\n    issuer: " + op.Issuer + "\n    client_id: login\n    client_secret: ${E2E_LOGIN_SECRET}\n"
+		opProvider = "  op:\n    issuer: " + op.Issuer + "\n    client_id: op-client\n    client_secret: op-secret\n" +
+			"    token_endpoint_auth: client_secret_post\n    scopes: [offline_access]\n    header: x-op-token\n" +
+			"    authorization_params: {prompt: consent}\n"
 	}
 	if opts.admin {
 		listenAdmin += "  admin: 127.0.0.1:0\n"
@@ -241,36 +269,37 @@ providers:
     client_secret: ${E2E_GH_SECRET}
     auth_style: params
     scopes: [repo, read:user]
-  google:
-    token_url: %s/token
+%[13]s  google:
+    token_url: %[6]s/token
     client_id: google-client
     client_secret: google-secret
     auth_style: header
     header: x-google-token
     id_token_header: x-google-id-token
-  okta:
-    token_url: %s/token
+%[13]s%[14]s  okta:
+    token_url: %[7]s/token
     client_id: okta-client
     auth_style: params
     header: x-okta-token
     id_token_header: x-okta-id-token
-    issuer: %s
+    issuer: %[8]s
 default_providers: [gh]
 routes:
   - host: api.test
     path_prefix: /calendar/
     providers: [google]
     required_scopes: [calendar]
-%srefresh:
-  skew: %s
+%[9]srefresh:
+  skew: %[10]s
   timeout: 5s
 deny:
   realm: api
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
 log:
   level: debug
-%sencryption:
-%s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, mcpRoute, skew, adminSection, encryption.String())
+%[11]sencryption:
+%[12]s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, mcpRoute, skew, adminSection,
+		encryption.String(), authorizationURL, opProvider)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
@@ -295,7 +324,8 @@ log:
 	}
 	t.Cleanup(pg.Close)
 	return &e2e{client: authv3.NewAuthorizationClient(conn), conn: conn, store: encrypted.New(pg, cfg.Keyring()), raw: pg,
-		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin, keys: cfg.Keyring()}
+		signer: signer, tokens: te, logs: logs, dsn: dsn, configPath: path, getenv: getenv, admin: served.admin, keys: cfg.Keyring(),
+		connect: served.connect}
 }
 
 func (e *e2e) put(t *testing.T, r store.Row) {
@@ -725,8 +755,8 @@ func TestEndToEndOIDCRefreshedIDToken(t *testing.T) {
 // served is a serve running in the test's process: its listeners'
 // addresses (http and metrics nil when not configured) and its logs.
 type served struct {
-	grpc, http, metrics, admin net.Addr
-	logs                       *syncBuffer
+	grpc, http, metrics, admin, connect net.Addr
+	logs                                *syncBuffer
 }
 
 // runInProcess runs serve for cfg until t ends (failing t if serve then
@@ -742,6 +772,7 @@ func runInProcess(t *testing.T, cfg *config.Config, getenv func(string) string) 
 			http:    func(a net.Addr) { s.http = a },
 			metrics: func(a net.Addr) { s.metrics = a },
 			admin:   func(a net.Addr) { s.admin = a },
+			connect: func(a net.Addr) { s.connect = a },
 			grpc:    func(a net.Addr) { s.grpc = a; close(ready) },
 		})
 	}()

@@ -25,20 +25,29 @@ const unixSocketMode = 0o660
 // when no certificate is configured (plaintext, for a proxy on the same host
 // or a Unix socket). A file that does not load is a usage error.
 func httpTLS(cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
+	return listenerTLS("http", "http.tls", "HTTP authorization", cfg, log)
+}
+
+// listenerTLS returns the TLS configuration of the listener named
+// listener from cfg (the settings at key), or nil when no certificate is
+// configured: the listener, described as what, is then plaintext. A file
+// that does not load is a usage error.
+func listenerTLS(listener, key, what string, cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
 	if cfg.Cert == "" {
-		log.Info("http.tls not set: the HTTP authorization listener is plaintext")
+		log.Info(key + " not set: the " + what + " listener is plaintext")
 		return nil, nil
 	}
 	r, err := tlsreload.New(tlsreload.Files{Cert: cfg.Cert, Key: cfg.Key, ClientCA: cfg.ClientCA},
-		tlsreload.Options{Logger: log.With("component", "tls", "listener", "http"), ClientIdentities: cfg.ClientIdentities})
+		tlsreload.Options{Logger: log.With("component", "tls", "listener", listener), ClientIdentities: cfg.ClientIdentities})
 	if err != nil {
-		return nil, fmt.Errorf("%w: http.tls: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: %s: %w", errUsage, key, err)
 	}
 	return r.TLSConfig(), nil
 }
 
 // httpListener is an HTTP listener beside gRPC: the HTTP authorization
-// front on listen.http or the session API on listen.admin.
+// front on listen.http, the session API on listen.admin or the connect
+// flow on listen.connect.
 type httpListener struct {
 	name string // the listen key, for errors and logs
 	srv  *http.Server

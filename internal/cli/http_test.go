@@ -43,7 +43,8 @@ type httpServer struct {
 // Its providers are gh (the default, in Authorization) and google
 // (x-google-token, x-google-id-token), both refreshed at one loopback token
 // endpoint; its routes are /admin/ (scope admin required) and /google/
-// (provider google).
+// (provider google). Connect is on (public URL https://api.test/.extauthz):
+// denies a link can fix carry one.
 func startHTTPServe(t *testing.T, listenHTTP string) *httpServer {
 	t.Helper()
 	dsn := pgtest.New(t)
@@ -68,6 +69,7 @@ listen:
   grpc: 127.0.0.1:0
   http: %[1]s
   metrics: 127.0.0.1:0
+  connect: 127.0.0.1:0
 shutdown:
   drain_delay: 0s
 database:
@@ -77,8 +79,8 @@ jwt:
   audiences: [api]
   jwks_file: %[2]s
 providers:
-  gh: {token_url: "%[3]s/token", client_id: gh, auth_style: params}
-  google: {token_url: "%[3]s/token", client_id: g, auth_style: params, header: x-google-token, id_token_header: x-google-id-token}
+  gh: {token_url: "%[3]s/token", authorization_url: "%[3]s/authorize", client_id: gh, auth_style: params}
+  google: {token_url: "%[3]s/token", authorization_url: "%[3]s/authorize", client_id: g, auth_style: params, header: x-google-token, id_token_header: x-google-id-token}
 default_providers: [gh]
 routes:
   - path_prefix: /admin/
@@ -87,6 +89,9 @@ routes:
     providers: [google]
 deny:
   realm: api
+connect:
+  public_url: https://api.test/.extauthz
+  login: {client_id: login, client_secret: login-secret}
 encryption:
   keys:
     - id: k1

@@ -253,6 +253,9 @@ type clientView struct {
 	// errorCode is the "error" of the JSON body of a deny, when the proxy
 	// passes extauthz's body on.
 	errorCode string
+	// link is whether the deny's connect link (Link, rel="connect")
+	// reaches the client.
+	link bool
 }
 
 // proxyCase is a request sent through each proxy, and what must come of it.
@@ -293,6 +296,9 @@ var (
 	invalidToken  = clientView{status: 401, challenge: challengeInvalid, errorCode: "invalid_token"}
 	sessionDenied = clientView{status: 401, challenge: challengeSession, errorCode: "invalid_token"}
 	reauth        = clientView{status: 401, challenge: challengeReauth, errorCode: "invalid_token"}
+	// With the connect link: a grant the user can link again.
+	sessionLinked = clientView{status: 401, challenge: challengeSession, errorCode: "invalid_token", link: true}
+	reauthLinked  = clientView{status: 401, challenge: challengeReauth, errorCode: "invalid_token", link: true}
 	scopeDenied   = clientView{status: 403, challenge: challengeScope, errorCode: "insufficient_scope"}
 	nginx403      = map[string]clientView{"nginx": {status: 403}}
 	nginx500      = map[string]clientView{"nginx": {status: 500}}
@@ -404,19 +410,19 @@ var proxyCases = []proxyCase{
 	}, want: invalidToken},
 	{name: "deny: a JWT without tsid", path: "/repos",
 		header: jwtFor("s1", "read", func(c map[string]any) { delete(c, "tsid") }), want: invalidToken},
-	{name: "deny: an unknown session", path: "/repos", header: jwtFor("s-none", "read", nil), want: sessionDenied},
+	{name: "deny: an unknown session", path: "/repos", header: jwtFor("s-none", "read", nil), want: sessionLinked},
 	{name: "deny: the route's provider has no row in the session", path: "/google/calendars",
-		header: jwtFor("s-gh-only", "read", nil), want: sessionDenied},
+		header: jwtFor("s-gh-only", "read", nil), want: sessionLinked},
 	{name: "deny: binding: another subject's JWT", path: "/repos",
 		header: jwtFor("s1", "read", func(c map[string]any) { c["sub"] = "bob" }), want: sessionDenied},
 	{name: "deny: binding: another client's JWT", path: "/repos",
 		header: jwtFor("s1", "read", func(c map[string]any) { c["client_id"] = "other-app" }), want: sessionDenied},
 	{name: "deny: the session expired", path: "/repos", header: jwtFor("s-ended", "read", nil), want: reauth},
-	{name: "deny: no refresh token", path: "/repos", header: jwtFor("s-no-rt", "read", nil), want: reauth},
+	{name: "deny: no refresh token", path: "/repos", header: jwtFor("s-no-rt", "read", nil), want: reauthLinked},
 	{name: "deny: the grant refused (invalid_grant), then the re-authentication mark: redeemed once for two requests",
-		path: "/repos", header: jwtFor("s-refused", "read", nil), times: 2, want: reauth, after: calls("refused-rt", 1)},
+		path: "/repos", header: jwtFor("s-refused", "read", nil), times: 2, want: reauthLinked, after: calls("refused-rt", 1)},
 	{name: "deny: the re-authentication mark", path: "/repos", header: jwtFor("s-marked", "read", nil),
-		want: reauth, after: calls("rt-marked", 0)},
+		want: reauthLinked, after: calls("rt-marked", 0)},
 	{name: "deny: insufficient scope on a route with required_scopes", path: "/admin/users", header: s1(),
 		want: scopeDenied, behind: nginx403},
 	{name: "deny: provider unavailable, 503 with Retry-After", path: "/google/calendars", header: jwtFor("s-outage", "read", nil),
@@ -471,6 +477,9 @@ func (p proxyRunner) checkAnswer(t *testing.T, want clientView, resp *http.Respo
 	}
 	if got := resp.Header.Get("WWW-Authenticate"); got != want.challenge {
 		t.Errorf("WWW-Authenticate %q, want %q", got, want.challenge)
+	}
+	if got := strings.HasSuffix(resp.Header.Get("Link"), `; rel="connect"`); got != want.link {
+		t.Errorf("connect link present: %v, want %v", got, want.link)
 	}
 	if got := resp.Header.Get("Retry-After") != ""; got != want.retryAfter {
 		t.Errorf("Retry-After present: %v, want %v", got, want.retryAfter)

@@ -153,6 +153,11 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 			return err
 		}
 	}
+	if cfg.Listen.Connect != "" && cfg.Connect.TLS.Cert != "" {
+		if _, err := connectTLS(cfg.Connect.TLS, slog.New(slog.DiscardHandler)); err != nil {
+			return err
+		}
+	}
 	// What serve would refuse, the check refuses too: the OTEL_* settings.
 	if _, err := telemetry.TracingEnabled(env.Getenv); err != nil {
 		return fmt.Errorf("%w: tracing: %w", errUsage, err)
@@ -238,6 +243,9 @@ type serveHooks struct {
 	// admin receives the session API listener's address, when there is
 	// one, before grpc is called.
 	admin func(addr net.Addr)
+	// connect receives the connect flow's listener address, when there
+	// is one, before grpc is called.
+	connect func(addr net.Addr)
 }
 
 // serve runs the gRPC server until ctx is done, then shuts down gracefully.
@@ -258,7 +266,8 @@ func serve(ctx context.Context, cfg *config.Config, env Env, ready func(addr net
 // close. The HTTP authorization listener (listen.http), when there is one,
 // follows the gRPC listener: it keeps answering during the drain delay, each
 // answer closing its connection, then stops accepting and waits for its
-// requests in flight within the same shutdown.timeout.
+// requests in flight within the same shutdown.timeout; so do the session API
+// (listen.admin) and the connect flow (listen.connect).
 func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) error {
 	log := newLogger(cfg.Log, env)
 
@@ -276,6 +285,12 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	var httpTLSConfig *tls.Config
 	if cfg.Listen.HTTP != "" {
 		if httpTLSConfig, err = httpTLS(cfg.HTTP.TLS, log); err != nil {
+			return err
+		}
+	}
+	var connectTLSConfig *tls.Config
+	if cfg.Listen.Connect != "" {
+		if connectTLSConfig, err = connectTLS(cfg.Connect.TLS, log); err != nil {
 			return err
 		}
 	}
@@ -338,17 +353,20 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithLogger(log))
 	decisions := cfg.Authz()
 	decisions.Observer = metrics
+	var flow *connect.Handler
 	if cfg.Listen.Connect != "" {
 		// Denies carry connect links; tickets are redeemed against the
-		// database itself. The endpoints are not built yet: nothing
-		// listens on listen.connect.
-		links, err := connect.NewLinks(cfg.Connect.PublicURL, connect.NewTickets(cfg.Keyring(), pg, cfg.Connect.TicketTTL.D()))
+		// database itself. Linked tokens are stored through the same
+		// store as the Checks read, so that the token cache sees them.
+		tickets := connect.NewTickets(cfg.Keyring(), pg, cfg.Connect.TicketTTL.D())
+		links, err := connect.NewLinks(cfg.Connect.PublicURL, tickets)
 		if err != nil {
 			return fmt.Errorf("%w: connect.public_url: %w", errUsage, err)
 		}
 		decisions.Connect = links
-		log.Warn("listen.connect: denies carry connect links, but the connect endpoints are not built yet; nothing listens on this address",
-			"listen_connect", cfg.Listen.Connect)
+		if flow, err = connectHandler(cfg, tickets, st, p.refresher, log); err != nil {
+			return err
+		}
 	}
 	decider := authz.New(decisions, p.verifier, svc, log)
 
@@ -380,6 +398,15 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 			return err
 		}
 		front = append(front, adminLis)
+	}
+	if flow != nil {
+		connectLis, err := listenConnect(cfg, flow, connectTLSConfig, log)
+		if err != nil {
+			lis.Close()
+			front.close()
+			return err
+		}
+		front = append(front, connectLis)
 	}
 	srv, health := server.New(decider, server.Options{Reflection: cfg.Listen.Reflection, Logger: log, ServerOptions: tlsOpts, TracerProvider: tp})
 
@@ -424,6 +451,11 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 			log.Info("serving the session API", "admin", h.lis.Addr().String(), "paths", "/v1/sessions/ /v1/openapi.json")
 			if hooks.admin != nil {
 				hooks.admin(h.lis.Addr())
+			}
+		case "connect":
+			log.Info("serving the connect flow", "connect", h.lis.Addr().String(), "public_url", cfg.Connect.PublicURL)
+			if hooks.connect != nil {
+				hooks.connect(h.lis.Addr())
 			}
 		}
 	}

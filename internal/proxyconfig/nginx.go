@@ -116,6 +116,9 @@ func (n Nginx) Config() (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if v == "link" {
+			return "", fmt.Errorf("header %q is where a deny's connect link goes: a provider cannot write it", h)
+		}
 		if other, dup := seen[v]; dup {
 			if other == h {
 				continue
@@ -173,8 +176,11 @@ func (n Nginx) Config() (string, error) {
 	for _, h := range headers {
 		p(`    auth_request_set $extauthz_%s $upstream_http_%s;`, h.v, h.v)
 	}
-	p(`    # A location that sets any proxy_set_header inherits none from the server`)
-	p(`    # block: repeat yours here.`)
+	p(`    # A deny's connect link (listen.connect) reaches the client with the 401.`)
+	p(`    auth_request_set $extauthz_link $upstream_http_link;`)
+	p(`    add_header Link $extauthz_link always;`)
+	p(`    # A location that sets any proxy_set_header or add_header inherits none`)
+	p(`    # from the server block: repeat yours here.`)
 	for _, h := range headers {
 		p(`    proxy_set_header %s $extauthz_%s;`, h.name, h.v)
 	}

@@ -101,6 +101,7 @@ func TestNginxConfig(t *testing.T) {
 		},
 		{name: "underscore header", in: Nginx{Headers: []string{"authorization", "x_token"}, Auth: auth}, err: `"x_token"`},
 		{name: "no headers", in: Nginx{Auth: auth}, err: "authorization"},
+		{name: "a provider header named link", in: Nginx{Headers: []string{"authorization", "link"}, Auth: auth}, err: "connect link"},
 		{name: "no auth target", in: Nginx{Headers: []string{"authorization"}}, err: "auth target"},
 		{name: "backend not a URL", in: Nginx{Headers: []string{"authorization"}, Auth: auth, Backend: "backend"}, err: "http://"},
 		{name: "backend breaking out", in: Nginx{Headers: []string{"authorization"}, Auth: auth,
@@ -125,8 +126,9 @@ func TestNginxConfig(t *testing.T) {
 					t.Errorf("unexpected line %q in\n%s", w, got)
 				}
 			}
-			// One auth_request_set and one proxy_set_header per header.
-			if n, want := strings.Count(got, "auth_request_set "), len(distinct(tc.in.Headers)); n != want {
+			// One auth_request_set and one proxy_set_header per header, and
+			// one auth_request_set for the connect link.
+			if n, want := strings.Count(got, "auth_request_set "), len(distinct(tc.in.Headers))+1; n != want {
 				t.Errorf("%d auth_request_set lines, want %d", n, want)
 			}
 			if strings.Count(got, "{") != strings.Count(got, "}") {
