@@ -88,7 +88,7 @@ func (k *Keyring) OpenPayload(purpose, payload string) ([]byte, error) {
 	if !known {
 		return nil, fmt.Errorf("%w %q", ErrUnknownKey, id)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(body)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil || len(raw) < keyCheckSize+aead.NonceSize()+aead.Overhead() {
 		return nil, ErrDecrypt
 	}
