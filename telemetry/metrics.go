@@ -36,6 +36,16 @@ const (
 	MetricHTTPRefused     = "extauthz_http_refused_total"
 )
 
+// Names of the metrics registered next to Metrics' own by the serve command,
+// and only while the feature is on: the token cache's (cache.token_size not
+// 0) and the count of reads of tokens sealed in the earlier format.
+const (
+	MetricTokenCacheReads      = "extauthz_token_cache_reads_total"
+	MetricTokenCacheRows       = "extauthz_token_cache_rows"
+	MetricTokenCacheListenerUp = "extauthz_token_cache_listener_up"
+	MetricTokenLegacyReads     = "extauthz_token_legacy_format_reads_total"
+)
+
 // Transports lists the fronts whose decisions are counted: the gRPC
 // ext_authz service and the HTTP authorization endpoint. Their decision
 // counters and latency histograms start at zero.

@@ -11,6 +11,7 @@ import (
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/cached"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/telemetry"
 )
 
 // withTokenCache puts the upstream token cache (store/cached) above st when
@@ -49,7 +50,7 @@ func withTokenCache(ctx context.Context, cfg *config.Config, st store.Store, log
 func registerCacheMetrics(reg prometheus.Registerer, c *cached.Store, l *postgres.Listener) error {
 	read := func(result string, v func(cached.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "extauthz_token_cache_reads_total",
+			Name:        telemetry.MetricTokenCacheReads,
 			Help:        "Reads of upstream tokens by the token cache's answer: hit (from memory), miss (read and cached), bypass (read from the database because the cache was not trusted: its listener down or late).",
 			ConstLabels: prometheus.Labels{"result": result},
 		}, func() float64 { return float64(v(c.Stats())) })
@@ -59,11 +60,11 @@ func registerCacheMetrics(reg prometheus.Registerer, c *cached.Store, l *postgre
 		read("miss", func(s cached.Stats) uint64 { return s.Misses }),
 		read("bypass", func(s cached.Stats) uint64 { return s.Bypassed }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "extauthz_token_cache_rows",
+			Name: telemetry.MetricTokenCacheRows,
 			Help: "Rows held by the token cache (at most cache.token_size).",
 		}, func() float64 { return float64(c.Stats().Rows) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "extauthz_token_cache_listener_up",
+			Name: telemetry.MetricTokenCacheListenerUp,
 			Help: "1 while the token cache's LISTEN connection (database.direct_url) is up; while it is 0 the cache is bypassed.",
 		}, func() float64 {
 			if l.Up() {

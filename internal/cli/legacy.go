@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/extauthz/extauthz/telemetry"
 )
 
 // legacyReadObserver returns the observer of reads of tokens sealed in the
@@ -17,7 +19,7 @@ import (
 // registration failure is returned.
 func legacyReadObserver(reg prometheus.Registerer, log *slog.Logger, providers []string) (func(provider string), error) {
 	reads := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "extauthz_token_legacy_format_reads_total",
+		Name: telemetry.MetricTokenLegacyReads,
 		Help: "Reads of stored tokens sealed in the earlier format (v1), which does not bind the row's subject, client ID and upstream subject; 'extauthz keys rotate' seals them again.",
 	}, []string{"provider"})
 	if err := reg.Register(reads); err != nil {
