@@ -102,9 +102,15 @@ func (a *ahead) served(row store.Row, now time.Time) {
 	if a == nil || row.RefreshToken == "" || row.NeedsReauth || row.ExpiresAt.IsZero() {
 		return
 	}
+	k := aheadKey{row.SessionID, row.Provider}
 	a.mu.Lock()
-	a.seen.Add(aheadKey{row.SessionID, row.Provider}, aheadEntry{served: now, expires: row.ExpiresAt}, 1)
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	// A session served again within the second, its token unchanged, is
+	// left as recorded: one map read instead of a move in the LRU.
+	if e, ok := a.seen.Peek(k); ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
+		return
+	}
+	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt}, 1)
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
