@@ -9,8 +9,10 @@ import (
 
 // Refresh-ahead defaults.
 const (
-	DefaultAheadWindow      = 10 * time.Minute
-	DefaultAheadMargin      = 2 * time.Minute
+	DefaultAheadWindow = 10 * time.Minute
+	// DefaultAheadLead is how much the default refresh.ahead.margin exceeds
+	// refresh.skew: the margin is 2m with the default 30s skew.
+	DefaultAheadLead        = 90 * time.Second
 	DefaultAheadConcurrency = 4
 	DefaultAheadMaxSessions = 100000
 	// AheadInterval is how often the record of served sessions is scanned
@@ -29,7 +31,8 @@ type Ahead struct {
 	Window Duration `yaml:"window"`
 	// Margin: a served session's token is refreshed when it comes within
 	// a lead of its expiry spread (by a hash of the session) between
-	// refresh.skew and the margin. It must exceed refresh.skew. Default 2m.
+	// refresh.skew and the margin. It must exceed refresh.skew. Default
+	// refresh.skew + 90s (2m with the default skew).
 	Margin Duration `yaml:"margin"`
 	// Concurrency bounds this replica's background refreshes in flight per
 	// provider. Default 4.
@@ -49,11 +52,11 @@ func (a Ahead) Options() upstreamtoken.Ahead {
 		MaxEntries: a.MaxSessions, Interval: AheadInterval}
 }
 
-// aheadDefaults fills in refresh.ahead.
+// aheadDefaults fills in refresh.ahead, after refresh.skew.
 func (c *Config) aheadDefaults() {
 	a := &c.Refresh.Ahead
 	a.Window.orDefault(DefaultAheadWindow)
-	a.Margin.orDefault(DefaultAheadMargin)
+	a.Margin.orDefault(c.Refresh.Skew.D() + DefaultAheadLead)
 	if a.Concurrency == 0 {
 		a.Concurrency = DefaultAheadConcurrency
 	}

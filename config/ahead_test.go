@@ -11,6 +11,7 @@ func TestAheadSection(t *testing.T) {
 	for _, tt := range []struct {
 		name    string
 		yaml    string // lines under refresh.ahead
+		skew    string // refresh.skew; default 1m
 		on      bool
 		window  time.Duration
 		margin  time.Duration
@@ -18,10 +19,12 @@ func TestAheadSection(t *testing.T) {
 		max     int
 		problem string
 	}{
-		{name: "defaults", on: true, window: DefaultAheadWindow, margin: DefaultAheadMargin, conc: DefaultAheadConcurrency, max: DefaultAheadMaxSessions},
+		{name: "defaults", on: true, window: DefaultAheadWindow, margin: time.Minute + DefaultAheadLead, conc: DefaultAheadConcurrency, max: DefaultAheadMaxSessions},
 		{name: "set", yaml: "    window: 5m\n    margin: 3m\n    concurrency: 2\n    max_sessions: 10\n", on: true,
 			window: 5 * time.Minute, margin: 3 * time.Minute, conc: 2, max: 10},
 		{name: "off", yaml: "    enabled: false\n    margin: 1s\n", window: DefaultAheadWindow, margin: time.Second, conc: DefaultAheadConcurrency, max: DefaultAheadMaxSessions},
+		{name: "default margin follows a long skew", yaml: "    window: 5m\n", skew: "2h", on: true,
+			window: 5 * time.Minute, margin: 2*time.Hour + DefaultAheadLead, conc: DefaultAheadConcurrency, max: DefaultAheadMaxSessions},
 		{name: "margin within skew", yaml: "    margin: 1m\n", problem: "refresh.ahead.margin must exceed refresh.skew (1m0s)"},
 		{name: "negative window", yaml: "    window: -1m\n", problem: "refresh.ahead.window must be positive"},
 		{name: "concurrency", yaml: "    concurrency: -1\n", problem: "refresh.ahead.concurrency must be at least 1"},
@@ -30,10 +33,15 @@ func TestAheadSection(t *testing.T) {
 		{name: "unknown key", yaml: "    size: 3\n", problem: `unknown key "refresh.ahead.size"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			text := valid
-			if tt.yaml != "" {
-				text = strings.Replace(valid, "refresh:\n  skew: 1m\n", "refresh:\n  skew: 1m\n  ahead:\n"+tt.yaml, 1)
+			skew := "1m"
+			if tt.skew != "" {
+				skew = tt.skew
 			}
+			section := "refresh:\n  skew: " + skew + "\n"
+			if tt.yaml != "" {
+				section += "  ahead:\n" + tt.yaml
+			}
+			text := strings.Replace(valid, "refresh:\n  skew: 1m\n", section, 1)
 			c, err := Parse([]byte(text), getenv)
 			if tt.problem != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.problem) {
