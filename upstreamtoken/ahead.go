@@ -82,6 +82,11 @@ type aheadKey struct{ session, provider string }
 type aheadEntry struct {
 	served  time.Time // when a request was last served the row
 	expires time.Time // the access token's expiry then
+	// life is the lifetime of the token a refresh ahead last obtained
+	// (zero before one): the lead is capped at half of it, so that a
+	// provider issuing tokens shorter than the margin does not have them
+	// refreshed again at once.
+	life time.Duration
 }
 
 // ahead is the record of served sessions and the background loop's state.
@@ -107,10 +112,11 @@ func (a *ahead) served(row store.Row, now time.Time) {
 	defer a.mu.Unlock()
 	// A session served again within the second, its token unchanged, is
 	// left as recorded: one map read instead of a move in the LRU.
-	if e, ok := a.seen.Peek(k); ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
+	e, ok := a.seen.Peek(k)
+	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
 		return
 	}
-	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt}, 1)
+	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life}, 1)
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
@@ -143,6 +149,9 @@ func (a *ahead) due(now time.Time, skew time.Duration) []aheadJob {
 			continue
 		}
 		lead := a.lead(k, skew)
+		if e.life > 0 {
+			lead = min(lead, e.life/2)
+		}
 		if a.running[k] || now.Before(e.expires.Add(-lead)) || a.busy[k.provider] >= a.cfg.Concurrency {
 			continue
 		}
@@ -161,8 +170,9 @@ type aheadJob struct {
 	lead time.Duration
 }
 
-// finish frees job's slot and records the token's new expiry, if known.
-func (a *ahead) finish(j aheadJob, expires time.Time) {
+// finish frees job's slot and records the token's new expiry, if known,
+// obtained at now.
+func (a *ahead) finish(j aheadJob, expires, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.running, j.key)
@@ -173,6 +183,9 @@ func (a *ahead) finish(j aheadJob, expires time.Time) {
 			// serves it again, rather than retry it every scan.
 			a.seen.Remove(j.key)
 			return
+		}
+		if expires.After(e.expires) {
+			e.life = expires.Sub(now)
 		}
 		e.expires = expires
 		a.seen.Add(j.key, e, 1)
@@ -233,7 +246,10 @@ func (s *InProcessService) aheadLoop(a *ahead) {
 		case <-tick.C:
 		}
 		for _, j := range a.due(s.now(), s.skew) {
-			wg.Go(func() { a.finish(j, s.refreshAhead(j)) })
+			wg.Go(func() {
+				expires := s.refreshAhead(j)
+				a.finish(j, expires, s.now())
+			})
 		}
 	}
 }

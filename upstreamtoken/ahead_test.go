@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -203,4 +204,43 @@ func TestRefreshAheadRecordBounded(t *testing.T) {
 	if n := svc.ahead.seen.Len(); n != 2 {
 		t.Errorf("record holds %d entries, want 2", n)
 	}
+}
+
+// shortRefresher issues tokens that live for life from the (bubble's) now.
+type shortRefresher struct {
+	life  time.Duration
+	calls atomic.Int32
+}
+
+func (r *shortRefresher) Refresh(ctx context.Context, provider, rt string) (store.Tokens, error) {
+	n := r.calls.Add(1)
+	return store.Tokens{AccessToken: fmt.Sprintf("%s-access-%d", provider, n), RefreshToken: rt, ExpiresAt: time.Now().Add(r.life)}, nil
+}
+
+func TestRefreshAheadShortLivedTokens(t *testing.T) {
+	// The provider's tokens live 90 s, less than the 2 min margin: each
+	// refreshed token is due again only after half its life, not at once.
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		if err := st.Put(context.Background(), row("gh", time.Now().Add(time.Hour), "rt")); err != nil {
+			t.Fatal(err)
+		}
+		ref := &shortRefresher{life: 90 * time.Second}
+		svc := NewInProcessService(st, ref, WithSkew(30*time.Second), WithRefreshAhead(aheadCfg))
+		defer shutdown(t, svc)
+		svc.StartRefreshAhead()
+		// The session is in use, served every 30 s, for 65 minutes: the
+		// first refresh comes within the margin of the hour.
+		for range 130 {
+			if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(30 * time.Second)
+		}
+		// At most 7 minutes of 90 s tokens, each refreshed at most 45 s
+		// before expiry: about one refresh a minute, far from one a second.
+		if n := ref.calls.Load(); n < 2 || n > 12 {
+			t.Errorf("%d refreshes in 65 minutes, want between 2 and 12", n)
+		}
+	})
 }
