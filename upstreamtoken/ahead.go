@@ -87,11 +87,15 @@ type aheadEntry struct {
 	// provider issuing tokens shorter than the margin does not have them
 	// refreshed again at once.
 	life time.Duration
+	// lead is the session's jittered lead (see ahead.lead), computed once
+	// when it is first recorded.
+	lead time.Duration
 }
 
 // ahead is the record of served sessions and the background loop's state.
 type ahead struct {
 	cfg     Ahead
+	skew    time.Duration // the service's skew, the shortest lead
 	mu      sync.Mutex
 	seen    *lru.LRU[aheadKey, aheadEntry]
 	busy    map[string]int    // background refreshes in flight per provider
@@ -116,13 +120,17 @@ func (a *ahead) served(row store.Row, now time.Time) {
 	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
 		return
 	}
-	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life}, 1)
+	if !ok {
+		e.lead = a.lead(k)
+	}
+	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
 // margin, spread by a hash of k so that tokens issued together are not all
 // refreshed in the same second.
-func (a *ahead) lead(k aheadKey, skew time.Duration) time.Duration {
+func (a *ahead) lead(k aheadKey) time.Duration {
+	skew := a.skew
 	if a.cfg.Margin <= skew {
 		return skew
 	}
@@ -138,7 +146,7 @@ func (a *ahead) lead(k aheadKey, skew time.Duration) time.Duration {
 // due returns the rows to refresh at now, each with its lead, marking them
 // running and taking a slot of their provider; entries not served within
 // the window are forgotten.
-func (a *ahead) due(now time.Time, skew time.Duration) []aheadJob {
+func (a *ahead) due(now time.Time) []aheadJob {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var stale []aheadKey
@@ -148,7 +156,7 @@ func (a *ahead) due(now time.Time, skew time.Duration) []aheadJob {
 			stale = append(stale, k)
 			continue
 		}
-		lead := a.lead(k, skew)
+		lead := e.lead
 		if e.life > 0 {
 			lead = min(lead, e.life/2)
 		}
@@ -245,7 +253,7 @@ func (s *InProcessService) aheadLoop(a *ahead) {
 			return
 		case <-tick.C:
 		}
-		for _, j := range a.due(s.now(), s.skew) {
+		for _, j := range a.due(s.now()) {
 			wg.Go(func() {
 				expires := s.refreshAhead(j)
 				a.finish(j, expires, s.now())

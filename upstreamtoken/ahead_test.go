@@ -164,10 +164,10 @@ func TestRefreshAheadJitter(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &ahead{cfg: Ahead{Margin: tc.margin}}
+			a := &ahead{cfg: Ahead{Margin: tc.margin}, skew: skew}
 			perSecond := map[time.Duration]int{}
 			for i := range n {
-				lead := a.lead(aheadKey{fmt.Sprintf("session-%d", i), "gh"}, skew)
+				lead := a.lead(aheadKey{fmt.Sprintf("session-%d", i), "gh"})
 				if lead < skew || (lead >= tc.margin && tc.margin > skew) {
 					t.Fatalf("lead %v outside [%v, %v)", lead, skew, tc.margin)
 				}

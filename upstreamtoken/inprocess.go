@@ -189,6 +189,9 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 	}
 	s.lockTimeout = max(s.lockTimeout, MinLockTimeout(s.refreshTimeout, s.persistTimeout))
 	s.backoff.now = s.now
+	if s.ahead != nil {
+		s.ahead.skew = s.skew
+	}
 	return s
 }
 
