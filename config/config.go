@@ -400,6 +400,8 @@ type Refresh struct {
 	// failure. Defaults 1s and 1m.
 	BackoffMin Duration `yaml:"backoff_min"`
 	BackoffMax Duration `yaml:"backoff_max"`
+	// Ahead configures refresh ahead.
+	Ahead Ahead `yaml:"ahead"`
 }
 
 // PersistTimeout is the budget for storing one refresh's result, retries
@@ -618,6 +620,7 @@ func (c *Config) defaults() {
 	c.Refresh.LockTimeout.orDefault(30 * time.Second)
 	c.Refresh.BackoffMin.orDefault(time.Second)
 	c.Refresh.BackoffMax.orDefault(time.Minute)
+	c.aheadDefaults()
 	c.GC.Interval.orDefault(gc.DefaultInterval)
 	if c.GC.Batch == 0 {
 		c.GC.Batch = gc.DefaultBatch
@@ -762,6 +765,7 @@ func (c *Config) validate() []string {
 		add("log.format must be json or text")
 	}
 	p = append(p, c.validateCache()...)
+	p = append(p, c.validateAhead()...)
 	p = append(p, c.loadKeys()...)
 	return p
 }

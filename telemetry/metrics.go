@@ -29,6 +29,8 @@ const (
 	MetricRefreshes       = "extauthz_refresh_total"
 	MetricRefreshDuration = "extauthz_refresh_duration_seconds"
 	MetricRefreshSkipped  = "extauthz_refresh_skipped_total"
+	MetricRefreshTriggers = "extauthz_refresh_by_trigger_total"
+	MetricCheckWaits      = "extauthz_check_refresh_waits_total"
 	MetricStoreDuration   = "extauthz_store_operation_duration_seconds"
 	MetricStoreErrors     = "extauthz_store_errors_total"
 	MetricStoreUp         = "extauthz_store_up"
@@ -57,8 +59,9 @@ var StoreOperations = []string{"get", "get_session", "put", "delete",
 	"claim_refresh", "complete_refresh", "release_refresh", "delete_expired", "ping"}
 
 // Metrics records what extauthz does. Its methods are safe for concurrent
-// use. It implements authz.Observer (Decision), the function
-// upstreamtoken.WithRefreshObserver takes (Refresh) and
+// use. It implements authz.Observer (Decision), the functions
+// upstreamtoken.WithRefreshObserver, WithTriggerObserver and WithWaitObserver
+// take (Refresh, RefreshTrigger, CheckWaited) and
 // observed.Recorder (StoreOperation and SetStoreUp).
 type Metrics struct {
 	reg       *prometheus.Registry
@@ -69,6 +72,8 @@ type Metrics struct {
 	refreshes       *prometheus.CounterVec
 	refreshDuration *prometheus.HistogramVec
 	refreshSkipped  prometheus.Counter
+	refreshTrigger  *prometheus.CounterVec
+	checkWaits      *prometheus.CounterVec
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
 	storeUp         prometheus.Gauge
@@ -131,7 +136,17 @@ func NewMetrics(version string, providers []string) *Metrics {
 		Help: "Always 1; the labels name the build.",
 	}, []string{"version", "goversion"})
 
+	m.refreshTrigger = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricRefreshTriggers,
+		Help: "Refreshes coordinated by this process, by provider, trigger (check: a Check found the token expired; ahead: refreshed in the background) and outcome.",
+	}, []string{"provider", "trigger", "outcome"})
+	m.checkWaits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricCheckWaits,
+		Help: "Token lookups of Checks that found a token expired and so waited on a refresh at the provider (their own or one in flight), by provider.",
+	}, []string{"provider"})
+
 	m.reg.MustRegister(m.decisions, m.checkDuration, m.refreshes, m.refreshDuration, m.refreshSkipped,
+		m.refreshTrigger, m.checkWaits,
 		m.storeDuration, m.storeErrors, m.storeUp, m.httpRefused, buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -150,7 +165,11 @@ func NewMetrics(version string, providers []string) *Metrics {
 	for _, p := range m.providers {
 		for _, o := range upstreamtoken.RefreshOutcomes {
 			m.refreshes.WithLabelValues(p, o)
+			for _, tr := range upstreamtoken.Triggers {
+				m.refreshTrigger.WithLabelValues(p, tr, o)
+			}
 		}
+		m.checkWaits.WithLabelValues(p)
 	}
 	for _, op := range StoreOperations {
 		m.storeErrors.WithLabelValues(op)
@@ -217,9 +236,7 @@ func (m *Metrics) Refused(shape string) {
 // Refresh records one refresh's outcome; it has the signature of the
 // function upstreamtoken.WithRefreshObserver takes.
 func (m *Metrics) Refresh(provider, outcome string, elapsed time.Duration) {
-	if _, found := slices.BinarySearch(m.providers, provider); !found {
-		provider = "other"
-	}
+	provider = m.provider(provider)
 	if !slices.Contains(upstreamtoken.RefreshOutcomes, outcome) {
 		outcome = "other"
 	}
@@ -228,6 +245,34 @@ func (m *Metrics) Refresh(provider, outcome string, elapsed time.Duration) {
 	if outcome == upstreamtoken.OutcomeSkipped {
 		m.refreshSkipped.Inc()
 	}
+}
+
+// RefreshTrigger counts one refresh by trigger and outcome; it has the
+// signature of the function upstreamtoken.WithTriggerObserver takes.
+func (m *Metrics) RefreshTrigger(provider, trigger, outcome string) {
+	if !slices.Contains(upstreamtoken.Triggers, trigger) {
+		trigger = "other"
+	}
+	if !slices.Contains(upstreamtoken.RefreshOutcomes, outcome) {
+		outcome = "other"
+	}
+	m.refreshTrigger.WithLabelValues(m.provider(provider), trigger, outcome).Inc()
+}
+
+// CheckWaited counts a Check's lookup that waited on a refresh at provider;
+// it has the signature of the function upstreamtoken.WithWaitObserver
+// takes.
+func (m *Metrics) CheckWaited(provider string) {
+	m.checkWaits.WithLabelValues(m.provider(provider)).Inc()
+}
+
+// provider returns the label of provider: its name if configured, else
+// "other".
+func (m *Metrics) provider(name string) string {
+	if _, found := slices.BinarySearch(m.providers, name); !found {
+		return "other"
+	}
+	return name
 }
 
 // StoreOperation records one store operation's latency and whether it

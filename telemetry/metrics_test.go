@@ -23,6 +23,11 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 	m.Refresh("gh", "skipped", time.Millisecond)
 	m.Refresh("sess-123-provider", "ok", time.Second)
 	m.Refresh("google", "weird", time.Second)
+	m.RefreshTrigger("gh", "ahead", "ok")
+	m.RefreshTrigger("gh", "check", "skipped")
+	m.RefreshTrigger("sess-123-provider", "sess-123", "weird")
+	m.CheckWaited("gh")
+	m.CheckWaited("sess-123-provider")
 	m.StoreOperation("get", time.Millisecond, false)
 	m.StoreOperation("get", time.Millisecond, true)
 	m.StoreOperation("sess-123", time.Millisecond, true)
@@ -52,6 +57,13 @@ func TestMetricsRecordAndClampLabels(t *testing.T) {
 		`extauthz_refresh_total{outcome="not_stored",provider="google"} 0`,
 		`extauthz_refresh_skipped_total 1`,
 		`extauthz_refresh_duration_seconds_count{outcome="ok",provider="gh"} 1`,
+		`extauthz_refresh_by_trigger_total{outcome="ok",provider="gh",trigger="ahead"} 1`,
+		`extauthz_refresh_by_trigger_total{outcome="skipped",provider="gh",trigger="check"} 1`,
+		`extauthz_refresh_by_trigger_total{outcome="ok",provider="google",trigger="ahead"} 0`,
+		`extauthz_refresh_by_trigger_total{outcome="other",provider="other",trigger="other"} 1`,
+		`extauthz_check_refresh_waits_total{provider="gh"} 1`,
+		`extauthz_check_refresh_waits_total{provider="google"} 0`,
+		`extauthz_check_refresh_waits_total{provider="other"} 1`,
 		`extauthz_store_operation_duration_seconds_count{op="get"} 2`,
 		`extauthz_store_errors_total{op="get"} 1`,
 		`extauthz_store_errors_total{op="other"} 1`,

@@ -56,7 +56,11 @@ func randomID() string {
 // context none of them owns, so a caller giving up (an Envoy time-out) does
 // not abort the redemption for the others or lose a rotated refresh token.
 // The result is stored before anyone sees it.
-func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.Tokens, error) {
+//
+// lead is how long before its expiry the token counts as due (the skew for
+// a Check, more for a refresh ahead); trigger names who started it
+// (TriggerCheck, TriggerAhead) for the trigger observer.
+func (s *InProcessService) refresh(ctx context.Context, row store.Row, lead time.Duration, trigger string) (store.Tokens, error) {
 	if row.NeedsReauth {
 		return store.Tokens{}, fmt.Errorf("%w: provider %q refused this session's refresh token earlier", ErrRefreshFailed, row.Provider)
 	}
@@ -75,7 +79,7 @@ func (s *InProcessService) refresh(ctx context.Context, row store.Row) (store.To
 		// have their own bound; this one covers them all.
 		shared, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lockTimeout+s.refreshTimeout+s.persistTimeout)
 		defer cancel()
-		return s.coordinate(shared, row)
+		return s.coordinate(shared, row, lead, trigger)
 	})
 	select {
 	case r := <-ch:
@@ -100,14 +104,17 @@ func (s *InProcessService) WaitRefreshes(ctx context.Context) error {
 	return s.inflight.wait(ctx)
 }
 
-// Shutdown stops refreshes from starting (a Check that needs one from now on
+// Shutdown stops the refresh-ahead loop and refreshes from starting (a Check that needs one from now on
 // fails with ErrUpstreamUnavailable; tokens already refreshed are still
 // served) and waits as WaitRefreshes does. If ctx ends first, the deferred
 // writes still pending are given up, each logged with its provider and
 // session hash, and ctx's error is returned.
 func (s *InProcessService) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
-	err := s.inflight.wait(ctx)
+	err := s.stopAhead(ctx)
+	if err == nil {
+		err = s.inflight.wait(ctx)
+	}
 	if err != nil {
 		s.pending.abandon(s.log)
 	}
@@ -163,10 +170,13 @@ func (f *inflight) wait(ctx context.Context) error {
 // is redeemed. While another process holds a live lease it polls the row
 // until that process stores its result or its lease lapses (it died or hung),
 // then claims the lease itself.
-func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store.Tokens, error) {
-	log := s.log.With("provider", row.Provider, "session", SessionHash(row.SessionID))
+func (s *InProcessService) coordinate(ctx context.Context, row store.Row, lead time.Duration, trigger string) (store.Tokens, error) {
+	log := s.log.With("provider", row.Provider, "session", SessionHash(row.SessionID), "trigger", trigger)
 	begin := time.Now()
-	done := func(outcome string) { s.observe(row.Provider, outcome, time.Since(begin)) }
+	done := func(outcome string) {
+		s.observe(row.Provider, outcome, time.Since(begin))
+		s.observeTrigger(row.Provider, trigger, outcome)
+	}
 	for {
 		// This process redeemed the row already and is still writing the
 		// result: serve it, never redeem the spent refresh token again.
@@ -191,7 +201,7 @@ func (s *InProcessService) coordinate(ctx context.Context, row store.Row) (store
 			s.release(ctx, claim, false)
 			return store.Tokens{}, err
 		}
-		if !cur.Expired(s.now(), s.skew) {
+		if !cur.Expired(s.now(), lead) {
 			s.release(ctx, claim, false)
 			log.Info("refresh", "outcome", OutcomeSkipped, "why", "already refreshed")
 			done(OutcomeSkipped)

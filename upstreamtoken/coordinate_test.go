@@ -90,7 +90,7 @@ func TestRefreshedElsewhereIsNotRedeemed(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := &fakeRefresher{}
-	got, err := newService(st, ref).refresh(context.Background(), stale)
+	got, err := newService(st, ref).refresh(context.Background(), stale, 30*time.Second, TriggerCheck)
 	if err != nil || got.AccessToken != "from-other" || ref.calls.Load() != 0 {
 		t.Fatalf("got %+v, %v after %d redemptions; want the other process's token and none", got, err, ref.calls.Load())
 	}
@@ -157,7 +157,7 @@ func TestRefreshRechecksBindingOfTheReRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := &fakeRefresher{}
-			got, err := newService(st, ref).refresh(context.Background(), stale)
+			got, err := newService(st, ref).refresh(context.Background(), stale, 30*time.Second, TriggerCheck)
 			if !errors.Is(err, ErrInvalidBinding) || got.AccessToken != "" || ref.calls.Load() != 0 {
 				t.Errorf("got %+v, %v after %d redemptions (seen %v); want ErrInvalidBinding and none", got, err, ref.calls.Load(), ref.seen)
 			}

@@ -135,6 +135,9 @@ type InProcessService struct {
 	idTokens       IDTokenVerifier
 	log            *slog.Logger
 	observe        func(provider, outcome string, elapsed time.Duration)
+	observeTrigger func(provider, trigger, outcome string)
+	waited         func(provider string)
+	ahead          *ahead
 	owner          string
 	skew           time.Duration
 	refreshTimeout time.Duration
@@ -161,6 +164,8 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 		refresher:      refresher,
 		log:            slog.New(slog.DiscardHandler),
 		observe:        func(string, string, time.Duration) {},
+		observeTrigger: func(string, string, string) {},
+		waited:         func(string) {},
 		owner:          defaultOwner(),
 		skew:           30 * time.Second,
 		refreshTimeout: 10 * time.Second,
@@ -176,8 +181,17 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 	if s.observe == nil {
 		s.observe = func(string, string, time.Duration) {}
 	}
+	if s.observeTrigger == nil {
+		s.observeTrigger = func(string, string, string) {}
+	}
+	if s.waited == nil {
+		s.waited = func(string) {}
+	}
 	s.lockTimeout = max(s.lockTimeout, MinLockTimeout(s.refreshTimeout, s.persistTimeout))
 	s.backoff.now = s.now
+	if s.ahead != nil {
+		s.ahead.skew = s.skew
+	}
 	return s
 }
 
@@ -257,6 +271,7 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 			res.fail(p, fmt.Errorf("%w: no tokens for provider %q", ErrSessionNotFound, p))
 			continue
 		}
+		s.ahead.served(rows[i], now)
 		if pr, ok := s.pending.get(sessionID, p, rows[i].Version); ok {
 			rows[i].Tokens = pr.Tokens
 		}
@@ -277,7 +292,8 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 	var wg sync.WaitGroup
 	for i, row := range due {
 		wg.Go(func() {
-			t, err := s.refresh(ctx, row)
+			s.waited(row.Provider)
+			t, err := s.refresh(ctx, row, s.skew, TriggerCheck)
 			out[i] = outcome{t, err}
 		})
 	}

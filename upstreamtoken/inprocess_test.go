@@ -316,7 +316,7 @@ func TestStaleReadDoesNotRedeemTwice(t *testing.T) {
 	// again with the spent refresh token: the re-read must serve the new one.
 	stored, _ := st.Get(context.Background(), "s1", "gh")
 	stale.CreatedAt, stale.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
-	got, err := svc.refresh(context.Background(), stale)
+	got, err := svc.refresh(context.Background(), stale, 30*time.Second, TriggerCheck)
 	if err != nil || got.AccessToken != "gh-access-1" {
 		t.Fatalf("got %+v, %v", got, err)
 	}

@@ -105,7 +105,7 @@ func TestRefreshObserverSkipped(t *testing.T) {
 	if _, err := st.CompleteRefresh(context.Background(), "s1", "gh", c.Lease, store.Tokens{AccessToken: "other-replica", ExpiresAt: t0.Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := svc.refresh(context.Background(), stale)
+	got, err := svc.refresh(context.Background(), stale, 30*time.Second, TriggerCheck)
 	if err != nil || got.AccessToken != "other-replica" {
 		t.Fatalf("refresh = %+v, %v", got, err)
 	}

@@ -24,8 +24,9 @@ import (
 // when 'extauthz tokens delete' removes it, or when replica A refreshes it.
 func TestTokenCacheAcrossReplicas(t *testing.T) {
 	key := e2eKey{ID: "k1", Secret: tokencrypt.GenerateKey()}
-	// A's skew is longer than the token's life: A refreshes what B serves.
-	a := startE2E(t, e2eOptions{keys: []e2eKey{key}, skew: "2h"})
+	// A's skew is longer than the token's life: A refreshes what B serves,
+	// when a Check asks A (refresh ahead, off, would refresh it without).
+	a := startE2E(t, e2eOptions{keys: []e2eKey{key}, skew: "2h", noAhead: true})
 	b := startE2E(t, e2eOptions{dsn: a.dsn, keys: []e2eKey{key}})
 	const within = postgres.DefaultStaleness + 300*time.Millisecond
 

@@ -149,6 +149,9 @@ type e2eOptions struct {
 	primary string
 	// skew is refresh.skew (default 1m).
 	skew string
+	// noAhead turns refresh ahead off (refresh.ahead.enabled: false), for
+	// tests in which only Checks may refresh.
+	noAhead bool
 	// admin serves the session API on a loopback port for bearer tokens
 	// of audience e2eAdminAudience from the test issuer, client keycloak
 	// only.
@@ -292,6 +295,7 @@ routes:
 %[9]srefresh:
   skew: %[10]s
   timeout: 5s
+  ahead: {enabled: %[15]t}
 deny:
   realm: api
   resource_metadata: https://api.test/.well-known/oauth-protected-resource
@@ -299,7 +303,7 @@ log:
   level: debug
 %[11]sencryption:
 %[12]s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, mcpRoute, skew, adminSection,
-		encryption.String(), authorizationURL, opProvider)
+		encryption.String(), authorizationURL, opProvider, !opts.noAhead)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,7 @@ type opsConfig struct {
 	key                    string // base64 encryption key "k1"
 	drainDelay, timeout    string // shutdown.*; default 0s and 15s
 	refreshTimeout         string // default 5s
+	aheadMargin            string // refresh.ahead.margin; default 2m
 }
 
 func (c opsConfig) text() string {
@@ -73,6 +74,8 @@ default_providers: [gh]
 refresh:
   timeout: %s
   backoff_min: 5s
+  ahead:
+    margin: %s
 shutdown:
   drain_delay: %s
   timeout: %s
@@ -83,7 +86,7 @@ encryption:
     - id: k1
       key: %s
 `, def(c.grpc, "127.0.0.1:0"), def(c.metrics, "127.0.0.1:0"), c.dsn, e2eIssuer, e2eAudience, c.jwksURL,
-		c.tokenURL, c.tokenURL, c.tokenURL, def(c.refreshTimeout, "5s"), def(c.drainDelay, "0s"), def(c.timeout, "15s"), c.key)
+		c.tokenURL, c.tokenURL, c.tokenURL, def(c.refreshTimeout, "5s"), def(c.aheadMargin, "2m"), def(c.drainDelay, "0s"), def(c.timeout, "15s"), c.key)
 }
 
 // opsServer is an in-process server with its metrics listener.

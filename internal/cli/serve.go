@@ -342,7 +342,7 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	// again on use (see providerSet.prefetch).
 	p.providers.logPrefetch(ctx, cfg, log)
 
-	svc := upstreamtoken.NewInProcessService(st, telemetry.TraceRefresher(p.refresher, tp),
+	svcOpts := []upstreamtoken.Option{
 		upstreamtoken.WithSkew(cfg.Refresh.Skew.D()),
 		upstreamtoken.WithRefreshTimeout(cfg.Refresh.Timeout.D()),
 		upstreamtoken.WithPersistTimeout(config.PersistTimeout),
@@ -350,7 +350,14 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 		upstreamtoken.WithBackoff(cfg.Refresh.BackoffMin.D(), cfg.Refresh.BackoffMax.D()),
 		upstreamtoken.WithIDTokenVerifier(p.idTokens),
 		upstreamtoken.WithRefreshObserver(metrics.Refresh),
-		upstreamtoken.WithLogger(log))
+		upstreamtoken.WithTriggerObserver(metrics.RefreshTrigger),
+		upstreamtoken.WithWaitObserver(metrics.CheckWaited),
+		upstreamtoken.WithLogger(log),
+	}
+	if cfg.Refresh.Ahead.On() {
+		svcOpts = append(svcOpts, upstreamtoken.WithRefreshAhead(cfg.Refresh.Ahead.Options()))
+	}
+	svc := upstreamtoken.NewInProcessService(st, telemetry.TraceRefresher(p.refresher, tp), svcOpts...)
 	decisions := cfg.Authz()
 	decisions.Observer = metrics
 	var flow *connect.Handler
@@ -462,6 +469,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
+	// Refresh ahead runs while the service serves; svc.Shutdown stops it
+	// and waits for its refreshes.
+	svc.StartRefreshAhead()
 	ready.Store(true)
 	log.Info("serving", "grpc", lis.Addr().String(), "version", versionString())
 	if hooks.grpc != nil {

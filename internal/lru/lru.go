@@ -7,6 +7,8 @@
 // evicts, so a full cache allocates only for the map's own growth.
 package lru
 
+import "iter"
+
 // LRU maps keys to values and keeps the sum of the entries' weights at or
 // below its capacity by evicting the least recently used entries. The zero
 // LRU is not usable: call New.
@@ -109,6 +111,18 @@ func (c *LRU[K, V]) RemoveOldest() bool {
 	}
 	c.unlink(c.root.prev)
 	return true
+}
+
+// All yields the entries from the most to the least recently used without
+// marking them used. The LRU must not be changed during the iteration.
+func (c *LRU[K, V]) All() iter.Seq2[K, V] {
+	return func(yield func(K, V) bool) {
+		for n := c.root.next; n != &c.root; n = n.next {
+			if !yield(n.key, n.val) {
+				return
+			}
+		}
+	}
 }
 
 // Clear removes every entry.

@@ -2,6 +2,7 @@ package lru
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 )
 
@@ -118,5 +119,20 @@ func BenchmarkGet(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		c.Get(i & 1023)
+	}
+}
+
+func TestAllMostRecentFirst(t *testing.T) {
+	c := New[string, int](10)
+	c.Add("a", 1, 1)
+	c.Add("b", 2, 1)
+	c.Add("c", 3, 1)
+	c.Get("a")
+	var got []string
+	for k := range c.All() {
+		got = append(got, k)
+	}
+	if want := []string{"a", "c", "b"}; !slices.Equal(got, want) {
+		t.Errorf("All yielded %v, want %v", got, want)
 	}
 }

@@ -1,0 +1,293 @@
+package upstreamtoken
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"sync"
+	"time"
+
+	"github.com/extauthz/extauthz/internal/lru"
+	"github.com/extauthz/extauthz/store"
+)
+
+// Triggers of a refresh, the values the trigger observer receives.
+const (
+	// TriggerCheck is a refresh started by a request that found the token
+	// expired (within the skew): that request waits for it.
+	TriggerCheck = "check"
+	// TriggerAhead is a refresh started in the background, before any
+	// request needs it (see WithRefreshAhead).
+	TriggerAhead = "ahead"
+)
+
+// Triggers lists every trigger.
+var Triggers = []string{TriggerCheck, TriggerAhead}
+
+// Ahead configures refresh ahead (see WithRefreshAhead).
+type Ahead struct {
+	// Window: only sessions served by this process within the window are
+	// refreshed ahead.
+	Window time.Duration
+	// Margin: a served session's token is refreshed when it comes within
+	// its lead of expiry, a lead spread by a hash of the session and
+	// provider between the skew and Margin.
+	Margin time.Duration
+	// Concurrency bounds the background refreshes in flight per provider.
+	Concurrency int
+	// MaxEntries bounds the record of served sessions (one entry per
+	// session and provider); the least recently served are forgotten first.
+	MaxEntries int
+	// Interval is how often the record is scanned for due tokens.
+	Interval time.Duration
+}
+
+// WithRefreshAhead makes the service remember the sessions it serves and,
+// once StartRefreshAhead has been called, refresh their tokens in the
+// background before a request finds them expired. A background refresh goes
+// through the same lease as a request's, so across all processes sharing
+// the store each refresh token is still redeemed once, and a request that
+// arrives meanwhile waits for it; it honours the providers' and sessions'
+// back-off. Without this option nothing is recorded and nothing is
+// refreshed ahead.
+func WithRefreshAhead(a Ahead) Option {
+	return func(s *InProcessService) {
+		a.Concurrency = max(a.Concurrency, 1)
+		a.MaxEntries = max(a.MaxEntries, 1)
+		if a.Interval <= 0 {
+			a.Interval = time.Second
+		}
+		s.ahead = &ahead{cfg: a, seen: lru.New[aheadKey, aheadEntry](a.MaxEntries), busy: map[string]int{}, running: map[aheadKey]bool{}}
+	}
+}
+
+// WithTriggerObserver makes the service call observe once per refresh it
+// coordinates, with the provider, the trigger (one of Triggers) and the
+// outcome (one of RefreshOutcomes). Like the refresh observer it must be
+// quick and safe for concurrent use.
+func WithTriggerObserver(observe func(provider, trigger, outcome string)) Option {
+	return func(s *InProcessService) { s.observeTrigger = observe }
+}
+
+// WithWaitObserver makes the service call waited with the provider each time
+// a request finds a token expired and so waits on a refresh (its own, or one
+// already in flight).
+func WithWaitObserver(waited func(provider string)) Option {
+	return func(s *InProcessService) { s.waited = waited }
+}
+
+type aheadKey struct{ session, provider string }
+
+type aheadEntry struct {
+	served  time.Time // when a request was last served the row
+	expires time.Time // the access token's expiry then
+	// life is the lifetime of the token a refresh ahead last obtained
+	// (zero before one): the lead is capped at half of it, so that a
+	// provider issuing tokens shorter than the margin does not have them
+	// refreshed again at once.
+	life time.Duration
+	// lead is the session's jittered lead (see ahead.lead), computed once
+	// when it is first recorded.
+	lead time.Duration
+}
+
+// ahead is the record of served sessions and the background loop's state.
+type ahead struct {
+	cfg     Ahead
+	skew    time.Duration // the service's skew, the shortest lead
+	mu      sync.Mutex
+	seen    *lru.LRU[aheadKey, aheadEntry]
+	busy    map[string]int    // background refreshes in flight per provider
+	running map[aheadKey]bool // rows with a background refresh in flight
+	stop    chan struct{}     // closed to stop the loop
+	done    chan struct{}     // closed when the loop and its refreshes have ended
+	once    sync.Once
+}
+
+// served records that row was served at now. A row that cannot be refreshed
+// (no refresh token, or refused for good) is not recorded.
+func (a *ahead) served(row store.Row, now time.Time) {
+	if a == nil || row.RefreshToken == "" || row.NeedsReauth || row.ExpiresAt.IsZero() {
+		return
+	}
+	k := aheadKey{row.SessionID, row.Provider}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	// A session served again within the second, its token unchanged, is
+	// left as recorded: one map read instead of a move in the LRU.
+	e, ok := a.seen.Peek(k)
+	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
+		return
+	}
+	if !ok {
+		e.lead = a.lead(k)
+	}
+	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+}
+
+// lead returns how long before expiry the row of k is due: between skew and
+// margin, spread by a hash of k so that tokens issued together are not all
+// refreshed in the same second.
+func (a *ahead) lead(k aheadKey) time.Duration {
+	skew := a.skew
+	if a.cfg.Margin <= skew {
+		return skew
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(k.session))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(k.provider))
+	var b [8]byte
+	frac := float64(binary.BigEndian.Uint64(h.Sum(b[:0]))>>11) / (1 << 53)
+	return skew + time.Duration(frac*float64(a.cfg.Margin-skew))
+}
+
+// due returns the rows to refresh at now, each with its lead, marking them
+// running and taking a slot of their provider; entries not served within
+// the window are forgotten.
+func (a *ahead) due(now time.Time) []aheadJob {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var stale []aheadKey
+	var jobs []aheadJob
+	for k, e := range a.seen.All() {
+		if now.Sub(e.served) > a.cfg.Window {
+			stale = append(stale, k)
+			continue
+		}
+		lead := e.lead
+		if e.life > 0 {
+			lead = min(lead, e.life/2)
+		}
+		if a.running[k] || now.Before(e.expires.Add(-lead)) || a.busy[k.provider] >= a.cfg.Concurrency {
+			continue
+		}
+		a.running[k] = true
+		a.busy[k.provider]++
+		jobs = append(jobs, aheadJob{k, lead})
+	}
+	for _, k := range stale {
+		a.seen.Remove(k)
+	}
+	return jobs
+}
+
+type aheadJob struct {
+	key  aheadKey
+	lead time.Duration
+}
+
+// finish frees job's slot and records the token's new expiry, if known,
+// obtained at now.
+func (a *ahead) finish(j aheadJob, expires, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.running, j.key)
+	a.busy[j.key.provider]--
+	if e, ok := a.seen.Peek(j.key); ok {
+		if expires.IsZero() {
+			// Failed or nothing to do: forget the row until a request
+			// serves it again, rather than retry it every scan.
+			a.seen.Remove(j.key)
+			return
+		}
+		if expires.After(e.expires) {
+			e.life = expires.Sub(now)
+		}
+		e.expires = expires
+		a.seen.Add(j.key, e, 1)
+	}
+}
+
+// StartRefreshAhead starts the background loop of refresh ahead, if the
+// service was built WithRefreshAhead; it does nothing otherwise, or when
+// called again. The loop ends at Shutdown, which waits for it and for the
+// background refreshes it started.
+func (s *InProcessService) StartRefreshAhead() {
+	a := s.ahead
+	if a == nil {
+		return
+	}
+	a.once.Do(func() {
+		a.stop = make(chan struct{})
+		a.done = make(chan struct{})
+		go s.aheadLoop(a)
+	})
+}
+
+// stopAhead ends the background loop and waits for it until ctx is done.
+func (s *InProcessService) stopAhead(ctx context.Context) error {
+	a := s.ahead
+	if a == nil {
+		return nil
+	}
+	a.once.Do(func() {}) // a loop not started now never starts
+	if a.stop == nil {
+		return nil
+	}
+	a.mu.Lock()
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+	a.mu.Unlock()
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *InProcessService) aheadLoop(a *ahead) {
+	var wg sync.WaitGroup
+	defer close(a.done)
+	defer wg.Wait()
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+		}
+		for _, j := range a.due(s.now()) {
+			wg.Go(func() {
+				expires := s.refreshAhead(j)
+				a.finish(j, expires, s.now())
+			})
+		}
+	}
+}
+
+// refreshAhead refreshes one recorded row through the same path as a
+// request's refresh and returns the new expiry, or the zero time when
+// nothing was refreshed.
+func (s *InProcessService) refreshAhead(j aheadJob) time.Time {
+	ctx := context.Background()
+	row, err := s.storage.Get(ctx, j.key.session, j.key.provider)
+	if err != nil {
+		return time.Time{}
+	}
+	now := s.now()
+	if row.SessionExpired(now) || row.NeedsReauth || row.RefreshToken == "" {
+		return time.Time{}
+	}
+	if !row.Expired(now, j.lead) {
+		return row.ExpiresAt // refreshed elsewhere meanwhile
+	}
+	if s.paused(row) != nil {
+		return row.ExpiresAt // kept: tried again once the pause is over
+	}
+	t, err := s.refresh(ctx, row, j.lead, TriggerAhead)
+	switch {
+	case errors.Is(err, ErrUpstreamUnavailable):
+		return row.ExpiresAt // transient: the back-off it started paces the next try
+	case err != nil:
+		s.log.Debug("refresh ahead failed", "provider", row.Provider, "session", SessionHash(row.SessionID), "error", err)
+		return time.Time{}
+	}
+	return t.ExpiresAt
+}

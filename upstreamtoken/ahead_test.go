@@ -1,0 +1,246 @@
+package upstreamtoken
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/extauthz/extauthz/store"
+	"github.com/extauthz/extauthz/store/memory"
+)
+
+// triggers records the trigger observer's calls and the wait observer's.
+type triggers struct {
+	mu     sync.Mutex
+	seen   []string
+	waited int
+}
+
+func (o *triggers) observe(provider, trigger, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seen = append(o.seen, provider+":"+trigger+":"+outcome)
+}
+
+func (o *triggers) wait(string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.waited++
+}
+
+func (o *triggers) get() ([]string, int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.seen...), o.waited
+}
+
+var aheadCfg = Ahead{Window: 10 * time.Minute, Margin: 2 * time.Minute, Concurrency: 4, MaxEntries: 1000, Interval: time.Second}
+
+func shutdown(t *testing.T, svcs ...*InProcessService) {
+	t.Helper()
+	for _, s := range svcs {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestCheckWaitsForRefreshAhead(t *testing.T) {
+	// In a synctest bubble the provider's 100 s and the lease polling take
+	// no real time. Replica a refreshes ahead; a Check arrives at a (in
+	// process) and at replica b (through the lease) once the token has
+	// expired for Checks, while a's background refresh is still redeeming.
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		start := time.Now()
+		if err := st.Put(context.Background(), row("gh", start.Add(90*time.Second), "rt")); err != nil {
+			t.Fatal(err)
+		}
+		ref := &fakeRefresher{delay: 100 * time.Second, rotate: true}
+		var oa, ob triggers
+		opts := []Option{WithRefreshTimeout(3 * time.Minute), WithSkew(30 * time.Second)}
+		a := NewInProcessService(st, ref, append(opts, WithOwner("a"), WithRefreshAhead(aheadCfg),
+			WithTriggerObserver(oa.observe), WithWaitObserver(oa.wait))...)
+		b := NewInProcessService(st, ref, append(opts, WithOwner("b"),
+			WithTriggerObserver(ob.observe), WithWaitObserver(ob.wait))...)
+		defer shutdown(t, a, b)
+		if c, err := a.GetValidTokens(context.Background(), "s1", "gh"); err != nil || c.AccessToken != "gh-access-0" {
+			t.Fatalf("first Check: served the stored token %v, %v", err == nil && c.AccessToken == "gh-access-0", err)
+		}
+		a.StartRefreshAhead()
+		for ref.calls.Load() == 0 {
+			time.Sleep(time.Second)
+		}
+		began := time.Now()
+		// The token is now due for Checks too (within the 30 s skew).
+		time.Sleep(max(time.Second, start.Add(61*time.Second).Sub(began)))
+		if ref.calls.Load() != 1 || time.Since(began) >= ref.delay {
+			t.Fatal("the background refresh should still be redeeming")
+		}
+		var wg sync.WaitGroup
+		for _, svc := range []*InProcessService{a, b} {
+			wg.Go(func() {
+				c, err := svc.GetValidTokens(context.Background(), "s1", "gh")
+				if err != nil || c.AccessToken != "gh-access-1" {
+					t.Errorf("Check during the refresh ahead: served the new token %v, error %v", err == nil && c.AccessToken == "gh-access-1", err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := ref.calls.Load(); n != 1 {
+			t.Errorf("refresh token redeemed %d times, want 1", n)
+		}
+		seenA, waitedA := oa.get()
+		seenB, waitedB := ob.get()
+		if fmt.Sprint(seenA) != "[gh:ahead:ok]" || fmt.Sprint(seenB) != "[gh:check:skipped]" {
+			t.Errorf("triggers a %v, b %v; want [gh:ahead:ok] and [gh:check:skipped]", seenA, seenB)
+		}
+		if waitedA != 1 || waitedB != 1 {
+			t.Errorf("Checks that waited: a %d, b %d; want 1 each", waitedA, waitedB)
+		}
+	})
+}
+
+func TestRefreshAheadSkipsSessionsOutsideTheWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		start := time.Now()
+		expires := start.Add(20 * time.Minute)
+		for _, id := range []string{"s1", "s2"} {
+			r := row("gh", expires, "rt-"+id)
+			r.SessionID = id
+			if err := st.Put(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ref := &fakeRefresher{rotate: true}
+		svc := NewInProcessService(st, ref, WithSkew(30*time.Second), WithRefreshAhead(aheadCfg))
+		defer shutdown(t, svc)
+		svc.StartRefreshAhead()
+		serve := func(ids ...string) {
+			for _, id := range ids {
+				if _, err := svc.GetValidTokens(context.Background(), id, "gh"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		serve("s1", "s2")
+		time.Sleep(9 * time.Minute)
+		serve("s1") // s2 was last served 9 minutes ago
+		// Every lead is at most the 2 min margin: nothing is due before 18
+		// minutes, when s2 has been out of the 10 min window for 8.
+		time.Sleep(11*time.Minute - 20*time.Second)
+		ref.mu.Lock()
+		seen := fmt.Sprint(ref.seen)
+		ref.mu.Unlock()
+		if seen != "[rt-s1]" {
+			t.Errorf("refresh tokens redeemed ahead: %v, want only s1's [rt-s1]", seen)
+		}
+		for id, want := range map[string]bool{"s1": true, "s2": false} {
+			r, err := st.Get(context.Background(), id, "gh")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.AccessToken != "gh-access-0"; got != want {
+				t.Errorf("%s refreshed ahead: %v, want %v", id, got, want)
+			}
+		}
+	})
+}
+
+func TestRefreshAheadJitter(t *testing.T) {
+	const skew, n = 30 * time.Second, 10000
+	tests := []struct {
+		name   string
+		margin time.Duration
+	}{
+		{"2 min margin", 2 * time.Minute},
+		{"10 min margin", 10 * time.Minute},
+		{"margin at the skew", skew},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := &ahead{cfg: Ahead{Margin: tc.margin}, skew: skew}
+			perSecond := map[time.Duration]int{}
+			for i := range n {
+				lead := a.lead(aheadKey{fmt.Sprintf("session-%d", i), "gh"})
+				if lead < skew || (lead >= tc.margin && tc.margin > skew) {
+					t.Fatalf("lead %v outside [%v, %v)", lead, skew, tc.margin)
+				}
+				perSecond[lead.Truncate(time.Second)]++
+			}
+			if tc.margin <= skew {
+				return
+			}
+			// Tokens that all expire in the same second are refreshed over
+			// the whole spread: no second gets more than twice its share.
+			seconds := int((tc.margin - skew) / time.Second)
+			share := n / seconds
+			if len(perSecond) < seconds*9/10 {
+				t.Errorf("%d tokens fell in %d distinct seconds of %d", n, len(perSecond), seconds)
+			}
+			for s, c := range perSecond {
+				if c > 2*share+5 {
+					t.Errorf("%d tokens due in second %v, share %d", c, s, share)
+				}
+			}
+		})
+	}
+}
+
+// The record of served sessions is bounded: the least recently served go
+// first.
+func TestRefreshAheadRecordBounded(t *testing.T) {
+	cfg := aheadCfg
+	cfg.MaxEntries = 2
+	svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
+	for i := range 5 {
+		svc.ahead.served(store.Row{SessionID: fmt.Sprint(i), Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0}}, t0)
+	}
+	if n := svc.ahead.seen.Len(); n != 2 {
+		t.Errorf("record holds %d entries, want 2", n)
+	}
+}
+
+// shortRefresher issues tokens that live for life from the (bubble's) now.
+type shortRefresher struct {
+	life  time.Duration
+	calls atomic.Int32
+}
+
+func (r *shortRefresher) Refresh(ctx context.Context, provider, rt string) (store.Tokens, error) {
+	n := r.calls.Add(1)
+	return store.Tokens{AccessToken: fmt.Sprintf("%s-access-%d", provider, n), RefreshToken: rt, ExpiresAt: time.Now().Add(r.life)}, nil
+}
+
+func TestRefreshAheadShortLivedTokens(t *testing.T) {
+	// The provider's tokens live 90 s, less than the 2 min margin: each
+	// refreshed token is due again only after half its life, not at once.
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		if err := st.Put(context.Background(), row("gh", time.Now().Add(time.Hour), "rt")); err != nil {
+			t.Fatal(err)
+		}
+		ref := &shortRefresher{life: 90 * time.Second}
+		svc := NewInProcessService(st, ref, WithSkew(30*time.Second), WithRefreshAhead(aheadCfg))
+		defer shutdown(t, svc)
+		svc.StartRefreshAhead()
+		// The session is in use, served every 30 s, for 65 minutes: the
+		// first refresh comes within the margin of the hour.
+		for range 130 {
+			if _, err := svc.GetValidTokens(context.Background(), "s1", "gh"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(30 * time.Second)
+		}
+		// At most 7 minutes of 90 s tokens, each refreshed at most 45 s
+		// before expiry: about one refresh a minute, far from one a second.
+		if n := ref.calls.Load(); n < 2 || n > 12 {
+			t.Errorf("%d refreshes in 65 minutes, want between 2 and 12", n)
+		}
+	})
+}
