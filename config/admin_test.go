@@ -2,21 +2,13 @@ package config
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 )
 
 func TestAdmin(t *testing.T) {
-	dir := t.TempDir()
-	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
-	for _, p := range []string{cert, key, ca} {
-		if err := os.WriteFile(p, []byte("PEM"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, cert, key, ca := tlsFiles(t)
 	vars := env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "s"})
 	with := func(listenAdmin, section string) string {
 		s := valid

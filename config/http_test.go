@@ -9,14 +9,23 @@ import (
 	"testing"
 )
 
-func TestListenHTTP(t *testing.T) {
-	dir := t.TempDir()
-	cert, key, ca := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
+// tlsFiles writes placeholder certificate, key and CA files (loading only
+// checks that they are readable) into a new directory and returns it and
+// their paths.
+func tlsFiles(t *testing.T) (dir, cert, key, ca string) {
+	t.Helper()
+	dir = t.TempDir()
+	cert, key, ca = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
 	for _, p := range []string{cert, key, ca} {
 		if err := os.WriteFile(p, []byte("PEM"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir, cert, key, ca
+}
+
+func TestListenHTTP(t *testing.T) {
+	dir, cert, key, ca := tlsFiles(t)
 	vars := env(map[string]string{"DB": "postgres://x/y", "GH_SECRET": "s"})
 	with := func(listenHTTP, httpSection string) string {
 		s := valid

@@ -137,17 +137,32 @@ func openDB(ctx context.Context, db dbFlags, env Env, withConfig bool) (*postgre
 	if err != nil {
 		return nil, nil, err
 	}
-	if withConfig && cfg == nil {
-		return nil, nil, usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	if !withConfig {
+		cfg = nil
+	} else if err := requireConfig(cfg); err != nil {
+		return nil, nil, err
 	}
+	pg, err := connectDB(ctx, dsn)
+	return pg, cfg, err
+}
+
+// requireConfig refuses a missing --config to a command that needs its
+// keys.
+func requireConfig(cfg *config.Config) error {
+	if cfg == nil {
+		return usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	}
+	return nil
+}
+
+// connectDB connects to the database at dsn; a URL that does not parse is
+// a usage error.
+func connectDB(ctx context.Context, dsn string) (*postgres.Store, error) {
 	pg, err := postgres.New(ctx, dsn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
 	}
-	if !withConfig {
-		return pg, nil, nil
-	}
-	return pg, cfg, nil
+	return pg, nil
 }
 
 func tokensPut(ctx context.Context, args []string, env Env) error {
@@ -194,13 +209,14 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 		}
 		w.ExpiresIn = &secs
 	}
-	// The configuration names the providers and holds the keys.
-	_, cfg, err := db.resolve(env)
+	// The configuration names the providers and holds the keys; it is
+	// read once, before the database is reached.
+	dsn, cfg, err := db.resolve(env)
 	if err != nil {
 		return err
 	}
-	if cfg == nil {
-		return usageErr("tokens are stored encrypted: pass --config FILE, whose encryption section holds the keys")
+	if err := requireConfig(cfg); err != nil {
+		return err
 	}
 	// The same validation as the session API's PUT, field names as flags;
 	// a token that could not be read is reported once, as such.
@@ -213,12 +229,12 @@ func tokensPut(ctx context.Context, args []string, env Env) error {
 	if len(problems) > 0 {
 		return usageErr("%s", strings.Join(problems, "; "))
 	}
-	st, closeStore, err := openStore(ctx, db, env, true)
+	pg, err := connectDB(ctx, dsn)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	if err := st.Put(ctx, r); err != nil {
+	defer pg.Close()
+	if err := encrypted.New(pg, cfg.Keyring()).Put(ctx, r); err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return fmt.Errorf("%w: %w", errUsage, err)
 		}
