@@ -8,6 +8,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"net/http"
 	"runtime"
 	"slices"
@@ -36,7 +37,13 @@ const (
 	MetricStoreUp         = "extauthz_store_up"
 	MetricBuildInfo       = "extauthz_build_info"
 	MetricHTTPRefused     = "extauthz_http_refused_total"
+	MetricTLSCertExpiry   = "extauthz_tls_certificate_expiry_timestamp_seconds"
 )
+
+// TLSListeners lists the listeners that may serve TLS, the values of the
+// listener label of MetricTLSCertExpiry: listen.grpc, listen.http,
+// listen.admin and listen.connect.
+var TLSListeners = []string{"grpc", "http", "admin", "connect"}
 
 // Names of the metrics registered next to Metrics' own by the serve command,
 // and only while the feature is on: the token cache's (cache.token_size not
@@ -294,4 +301,26 @@ func (m *Metrics) SetStoreUp(up bool) {
 	} else {
 		m.storeUp.Set(0)
 	}
+}
+
+// WatchCertificate exports MetricTLSCertExpiry for listener (one of
+// TLSListeners, else an error): at each scrape, the end of the validity
+// period notAfter reports for the listener's certificate, in seconds since
+// the Unix epoch. notAfter is called during the scrape, so it must be cheap
+// and safe for concurrent use; a reloading certificate shows as soon as it
+// is loaded. A listener without TLS is not watched and has no series.
+// Watching a listener twice is an error.
+func (m *Metrics) WatchCertificate(listener string, notAfter func() time.Time) error {
+	if !slices.Contains(TLSListeners, listener) {
+		return fmt.Errorf("telemetry: unknown TLS listener %q", listener)
+	}
+	err := m.reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        MetricTLSCertExpiry,
+		Help:        "End of the validity period (NotAfter) of the certificate a listener serves, in seconds since the Unix epoch, by listener (grpc, http, admin, connect); absent for a plaintext listener.",
+		ConstLabels: prometheus.Labels{"listener": listener},
+	}, func() float64 { return float64(notAfter().Unix()) }))
+	if err != nil {
+		return fmt.Errorf("telemetry: certificate expiry of %s: %w", listener, err)
+	}
+	return nil
 }

@@ -2,8 +2,10 @@ package telemetry_test
 
 import (
 	"io"
+	"maps"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,5 +104,65 @@ func TestStoreUpStartsDown(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), "extauthz_store_up 0") {
 		t.Error("extauthz_store_up is not 0 after SetStoreUp(false)")
+	}
+}
+
+// certExpiry returns the certificate expiry gauge's value by listener.
+func certExpiry(t *testing.T, m *telemetry.Metrics) map[string]float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != telemetry.MetricTLSCertExpiry {
+			continue
+		}
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "listener" {
+					got[l.GetValue()] = s.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return got
+}
+
+func TestWatchCertificate(t *testing.T) {
+	m := telemetry.NewMetrics("v", nil)
+	if got := certExpiry(t, m); len(got) != 0 {
+		t.Errorf("before any listener is watched: %v", got)
+	}
+	first := time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)
+	var grpcNotAfter atomic.Pointer[time.Time]
+	grpcNotAfter.Store(&first)
+	if err := m.WatchCertificate("grpc", func() time.Time { return *grpcNotAfter.Load() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchCertificate("admin", func() time.Time { return first.Add(time.Hour) }); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"grpc": float64(first.Unix()), "admin": float64(first.Add(time.Hour).Unix())}
+	if got := certExpiry(t, m); !maps.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+
+	// A reload shows at the next scrape.
+	renewed := first.Add(90 * 24 * time.Hour)
+	grpcNotAfter.Store(&renewed)
+	want["grpc"] = float64(renewed.Unix())
+	if got := certExpiry(t, m); !maps.Equal(got, want) {
+		t.Errorf("after a reload got %v, want %v", got, want)
+	}
+
+	for _, tt := range []struct{ name, listener string }{
+		{"twice", "grpc"},
+		{"unknown listener", "metrics"},
+	} {
+		if err := m.WatchCertificate(tt.listener, time.Now); err == nil {
+			t.Errorf("%s: WatchCertificate(%q) succeeded", tt.name, tt.listener)
+		}
 	}
 }

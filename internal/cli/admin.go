@@ -27,8 +27,8 @@ type adminSetup struct {
 }
 
 // adminAuth builds the session API's authentication and TLS, or returns
-// nil without listen.admin.
-func adminAuth(ctx context.Context, cfg *config.Config, log *slog.Logger) (*adminSetup, error) {
+// nil without listen.admin. The TLS reloader goes into certs.
+func adminAuth(ctx context.Context, cfg *config.Config, log *slog.Logger, certs tlsCerts) (*adminSetup, error) {
 	if cfg.Listen.Admin == "" {
 		return nil, nil
 	}
@@ -56,6 +56,7 @@ func adminAuth(ctx context.Context, cfg *config.Config, log *slog.Logger) (*admi
 		if err != nil {
 			return nil, fmt.Errorf("%w: admin.tls: %w", errUsage, err)
 		}
+		certs["admin"] = r
 		s.tls = r.TLSConfig()
 	}
 	return s, nil

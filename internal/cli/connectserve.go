@@ -148,6 +148,6 @@ func listenConnect(cfg *config.Config, h http.Handler, tlsConfig *tls.Config, lo
 
 // connectTLS returns the TLS configuration of listen.connect from
 // connect.tls, or nil (plaintext, behind the public host's proxy).
-func connectTLS(cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
-	return listenerTLS("connect", "connect.tls", "connect", cfg, log)
+func connectTLS(cfg config.TLS, log *slog.Logger, certs tlsCerts) (*tls.Config, error) {
+	return listenerTLS("connect", "connect.tls", "connect", cfg, log, certs)
 }

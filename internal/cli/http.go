@@ -23,16 +23,17 @@ const unixSocketMode = 0o660
 
 // httpTLS returns the TLS configuration of listen.http from http.tls, or nil
 // when no certificate is configured (plaintext, for a proxy on the same host
-// or a Unix socket). A file that does not load is a usage error.
-func httpTLS(cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
-	return listenerTLS("http", "http.tls", "HTTP authorization", cfg, log)
+// or a Unix socket). A file that does not load is a usage error. The
+// reloader goes into certs.
+func httpTLS(cfg config.TLS, log *slog.Logger, certs tlsCerts) (*tls.Config, error) {
+	return listenerTLS("http", "http.tls", "HTTP authorization", cfg, log, certs)
 }
 
 // listenerTLS returns the TLS configuration of the listener named
 // listener from cfg (the settings at key), or nil when no certificate is
 // configured: the listener, described as what, is then plaintext. A file
-// that does not load is a usage error.
-func listenerTLS(listener, key, what string, cfg config.TLS, log *slog.Logger) (*tls.Config, error) {
+// that does not load is a usage error. The reloader goes into certs.
+func listenerTLS(listener, key, what string, cfg config.TLS, log *slog.Logger, certs tlsCerts) (*tls.Config, error) {
 	if cfg.Cert == "" {
 		log.Info(key + " not set: the " + what + " listener is plaintext")
 		return nil, nil
@@ -42,6 +43,7 @@ func listenerTLS(listener, key, what string, cfg config.TLS, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", errUsage, key, err)
 	}
+	certs[listener] = r
 	return r.TLSConfig(), nil
 }
 

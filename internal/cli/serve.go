@@ -143,18 +143,19 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 		return err
 	}
 	defer p.pg.Close()
+	certs := tlsCerts{}
 	if cfg.Listen.TLS.Cert != "" {
-		if _, err := grpcTLS(cfg.Listen.TLS, slog.New(slog.DiscardHandler)); err != nil {
+		if _, err := grpcTLS(cfg.Listen.TLS, slog.New(slog.DiscardHandler), certs); err != nil {
 			return err
 		}
 	}
 	if cfg.Listen.HTTP != "" && cfg.HTTP.TLS.Cert != "" {
-		if _, err := httpTLS(cfg.HTTP.TLS, slog.New(slog.DiscardHandler)); err != nil {
+		if _, err := httpTLS(cfg.HTTP.TLS, slog.New(slog.DiscardHandler), certs); err != nil {
 			return err
 		}
 	}
 	if cfg.Listen.Connect != "" && cfg.Connect.TLS.Cert != "" {
-		if _, err := connectTLS(cfg.Connect.TLS, slog.New(slog.DiscardHandler)); err != nil {
+		if _, err := connectTLS(cfg.Connect.TLS, slog.New(slog.DiscardHandler), certs); err != nil {
 			return err
 		}
 	}
@@ -278,23 +279,24 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	pg := p.pg
 	defer pg.Close()
 	// The remaining usage errors before any background work starts.
-	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log)
+	certs := tlsCerts{}
+	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log, certs)
 	if err != nil {
 		return err
 	}
 	var httpTLSConfig *tls.Config
 	if cfg.Listen.HTTP != "" {
-		if httpTLSConfig, err = httpTLS(cfg.HTTP.TLS, log); err != nil {
+		if httpTLSConfig, err = httpTLS(cfg.HTTP.TLS, log, certs); err != nil {
 			return err
 		}
 	}
 	var connectTLSConfig *tls.Config
 	if cfg.Listen.Connect != "" {
-		if connectTLSConfig, err = connectTLS(cfg.Connect.TLS, log); err != nil {
+		if connectTLSConfig, err = connectTLS(cfg.Connect.TLS, log, certs); err != nil {
 			return err
 		}
 	}
-	admin, err := adminAuth(ctx, cfg, log)
+	admin, err := adminAuth(ctx, cfg, log, certs)
 	if err != nil {
 		return err
 	}
@@ -309,6 +311,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	}()
 
 	metrics := telemetry.NewMetrics(versionString(), slices.Collect(maps.Keys(cfg.Providers)))
+	if err := certs.export(metrics); err != nil {
+		return err
+	}
 	// Every store call is measured and traced right above the database.
 	observedDB := observed.New(pg, observed.Options{Recorder: metrics, TracerProvider: tp})
 	// Garbage collection of expired sessions (internal/cli/gc.go) works on

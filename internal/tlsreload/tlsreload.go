@@ -255,6 +255,15 @@ func (r *Reloader) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Certi
 	return r.current().cert, nil
 }
 
+// NotAfter returns the end of the validity period of the certificate that
+// a new connection is served: the leaf of the current set, after checking
+// the files as a handshake does (at most once per Options.Interval). So a
+// renewed certificate shows before any client connects again, which a
+// metric scraped between long-lived connections needs.
+func (r *Reloader) NotAfter() time.Time {
+	return r.current().cert.Leaf.NotAfter
+}
+
 // LoadRoots returns the system's trusted roots (or base's, when base is not
 // nil) together with the certificates of the PEM file at path: the roots of
 // a client that talks to a server whose CA is private. It is read once. The

@@ -460,3 +460,31 @@ func pemBody(p []byte) string {
 	lines := strings.Split(string(p), "\n")
 	return lines[1][:40]
 }
+
+// TestNotAfterFollowsReload: NotAfter reports the certificate a new
+// connection would get, picking up a replaced certificate without a
+// handshake and keeping the previous one while a new set does not load.
+func TestNotAfterFollowsReload(t *testing.T) {
+	f := start(t, false, interval)
+	r, err := New(Files{Cert: f.cert, Key: f.key}, Options{Interval: interval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.NotAfter(), f.first.Cert.NotAfter; !got.Equal(want) {
+		t.Fatalf("NotAfter %v, want the first certificate's %v", got, want)
+	}
+
+	renewed := f.ca.ServerUntil(t, "server-2", f.first.Cert.NotAfter.Add(90*24*time.Hour))
+	renewed.WriteFiles(t, f.cert, f.key)
+	wait()
+	if got, want := r.NotAfter(), renewed.Cert.NotAfter; !got.Equal(want) {
+		t.Errorf("after renewal NotAfter %v, want %v", got, want)
+	}
+
+	// A certificate without its key yet: the renewed one stays.
+	tlstest.WriteFile(t, f.cert, f.ca.ServerUntil(t, "server-3", renewed.Cert.NotAfter.Add(time.Hour)).CertPEM)
+	wait()
+	if got, want := r.NotAfter(), renewed.Cert.NotAfter; !got.Equal(want) {
+		t.Errorf("with a mismatched key NotAfter %v, want the renewed certificate's %v", got, want)
+	}
+}

@@ -65,13 +65,22 @@ func NewCA(t testing.TB, cn string) *CA {
 // Server issues a server certificate with common name cn, valid for the
 // IP address 127.0.0.1 and the DNS name localhost. Every certificate has a
 // fresh random serial number.
+// It is valid for a day.
 func (ca *CA) Server(t testing.TB, cn string) *Leaf {
+	t.Helper()
+	return ca.ServerUntil(t, cn, time.Time{})
+}
+
+// ServerUntil is Server with the given end of the validity period (X.509
+// keeps whole seconds); the zero time means a day from now.
+func (ca *CA) ServerUntil(t testing.TB, cn string, notAfter time.Time) *Leaf {
 	t.Helper()
 	return ca.issue(t, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
 		DNSNames:    []string{"localhost"},
+		NotAfter:    notAfter,
 	})
 }
 
@@ -119,7 +128,9 @@ func (ca *CA) issue(t testing.TB, tmpl *x509.Certificate) *Leaf {
 	key := newKey(t)
 	tmpl.SerialNumber = serial(t)
 	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
