@@ -47,13 +47,18 @@ func loadRules(t *testing.T) *rulefmt.RuleGroups {
 
 // exportedSeries returns the names of the series the service exports: those
 // of a live telemetry registry (histograms as their _bucket, _count and _sum
-// series) and those of the metrics serve registers only while a feature is on.
+// series) and those of the metrics serve registers only while a feature is on
+// (the token cache, legacy reads, TLS).
 func exportedSeries(t *testing.T) map[string]bool {
 	t.Helper()
 	m := telemetry.NewMetrics("test", []string{"provider"})
 	// The store latency histogram has a series only once an operation was
 	// measured.
 	m.StoreOperation("get", time.Millisecond, false)
+	// The certificate expiry gauge exists for the listeners that serve TLS.
+	if err := m.WatchCertificate("grpc", time.Now); err != nil {
+		t.Fatal(err)
+	}
 	families, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +169,8 @@ func TestPrometheusRules(t *testing.T) {
 // healthy is a service at rest, one sample a minute for 400 minutes: 10
 // Checks per second, all fast and allowed; 0.1 refreshes per second, all
 // redeemed; the store and the cache listener up; one garbage-collection
-// statement a minute, none failing; no HTTP refusals. Cases replace series.
+// statement a minute, none failing; no HTTP refusals; the gRPC listener's
+// certificate valid for 90 days from the start. Cases replace series.
 var healthy = map[string]string{
 	`extauthz_check_decisions_total{result="ok",reason="ok",transport="grpc"}`:                   "0+600x400",
 	`extauthz_check_decisions_total{result="error",reason="store_unavailable",transport="grpc"}`: "0x400",
@@ -180,6 +186,7 @@ var healthy = map[string]string{
 	`extauthz_store_errors_total{op="delete_expired"}`:                                           "0x400",
 	`extauthz_store_operation_duration_seconds_count{op="delete_expired"}`:                       "0+1x400",
 	`extauthz_http_refused_total{shape="forward_auth"}`:                                          "0x400",
+	`extauthz_tls_certificate_expiry_timestamp_seconds{instance="a",listener="grpc"}`:            "7776000x400",
 }
 
 // evalAlerts loads series (the healthy service with changes), evaluates the
@@ -327,6 +334,15 @@ func TestPrometheusAlerts(t *testing.T) {
 		{"HTTP refusals", map[string]string{
 			`extauthz_http_refused_total{shape="forward_auth"}`: "0x100 1x300",
 		}, 105 * time.Minute, []string{`ExtauthzHTTPRefusals{shape="forward_auth"}`}},
+		{"certificate expires in 13 days", map[string]string{
+			`extauthz_tls_certificate_expiry_timestamp_seconds{instance="a",listener="grpc"}`: "1123200x400",
+		}, 30 * time.Minute, []string{`ExtauthzTLSCertificateExpiring{instance="a", listener="grpc"}`}},
+		{"certificate expires in a day", map[string]string{
+			`extauthz_tls_certificate_expiry_timestamp_seconds{instance="a",listener="grpc"}`: "86400x400",
+		}, 30 * time.Minute, []string{`ExtauthzTLSCertificateExpiring{instance="a", listener="grpc"}`, `ExtauthzTLSCertificateExpiryImminent{instance="a", listener="grpc"}`}},
+		{"certificate renewed 13 days before expiry", map[string]string{
+			`extauthz_tls_certificate_expiry_timestamp_seconds{instance="a",listener="grpc"}`: "1123200x10 7776000x390",
+		}, 30 * time.Minute, nil},
 	}
 	fired := map[string]bool{}
 	for _, tt := range tests {
