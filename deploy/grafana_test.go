@@ -34,6 +34,7 @@ import (
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
+	"github.com/extauthz/extauthz/telemetry"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
@@ -238,7 +239,8 @@ func TestGrafanaDashboardMetrics(t *testing.T) {
 // with the token cache on and TLS on the gRPC and HTTP listeners; sends one
 // HTTP authorization request whose token is expired, so that it is
 // refreshed at a fake provider; and returns the metric families of one
-// scrape of /metrics, by name. Without PostgreSQL it skips (or fails on CI),
+// scrape of /metrics, by name, after checking that both listeners report
+// their certificate's expiry. Without PostgreSQL it skips (or fails on CI),
 // as pgtest does.
 func liveScrape(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
@@ -253,7 +255,8 @@ func liveScrape(t *testing.T) map[string]*dto.MetricFamily {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "dashboard test CA")
 	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	ca.Server(t, "extauthz").WriteFiles(t, cert, key)
+	leaf := ca.Server(t, "extauthz")
+	leaf.WriteFiles(t, cert, key)
 	text := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
@@ -357,6 +360,19 @@ encryption:
 	families, err := p.TextToMetricFamilies(mresp.Body)
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
+	}
+	// Both TLS listeners report the certificate they serve.
+	expiry := map[string]float64{}
+	for _, m := range families[telemetry.MetricTLSCertExpiry].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "listener" {
+				expiry[l.GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	notAfter := float64(leaf.Cert.NotAfter.Unix())
+	if want := map[string]float64{"grpc": notAfter, "http": notAfter}; !maps.Equal(expiry, want) {
+		t.Errorf("%s: %v, want %v", telemetry.MetricTLSCertExpiry, expiry, want)
 	}
 	return families
 }
