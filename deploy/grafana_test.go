@@ -148,7 +148,10 @@ var grafanaMacros = strings.NewReplacer(grafana.RateInterval, "5m")
 func familyOf(name string, families map[string]*dto.MetricFamily) string {
 	for _, suffix := range []string{"_bucket", "_count", "_sum"} {
 		if base, ok := strings.CutSuffix(name, suffix); ok {
-			if f, ok := families[base]; ok && (f.GetType() == dto.MetricType_HISTOGRAM || suffix != "_bucket" && f.GetType() == dto.MetricType_SUMMARY) {
+			f, ok := families[base]
+			histogram := ok && f.GetType() == dto.MetricType_HISTOGRAM
+			summary := ok && f.GetType() == dto.MetricType_SUMMARY && suffix != "_bucket"
+			if histogram || summary {
 				return base
 			}
 		}
