@@ -144,19 +144,20 @@ func (c *Cluster) Reused() bool { return c.reused }
 // Stop stops the server with a fast shutdown (pg_ctl stop -m fast: open
 // sessions are disconnected, no data is lost) and waits until it has exited.
 // Stopping a server that no longer runs is not an error.
-func (c *Cluster) Stop() error {
+func (c *Cluster) Stop() error { return c.stop("fast") }
+
+// stop stops the server, if it runs, with pg_ctl stop -m mode, and waits
+// until it has exited.
+func (c *Cluster) stop(mode string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), (startTimeout+10)*time.Second)
 	defer cancel()
 	running, err := c.running(ctx)
-	if err != nil {
+	if err != nil || !running {
 		return err
 	}
-	if !running {
-		return nil
-	}
-	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", "fast", "-w", "-t", strconv.Itoa(startTimeout))
+	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", mode, "-w", "-t", strconv.Itoa(startTimeout))
 	if err != nil {
-		return fmt.Errorf("localpg: pg_ctl stop: %w%s", err, tail(out))
+		return fmt.Errorf("localpg: pg_ctl stop -m %s: %w%s", mode, err, tail(out))
 	}
 	return nil
 }
@@ -182,8 +183,10 @@ func (c *Cluster) Restart(ctx context.Context) error {
 // TCP, as the superuser, which the trust authentication of a cluster made by
 // Start lets replicate), starts it on a free TCP port and returns once it
 // accepts (read-only) connections. dir must not exist or be empty; when
-// running as root the same rules as for Start apply to it. The standby keeps
-// running when the calling process exits: call Stop.
+// running as root the same rules as for Start apply to it. Without
+// pg_basebackup next to c's binaries, it fails with an error wrapping
+// ErrNotInstalled. The standby keeps running when the calling process
+// exits: call Stop.
 func (c *Cluster) StartStandby(ctx context.Context, dir string, logw io.Writer) (*Cluster, error) {
 	if logw == nil {
 		logw = io.Discard
@@ -196,6 +199,9 @@ func (c *Cluster) StartStandby(ctx context.Context, dir string, logw io.Writer) 
 		return nil, err
 	} else if version != "" {
 		return nil, fmt.Errorf("localpg: %s already holds a cluster: a standby needs an empty directory", abs)
+	}
+	if fi, err := os.Stat(filepath.Join(c.bin, "pg_basebackup")); err != nil || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("%w (pg_basebackup is missing from %s)", ErrNotInstalled, c.bin)
 	}
 	s := &Cluster{dir: abs, bin: c.bin, logw: logw}
 	if err := s.prepareDir(ctx, true); err != nil {
@@ -223,19 +229,7 @@ func (c *Cluster) StartStandby(ctx context.Context, dir string, logw io.Writer) 
 // Kill stops the server the way a crash would (pg_ctl stop -m immediate:
 // no checkpoint, sessions cut at once) and waits until it has exited.
 // Killing a server that no longer runs is not an error.
-func (c *Cluster) Kill() error {
-	ctx, cancel := context.WithTimeout(context.Background(), (startTimeout+10)*time.Second)
-	defer cancel()
-	running, err := c.running(ctx)
-	if err != nil || !running {
-		return err
-	}
-	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", "immediate", "-w", "-t", strconv.Itoa(startTimeout))
-	if err != nil {
-		return fmt.Errorf("localpg: pg_ctl stop -m immediate: %w%s", err, tail(out))
-	}
-	return nil
-}
+func (c *Cluster) Kill() error { return c.stop("immediate") }
 
 // Promote turns a standby into a primary (pg_ctl promote) and returns once
 // it accepts writes.

@@ -286,3 +286,51 @@ func TestRestartKeepsThePort(t *testing.T) {
 		t.Errorf("SELECT v FROM kept = %q", got)
 	}
 }
+
+// TestStandbyKillPromote: a standby replicates what the primary commits,
+// refuses writes until promoted, and takes them once the primary was
+// killed and it was promoted.
+func TestStandbyKillPromote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two servers")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	base := tempDir(t)
+	var logw syncBuffer
+	primary := start(t, ctx, filepath.Join(base, "primary"), &logw)
+	execSQL(t, ctx, primary.DSN(), "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('copied')")
+	standby, err := primary.StartStandby(ctx, filepath.Join(base, "standby"), &logw)
+	if err != nil {
+		t.Fatalf("StartStandby: %v\nlog:\n%s", err, logw.String())
+	}
+	t.Cleanup(func() {
+		if err := standby.Stop(); err != nil {
+			t.Errorf("Stop the standby: %v", err)
+		}
+	})
+	if standby.DSN() == primary.DSN() {
+		t.Fatal("the standby has the primary's address")
+	}
+	execSQL(t, ctx, primary.DSN(), "INSERT INTO kept VALUES ('streamed')")
+	testutil.Eventually(t, time.Minute, "the standby has the streamed row", func() bool {
+		return query(t, ctx, standby.DSN(), "SELECT count(*)::text FROM kept") == "2"
+	})
+	if got := query(t, ctx, standby.DSN(), "SELECT pg_is_in_recovery()::text"); got != "true" {
+		t.Fatalf("pg_is_in_recovery() on the standby = %s", got)
+	}
+
+	if err := primary.Kill(); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	if err := primary.Kill(); err != nil {
+		t.Errorf("Kill of a stopped server: %v", err)
+	}
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatalf("Promote: %v\nlog:\n%s", err, logw.String())
+	}
+	execSQL(t, ctx, standby.DSN(), "INSERT INTO kept VALUES ('written after the failover')")
+	if got := query(t, ctx, standby.DSN(), "SELECT count(*)::text FROM kept"); got != "3" {
+		t.Errorf("rows on the promoted standby = %s, want 3", got)
+	}
+}
