@@ -52,7 +52,7 @@ func TestFailover(t *testing.T) {
 	// Access tokens issued by refreshes are due again 2s later (skew 30s):
 	// the rolling sessions refresh all through the failover.
 	c.idp.setLifetime(32 * time.Second)
-	a, b := c.start("a"), c.start("b")
+	a, b := c.start("a", withMetrics), c.start("b", withMetrics)
 	procs := []*proc{a, b}
 	for _, p := range procs {
 		waitLogged(t, p, listening, 1)
@@ -70,13 +70,18 @@ func TestFailover(t *testing.T) {
 	for i := range cold {
 		cold[i] = c.seed(t, fmt.Sprintf("s-cold-%d", i), "idp", false)
 	}
+	// Warm the caches: a read while the listener is late is not cached,
+	// so read until every warm row is.
 	for _, p := range procs {
-		for _, s := range warm {
-			wantOK(t, p.name+" warming "+s.id, p.checkWithin(10*time.Second, s.jwt, ""), s.access)
+		deadline := time.Now().Add(time.Minute)
+		for p.metric(t, cacheRows) < float64(len(warm)) {
+			for _, s := range warm {
+				wantOK(t, p.name+" warming "+s.id, p.checkWithin(10*time.Second, s.jwt, ""), s.access)
+			}
+			if t.Failed() || time.Now().After(deadline) {
+				t.Fatalf("%s: the warm sessions are not all cached after a minute", p.name)
+			}
 		}
-	}
-	if t.Failed() {
-		t.FailNow()
 	}
 
 	load := startLoad(procs, warm, rolling)
@@ -185,6 +190,13 @@ func TestFailover(t *testing.T) {
 			t.Errorf("%s: the stored row does not hold the provider's latest refresh token (needs_reauth %v)", s.id, r.NeedsReauth)
 		}
 	}
+	stale := 0.0
+	for _, p := range procs {
+		stale += p.metric(t, staleReads)
+	}
+	if stale == 0 {
+		t.Error(`no read was answered as stale (extauthz_token_cache_reads_total{result="stale"})`)
+	}
 	for _, p := range procs {
 		select {
 		case <-p.exited:
@@ -193,16 +205,22 @@ func TestFailover(t *testing.T) {
 		}
 	}
 	t.Logf("failover: uncached Checks answered again %v and %v after the kill (%v and %v after the promotion, which took %v); "+
-		"both listeners back %v after the kill; cached Checks during the run: %d OK, %d 503; rolling sessions: %d OK, %d 503, %d refreshes, 0 reuses",
+		"both listeners back %v after the kill; cached Checks during the run: %d OK (%v reads answered stale), %d 503; rolling sessions: %d OK, %d 503, %d refreshes, 0 reuses",
 		recovered[0].Sub(killed).Round(time.Millisecond), recovered[1].Sub(killed).Round(time.Millisecond),
 		recovered[0].Sub(promoted).Round(time.Millisecond), recovered[1].Sub(promoted).Round(time.Millisecond),
 		promoted.Sub(killed.Add(2*time.Second)).Round(time.Millisecond), listened.Sub(killed).Round(time.Millisecond),
-		warmOK, warm503, rollingOK, rolling503, redeemed)
+		warmOK, stale, warm503, rollingOK, rolling503, redeemed)
 }
 
 // listening is what a process logs each time its cache's listener has
 // (re)connected and listens.
 const listening = "cache invalidation listener: listening"
+
+// The token cache's metrics read by TestFailover.
+const (
+	cacheRows  = "extauthz_token_cache_rows"
+	staleReads = `extauthz_token_cache_reads_total{result="stale"}`
+)
 
 // waitLogged waits until p has logged msg at least n times.
 func waitLogged(t *testing.T, p *proc, msg string, n int) {
