@@ -1,13 +1,15 @@
 package config
 
 import (
-	"net/url"
+	"fmt"
+	"time"
 )
 
 // Cache defaults.
 const (
 	DefaultJWTCacheSize   = 10000
 	DefaultTokenCacheSize = 20000
+	DefaultStaleIfError   = 30 * time.Second
 )
 
 // Cache configures the in-memory caches of the Check's hot path: verified
@@ -22,6 +24,11 @@ type Cache struct {
 	// TokenSize is how many upstream token rows are remembered; 0 disables
 	// the token cache (and its listener). Default 20000.
 	TokenSize *int `yaml:"token_size"`
+	// StaleIfError is how long cached upstream token rows keep answering
+	// Checks while the database cannot be read (a failover, an outage),
+	// counted from when the cache's listener last vouched for them; 0
+	// turns this off (such Checks answer 503). Default 30s.
+	StaleIfError Duration `yaml:"stale_if_error"`
 }
 
 // JWTEntries returns the size of the JWT cache, 0 when it is disabled.
@@ -54,6 +61,7 @@ func (c *Config) cacheDefaults() {
 	if c.Database.DirectURL == "" {
 		c.Database.DirectURL = c.Database.URL
 	}
+	c.Cache.StaleIfError.orDefault(DefaultStaleIfError)
 }
 
 // validateCache checks the cache section and database.direct_url.
@@ -65,10 +73,13 @@ func (c *Config) validateCache() []string {
 	if c.Cache.TokenSize != nil && *c.Cache.TokenSize < 0 {
 		p = append(p, "cache.token_size must not be negative (0 disables the token cache)")
 	}
-	if d := c.Database.DirectURL; d != "" && d != c.Database.URL {
-		if u, err := url.Parse(d); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			p = append(p, "database.direct_url must be a postgres:// URL")
-		}
+	if d := c.Database.DirectURL; d != "" && d != c.Database.URL && !validDatabaseURL(d) {
+		p = append(p, "database.direct_url "+databaseURLRule)
+	}
+	if d := c.Cache.StaleIfError; d.bad != "" {
+		p = append(p, fmt.Sprintf("line %d: cache.stale_if_error is not a duration (use e.g. 30s, 2m)", d.line))
+	} else if d.D() < 0 {
+		p = append(p, "cache.stale_if_error must not be negative (0 turns it off)")
 	}
 	return p
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/extauthz/extauthz/authz"
@@ -276,14 +277,39 @@ func (t TLS) validate(at string) []string {
 
 // Database configures the token store.
 type Database struct {
-	// URL is a PostgreSQL connection URL. The DATABASE_URL environment
-	// variable, when set, overrides it.
+	// URL is a PostgreSQL connection string as libpq and pgx take it: a
+	// postgres:// URL or keyword=value pairs. It may name several servers
+	// (postgres://h1:5432,h2:5432/db, or host=h1,h2 port=5432,5432), which
+	// are tried in order; with target_session_attrs=read-write, only a
+	// primary is kept. The DATABASE_URL environment variable, when set,
+	// overrides it.
 	URL string `yaml:"url"`
 	// DirectURL is the connection the token cache's listener (LISTEN)
 	// uses; it must not go through PgBouncer in transaction mode. Default:
 	// URL.
 	DirectURL string `yaml:"direct_url"`
 }
+
+// databaseURLRule completes "database.url " in the message of a connection
+// string that does not parse.
+const databaseURLRule = "must be a PostgreSQL connection string: a postgres:// URL or keyword=value pairs (host=... dbname=...)"
+
+// validDatabaseURL reports whether dsn parses as pgx parses connection
+// strings (so a list of hosts is accepted). The parser's error is not
+// reported: it may quote the string, password included.
+func validDatabaseURL(dsn string) bool {
+	isURL := strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+	// pgx takes anything else as keyword=value pairs, and a pair it does
+	// not know as a run-time parameter: require a keyword first, so that a
+	// URL of another scheme (mysql://h/db?x=y) is refused.
+	if !isURL && !keywordFirst.MatchString(dsn) {
+		return false
+	}
+	_, err := pgconn.ParseConfig(dsn)
+	return err == nil
+}
+
+var keywordFirst = regexp.MustCompile(`^\s*[A-Za-z_]+\s*=`)
 
 // JWT configures verification of the caller's access token.
 type JWT struct {
@@ -665,8 +691,8 @@ func (c *Config) validate() []string {
 
 	if c.Database.URL == "" {
 		add("database.url is required (or set DATABASE_URL)")
-	} else if u, err := url.Parse(c.Database.URL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		add("database.url must be a postgres:// URL")
+	} else if !validDatabaseURL(c.Database.URL) {
+		add("database.url " + databaseURLRule)
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.GRPC); err != nil {
 		add("listen.grpc must be host:port or :port")

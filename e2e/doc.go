@@ -4,5 +4,7 @@
 // has no API.
 //
 // Run them with scripts/test ./e2e/ (or set EXTAUTHZ_TEST_DATABASE_URL).
+// TestFailover also starts a primary and a standby of its own from the
+// system's PostgreSQL binaries (pg_basebackup included); -short skips it.
 // EXTAUTHZ_E2E_RACE=1 builds the server binary with the race detector.
 package e2e

@@ -6,7 +6,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -170,7 +172,11 @@ func newClusterOn(t *testing.T, dsn string) *cluster {
 type procOptions struct {
 	refreshTimeout, lockTimeout time.Duration
 	backoffMin, backoffMax      time.Duration
+	metrics                     bool
 }
+
+// withMetrics turns the metrics listener on (proc.metric reads it).
+func withMetrics(o *procOptions) { o.metrics = true }
 
 // withRefreshTimeout sets refresh.timeout to d and refresh.lock_timeout to
 // its minimum, d + 6s.
@@ -193,6 +199,10 @@ func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
 		f(&o)
 	}
 	addr := freeAddr(t)
+	metricsAddr := `"off"`
+	if o.metrics {
+		metricsAddr = freeAddr(t)
+	}
 	var providers strings.Builder
 	for _, n := range providerNames {
 		fmt.Fprintf(&providers, "  %s:\n    token_url: %s\n    client_id: %s\n    client_secret: ${E2E_CLIENT_SECRET}\n    auth_style: params\n",
@@ -203,7 +213,7 @@ func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
 	}
 	cfg := fmt.Sprintf(`listen:
   grpc: %s
-  metrics: "off"
+  metrics: %s
 shutdown:
   drain_delay: 0s
 database:
@@ -230,7 +240,7 @@ encryption:
   keys:
     - id: k1
       key: ${E2E_TOKEN_KEY}
-`, addr, issuer, audience, c.jwksURL, providers.String(), o.refreshTimeout, o.lockTimeout, o.backoffMin, o.backoffMax)
+`, addr, metricsAddr, issuer, audience, c.jwksURL, providers.String(), o.refreshTimeout, o.lockTimeout, o.backoffMin, o.backoffMax)
 	dir := t.TempDir()
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -238,6 +248,9 @@ encryption:
 	}
 
 	p := &proc{name: name, addr: addr, logs: &syncBuffer{}, exited: make(chan struct{})}
+	if o.metrics {
+		p.metricsURL = "http://" + metricsAddr + "/metrics"
+	}
 	cmd := exec.Command(serverBinary, "serve", "--config", path)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.dsn, "E2E_CLIENT_SECRET="+clientSecret, "E2E_TOKEN_KEY="+c.key)
 	cmd.Stdout = p.logs
@@ -409,6 +422,32 @@ type proc struct {
 	client  authv3.AuthorizationClient
 	exited  chan struct{}
 	waitErr error
+	// metricsURL is the metrics endpoint, when started withMetrics.
+	metricsURL string
+}
+
+// metric returns the value of the series named exactly series (name and
+// labels as the exposition format writes them), 0 if absent.
+func (p *proc) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(p.metricsURL)
+	if err != nil {
+		t.Fatalf("%s: scrape: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s: scrape: %v", p.name, err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err == nil {
+				return f
+			}
+		}
+	}
+	return 0
 }
 
 // signal sends sig to the process's group.

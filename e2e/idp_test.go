@@ -119,6 +119,7 @@ type idp struct {
 
 	mu       sync.Mutex
 	latency  time.Duration
+	lifetime time.Duration // expires_in of the access tokens issued; 0 means an hour
 	tokens   map[string]*refreshToken
 	sessions map[string]*idpSession
 	holds    map[string]*hold
@@ -165,6 +166,14 @@ func (p *idp) login(session string) (access, refresh string) {
 func (p *idp) setLatency(d time.Duration) {
 	p.mu.Lock()
 	p.latency = d
+	p.mu.Unlock()
+}
+
+// setLifetime makes the access tokens issued from now on expire d after
+// they are issued (an hour by default).
+func (p *idp) setLifetime(d time.Duration) {
+	p.mu.Lock()
+	p.lifetime = d
 	p.mu.Unlock()
 }
 
@@ -321,8 +330,12 @@ func (p *idp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.access, s.refresh = newAccessToken(), newRefreshToken()
 			p.tokens[s.refresh] = &refreshToken{sess: s}
 			p.issued = append(p.issued, s.access, s.refresh)
+			lifetime := time.Hour
+			if p.lifetime > 0 {
+				lifetime = p.lifetime
+			}
 			body := map[string]any{
-				"access_token": s.access, "refresh_token": s.refresh, "token_type": "Bearer", "expires_in": 3600,
+				"access_token": s.access, "refresh_token": s.refresh, "token_type": "Bearer", "expires_in": int(lifetime.Seconds()),
 			}
 			if p.idToken != nil {
 				body["id_token"] = p.idToken(s.id)

@@ -18,7 +18,8 @@ import (
 // cache.token_size is not 0, with its invalidation listener on
 // database.direct_url running until stop is called: the cache serves rows
 // only while the listener is connected and answering (see
-// postgres.Listener). Placed above the decryption, a hit costs neither a
+// postgres.Listener), or for cache.stale_if_error after that while the
+// database cannot be read. Placed above the decryption, a hit costs neither a
 // round trip nor an AES-GCM open. The listener outlives ctx, so that the
 // cache stays in use while the server drains; stop ends it. The cache's
 // metrics are registered with reg.
@@ -27,7 +28,7 @@ func withTokenCache(ctx context.Context, cfg *config.Config, st store.Store, log
 	if size == 0 {
 		return st, func() {}, nil
 	}
-	c := cached.New(st, cached.Options{Size: size, Skew: cfg.Refresh.Skew.D()})
+	c := cached.New(st, cached.Options{Size: size, Skew: cfg.Refresh.Skew.D(), StaleIfError: cfg.Cache.StaleIfError.D()})
 	// database.direct_url defaults to database.url at load.
 	l, err := postgres.NewListener(cfg.Database.DirectURL, c, postgres.WithListenerLogger(log))
 	if err != nil {
@@ -51,7 +52,7 @@ func registerCacheMetrics(reg prometheus.Registerer, c *cached.Store, l *postgre
 	read := func(result string, v func(cached.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name:        telemetry.MetricTokenCacheReads,
-			Help:        "Reads of upstream tokens by the token cache's answer: hit (from memory), miss (read and cached), bypass (read from the database because the cache was not trusted: its listener down or late).",
+			Help:        "Reads of upstream tokens by the token cache's answer: hit (from memory), miss (read and cached), bypass (read from the database because the cache was not trusted: its listener down or late), stale (from memory although not trusted, because the database could not be read: cache.stale_if_error).",
 			ConstLabels: prometheus.Labels{"result": result},
 		}, func() float64 { return float64(v(c.Stats())) })
 	}
@@ -59,6 +60,7 @@ func registerCacheMetrics(reg prometheus.Registerer, c *cached.Store, l *postgre
 		read("hit", func(s cached.Stats) uint64 { return s.Hits }),
 		read("miss", func(s cached.Stats) uint64 { return s.Misses }),
 		read("bypass", func(s cached.Stats) uint64 { return s.Bypassed }),
+		read("stale", func(s cached.Stats) uint64 { return s.Stale }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: telemetry.MetricTokenCacheRows,
 			Help: "Rows held by the token cache (at most cache.token_size).",

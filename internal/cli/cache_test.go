@@ -126,7 +126,7 @@ func TestTokenCacheMetrics(t *testing.T) {
 	}
 	want := map[string]float64{
 		"extauthz_token_cache_reads_total/hit": 0, "extauthz_token_cache_reads_total/miss": 0,
-		"extauthz_token_cache_reads_total/bypass": 1, "extauthz_token_cache_rows": 0, "extauthz_token_cache_listener_up": 0,
+		"extauthz_token_cache_reads_total/bypass": 1, "extauthz_token_cache_reads_total/stale": 0, "extauthz_token_cache_rows": 0, "extauthz_token_cache_listener_up": 0,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("metrics = %v, want %v", got, want)

@@ -466,10 +466,13 @@ func TestStoreOutageKeepsReadinessAndRecovers(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "store_up 1 before the outage", func() bool { return storeUp() == 1 })
 	before := s.scrape(t)
 
+	// A session not read before: a cached one would be answered from
+	// memory during the outage (cache.stale_if_error).
+	s.put(t, store.Row{SessionID: "sess-o2", Provider: "gh", Tokens: store.Tokens{AccessToken: "tok-o2", ExpiresAt: time.Now().Add(time.Hour)}})
 	if err := cluster.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	resp := s.check(t, bearer(jwt), "")
+	resp := s.check(t, bearer(s.jwt(t, "sess-o2", nil)), "")
 	d := resp.GetDeniedResponse()
 	if d.GetStatus().GetCode() != 503 || codes.Code(resp.GetStatus().GetCode()) != codes.Unavailable || respHeaders(resp)["retry-after"] == "" {
 		t.Fatalf("Check during the outage: %v, want 503 with Retry-After", resp)

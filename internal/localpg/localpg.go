@@ -144,19 +144,20 @@ func (c *Cluster) Reused() bool { return c.reused }
 // Stop stops the server with a fast shutdown (pg_ctl stop -m fast: open
 // sessions are disconnected, no data is lost) and waits until it has exited.
 // Stopping a server that no longer runs is not an error.
-func (c *Cluster) Stop() error {
+func (c *Cluster) Stop() error { return c.stop("fast") }
+
+// stop stops the server, if it runs, with pg_ctl stop -m mode, and waits
+// until it has exited.
+func (c *Cluster) stop(mode string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), (startTimeout+10)*time.Second)
 	defer cancel()
 	running, err := c.running(ctx)
-	if err != nil {
+	if err != nil || !running {
 		return err
 	}
-	if !running {
-		return nil
-	}
-	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", "fast", "-w", "-t", strconv.Itoa(startTimeout))
+	out, err := c.run(ctx, "pg_ctl", "stop", "-D", c.dir, "-m", mode, "-w", "-t", strconv.Itoa(startTimeout))
 	if err != nil {
-		return fmt.Errorf("localpg: pg_ctl stop: %w%s", err, tail(out))
+		return fmt.Errorf("localpg: pg_ctl stop -m %s: %w%s", mode, err, tail(out))
 	}
 	return nil
 }
@@ -176,6 +177,68 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		}
 	}
 	return c.waitReady(ctx)
+}
+
+// StartStandby makes dir a streaming replica of c (pg_basebackup -R over
+// TCP, as the superuser, which the trust authentication of a cluster made by
+// Start lets replicate), starts it on a free TCP port and returns once it
+// accepts (read-only) connections. dir must not exist or be empty; when
+// running as root the same rules as for Start apply to it. Without
+// pg_basebackup next to c's binaries, it fails with an error wrapping
+// ErrNotInstalled. The standby keeps running when the calling process
+// exits: call Stop.
+func (c *Cluster) StartStandby(ctx context.Context, dir string, logw io.Writer) (*Cluster, error) {
+	if logw == nil {
+		logw = io.Discard
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("localpg: %w", err)
+	}
+	if version, err := clusterVersion(abs); err != nil {
+		return nil, err
+	} else if version != "" {
+		return nil, fmt.Errorf("localpg: %s already holds a cluster: a standby needs an empty directory", abs)
+	}
+	if fi, err := os.Stat(filepath.Join(c.bin, "pg_basebackup")); err != nil || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("%w (pg_basebackup is missing from %s)", ErrNotInstalled, c.bin)
+	}
+	s := &Cluster{dir: abs, bin: c.bin, logw: logw}
+	if err := s.prepareDir(ctx, true); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(logw, "localpg: copying the cluster on port %d into %s as a standby\n", c.port, abs)
+	out, err := s.run(ctx, "pg_basebackup", "-D", abs, "-R", "-X", "stream", "-c", "fast",
+		"-h", "127.0.0.1", "-p", strconv.Itoa(c.port), "-U", Superuser)
+	if err != nil {
+		return nil, fmt.Errorf("localpg: pg_basebackup: %w%s", err, tail(out))
+	}
+	// The copy's postgresql.conf names the primary's socket directory.
+	if err := s.appendConf("internal/localpg for a standby"); err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx, 0); err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Kill stops the server the way a crash would (pg_ctl stop -m immediate:
+// no checkpoint, sessions cut at once) and waits until it has exited.
+// Killing a server that no longer runs is not an error.
+func (c *Cluster) Kill() error { return c.stop("immediate") }
+
+// Promote turns a standby into a primary (pg_ctl promote) and returns once
+// it accepts writes.
+func (c *Cluster) Promote(ctx context.Context) error {
+	out, err := c.run(ctx, "pg_ctl", "promote", "-D", c.dir, "-w", "-t", strconv.Itoa(startTimeout))
+	if err != nil {
+		return fmt.Errorf("localpg: pg_ctl promote: %w%s", err, tail(out))
+	}
+	return nil
 }
 
 // clusterVersion returns the major version recorded in dir/PG_VERSION, or ""
@@ -367,6 +430,14 @@ func (c *Cluster) initdb(ctx context.Context) error {
 		return fmt.Errorf("localpg: initdb: %w%s", err, tail(out))
 	}
 
+	return c.appendConf("extauthz dev (internal/localpg): development only")
+}
+
+// appendConf appends to the cluster's postgresql.conf the settings that
+// keep it local: listen on 127.0.0.1 only, with the Unix socket in the data
+// directory (where the path allows one). A later line wins, so this also
+// overrides what a copied postgresql.conf (a standby's) says.
+func (c *Cluster) appendConf(by string) error {
 	// The socket path must fit in sockaddr_un (107 bytes on Linux): with a
 	// deeper directory, listen on TCP only.
 	sockets := c.dir
@@ -374,9 +445,9 @@ func (c *Cluster) initdb(ctx context.Context) error {
 		sockets = ""
 		fmt.Fprintf(c.logw, "localpg: %s is too long a path for a Unix socket: listening on TCP only\n", c.dir)
 	}
-	conf := fmt.Sprintf("\n# Added by extauthz dev (internal/localpg): development only.\n"+
+	conf := fmt.Sprintf("\n# Added by %s.\n"+
 		"listen_addresses = '127.0.0.1'\n"+
-		"unix_socket_directories = %s\n", quoteConf(sockets))
+		"unix_socket_directories = %s\n", by, quoteConf(sockets))
 	// Appending keeps the file's owner (the postgres user when root).
 	f, err := os.OpenFile(filepath.Join(c.dir, "postgresql.conf"), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {

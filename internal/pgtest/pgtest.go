@@ -131,16 +131,8 @@ func Stoppable(t testing.TB) *localpg.Cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
-	// When the test runs as root PostgreSQL runs as another user, which
-	// must be able to reach the data folder.
-	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
-		if strings.HasPrefix(d, os.TempDir()+"/") {
-			_ = os.Chmod(d, 0o755)
-		}
-	}
 	logs := &testutil.SyncBuffer{}
-	c, err := localpg.Start(ctx, filepath.Join(dir, "pg"), logs)
+	c, err := localpg.Start(ctx, filepath.Join(reachableTempDir(t), "pg"), logs)
 	if errors.Is(err, localpg.ErrNotInstalled) && os.Getenv("CI") != "true" {
 		t.Skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
 	}
@@ -155,5 +147,44 @@ func Stoppable(t testing.TB) *localpg.Cluster {
 	if err := migrations.Up(ctx, c.DSN(), nil); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// reachableTempDir returns a new temporary directory for t that the
+// PostgreSQL OS user can enter: when the test runs as root, PostgreSQL runs
+// as another user, which must reach its data folder.
+func reachableTempDir(t testing.TB) string {
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != "."; d = filepath.Dir(d) {
+		if strings.HasPrefix(d, os.TempDir()+"/") {
+			_ = os.Chmod(d, 0o755)
+		}
+	}
+	return dir
+}
+
+// Standby starts a streaming standby of primary (a server from Stoppable)
+// for t, with primary's databases and migrations, on a port of its own
+// (Cluster.DSN); it is stopped when t ends. Cluster.Kill on primary and
+// Cluster.Promote on the standby then play a failover. Without
+// pg_basebackup the test is skipped, or failed when the environment
+// variable CI is "true".
+func Standby(t testing.TB, primary *localpg.Cluster) *localpg.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	logs := &testutil.SyncBuffer{}
+	c, err := primary.StartStandby(ctx, filepath.Join(reachableTempDir(t), "standby"), logs)
+	if errors.Is(err, localpg.ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skipf("localpg: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("localpg: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop the PostgreSQL standby: %v", err)
+		}
+	})
 	return c
 }

@@ -45,6 +45,20 @@
 // A read that misses is stored only if no invalidation of its session (and
 // no InvalidateAll) happened while it was being read: a write that commits
 // while a replica reads the old row can never leave that old row cached.
+//
+// # Stale if error
+//
+// With Options.StaleIfError set, a read that the cache may not answer (the
+// source is down or late) and that the inner store fails with
+// store.ErrUnavailable is answered from the cache after all, if the
+// session's entry holds the row and is still valid by the bounds above, and
+// no more than StaleIfError has passed since the source's last vouching ran
+// out. So a database failover, which cuts the source and the store alike,
+// does not turn the Checks of sessions read recently into errors. The cost
+// is the staleness bound: a change committed at t that this process could
+// not learn of is served until at most t plus the source's bound plus
+// StaleIfError, and only while the inner store cannot be read. Rows known
+// to be absent are never served this way (the error is returned).
 package cached
 
 import (
@@ -78,6 +92,11 @@ type Options struct {
 	// Now returns the current time, for the entries' expiry; nil means
 	// time.Now. Trust is always measured on the monotonic clock.
 	Now func() time.Time
+	// StaleIfError is how long after the invalidation source's last
+	// vouching ran out the cached rows may still answer reads that the
+	// inner store fails with store.ErrUnavailable (see the package
+	// documentation); 0 never serves them so.
+	StaleIfError time.Duration
 }
 
 const stripesPerShard = 64
@@ -104,6 +123,10 @@ type Store struct {
 	// which the cache may be used.
 	base    time.Time
 	trusted atomic.Int64
+	// vouched is the last non-zero value of trusted (the time until which
+	// the source last vouched), which Trust with the zero time keeps.
+	vouched      atomic.Int64
+	staleIfError time.Duration
 
 	// notifyKey is the key of the sessions' tags.
 	notifyKey atomic.Pointer[[]byte]
@@ -116,7 +139,7 @@ type Store struct {
 	index   map[store.Tag]string
 	pruneAt int
 
-	hits, misses, bypassed atomic.Uint64
+	hits, misses, bypassed, stale atomic.Uint64
 }
 
 // stripeSet is a shard's stripes, which move on at every invalidation of a
@@ -149,7 +172,7 @@ func New(inner store.Store, o Options) *Store {
 		panic("cached: Size must be positive")
 	}
 	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now(),
-		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024}
+		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0)}
 	if s.maxAge <= 0 {
 		s.maxAge = DefaultMaxAge
 	}
@@ -164,13 +187,16 @@ func New(inner store.Store, o Options) *Store {
 // Trust lets the cache be used until until (read on the monotonic clock): the
 // invalidation source vouches that every change committed before until
 // minus its staleness bound has been reported. A later call replaces an
-// earlier one; the zero time stops the use of the cache at once.
+// earlier one; the zero time stops the use of the cache at once (rows may
+// then still be served as stale if Options.StaleIfError allows, counted from
+// the last non-zero until).
 func (s *Store) Trust(until time.Time) {
 	if until.IsZero() {
 		s.trusted.Store(0)
 		return
 	}
 	s.trusted.Store(int64(until.Sub(s.base)))
+	s.vouched.Store(int64(until.Sub(s.base)))
 }
 
 // Trusted reports whether the cache is in use now.
@@ -270,8 +296,10 @@ func (s *Store) tagged(st stamp, sessionID string) stamp {
 type Stats struct {
 	// Hits were answered from the cache, Misses read from the inner store
 	// and cached (if still valid), Bypassed read from the inner store
-	// because the cache was not trusted.
-	Hits, Misses, Bypassed uint64
+	// because the cache was not trusted, Stale answered from the cache,
+	// although not trusted, because the inner store was unavailable
+	// (Options.StaleIfError).
+	Hits, Misses, Bypassed, Stale uint64
 	// Sessions and Rows are what the cache holds now (absent rows and
 	// sessions without rows count as one row).
 	Sessions, Rows int
@@ -280,7 +308,7 @@ type Stats struct {
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Hits: s.hits.Load(), Misses: s.misses.Load(), Bypassed: s.bypassed.Load(),
+		Hits: s.hits.Load(), Misses: s.misses.Load(), Bypassed: s.bypassed.Load(), Stale: s.stale.Load(),
 		Sessions: s.lru.Len(), Rows: s.lru.Weight(),
 	}
 }
@@ -351,6 +379,28 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	sh.Add(sessionID, e, max(1, len(e.rows)+len(e.absent)))
 }
 
+// staleEntry returns the session's entry for a read that the cache was not
+// trusted to answer and that the inner store failed with err: the entry if
+// err wraps store.ErrUnavailable, Options.StaleIfError has not run out since
+// the last vouching, and the entry is still valid at now; else nil.
+func (s *Store) staleEntry(sessionID string, err error, now time.Time) *entry {
+	if s.staleIfError <= 0 || !errors.Is(err, store.ErrUnavailable) {
+		return nil
+	}
+	v := s.vouched.Load()
+	if v == 0 || int64(time.Since(s.base)) >= v+int64(s.staleIfError) {
+		return nil
+	}
+	sh, _ := s.locate(sessionID)
+	sh.Lock()
+	e, found := sh.Peek(sessionID)
+	sh.Unlock()
+	if !found || !now.Before(e.until) {
+		return nil
+	}
+	return e
+}
+
 // validUntil returns how long r may be served if read at now.
 func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
 	until := now.Add(s.maxAge)
@@ -383,8 +433,15 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 	now := s.now()
 	e, st, ok := s.lookup(sessionID, now)
 	if !ok {
+		r, err := s.inner.Get(ctx, sessionID, provider)
+		if se := s.staleEntry(sessionID, err, now); se != nil {
+			if i := find(se.rows, provider); i >= 0 {
+				s.stale.Add(1)
+				return se.rows[i], nil
+			}
+		}
 		s.bypassed.Add(1)
-		return s.inner.Get(ctx, sessionID, provider)
+		return r, err
 	}
 	if e != nil {
 		if i := find(e.rows, provider); i >= 0 {
@@ -454,8 +511,13 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	now := s.now()
 	e, st, ok := s.lookup(sessionID, now)
 	if !ok {
+		rows, err := s.inner.GetSession(ctx, sessionID)
+		if se := s.staleEntry(sessionID, err, now); se != nil && se.complete && len(se.rows) > 0 {
+			s.stale.Add(1)
+			return append([]store.Row{}, se.rows...), nil
+		}
 		s.bypassed.Add(1)
-		return s.inner.GetSession(ctx, sessionID)
+		return rows, err
 	}
 	if e != nil && e.complete {
 		s.hits.Add(1)

@@ -69,8 +69,11 @@ type Invalidator interface {
 // that previous round trip's start plus the staleness bound. When the
 // connection fails, or merely stops answering, the trust runs out by itself
 // within the staleness bound and the cache is bypassed; when it is lost,
-// the cache is also cleared at once, and cleared again after the next
-// LISTEN, since notifications may have been missed meanwhile.
+// the trust is withdrawn at once, and the cache is cleared after the next
+// LISTEN, since notifications may have been missed meanwhile. (It is not
+// cleared on the loss itself: until the next LISTEN its rows answer only
+// reads that the database fails, when the cache allows that; see
+// store/cached Options.StaleIfError.)
 //
 // So a change committed at time t is no longer served by the cache after t
 // plus the staleness bound, whatever happens to the connection.
@@ -190,11 +193,10 @@ func (l *Listener) Run(ctx context.Context) {
 	}
 }
 
-// lost records that the connection is gone: stop trusting the cache, and
-// clear it.
+// lost records that the connection is gone: stop trusting the cache. It is
+// cleared after the next LISTEN.
 func (l *Listener) lost() {
 	l.sink.Trust(time.Time{})
-	l.sink.InvalidateAll()
 	l.pid.Store(0)
 	l.up.Store(false)
 }
