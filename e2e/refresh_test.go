@@ -67,7 +67,10 @@ func TestExactlyOnceInOneProcess(t *testing.T) {
 // spread over both.
 func TestExactlyOnceAcrossTwoProcesses(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t)
+	forEachDatabase(t, exactlyOnceAcrossTwoProcesses)
+}
+
+func exactlyOnceAcrossTwoProcesses(t *testing.T, c *cluster) {
 	procs := []*proc{c.start("a"), c.start("b")}
 	const nSessions, perSession = 20, 20
 	sessions := make([]session, nSessions)
@@ -106,7 +109,10 @@ func TestExactlyOnceAcrossTwoProcesses(t *testing.T) {
 // time-out is a documented 503 (and a request the provider still processed
 // then leaves a used refresh token in the row), not what this test is about.
 func TestRefreshStormDoesNotStarveFreshChecks(t *testing.T) {
-	c := newCluster(t)
+	forEachDatabase(t, refreshStormDoesNotStarveFreshChecks)
+}
+
+func refreshStormDoesNotStarveFreshChecks(t *testing.T, c *cluster) {
 	a := c.start("a", withRefreshTimeout(5*time.Second))
 	defer func() {
 		if t.Failed() {
