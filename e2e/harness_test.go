@@ -119,12 +119,12 @@ type cluster struct {
 	// url and directURL are the processes' database.url and
 	// database.direct_url ("": its default, database.url).
 	url, directURL string
-	key     string           // the token encryption key, base64
-	store   *encrypted.Store // the service's view of the database
-	signer  *jwttest.Signer
-	jwksURL string
-	idp     *idp
-	idpURL  string
+	key            string           // the token encryption key, base64
+	store          *encrypted.Store // the service's view of the database
+	signer         *jwttest.Signer
+	jwksURL        string
+	idp            *idp
+	idpURL         string
 	// oidcIssuer, when set before start, is the issuer of provider "oidc",
 	// whose refreshed ID tokens the processes then verify.
 	oidcIssuer string
