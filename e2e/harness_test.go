@@ -178,15 +178,13 @@ func newClusterOn(t *testing.T, dsn string) *cluster {
 // database.direct_url, for LISTEN, directly. The test itself (seeding,
 // reading rows) reaches the database directly either way.
 func forEachDatabase(t *testing.T, body func(t *testing.T, c *cluster)) {
-	for _, via := range []string{"direct", "pgbouncer"} {
-		t.Run(via, func(t *testing.T) {
-			c := newCluster(t)
-			if via == "pgbouncer" {
-				c.url, c.directURL = pgtest.PgBouncer(t, c.dsn), c.dsn
-			}
-			body(t, c)
-		})
-	}
+	pgtest.Routes(t, func(t *testing.T, pgbouncer bool) {
+		c := newCluster(t)
+		if pgbouncer {
+			c.url, c.directURL = pgtest.PgBouncer(t, c.dsn), c.dsn
+		}
+		body(t, c)
+	})
 }
 
 type procOptions struct {

@@ -160,6 +160,26 @@ func withDatabase(dsn, name string) (string, error) {
 	return dsn + " dbname=" + name, nil
 }
 
+// Routes runs body as two subtests: "direct", with pgbouncer false, and
+// "pgbouncer", with pgbouncer true, in which body has the code under test
+// reach its database through PgBouncer (see Route). A test of what replicas
+// do together runs both, so that what works directly is shown to work
+// behind PgBouncer in transaction mode too.
+func Routes(t *testing.T, body func(t *testing.T, pgbouncer bool)) {
+	for _, via := range []string{"direct", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) { body(t, via == "pgbouncer") })
+	}
+}
+
+// Route returns dsn, or with pgbouncer PgBouncer(t, dsn).
+func Route(t testing.TB, dsn string, pgbouncer bool) string {
+	t.Helper()
+	if pgbouncer {
+		return PgBouncer(t, dsn)
+	}
+	return dsn
+}
+
 var errInvalidURL = errors.New("cannot parse the URL")
 
 // Stoppable starts a PostgreSQL server of t's own from the system's
