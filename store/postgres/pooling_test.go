@@ -55,3 +55,28 @@ func TestProbePoolingErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestPreparedStatementsBehindPgBouncer shows what pgx's default mode meets
+// behind PgBouncer 1.18 in transaction mode, and that the error says which
+// setting avoids it: the second replica to prepare a statement finds it
+// already on the server session that the first left behind.
+func TestPreparedStatementsBehindPgBouncer(t *testing.T) {
+	dsn := pgtest.New(t)
+	preparing := strings.Replace(pgtest.PgBouncer(t, dsn), "default_query_exec_mode=exec", "default_query_exec_mode=cache_statement", 1)
+	var errs []error
+	for range 2 {
+		s := newStore(t, preparing)
+		_, err := s.Get(t.Context(), "s", "p")
+		if !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		t.Fatal("two replicas each prepared the same statement behind PgBouncer without an error")
+	}
+	for _, err := range errs {
+		if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "add default_query_exec_mode=exec") {
+			t.Errorf("Get = %v, want ErrUnavailable naming default_query_exec_mode=exec", err)
+		}
+	}
+}
