@@ -61,3 +61,19 @@ func refusePooling(ctx context.Context, cfg *config.Config, log *slog.Logger) er
 	}
 	return nil
 }
+
+// refuseMigratingThroughPooler refuses, with a usage error, to run the
+// migrations on a dsn that reaches PostgreSQL through a pooler in
+// transaction mode: they run under a session advisory lock, which such a
+// pooler would take on one server session and try to release on another.
+// When the database cannot be reached it refuses nothing (the migration
+// reports that).
+func refuseMigratingThroughPooler(ctx context.Context, dsn string) error {
+	pctx, cancel := context.WithTimeout(ctx, poolingProbeTimeout)
+	defer cancel()
+	if p, err := postgres.ProbePooling(pctx, dsn); err == nil && p.SharedSessions {
+		return fmt.Errorf("%w: the database URL reaches PostgreSQL through a pooler in transaction mode (two connections shared "+
+			"one server session): migrations hold a session advisory lock; give migrate a URL that reaches PostgreSQL directly", errUsage)
+	}
+	return nil
+}
