@@ -117,8 +117,10 @@ type cluster struct {
 	t   *testing.T
 	dsn string // the database, reached directly
 	// url and directURL are the processes' database.url and
-	// database.direct_url ("": its default, database.url).
+	// database.direct_url ("": its default, database.url); pgbouncer says
+	// that url goes through PgBouncer (forEachDatabase).
 	url, directURL string
+	pgbouncer      bool
 	key            string           // the token encryption key, base64
 	store          *encrypted.Store // the service's view of the database
 	signer         *jwttest.Signer
@@ -181,7 +183,7 @@ func forEachDatabase(t *testing.T, body func(t *testing.T, c *cluster)) {
 	pgtest.Routes(t, func(t *testing.T, pgbouncer bool) {
 		c := newCluster(t)
 		if pgbouncer {
-			c.url, c.directURL = pgtest.PgBouncer(t, c.dsn), c.dsn
+			c.url, c.directURL, c.pgbouncer = pgtest.PgBouncer(t, c.dsn), c.dsn, true
 		}
 		body(t, c)
 	})

@@ -301,7 +301,7 @@ var errNoNotifyKey = errors.New("extauthz_notify_key holds no 32-byte key")
 // errNotListening means that a server session other than the one that ran
 // LISTEN answered on the listening connection.
 var errNotListening = errors.New("answered by a server session that does not listen " +
-	"(database.direct_url goes through a pooler in transaction mode? it must reach PostgreSQL directly)")
+	"(a pooler in transaction mode in between? LISTEN needs a connection that reaches PostgreSQL directly)")
 
 // readNotifyKey reads the notification key on conn, and returns it with the
 // process ID of the server session that answered. That session must listen
