@@ -4,7 +4,8 @@
 // a connection URL with the right to create databases (scripts/test starts a
 // throwaway server and sets it). Without it, tests that need PostgreSQL are
 // skipped, except on CI (CI=true), where they fail: a CI run must not pass by
-// skipping them.
+// skipping them. PgBouncer, PgBouncerEnvVar, Routes and Route reach the same
+// databases through PgBouncer in transaction mode.
 package pgtest
 
 import (
