@@ -116,14 +116,19 @@ type syncBuffer = testutil.SyncBuffer
 // cluster is one test's world: a database, a JWKS, a token endpoint and any
 // number of extauthz processes sharing them.
 type cluster struct {
-	t       *testing.T
-	dsn     string
-	key     string           // the token encryption key, base64
-	store   *encrypted.Store // the service's view of the database
-	signer  *jwttest.Signer
-	jwksURL string
-	idp     *idp
-	idpURL  string
+	t   *testing.T
+	dsn string // the database, reached directly
+	// url and directURL are the processes' database.url and
+	// database.direct_url ("": its default, database.url); pgbouncer says
+	// that url goes through PgBouncer (forEachDatabase).
+	url, directURL string
+	pgbouncer      bool
+	key            string           // the token encryption key, base64
+	store          *encrypted.Store // the service's view of the database
+	signer         *jwttest.Signer
+	jwksURL        string
+	idp            *idp
+	idpURL         string
 	// oidcIssuer, when set before start, is the issuer of provider "oidc",
 	// whose refreshed ID tokens the processes then verify.
 	oidcIssuer string
@@ -164,9 +169,26 @@ func newClusterOn(t *testing.T, dsn string) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, dsn: dsn, key: key, store: encrypted.New(pg, ring), signer: signer, jwksURL: jwks.URL + "/jwks", idp: p, idpURL: srv.URL + "/token"}
+	c := &cluster{t: t, dsn: dsn, url: dsn, key: key, store: encrypted.New(pg, ring), signer: signer, jwksURL: jwks.URL + "/jwks", idp: p, idpURL: srv.URL + "/token"}
 	t.Cleanup(c.shutdown)
 	return c
+}
+
+// forEachDatabase runs body as two subtests, each with a cluster of its own:
+// "direct", whose processes reach PostgreSQL directly, and "pgbouncer",
+// whose processes reach it as docs/operations.md says to deploy behind
+// PgBouncer in transaction mode: database.url through PgBouncer (with
+// default_query_exec_mode=exec, see pgtest.PgBouncer) and
+// database.direct_url, for LISTEN, directly. The test itself (seeding,
+// reading rows) reaches the database directly either way.
+func forEachDatabase(t *testing.T, body func(t *testing.T, c *cluster)) {
+	pgtest.Routes(t, func(t *testing.T, pgbouncer bool) {
+		c := newCluster(t)
+		if pgbouncer {
+			c.url, c.directURL, c.pgbouncer = pgtest.PgBouncer(t, c.dsn), c.dsn, true
+		}
+		body(t, c)
+	})
 }
 
 type procOptions struct {
@@ -203,6 +225,12 @@ func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
 	if o.metrics {
 		metricsAddr = freeAddr(t)
 	}
+	db := "database:\n  url: ${DATABASE_URL}\n"
+	env := []string{"DATABASE_URL=" + c.url, "E2E_CLIENT_SECRET=" + clientSecret, "E2E_TOKEN_KEY=" + c.key}
+	if c.directURL != "" {
+		db += "  direct_url: ${DIRECT_DATABASE_URL}\n"
+		env = append(env, "DIRECT_DATABASE_URL="+c.directURL)
+	}
 	var providers strings.Builder
 	for _, n := range providerNames {
 		fmt.Fprintf(&providers, "  %s:\n    token_url: %s\n    client_id: %s\n    client_secret: ${E2E_CLIENT_SECRET}\n    auth_style: params\n",
@@ -216,9 +244,7 @@ func (c *cluster) start(name string, opts ...func(*procOptions)) *proc {
   metrics: %s
 shutdown:
   drain_delay: 0s
-database:
-  url: ${DATABASE_URL}
-jwt:
+%sjwt:
   issuer: %s
   audiences: [%s]
   jwks_url: %s
@@ -240,7 +266,7 @@ encryption:
   keys:
     - id: k1
       key: ${E2E_TOKEN_KEY}
-`, addr, metricsAddr, issuer, audience, c.jwksURL, providers.String(), o.refreshTimeout, o.lockTimeout, o.backoffMin, o.backoffMax)
+`, addr, metricsAddr, db, issuer, audience, c.jwksURL, providers.String(), o.refreshTimeout, o.lockTimeout, o.backoffMin, o.backoffMax)
 	dir := t.TempDir()
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -252,7 +278,7 @@ encryption:
 		p.metricsURL = "http://" + metricsAddr + "/metrics"
 	}
 	cmd := exec.Command(serverBinary, "serve", "--config", path)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+c.dsn, "E2E_CLIENT_SECRET="+clientSecret, "E2E_TOKEN_KEY="+c.key)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout = p.logs
 	cmd.Stderr = p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 
+	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/cached"
@@ -21,13 +22,18 @@ import (
 // TestTokenCacheAcrossReplicas runs two servers on one database, each with
 // its token cache and listener (the default configuration): a session that B
 // serves from its cache changes on B within the listener's staleness bound
-// when 'extauthz tokens delete' removes it, or when replica A refreshes it.
+// when 'extauthz tokens delete' removes it, or when replica A refreshes it;
+// directly, and through PgBouncer with LISTEN on database.direct_url.
 func TestTokenCacheAcrossReplicas(t *testing.T) {
+	pgtest.Routes(t, tokenCacheAcrossReplicas)
+}
+
+func tokenCacheAcrossReplicas(t *testing.T, pgbouncer bool) {
 	key := e2eKey{ID: "k1", Secret: tokencrypt.GenerateKey()}
 	// A's skew is longer than the token's life: A refreshes what B serves,
 	// when a Check asks A (refresh ahead, off, would refresh it without).
-	a := startE2E(t, e2eOptions{keys: []e2eKey{key}, skew: "2h", noAhead: true})
-	b := startE2E(t, e2eOptions{dsn: a.dsn, keys: []e2eKey{key}})
+	a := startE2E(t, e2eOptions{keys: []e2eKey{key}, skew: "2h", noAhead: true, pgbouncer: pgbouncer})
+	b := startE2E(t, e2eOptions{dsn: a.dsn, keys: []e2eKey{key}, pgbouncer: pgbouncer})
 	const within = postgres.DefaultStaleness + 300*time.Millisecond
 
 	// bearer returns what B's Check puts in authorization ("" when denied).

@@ -168,6 +168,10 @@ type e2eOptions struct {
 	// from its issuer).
 	connectOP   *testop.OP
 	connectAddr string
+	// pgbouncer sets database.url to the database through PgBouncer in
+	// transaction mode (pgtest.PgBouncer) and database.direct_url to it
+	// directly, as docs/operations.md says to deploy behind PgBouncer.
+	pgbouncer bool
 }
 
 // e2eConnectBase is the connect public URL of a server whose
@@ -200,6 +204,11 @@ func startE2E(t *testing.T, options ...e2eOptions) *e2e {
 		skew = "1m"
 	}
 	env := map[string]string{"E2E_DATABASE_URL": dsn, "E2E_GH_SECRET": "gh-secret"}
+	database := "database:\n  url: ${E2E_DATABASE_URL}\n"
+	if opts.pgbouncer {
+		env["E2E_DATABASE_URL"], env["E2E_DIRECT_URL"] = pgtest.PgBouncer(t, dsn), dsn
+		database += "  direct_url: ${E2E_DIRECT_URL}\n"
+	}
 	var encryption strings.Builder
 	if opts.primary != "" {
 		fmt.Fprintf(&encryption, "  primary: %s\n", opts.primary)
@@ -257,10 +266,8 @@ listen:
   metrics: "off"
 %sshutdown:
   drain_delay: 0s
-database:
-  url: ${E2E_DATABASE_URL}
-jwt:
-  issuer: %s
+%[16]sjwt:
+  issuer: %[2]s
   audiences: [other, %s]
   jwks_url: %s/jwks
   leeway: 5s
@@ -303,7 +310,7 @@ log:
   level: debug
 %[11]sencryption:
 %[12]s`, listenAdmin, e2eIssuer, e2eAudience, jwks.URL, provider.URL, provider.URL, provider.URL, issuer.URL, mcpRoute, skew, adminSection,
-		encryption.String(), authorizationURL, opProvider, !opts.noAhead)
+		encryption.String(), authorizationURL, opProvider, !opts.noAhead, database)
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 
+	"github.com/extauthz/extauthz/internal/pgtest"
 	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/postgres"
@@ -323,14 +324,18 @@ var rotateDone = regexp.MustCompile(`keys rotate: done: (\d+) rows scanned, (\d+
 // keys A and B with B primary, and runs `keys rotate` while Checks keep
 // being served and tokens keep being refreshed; then every row is under B,
 // and a service with only B serves every session with the last tokens the
-// provider issued for it.
+// provider issued for it. It runs directly, and through PgBouncer.
 func TestEncryptionKeyRotation(t *testing.T) {
+	pgtest.Routes(t, encryptionKeyRotation)
+}
+
+func encryptionKeyRotation(t *testing.T, pgbouncer bool) {
 	ctx := t.Context()
 	keyA := e2eKey{ID: "key-a", Secret: tokencrypt.GenerateKey()}
 	keyB := e2eKey{ID: "key-b", Secret: tokencrypt.GenerateKey()}
 
 	// Under A only.
-	eA := startE2E(t, e2eOptions{keys: []e2eKey{keyA}})
+	eA := startE2E(t, e2eOptions{keys: []e2eKey{keyA}, pgbouncer: pgbouncer})
 	const nFresh, nChurn = 40, 160
 	type session struct {
 		id    string
@@ -387,7 +392,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 	// session refreshes it, while fresh sessions (24h) are served as stored.
 	// Refresh ahead is off: with that skew it would refresh every churn
 	// session again and again after the Checks stop.
-	eAB := startE2E(t, e2eOptions{dsn: eA.dsn, keys: []e2eKey{keyA, keyB}, primary: keyB.ID, skew: "2h", noAhead: true})
+	eAB := startE2E(t, e2eOptions{dsn: eA.dsn, keys: []e2eKey{keyA, keyB}, primary: keyB.ID, skew: "2h", noAhead: true, pgbouncer: pgbouncer})
 	jwts := map[string]string{}
 	for _, s := range sessions {
 		jwts[s.id] = eAB.jwt(t, s.id, nil)
@@ -525,7 +530,7 @@ func TestEncryptionKeyRotation(t *testing.T) {
 
 	// A is removed: a service with only B serves every session, with the
 	// stored tokens.
-	eB := startE2E(t, e2eOptions{dsn: eA.dsn, keys: []e2eKey{keyB}})
+	eB := startE2E(t, e2eOptions{dsn: eA.dsn, keys: []e2eKey{keyB}, pgbouncer: pgbouncer})
 	for _, s := range sessions {
 		if s.churn {
 			eB.checkBearer(t, s.id, "Bearer "+lastAccess[s.id])

@@ -191,6 +191,10 @@ func checkConfig(ctx context.Context, cfg *config.Config, env Env) error {
 			fmt.Fprintln(env.Stdout, "database.direct_url: reachable")
 		}
 	}
+	// What serve refuses behind a pooler, the check refuses too (exit 2).
+	if err := refusePooling(ctx, cfg, slog.New(slog.DiscardHandler)); err != nil {
+		return err
+	}
 
 	if cfg.JWT.JWKSURL != "" {
 		jctx, cancel := context.WithTimeout(ctx, checkTimeout)
@@ -279,6 +283,9 @@ func run(ctx context.Context, cfg *config.Config, env Env, hooks serveHooks) err
 	pg := p.pg
 	defer pg.Close()
 	// The remaining usage errors before any background work starts.
+	if err := refusePooling(ctx, cfg, log); err != nil {
+		return err
+	}
 	certs := tlsCerts{}
 	tlsOpts, err := grpcTLS(cfg.Listen.TLS, log, certs)
 	if err != nil {

@@ -68,6 +68,9 @@ func migrateCmd(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	if err := refuseMigratingThroughPooler(ctx, dsn); err != nil {
+		return err
+	}
 	if err := migrations.Up(ctx, dsn, env.Stdout); err != nil {
 		return err
 	}

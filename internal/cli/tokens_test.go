@@ -890,6 +890,25 @@ func TestTokensMigrateTwice(t *testing.T) {
 	tokExpectCode(t, r, cli.ExitOK, "tokens put after migrate")
 }
 
+// TestMigrateRefusesPgBouncer: migrate through PgBouncer in transaction
+// mode exits 2 and names what to do, and leaves the database untouched.
+func TestMigrateRefusesPgBouncer(t *testing.T) {
+	dsn := pgtest.NewEmpty(t)
+	r := tokRun(t, nil, "", "migrate", "--database-url", pgtest.PgBouncer(t, dsn))
+	tokExpectCode(t, r, cli.ExitUsage, "migrate through PgBouncer")
+	if !strings.Contains(r.stderr, "give migrate a URL that reaches PostgreSQL directly") {
+		t.Errorf("stderr = %q, want it to say to migrate directly", r.stderr)
+	}
+	pg, err := postgres.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	if _, err := pg.Get(t.Context(), "s", "p"); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "42P01") {
+		t.Errorf("after the refused migrate, Get = %v; want the table missing (SQLSTATE 42P01)", err)
+	}
+}
+
 func TestTokensCommandLine(t *testing.T) {
 	noDB := tokWriteFile(t, "nodb.yaml", `
 jwt:

@@ -52,9 +52,12 @@ func (w watched) RunExclusive(ctx context.Context, fn func(context.Context) erro
 
 // TestPostgresReplicas plays several replicas collecting from one database
 // at once: the expired rows are deleted, each by exactly one of them, the
-// live ones are kept, and no two passes ever run at the same time.
-func TestPostgresReplicas(t *testing.T) {
-	dsn := pgtest.New(t)
+// live ones are kept, and no two passes ever run at the same time;
+// directly, and with the replicas behind PgBouncer in transaction mode.
+func TestPostgresReplicas(t *testing.T) { pgtest.Routes(t, postgresReplicas) }
+
+func postgresReplicas(t *testing.T, pgbouncer bool) {
+	dsn := pgtest.Route(t, pgtest.New(t), pgbouncer)
 	const replicas, expired = 3, 50
 	var inFlight, most atomic.Int32
 	collectors := make([]store.Collector, replicas)
@@ -111,9 +114,12 @@ func TestPostgresReplicas(t *testing.T) {
 
 // TestPostgresLock shows the lock at work: while another session holds
 // postgres.GCLockKey in a transaction, passes are skipped and delete
-// nothing; once it lets go, even by dying, they run.
-func TestPostgresLock(t *testing.T) {
-	dsn := pgtest.New(t)
+// nothing; once it lets go, even by dying, they run. Directly, and with
+// the replica and the holder behind PgBouncer in transaction mode.
+func TestPostgresLock(t *testing.T) { pgtest.Routes(t, postgresLock) }
+
+func postgresLock(t *testing.T, pgbouncer bool) {
+	dsn := pgtest.Route(t, pgtest.New(t), pgbouncer)
 	s := replica(t, dsn)
 	fill(t, s, 3)
 	ctx := t.Context()

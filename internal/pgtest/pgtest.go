@@ -4,7 +4,8 @@
 // a connection URL with the right to create databases (scripts/test starts a
 // throwaway server and sets it). Without it, tests that need PostgreSQL are
 // skipped, except on CI (CI=true), where they fail: a CI run must not pass by
-// skipping them.
+// skipping them. PgBouncer, PgBouncerEnvVar, Routes and Route reach the same
+// databases through PgBouncer in transaction mode.
 package pgtest
 
 import (
@@ -30,6 +31,11 @@ import (
 // EnvVar is the environment variable that names the test server.
 const EnvVar = "EXTAUTHZ_TEST_DATABASE_URL"
 
+// PgBouncerEnvVar is the environment variable that names a PgBouncer in
+// transaction mode in front of the test server, which passes every database
+// name through to it (scripts/test starts one and sets it).
+const PgBouncerEnvVar = "EXTAUTHZ_TEST_PGBOUNCER_URL"
+
 // timeout bounds every administrative step (connect, create, migrate, drop).
 const timeout = 2 * time.Minute
 
@@ -38,15 +44,50 @@ const timeout = 2 * time.Minute
 // "true".
 func Admin(t testing.TB) string {
 	t.Helper()
-	dsn := os.Getenv(EnvVar)
-	if dsn == "" {
-		const msg = "set " + EnvVar + " to run PostgreSQL tests"
+	return fromEnv(t, EnvVar, "PostgreSQL")
+}
+
+// fromEnv returns the value of the environment variable name. Without it,
+// the test is skipped, or failed when CI is "true".
+func fromEnv(t testing.TB, name, what string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		msg := "set " + name + " to run " + what + " tests"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	return dsn
+	return v
+}
+
+// PgBouncer returns the connection URL that reaches the database of dsn (a
+// database of New or NewEmpty) through the PgBouncer of PgBouncerEnvVar,
+// with the client setting that transaction mode needs on PgBouncer 1.18:
+// default_query_exec_mode=exec (no named prepared statements). Without the
+// variable, the test is skipped, or failed when CI is "true". Statements
+// that need a session of their own (LISTEN, session advisory locks,
+// migrations) must keep using dsn.
+func PgBouncer(t testing.TB, dsn string) string {
+	t.Helper()
+	bouncer := fromEnv(t, PgBouncerEnvVar, "PgBouncer")
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatalf("pgtest: PgBouncer: %v", errInvalidURL)
+	}
+	via, err := withDatabase(bouncer, cfg.Database)
+	if err != nil {
+		t.Fatalf("pgtest: %s: %v", PgBouncerEnvVar, err)
+	}
+	if strings.HasPrefix(via, "postgres://") || strings.HasPrefix(via, "postgresql://") {
+		u, _ := url.Parse(via) // withDatabase has parsed it
+		q := u.Query()
+		q.Set("default_query_exec_mode", "exec")
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return via + " default_query_exec_mode=exec"
 }
 
 // New returns the connection URL of a new database, created for t on the
@@ -118,6 +159,26 @@ func withDatabase(dsn, name string) (string, error) {
 	}
 	// In a keyword/value string, the last setting of a keyword wins.
 	return dsn + " dbname=" + name, nil
+}
+
+// Routes runs body as two subtests: "direct", with pgbouncer false, and
+// "pgbouncer", with pgbouncer true, in which body has the code under test
+// reach its database through PgBouncer (see Route). A test of what replicas
+// do together runs both, so that what works directly is shown to work
+// behind PgBouncer in transaction mode too.
+func Routes(t *testing.T, body func(t *testing.T, pgbouncer bool)) {
+	for _, via := range []string{"direct", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) { body(t, via == "pgbouncer") })
+	}
+}
+
+// Route returns dsn, or with pgbouncer PgBouncer(t, dsn).
+func Route(t testing.TB, dsn string, pgbouncer bool) string {
+	t.Helper()
+	if pgbouncer {
+		return PgBouncer(t, dsn)
+	}
+	return dsn
 }
 
 var errInvalidURL = errors.New("cannot parse the URL")

@@ -128,3 +128,39 @@ func TestNewIsFreshMigratedAndDropped(t *testing.T) {
 		t.Errorf("%d of the test databases left after their tests ended (%v)", left, err)
 	}
 }
+
+// TestPgBouncer reaches a test database through PgBouncer, in transaction
+// mode: two client connections open at once share one server session.
+func TestPgBouncer(t *testing.T) {
+	dsn := New(t)
+	via := PgBouncer(t, dsn)
+	if via == dsn {
+		t.Fatalf("PgBouncer returned the direct URL")
+	}
+	ctx := t.Context()
+	var pids [2]int
+	var names [2]string
+	for i := range pids {
+		conn, err := pgx.Connect(ctx, via)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		if conn.Config().DefaultQueryExecMode != pgx.QueryExecModeExec {
+			t.Errorf("query exec mode %v, want exec", conn.Config().DefaultQueryExecMode)
+		}
+		if err := conn.QueryRow(ctx, `SELECT current_database(), pg_backend_pid()`).Scan(&names[i], &pids[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names[0] != want.Database || names[1] != want.Database {
+		t.Errorf("through PgBouncer: databases %q, want %q", names, want.Database)
+	}
+	if pids[0] != pids[1] {
+		t.Errorf("two idle clients had server sessions %d and %d: want one shared (transaction mode)", pids[0], pids[1])
+	}
+}

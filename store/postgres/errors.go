@@ -44,6 +44,15 @@ func mapError(ctx context.Context, op string, err error) error {
 // this package expects (class 42, for a database whose migrations were not
 // applied), and is reported as unavailable.
 func classify(code string) (reason string, sentinel error) {
+	switch code {
+	case "26000", "42P05":
+		// A prepared statement missing, or already there, on the server
+		// session: what a pooler in transaction mode that does not track
+		// prepared statements (PgBouncer 1.18) does to pgx's statement
+		// cache.
+		return "prepared statement missing or duplicated on the server session " +
+			"(behind PgBouncer in transaction mode, add default_query_exec_mode=exec to the database URL)", store.ErrUnavailable
+	}
 	class := code
 	if len(class) > 2 {
 		class = class[:2]

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/extauthz/extauthz/store"
 )
@@ -23,9 +25,13 @@ import (
 // row (TRUNCATE).
 const NotifyChannel = "extauthz_tokens"
 
-// notifyKeySQL reads the notification key. Every heartbeat runs it, so that
-// a changed key is noticed within one.
-const notifyKeySQL = `SELECT encode(key, 'hex') FROM extauthz_notify_key`
+// notifyKeySQL reads the notification key, with the process ID of the
+// server session that answers and whether that session listens on
+// NotifyChannel. Every heartbeat runs it, so that a changed key is noticed
+// within one, and so is a heartbeat answered by a session other than the
+// one that listens (a pooler in transaction mode between).
+const notifyKeySQL = `SELECT encode(key, 'hex'), pg_backend_pid(),
+	EXISTS (SELECT FROM pg_listening_channels() AS c WHERE c = '` + NotifyChannel + `') FROM extauthz_notify_key`
 
 // Listener defaults.
 const (
@@ -60,7 +66,13 @@ type Invalidator interface {
 // forget a row within a bounded time of any change to it, whoever made it.
 //
 // The connection must be a direct one (or through a pooler in session mode):
-// LISTEN does not survive PgBouncer in transaction mode. Run keeps it open,
+// LISTEN does not survive PgBouncer in transaction mode. Each round trip
+// checks that the server session answering it is the one that ran LISTEN,
+// and still listens: a pooler in transaction mode that hands the connection
+// another session is caught, and the connection counts as failed. One that
+// hands the listening session to another client meanwhile (which then
+// receives the notifications) is not caught that way: ProbePooling, run
+// before the Listener starts, finds such a pooler. Run keeps it open,
 // reconnecting with a back-off when it fails, and makes a round trip on it
 // every heartbeat interval. It vouches for the cache (Invalidator.Trust)
 // only as far as it can prove that it has received every notification: a
@@ -124,12 +136,16 @@ func WithReconnectBackoff(min, max time.Duration) ListenerOption {
 // NewListener returns a Listener on the database at dsn, reporting to sink.
 // It fails only if dsn cannot be parsed (an error wrapping
 // store.ErrInvalid); it connects when Run is called. Unless dsn sets one,
-// the connection's application_name is "extauthz-listener".
+// the connection's application_name is "extauthz-listener". dsn may hold
+// the settings of pgx and of its pool that New accepts
+// (default_query_exec_mode, pool_max_conns, ...): they are not sent to the
+// server, which would refuse them.
 func NewListener(dsn string, sink Invalidator, opts ...ListenerOption) (*Listener, error) {
-	cfg, err := pgconn.ParseConfig(dsn)
+	pcfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres: cannot parse the database URL for the listener", store.ErrInvalid)
 	}
+	cfg := &pcfg.ConnConfig.Config
 	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
 		cfg.RuntimeParams["application_name"] = "extauthz-listener"
 	}
@@ -221,8 +237,9 @@ func (l *Listener) session(ctx context.Context) error {
 	cctx, cancel = context.WithTimeout(ctx, timeout)
 	_, err = conn.Exec(cctx, "LISTEN "+NotifyChannel).ReadAll()
 	var key []byte
+	var listening uint32 // the server session that listens
 	if err == nil {
-		key, err = readNotifyKey(cctx, conn)
+		key, listening, err = readNotifyKey(cctx, conn, 0)
 	}
 	cancel()
 	if err != nil {
@@ -233,7 +250,7 @@ func (l *Listener) session(ctx context.Context) error {
 	l.sink.InvalidateAll()
 	l.sink.Trust(prev.Add(l.staleness))
 	l.covered.Store(prev.UnixNano())
-	l.pid.Store(conn.PID())
+	l.pid.Store(listening)
 	l.up.Store(true)
 	l.log.Info("cache invalidation listener: listening", "channel", NotifyChannel)
 
@@ -258,7 +275,7 @@ func (l *Listener) session(ctx context.Context) error {
 		// notification sent before the previous heartbeat started.
 		sent := time.Now()
 		hctx, cancel := context.WithTimeout(ctx, timeout)
-		k, err := readNotifyKey(hctx, conn)
+		k, _, err := readNotifyKey(hctx, conn, listening)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -283,20 +300,32 @@ func (l *Listener) session(ctx context.Context) error {
 // errNoNotifyKey means the notification key table holds no usable key.
 var errNoNotifyKey = errors.New("extauthz_notify_key holds no 32-byte key")
 
-// readNotifyKey reads the notification key on conn.
-func readNotifyKey(ctx context.Context, conn *pgconn.PgConn) ([]byte, error) {
+// errNotListening means that a server session other than the one that ran
+// LISTEN answered on the listening connection.
+var errNotListening = errors.New("answered by a server session that does not listen " +
+	"(a pooler in transaction mode in between? LISTEN needs a connection that reaches PostgreSQL directly)")
+
+// readNotifyKey reads the notification key on conn, and returns it with the
+// process ID of the server session that answered. That session must listen
+// on NotifyChannel, and be the session pid unless pid is 0.
+func readNotifyKey(ctx context.Context, conn *pgconn.PgConn, pid uint32) ([]byte, uint32, error) {
 	res, err := conn.Exec(ctx, notifyKeySQL).ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("reading the notification key (has 'extauthz migrate' run, and may this role SELECT extauthz_notify_key?): %w", err)
+		return nil, 0, fmt.Errorf("reading the notification key (has 'extauthz migrate' run, and may this role SELECT extauthz_notify_key?): %w", err)
 	}
-	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
-		return nil, errNoNotifyKey
+	if len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 3 {
+		return nil, 0, errNoNotifyKey
 	}
-	key, err := hex.DecodeString(string(res[0].Rows[0][0]))
+	row := res[0].Rows[0]
+	key, err := hex.DecodeString(string(row[0]))
 	if err != nil || len(key) != store.NotifyKeySize {
-		return nil, errNoNotifyKey
+		return nil, 0, errNoNotifyKey
 	}
-	return key, nil
+	answered, err := strconv.ParseUint(string(row[1]), 10, 32)
+	if err != nil || string(row[2]) != "t" || pid != 0 && uint32(answered) != pid {
+		return nil, 0, errNotListening
+	}
+	return key, uint32(answered), nil
 }
 
 // notified passes one notification on to the sink.

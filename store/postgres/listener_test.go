@@ -290,3 +290,42 @@ func TestListenerTrustLapsesWhenTheConnectionStalls(t *testing.T) {
 		t.Errorf("InvalidateAll called %d times over a reconnection, want at least 1 (after LISTEN)", all-allBefore)
 	}
 }
+
+// TestListenerBehindPgBouncer runs a Listener on a URL with pgx's and the
+// pool's own settings (default_query_exec_mode, pool_max_conns), which it
+// must not send to the server, directly and through PgBouncer in transaction
+// mode. Through PgBouncer, the first heartbeat that another server session
+// answers (here: the listening one is taken by another client) ends the
+// connection and the cache's trust.
+func TestListenerBehindPgBouncer(t *testing.T) {
+	pgtest.Routes(t, func(t *testing.T, pgbouncer bool) {
+		dsn := pgtest.Route(t, pgtest.New(t), pgbouncer)
+		withSettings := dsn + map[bool]string{true: "&", false: "?"}[strings.Contains(dsn, "?")] + "pool_max_conns=2&default_query_exec_mode=exec"
+		s := &sink{}
+		l := startListener(t, withSettings, s)
+		testutil.Eventually(t, 10*time.Second, "listening", func() bool { return l.Up() && s.trusted() })
+		if !pgbouncer {
+			return
+		}
+		// Take the idle server session, the listening one, in a
+		// transaction of another client.
+		conn, err := pgx.Connect(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		tx, err := conn.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(context.Background())
+		var pid uint32
+		if err := tx.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		if pid != l.BackendPID() {
+			t.Skipf("PgBouncer gave another client session %d, not the listening one %d", pid, l.BackendPID())
+		}
+		testutil.Eventually(t, 10*time.Second, "the listener down", func() bool { return !l.Up() && !s.trusted() })
+	})
+}
