@@ -6,6 +6,7 @@ import (
 	"image/color"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -155,6 +156,7 @@ func newPanel(title, ylabel string, end float64) *plot.Plot {
 	p.Y.Label.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.TextStyle.Font.Size = vg.Points(10)
 	p.X.Min, p.X.Max = 0, end
+	p.X.Tick.Marker = plainTicks{}
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
@@ -183,8 +185,22 @@ func addLine(p *plot.Plot, name string, i int, xys plotter.XYs, dashed bool) {
 	p.Add(l)
 	p.Legend.Add(name, l)
 	for _, xy := range xys {
-		p.Y.Max = max(p.Y.Max, xy.Y*1.35)
+		p.Y.Max = max(p.Y.Max, xy.Y*1.5)
 	}
+}
+
+// plainTicks are plot's default ticks labelled without trailing zeros
+// (25, not 25.00).
+type plainTicks struct{}
+
+func (plainTicks) Ticks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i, t := range ticks {
+		if t.Label != "" {
+			ticks[i].Label = strconv.FormatFloat(t.Value, 'f', -1, 64)
+		}
+	}
+	return ticks
 }
 
 // midpoints are the points (middle of the interval, value) of the

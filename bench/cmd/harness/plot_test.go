@@ -23,7 +23,8 @@ func TestIntervalWidth(t *testing.T) {
 		{23 * time.Second, time.Second},
 		{40 * time.Second, 2 * time.Second},
 		{2 * time.Minute, 5 * time.Second},
-		{10 * time.Minute, 50 * time.Second},
+		{55 * time.Second, 2500 * time.Millisecond},
+		{10 * time.Minute, 25 * time.Second},
 	} {
 		if got := intervalWidth(tc.span); got != tc.want {
 			t.Errorf("intervalWidth(%v) = %v, want %v", tc.span, got, tc.want)

@@ -29,8 +29,8 @@ type interval struct {
 const timelineIntervals = 25
 
 // intervalWidth is the width of a timeline's intervals for a run lasting
-// span: span/timelineIntervals rounded up to 100, 200, 250 or 500 ms, or a
-// whole number of seconds (1, 2, 5, 10, …), at least 100 ms.
+// span: span/timelineIntervals rounded up to 100, 200, 250 or 500 ms, or to
+// 1, 2, 2.5 or 5 times a power of ten seconds; at least 100 ms.
 func intervalWidth(span time.Duration) time.Duration {
 	want := span / timelineIntervals
 	for _, w := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond} {
@@ -39,9 +39,9 @@ func intervalWidth(span time.Duration) time.Duration {
 		}
 	}
 	for w := time.Second; ; w *= 10 {
-		for _, m := range []time.Duration{1, 2, 5} {
-			if want <= m*w {
-				return m * w
+		for _, m := range []time.Duration{w, 2 * w, 5 * w / 2, 5 * w} {
+			if want <= m {
+				return m
 			}
 		}
 	}
