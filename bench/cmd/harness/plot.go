@@ -3,7 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
+	"image"
 	"image/color"
+	"image/color/palette"
+	imgdraw "image/draw"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -246,13 +250,18 @@ func stack(top, bottom *plot.Plot) *vgimg.Canvas {
 	return c
 }
 
-// savePNG writes c to path as a PNG image.
+// savePNG writes c to path as a PNG image, compressed as much as the
+// encoder can (the pictures are committed).
 func savePNG(c *vgimg.Canvas, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if _, err := (vgimg.PngCanvas{Canvas: c}).WriteTo(f); err != nil {
+	img := c.Image()
+	pal := image.NewPaletted(img.Bounds(), palette.WebSafe)
+	imgdraw.Draw(pal, pal.Rect, img, img.Bounds().Min, imgdraw.Src)
+	enc := png.Encoder{CompressionLevel: png.BestCompression}
+	if err := enc.Encode(f, pal); err != nil {
 		f.Close()
 		return fmt.Errorf("%s: %w", path, err)
 	}
