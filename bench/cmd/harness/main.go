@@ -23,7 +23,9 @@
 //     (listen.http), the sessions seeded and warmed up as for hot.
 //
 // It prints a Markdown table and writes the figures as JSON to
-// <out>/results-<timestamp>.json and <out>/latest.json.
+// <out>/results-<timestamp>.json and <out>/latest.json, and pictures of
+// each scenario's median round over time (plot.go) to
+// <out>/plots-<timestamp>/ and, with -plots DIR, to DIR.
 //
 // Run it through bench/run, which installs ghz and PostgreSQL when missing
 // and builds the binaries it needs. See the README, "Performance".
