@@ -159,7 +159,7 @@ func newPanel(title, ylabel string, end float64) *plot.Plot {
 	p.Y.Label.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.TextStyle.Font.Size = vg.Points(10)
 	p.X.Min, p.X.Max = 0, end
-	p.X.Tick.Marker = plainTicks{}
+	p.X.Tick.Marker, p.Y.Tick.Marker = plainTicks{}, plainTicks{}
 	p.Y.Min = 0
 	p.Legend.Top = true
 	p.Legend.TextStyle.Font.Size = vg.Points(8)
