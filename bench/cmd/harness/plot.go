@@ -66,9 +66,9 @@ func writePlots(rep report, dir string) ([]string, error) {
 	return written, nil
 }
 
-// plotReport writes rep's plots into <out>/plots-<timestamp> and, unless
-// extra is "", into extra too (e.g. docs/img, for docs/performance.md),
-// and says where.
+// plotReport writes rep's plots into <out>/plots-<timestamp> (unless out
+// is "") and into extra (unless it is "", e.g. docs/img, for
+// docs/performance.md), and says where.
 func plotReport(rep report, out string, started time.Time, extra string) error {
 	dirs := []string{filepath.Join(out, "plots-"+started.Format("20060102-150405"))}
 	if out == "" {
