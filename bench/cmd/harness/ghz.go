@@ -109,8 +109,9 @@ type ghzReport struct {
 	ErrorDist      map[string]int `json:"errorDistribution"`
 	StatusCodeDist map[string]int `json:"statusCodeDistribution"`
 	Details        []struct {
-		Latency time.Duration `json:"latency"`
-		Status  string        `json:"status"`
+		Timestamp time.Time     `json:"timestamp"` // when the call ended
+		Latency   time.Duration `json:"latency"`
+		Status    string        `json:"status"`
 	} `json:"details"`
 }
 
@@ -129,11 +130,16 @@ type loadFigures struct {
 	// load generator is ghz for the gRPC scenarios and the harness itself
 	// (its HTTP client) for the HTTP ones.
 	GhzCPUPer1k float64 `json:"ghz_cpu_seconds_per_1000_checks"`
+	// Timeline is the run cut into intervals, for the plots (see
+	// timeline.go).
+	Timeline []interval `json:"timeline,omitempty"`
 
-	ghzCPU    float64 // seconds; 0 when inProcess
-	wall      float64 // seconds, load start to end
-	inProcess bool    // the harness generated the load: its CPU is the load's
-	failure   error   // the first failed request's error, if any
+	began       time.Time     // when the first request was sent
+	span, width time.Duration // of the timeline: the load's length, an interval's
+	ghzCPU      float64       // seconds; 0 when inProcess
+	wall        float64       // seconds, load start to end
+	inProcess   bool          // the harness generated the load: its CPU is the load's
+	failure     error         // the first failed request's error, if any
 }
 
 func (g ghzRun) run(ctx context.Context) (loadFigures, error) {
@@ -171,9 +177,15 @@ func (g ghzRun) run(ctx context.Context) (loadFigures, error) {
 		return loadFigures{}, fmt.Errorf("ghz report %s has no request details", g.out)
 	}
 	lat := make([]time.Duration, len(r.Details))
+	stamps := make([]stamp, len(r.Details))
+	began := r.Details[0].Timestamp
 	errs := 0
 	for i, d := range r.Details {
 		lat[i] = d.Latency
+		stamps[i] = stamp{end: d.Timestamp, latency: d.Latency}
+		if t := d.Timestamp.Add(-d.Latency); t.Before(began) {
+			began = t
+		}
 		if d.Status != "OK" {
 			errs++
 		}
@@ -188,6 +200,7 @@ func (g ghzRun) run(ctx context.Context) (loadFigures, error) {
 		RPS:         r.Rps,
 	}
 	lf.setLatencies(lat)
+	lf.setTimeline(stamps, began)
 	return lf, nil
 }
 

@@ -232,6 +232,7 @@ type httpLoad struct {
 
 func (l httpLoad) run(ctx context.Context) (loadFigures, error) {
 	lat := make([]time.Duration, l.requests)
+	stamps := make([]stamp, l.requests)
 	var next, failed atomic.Int64
 	var first error
 	var once sync.Once
@@ -246,7 +247,9 @@ func (l httpLoad) run(ctx context.Context) (loadFigures, error) {
 				}
 				t0 := time.Now()
 				err := l.one(ctx, n)
-				lat[n] = time.Since(t0)
+				t1 := time.Now()
+				lat[n] = t1.Sub(t0)
+				stamps[n] = stamp{end: t1, latency: lat[n]}
 				if err != nil {
 					failed.Add(1)
 					once.Do(func() { first = err })
@@ -268,6 +271,7 @@ func (l httpLoad) run(ctx context.Context) (loadFigures, error) {
 		failure:   first,
 	}
 	lf.setLatencies(lat)
+	lf.setTimeline(stamps, start)
 	return lf, nil
 }
 

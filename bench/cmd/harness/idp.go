@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type tokenEndpoint struct {
 	redemptions map[string]int // session -> redemptions in this epoch
 	refused     int            // refresh tokens presented that were not current
 	malformed   int
+	served      []stamp // each redemption: when it was answered, and the latency served
 }
 
 func startTokenEndpoint(latency time.Duration) (*tokenEndpoint, error) {
@@ -59,6 +61,15 @@ func (e *tokenEndpoint) reset(epoch int) {
 	e.gen = map[string]int{}
 	e.redemptions = map[string]int{}
 	e.refused, e.malformed = 0, 0
+	e.served = nil
+}
+
+// redemptionStamps returns this epoch's redemptions: when each was
+// answered and how long the endpoint took, from the request's arrival.
+func (e *tokenEndpoint) redemptionStamps() []stamp {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.served)
 }
 
 // counts returns the redemptions per session and the refusals of this epoch.
@@ -73,6 +84,7 @@ func (e *tokenEndpoint) counts() (redemptions map[string]int, refused, malformed
 }
 
 func (e *tokenEndpoint) serveToken(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "refresh_token" {
 		e.answerError(w, "invalid_request", true)
 		return
@@ -102,6 +114,8 @@ func (e *tokenEndpoint) serveToken(w http.ResponseWriter, r *http.Request) {
 	gen++
 	e.gen[sid] = gen
 	e.redemptions[sid]++
+	now := time.Now()
+	e.served = append(e.served, stamp{end: now, latency: now.Sub(arrived)})
 	e.mu.Unlock()
 
 	w.Header().Set("Content-Type", "application/json")

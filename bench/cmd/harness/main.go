@@ -23,7 +23,9 @@
 //     (listen.http), the sessions seeded and warmed up as for hot.
 //
 // It prints a Markdown table and writes the figures as JSON to
-// <out>/results-<timestamp>.json and <out>/latest.json.
+// <out>/results-<timestamp>.json and <out>/latest.json, and pictures of
+// each scenario's median round over time (plot.go) to
+// <out>/plots-<timestamp>/ and, with -plots DIR, to DIR.
 //
 // Run it through bench/run, which installs ghz and PostgreSQL when missing
 // and builds the binaries it needs. See the README, "Performance".
@@ -77,6 +79,7 @@ type options struct {
 	databaseURL string
 	settle      time.Duration
 	keep        bool
+	plots       string
 
 	retries         int
 	maxInterference float64
@@ -104,10 +107,11 @@ func main() {
 	flag.IntVar(&o.retries, "retries", 1, "times a scenario's run is repeated when other processes took more than -max-interference cores during it")
 	flag.Float64Var(&o.maxInterference, "max-interference", 0.1, "CPU (in cores) other processes and the hypervisor may take during a run before it is repeated")
 	flag.BoolVar(&o.keep, "keep-reports", false, "keep ghz's JSON reports (about 12 MB per run: they hold every request's latency, and the request data) in the log directory")
+	flag.StringVar(&o.plots, "plots", "", "also write the plots (PNG) to this directory, e.g. docs/img for docs/performance.md; with -print, plot that file's figures")
 	printFile := flag.String("print", "", "print the table of a results JSON file written earlier, and exit")
 	flag.Parse()
 	if *printFile != "" {
-		if err := reprint(*printFile); err != nil {
+		if err := reprint(*printFile, o.plots); err != nil {
 			fmt.Fprintln(os.Stderr, "harness:", err)
 			os.Exit(1)
 		}
@@ -334,7 +338,10 @@ func run(ctx context.Context, o options) error {
 
 	rep := h.report(ctx, started, scen, results)
 	printReport(os.Stdout, rep)
-	return writeReport(o.out, started, rep)
+	if err := writeReport(o.out, started, rep); err != nil {
+		return err
+	}
+	return plotReport(rep, o.out, started, o.plots)
 }
 
 func (h *harness) logf(format string, args ...any) {
@@ -415,6 +422,8 @@ type stormFigures struct {
 	TotalRedemptions  int `json:"total_redemptions"`
 	RefusedReuses     int `json:"refused_refresh_tokens"` // a spent or unknown refresh token presented
 	MalformedRequests int `json:"malformed_requests"`
+	// Timeline is the redemptions over the load's intervals, for the plots.
+	Timeline []interval `json:"redemption_timeline,omitempty"`
 }
 
 func (s *stormFigures) ok() bool {
@@ -739,6 +748,7 @@ func (h *harness) runStorm(ctx context.Context, round int) (roundResult, error) 
 	if touched == 0 {
 		sf.MinRedemptions = 0
 	}
+	sf.Timeline = timeline(h.idp.redemptionStamps(), r.began, r.span, r.width)
 	r.Storm = sf
 
 	// The refreshed tokens were stored: a new process serves them.
@@ -1015,8 +1025,9 @@ func writeReport(dir string, started time.Time, rep report) error {
 	return nil
 }
 
-// reprint prints the table of a results file.
-func reprint(path string) error {
+// reprint prints the table of a results file and, unless plots is "",
+// writes its plots into that directory.
+func reprint(path, plots string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -1030,7 +1041,10 @@ func reprint(path string) error {
 		rep.Interference = max(rep.Interference, s.Median.interference())
 	}
 	printReport(os.Stdout, rep)
-	return nil
+	if plots == "" {
+		return nil
+	}
+	return plotReport(rep, "", time.Time{}, plots)
 }
 
 func round3(v float64) float64 { return math.Round(v*1000) / 1000 }
