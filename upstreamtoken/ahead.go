@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -58,7 +59,8 @@ func WithRefreshAhead(a Ahead) Option {
 		if a.Interval <= 0 {
 			a.Interval = time.Second
 		}
-		s.ahead = &ahead{cfg: a, seen: lru.New[aheadKey, aheadEntry](a.MaxEntries), busy: map[string]int{}, running: map[aheadKey]bool{}}
+		s.ahead = &ahead{cfg: a, seen: lru.NewSharded[aheadKey, aheadEntry](a.MaxEntries), seed: maphash.MakeSeed(),
+			busy: map[string]int{}, running: map[aheadKey]bool{}}
 	}
 }
 
@@ -93,11 +95,17 @@ type aheadEntry struct {
 }
 
 // ahead is the record of served sessions and the background loop's state.
+//
+// The record is sharded by a hash of the session, each shard behind its own
+// lock, so that the Checks recording what they served do not queue on one
+// lock; mu guards the loop's own state and is never taken by a Check. The
+// loop and finish take mu before a shard's lock.
 type ahead struct {
 	cfg     Ahead
 	skew    time.Duration // the service's skew, the shortest lead
+	seen    *lru.Sharded[aheadKey, aheadEntry]
+	seed    maphash.Seed // spreads sessions over seen's shards
 	mu      sync.Mutex
-	seen    *lru.LRU[aheadKey, aheadEntry]
 	busy    map[string]int    // background refreshes in flight per provider
 	running map[aheadKey]bool // rows with a background refresh in flight
 	stop    chan struct{}     // closed to stop the loop
@@ -112,18 +120,25 @@ func (a *ahead) served(row store.Row, now time.Time) {
 		return
 	}
 	k := aheadKey{row.SessionID, row.Provider}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	sh := a.shard(k)
+	sh.Lock()
+	defer sh.Unlock()
 	// A session served again within the second, its token unchanged, is
 	// left as recorded: one map read instead of a move in the LRU.
-	e, ok := a.seen.Peek(k)
+	e, ok := sh.Peek(k)
 	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
 		return
 	}
 	if !ok {
 		e.lead = a.lead(k)
 	}
-	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+	sh.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+}
+
+// shard returns the shard of the record that holds k (by its session: a
+// session's providers share a shard).
+func (a *ahead) shard(k aheadKey) *lru.Shard[aheadKey, aheadEntry] {
+	return a.seen.Shard(maphash.String(a.seed, k.session))
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
@@ -149,9 +164,21 @@ func (a *ahead) lead(k aheadKey) time.Duration {
 func (a *ahead) due(now time.Time) []aheadJob {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var stale []aheadKey
 	var jobs []aheadJob
-	for k, e := range a.seen.All() {
+	for i := range a.seen.Shards() {
+		sh := a.seen.Shard(uint64(i))
+		sh.Lock()
+		jobs = a.dueIn(sh, now, jobs)
+		sh.Unlock()
+	}
+	return jobs
+}
+
+// dueIn is due for one shard, whose lock and a.mu the caller holds; it
+// appends the shard's jobs to jobs.
+func (a *ahead) dueIn(sh *lru.Shard[aheadKey, aheadEntry], now time.Time, jobs []aheadJob) []aheadJob {
+	var stale []aheadKey
+	for k, e := range sh.All() {
 		if now.Sub(e.served) > a.cfg.Window {
 			stale = append(stale, k)
 			continue
@@ -168,7 +195,7 @@ func (a *ahead) due(now time.Time) []aheadJob {
 		jobs = append(jobs, aheadJob{k, lead})
 	}
 	for _, k := range stale {
-		a.seen.Remove(k)
+		sh.Remove(k)
 	}
 	return jobs
 }
@@ -185,18 +212,21 @@ func (a *ahead) finish(j aheadJob, expires, now time.Time) {
 	defer a.mu.Unlock()
 	delete(a.running, j.key)
 	a.busy[j.key.provider]--
-	if e, ok := a.seen.Peek(j.key); ok {
+	sh := a.shard(j.key)
+	sh.Lock()
+	defer sh.Unlock()
+	if e, ok := sh.Peek(j.key); ok {
 		if expires.IsZero() {
 			// Failed or nothing to do: forget the row until a request
 			// serves it again, rather than retry it every scan.
-			a.seen.Remove(j.key)
+			sh.Remove(j.key)
 			return
 		}
 		if expires.After(e.expires) {
 			e.life = expires.Sub(now)
 		}
 		e.expires = expires
-		a.seen.Add(j.key, e, 1)
+		sh.Add(j.key, e, 1)
 	}
 }
 
