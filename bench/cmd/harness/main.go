@@ -813,10 +813,10 @@ type report struct {
 	Ratios    *ratios                    `json:"hot_vs_floor,omitempty"`
 	// HTTPRatios compare nginx in front of extauthz with nginx in front of
 	// the no-op auth endpoint (http-hot / http-floor).
-	HTTPRatios *ratios  `json:"http_hot_vs_http_floor,omitempty"`
+	HTTPRatios *ratios `json:"http_hot_vs_http_floor,omitempty"`
 	// Scale is the scale scenario's figures, when it ran.
-	Scale *scaleResult `json:"scale,omitempty"`
-	Targets    []target `json:"targets"`
+	Scale   *scaleResult `json:"scale,omitempty"`
+	Targets []target     `json:"targets"`
 	// Interference is the most CPU (in cores) that other processes, or the
 	// hypervisor (steal), took during one of the median runs reported.
 	Interference float64 `json:"worst_interference_cores"`
