@@ -192,17 +192,29 @@ func TestRefreshAheadJitter(t *testing.T) {
 	}
 }
 
-// The record of served sessions is bounded: the least recently served go
-// first.
+// The record of served sessions is bounded, over all its shards: the least
+// recently served go first.
 func TestRefreshAheadRecordBounded(t *testing.T) {
-	cfg := aheadCfg
-	cfg.MaxEntries = 2
-	svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
-	for i := range 5 {
-		svc.ahead.served(store.Row{SessionID: fmt.Sprint(i), Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0}}, t0)
-	}
-	if n := svc.ahead.seen.Len(); n != 2 {
-		t.Errorf("record holds %d entries, want 2", n)
+	for _, tc := range []struct{ max, served int }{{2, 5}, {1000, 5000}, {5000, 20000}} {
+		t.Run(fmt.Sprint(tc.max), func(t *testing.T) {
+			cfg := aheadCfg
+			cfg.MaxEntries = tc.max
+			svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
+			for i := range tc.served {
+				svc.ahead.served(store.Row{SessionID: fmt.Sprint(i), Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0}}, t0)
+			}
+			if n := svc.ahead.seen.Len(); n != tc.max {
+				t.Errorf("record holds %d entries over %d shards, want %d", n, svc.ahead.seen.Shards(), tc.max)
+			}
+			last := aheadKey{fmt.Sprint(tc.served - 1), "gh"}
+			sh := svc.ahead.shard(last)
+			sh.Lock()
+			_, ok := sh.Peek(last)
+			sh.Unlock()
+			if !ok {
+				t.Error("the session served last was evicted")
+			}
+		})
 	}
 }
 
