@@ -256,3 +256,48 @@ func TestRefreshAheadShortLivedTokens(t *testing.T) {
 		}
 	})
 }
+
+// slowRefresher answers after latency with a token living an hour.
+type slowRefresher struct {
+	latency time.Duration
+	calls   atomic.Int32
+}
+
+func (r *slowRefresher) Refresh(ctx context.Context, provider, rt string) (store.Tokens, error) {
+	time.Sleep(r.latency)
+	n := r.calls.Add(1)
+	return store.Tokens{AccessToken: fmt.Sprintf("%s-access-%d", provider, n), RefreshToken: rt, ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func TestRefreshAheadOutpacesTheScan(t *testing.T) {
+	// 40 rows come due together, 2 refreshes at a time, the provider
+	// answering in 100 ms: each worker takes the next row as soon as it is
+	// done, so all are refreshed within about 2 s, not at the scan's pace
+	// of 2 rows a second (20 s).
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		const rows = 40
+		for i := range rows {
+			r := row("gh", time.Now().Add(2*time.Second), "rt")
+			r.SessionID = fmt.Sprint(i)
+			if err := st.Put(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ref := &slowRefresher{latency: 100 * time.Millisecond}
+		cfg := aheadCfg
+		cfg.Concurrency, cfg.Margin = 2, 10*time.Minute
+		svc := NewInProcessService(st, ref, WithSkew(time.Second), WithRefreshAhead(cfg))
+		defer shutdown(t, svc)
+		for i := range rows {
+			if _, err := svc.GetValidTokens(context.Background(), fmt.Sprint(i), "gh"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		svc.StartRefreshAhead()
+		time.Sleep(5 * time.Second)
+		if n := ref.calls.Load(); n != rows {
+			t.Errorf("%d refreshes ahead within 5 s, want %d (each row once)", n, rows)
+		}
+	})
+}
