@@ -116,9 +116,9 @@ type ahead struct {
 	// queue holds the due rows waiting for a worker, per provider, the
 	// earliest due first within each scan's additions.
 	queue map[string][]aheadJob
-	stop    chan struct{}     // closed to stop the loop
-	done    chan struct{}     // closed when the loop and its refreshes have ended
-	once    sync.Once
+	stop  chan struct{} // closed to stop the loop
+	done  chan struct{} // closed when the loop and its refreshes have ended
+	once  sync.Once
 }
 
 // served records that row was served at now. A row that cannot be refreshed
