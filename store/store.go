@@ -158,6 +158,35 @@ type Writer interface {
 	Delete(ctx context.Context, sessionID, provider string) error
 }
 
+// BatchWriter writes many rows at once: the fast path for loading sessions
+// in bulk (an authorization server importing its users, a benchmark).
+// Backends implement it; store/encrypted passes it through (sealing each
+// row), since a row written around it is unreadable to the service.
+type BatchWriter interface {
+	// PutBatch writes each row as Put does, atomically: all of them or, on
+	// error, none. Rows must be valid (Row.Validate) and name distinct
+	// keys (see CheckBatch), else the batch is refused with ErrInvalid. An
+	// empty batch writes nothing.
+	PutBatch(ctx context.Context, rows []Row) error
+}
+
+// CheckBatch reports, wrapping ErrInvalid, the first row of rows that fails
+// Row.Validate or names the same key as an earlier one.
+func CheckBatch(rows []Row) error {
+	seen := make(map[Key]bool, len(rows))
+	for i := range rows {
+		if err := rows[i].Validate(); err != nil {
+			return fmt.Errorf("batch row %d: %w", i, err)
+		}
+		k := Key{rows[i].SessionID, rows[i].Provider}
+		if seen[k] {
+			return fmt.Errorf("%w: batch row %d: the same session and provider as an earlier row", ErrInvalid, i)
+		}
+		seen[k] = true
+	}
+	return nil
+}
+
 // ErrUnreadable means a stored row's tokens cannot be decrypted (a key was
 // removed too early, or the row was tampered with). It is an operator's
 // problem, not the user's.

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
+	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,11 +37,15 @@ type Ahead struct {
 	// provider between the skew and Margin.
 	Margin time.Duration
 	// Concurrency bounds the background refreshes in flight per provider.
+	// Each of them takes the next due row as soon as it is done, so a
+	// provider answering in d is refreshed ahead at up to Concurrency / d
+	// rows per second.
 	Concurrency int
 	// MaxEntries bounds the record of served sessions (one entry per
 	// session and provider); the least recently served are forgotten first.
 	MaxEntries int
-	// Interval is how often the record is scanned for due tokens.
+	// Interval is how often the record is scanned for due tokens, which
+	// then wait their turn in a queue per provider.
 	Interval time.Duration
 }
 
@@ -58,7 +64,8 @@ func WithRefreshAhead(a Ahead) Option {
 		if a.Interval <= 0 {
 			a.Interval = time.Second
 		}
-		s.ahead = &ahead{cfg: a, seen: lru.New[aheadKey, aheadEntry](a.MaxEntries), busy: map[string]int{}, running: map[aheadKey]bool{}}
+		s.ahead = &ahead{cfg: a, seen: lru.NewSharded[aheadKey, aheadEntry](a.MaxEntries), seed: maphash.MakeSeed(),
+			busy: map[string]int{}, running: map[aheadKey]bool{}, queue: map[string][]aheadJob{}}
 	}
 }
 
@@ -93,16 +100,25 @@ type aheadEntry struct {
 }
 
 // ahead is the record of served sessions and the background loop's state.
+//
+// The record is sharded by a hash of the session, each shard behind its own
+// lock, so that the Checks recording what they served do not queue on one
+// lock; mu guards the loop's own state and is never taken by a Check. The
+// loop and finish take mu before a shard's lock.
 type ahead struct {
 	cfg     Ahead
 	skew    time.Duration // the service's skew, the shortest lead
+	seen    *lru.Sharded[aheadKey, aheadEntry]
+	seed    maphash.Seed // spreads sessions over seen's shards
 	mu      sync.Mutex
-	seen    *lru.LRU[aheadKey, aheadEntry]
-	busy    map[string]int    // background refreshes in flight per provider
-	running map[aheadKey]bool // rows with a background refresh in flight
-	stop    chan struct{}     // closed to stop the loop
-	done    chan struct{}     // closed when the loop and its refreshes have ended
-	once    sync.Once
+	busy    map[string]int    // workers refreshing ahead, per provider
+	running map[aheadKey]bool // rows queued or being refreshed ahead
+	// queue holds the due rows waiting for a worker, per provider, the
+	// earliest due first within each scan's additions.
+	queue map[string][]aheadJob
+	stop  chan struct{} // closed to stop the loop
+	done  chan struct{} // closed when the loop and its refreshes have ended
+	once  sync.Once
 }
 
 // served records that row was served at now. A row that cannot be refreshed
@@ -112,18 +128,25 @@ func (a *ahead) served(row store.Row, now time.Time) {
 		return
 	}
 	k := aheadKey{row.SessionID, row.Provider}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	sh := a.shard(k)
+	sh.Lock()
+	defer sh.Unlock()
 	// A session served again within the second, its token unchanged, is
 	// left as recorded: one map read instead of a move in the LRU.
-	e, ok := a.seen.Peek(k)
+	e, ok := sh.Peek(k)
 	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
 		return
 	}
 	if !ok {
 		e.lead = a.lead(k)
 	}
-	a.seen.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+	sh.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+}
+
+// shard returns the shard of the record that holds k (by its session: a
+// session's providers share a shard).
+func (a *ahead) shard(k aheadKey) *lru.Shard[aheadKey, aheadEntry] {
+	return a.seen.Shard(maphash.String(a.seed, k.session))
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
@@ -143,15 +166,39 @@ func (a *ahead) lead(k aheadKey) time.Duration {
 	return skew + time.Duration(frac*float64(a.cfg.Margin-skew))
 }
 
-// due returns the rows to refresh at now, each with its lead, marking them
-// running and taking a slot of their provider; entries not served within
-// the window are forgotten.
-func (a *ahead) due(now time.Time) []aheadJob {
+// due queues the rows due at now whose provider is not paused, marking
+// them running, forgets entries not served within the window, and returns
+// how many workers to start per provider (taking their slots): enough to
+// reach the concurrency while the provider's queue has rows.
+func (a *ahead) due(now time.Time, paused func(provider string) bool) map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var stale []aheadKey
 	var jobs []aheadJob
-	for k, e := range a.seen.All() {
+	for i := range a.seen.Shards() {
+		sh := a.seen.Shard(uint64(i))
+		sh.Lock()
+		jobs = a.dueIn(sh, now, paused, jobs)
+		sh.Unlock()
+	}
+	slices.SortFunc(jobs, func(x, y aheadJob) int { return x.at.Compare(y.at) })
+	for _, j := range jobs {
+		a.queue[j.key.provider] = append(a.queue[j.key.provider], j)
+	}
+	start := map[string]int{}
+	for p, q := range a.queue {
+		if n := min(len(q), a.cfg.Concurrency-a.busy[p]); n > 0 {
+			a.busy[p] += n
+			start[p] = n
+		}
+	}
+	return start
+}
+
+// dueIn is due for one shard, whose lock and a.mu the caller holds; it
+// appends the shard's due rows to jobs.
+func (a *ahead) dueIn(sh *lru.Shard[aheadKey, aheadEntry], now time.Time, paused func(string) bool, jobs []aheadJob) []aheadJob {
+	var stale []aheadKey
+	for k, e := range sh.All() {
 		if now.Sub(e.served) > a.cfg.Window {
 			stale = append(stale, k)
 			continue
@@ -160,43 +207,68 @@ func (a *ahead) due(now time.Time) []aheadJob {
 		if e.life > 0 {
 			lead = min(lead, e.life/2)
 		}
-		if a.running[k] || now.Before(e.expires.Add(-lead)) || a.busy[k.provider] >= a.cfg.Concurrency {
+		at := e.expires.Add(-lead)
+		if a.running[k] || now.Before(at) || paused(k.provider) {
 			continue
 		}
 		a.running[k] = true
-		a.busy[k.provider]++
-		jobs = append(jobs, aheadJob{k, lead})
+		jobs = append(jobs, aheadJob{k, lead, at})
 	}
 	for _, k := range stale {
-		a.seen.Remove(k)
+		sh.Remove(k)
 	}
 	return jobs
+}
+
+// next returns provider's next queued row; when there is none, or the
+// provider is paused (its queue is then dropped: the next scan after the
+// pause queues its due rows again), it frees the caller's worker slot and
+// returns false.
+func (a *ahead) next(provider string, paused bool) (aheadJob, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	q := a.queue[provider]
+	if len(q) == 0 || paused {
+		for _, j := range q {
+			delete(a.running, j.key)
+		}
+		delete(a.queue, provider)
+		a.busy[provider]--
+		return aheadJob{}, false
+	}
+	j := q[0]
+	q[0] = aheadJob{}
+	a.queue[provider] = q[1:]
+	return j, true
 }
 
 type aheadJob struct {
 	key  aheadKey
 	lead time.Duration
+	at   time.Time // when the row became due
 }
 
-// finish frees job's slot and records the token's new expiry, if known,
-// obtained at now.
+// finish marks job's row no longer running and records the token's new
+// expiry, if known, obtained at now.
 func (a *ahead) finish(j aheadJob, expires, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.running, j.key)
-	a.busy[j.key.provider]--
-	if e, ok := a.seen.Peek(j.key); ok {
+	sh := a.shard(j.key)
+	sh.Lock()
+	defer sh.Unlock()
+	if e, ok := sh.Peek(j.key); ok {
 		if expires.IsZero() {
 			// Failed or nothing to do: forget the row until a request
 			// serves it again, rather than retry it every scan.
-			a.seen.Remove(j.key)
+			sh.Remove(j.key)
 			return
 		}
 		if expires.After(e.expires) {
 			e.life = expires.Sub(now)
 		}
 		e.expires = expires
-		a.seen.Add(j.key, e, 1)
+		sh.Add(j.key, e, 1)
 	}
 }
 
@@ -253,13 +325,35 @@ func (s *InProcessService) aheadLoop(a *ahead) {
 			return
 		case <-tick.C:
 		}
-		for _, j := range a.due(s.now()) {
-			wg.Go(func() {
-				expires := s.refreshAhead(j)
-				a.finish(j, expires, s.now())
-			})
+		for p, n := range a.due(s.now(), s.providerPaused) {
+			for range n {
+				wg.Go(func() { s.aheadWorker(a, p) })
+			}
 		}
 	}
+}
+
+// aheadWorker refreshes provider's queued rows one after the other until the
+// queue is empty, the provider is paused or the loop stops.
+func (s *InProcessService) aheadWorker(a *ahead, provider string) {
+	for {
+		select {
+		case <-a.stop:
+			return
+		default:
+		}
+		j, ok := a.next(provider, s.providerPaused(provider))
+		if !ok {
+			return
+		}
+		expires := s.refreshAhead(j)
+		a.finish(j, expires, s.now())
+	}
+}
+
+// providerPaused reports whether provider is backing off as a whole.
+func (s *InProcessService) providerPaused(provider string) bool {
+	return s.backoff.remaining(provider) > 0
 }
 
 // refreshAhead refreshes one recorded row through the same path as a

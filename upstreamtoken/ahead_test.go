@@ -192,17 +192,29 @@ func TestRefreshAheadJitter(t *testing.T) {
 	}
 }
 
-// The record of served sessions is bounded: the least recently served go
-// first.
+// The record of served sessions is bounded, over all its shards: the least
+// recently served go first.
 func TestRefreshAheadRecordBounded(t *testing.T) {
-	cfg := aheadCfg
-	cfg.MaxEntries = 2
-	svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
-	for i := range 5 {
-		svc.ahead.served(store.Row{SessionID: fmt.Sprint(i), Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0}}, t0)
-	}
-	if n := svc.ahead.seen.Len(); n != 2 {
-		t.Errorf("record holds %d entries, want 2", n)
+	for _, tc := range []struct{ max, served int }{{2, 5}, {1000, 5000}, {5000, 20000}} {
+		t.Run(fmt.Sprint(tc.max), func(t *testing.T) {
+			cfg := aheadCfg
+			cfg.MaxEntries = tc.max
+			svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
+			for i := range tc.served {
+				svc.ahead.served(store.Row{SessionID: fmt.Sprint(i), Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0}}, t0)
+			}
+			if n := svc.ahead.seen.Len(); n != tc.max {
+				t.Errorf("record holds %d entries over %d shards, want %d", n, svc.ahead.seen.Shards(), tc.max)
+			}
+			last := aheadKey{fmt.Sprint(tc.served - 1), "gh"}
+			sh := svc.ahead.shard(last)
+			sh.Lock()
+			_, ok := sh.Peek(last)
+			sh.Unlock()
+			if !ok {
+				t.Error("the session served last was evicted")
+			}
+		})
 	}
 }
 
@@ -241,6 +253,51 @@ func TestRefreshAheadShortLivedTokens(t *testing.T) {
 		// before expiry: about one refresh a minute, far from one a second.
 		if n := ref.calls.Load(); n < 2 || n > 12 {
 			t.Errorf("%d refreshes in 65 minutes, want between 2 and 12", n)
+		}
+	})
+}
+
+// slowRefresher answers after latency with a token living an hour.
+type slowRefresher struct {
+	latency time.Duration
+	calls   atomic.Int32
+}
+
+func (r *slowRefresher) Refresh(ctx context.Context, provider, rt string) (store.Tokens, error) {
+	time.Sleep(r.latency)
+	n := r.calls.Add(1)
+	return store.Tokens{AccessToken: fmt.Sprintf("%s-access-%d", provider, n), RefreshToken: rt, ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func TestRefreshAheadOutpacesTheScan(t *testing.T) {
+	// 40 rows come due together, 2 refreshes at a time, the provider
+	// answering in 100 ms: each worker takes the next row as soon as it is
+	// done, so all are refreshed within about 2 s, not at the scan's pace
+	// of 2 rows a second (20 s).
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New()
+		const rows = 40
+		for i := range rows {
+			r := row("gh", time.Now().Add(2*time.Second), "rt")
+			r.SessionID = fmt.Sprint(i)
+			if err := st.Put(context.Background(), r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ref := &slowRefresher{latency: 100 * time.Millisecond}
+		cfg := aheadCfg
+		cfg.Concurrency, cfg.Margin = 2, 10*time.Minute
+		svc := NewInProcessService(st, ref, WithSkew(time.Second), WithRefreshAhead(cfg))
+		defer shutdown(t, svc)
+		for i := range rows {
+			if _, err := svc.GetValidTokens(context.Background(), fmt.Sprint(i), "gh"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		svc.StartRefreshAhead()
+		time.Sleep(5 * time.Second)
+		if n := ref.calls.Load(); n != rows {
+			t.Errorf("%d refreshes ahead within 5 s, want %d (each row once)", n, rows)
 		}
 	})
 }

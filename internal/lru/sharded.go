@@ -1,6 +1,7 @@
 package lru
 
 import (
+	"iter"
 	"sync"
 	"sync/atomic"
 )
@@ -132,6 +133,11 @@ func (s *Shard[K, V]) Add(k K, v V, w int) bool {
 	s.over = max(s.over, over)
 	return ok
 }
+
+// All yields the shard's entries from the most to the least recently used
+// without marking them used. The shard must not be changed during the
+// iteration.
+func (s *Shard[K, V]) All() iter.Seq2[K, V] { return s.lru.All() }
 
 // Remove deletes the entry for k, if any.
 func (s *Shard[K, V]) Remove(k K) {

@@ -171,6 +171,34 @@ func (s *Store) Put(ctx context.Context, row store.Row) error {
 	return s.inner.Put(ctx, row)
 }
 
+// PutBatch implements store.BatchWriter: it seals every row as Put does and
+// writes them with the inner store's PutBatch, or, when the inner store is
+// not a store.BatchWriter, with its Put one row at a time (then not
+// atomically).
+func (s *Store) PutBatch(ctx context.Context, rows []store.Row) error {
+	if err := store.CheckBatch(rows); err != nil {
+		return err
+	}
+	sealed := make([]store.Row, len(rows))
+	for i, row := range rows {
+		t, err := s.seal(row.SessionID, row.Provider, bindingOf(&row), row.Tokens)
+		if err != nil {
+			return err
+		}
+		row.Tokens = t
+		sealed[i] = row
+	}
+	if bw, ok := s.inner.(store.BatchWriter); ok {
+		return bw.PutBatch(ctx, sealed)
+	}
+	for _, row := range sealed {
+		if err := s.inner.Put(ctx, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Delete implements store.Writer.
 func (s *Store) Delete(ctx context.Context, sessionID, provider string) error {
 	return s.inner.Delete(ctx, sessionID, provider)

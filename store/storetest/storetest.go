@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"GetNotFound", testGetNotFound},
 		{"GetSession", testGetSession},
 		{"PutUpserts", testPutUpserts},
+		{"PutBatch", testPutBatch},
 		{"Delete", testDelete},
 		{"Invalid", testInvalid},
 		{"ReturnsCopies", testReturnsCopies},

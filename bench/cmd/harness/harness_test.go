@@ -99,6 +99,8 @@ func TestParseScenarios(t *testing.T) {
 	}{
 		{in: "floor,hot,storm,http", want: []string{"floor", "hot", "storm", "http-floor", "http-hot"}},
 		{in: "http", want: []string{"http-floor", "http-hot"}},
+		{in: "scale", want: []string{"scale"}},
+		{in: "floor,scale", want: []string{"floor", "scale"}},
 		{in: "hot, floor", want: []string{"hot", "floor"}},
 		{in: "http-hot", wantErr: true}, // only with its floor
 		{in: "http,http", wantErr: true},
@@ -143,5 +145,50 @@ func TestHTTPLoad(t *testing.T) {
 	}
 	if seen["Bearer s0"] != 10 || seen["Bearer s1"] != 10 || seen["Bearer s2"] != 10 {
 		t.Errorf("requests per session: %v", seen)
+	}
+}
+
+func TestScaleOptionsCheck(t *testing.T) {
+	ok := scaleOptions{sessions: 20000, active: 5000, expired: 10000, batch: 500, writers: 2, spread: time.Hour, observe: time.Second}
+	if err := ok.check(); err != nil {
+		t.Errorf("check(%+v) = %v", ok, err)
+	}
+	for name, change := range map[string]func(*scaleOptions){
+		"active and expired over sessions": func(o *scaleOptions) { o.expired = 15001 },
+		"no active":                        func(o *scaleOptions) { o.active = 0 },
+		"negative expired":                 func(o *scaleOptions) { o.expired = -1 },
+		"no batch":                         func(o *scaleOptions) { o.batch = 0 },
+		"no spread":                        func(o *scaleOptions) { o.spread = 0 },
+	} {
+		o := ok
+		change(&o)
+		if o.check() == nil {
+			t.Errorf("%s: check(%+v) = nil, want an error", name, o)
+		}
+	}
+}
+
+func TestMetricSum(t *testing.T) {
+	text := `# HELP extauthz_refresh_by_trigger_total Refreshes.
+# TYPE extauthz_refresh_by_trigger_total counter
+extauthz_refresh_by_trigger_total{outcome="ok",provider="a",trigger="ahead"} 7
+extauthz_refresh_by_trigger_total{outcome="failed",provider="a",trigger="ahead"} 1
+extauthz_refresh_by_trigger_total{outcome="ok",provider="a",trigger="check"} 2
+extauthz_refresh_by_trigger_total_other 100
+extauthz_check_refresh_waits_total{provider="a"} 3
+extauthz_check_refresh_waits_total{provider="b"} 0
+`
+	for _, tc := range []struct {
+		name, label string
+		want        float64
+	}{
+		{"extauthz_refresh_by_trigger_total", `trigger="ahead"`, 8},
+		{"extauthz_refresh_by_trigger_total", `trigger="check"`, 2},
+		{"extauthz_check_refresh_waits_total", "", 3},
+		{"extauthz_missing_total", "", 0},
+	} {
+		if got := metricSum(text, tc.name, tc.label); got != tc.want {
+			t.Errorf("metricSum(%s, %s) = %v, want %v", tc.name, tc.label, got, tc.want)
+		}
 	}
 }

@@ -84,6 +84,8 @@ type options struct {
 	retries         int
 	maxInterference float64
 	build           string
+
+	scale scaleOptions
 }
 
 func main() {
@@ -96,7 +98,7 @@ func main() {
 	flag.IntVar(&o.connections, "connections", 1, "gRPC connections ghz spreads its workers over (HTTP: one connection per request in flight)")
 	flag.DurationVar(&o.latency, "token-latency", 20*time.Millisecond, "latency of the token endpoint in the refresh storm")
 	flag.IntVar(&o.verify, "verify", 100, "sessions checked one by one after hot and storm for the expected upstream token")
-	flag.StringVar(&o.scenarios, "scenarios", "floor,hot,storm,http", "scenarios to run, in this order within each round: floor, hot, storm, and http (nginx: http-floor then http-hot)")
+	flag.StringVar(&o.scenarios, "scenarios", "floor,hot,storm,http", "scenarios to run, in this order within each round: floor, hot, storm, and http (nginx: http-floor then http-hot); scale (a million sessions, see -scale-*) runs once, after the rounds")
 	flag.StringVar(&o.out, "out", "bench/out", "directory for results, logs and the work files")
 	flag.StringVar(&o.bin, "bin", "bench/out/bin", "directory holding the extauthz and noop binaries")
 	flag.StringVar(&o.ghz, "ghz", "bench/out/bin/ghz", "ghz binary (v0.120.0), for the gRPC scenarios")
@@ -108,6 +110,13 @@ func main() {
 	flag.Float64Var(&o.maxInterference, "max-interference", 0.1, "CPU (in cores) other processes and the hypervisor may take during a run before it is repeated")
 	flag.BoolVar(&o.keep, "keep-reports", false, "keep ghz's JSON reports (about 12 MB per run: they hold every request's latency, and the request data) in the log directory")
 	flag.StringVar(&o.plots, "plots", "", "also write the plots (PNG) to this directory, e.g. docs/img for docs/performance.md; with -print, plot that file's figures")
+	flag.IntVar(&o.scale.sessions, "scale-sessions", 1000000, "scale: sessions written to PostgreSQL")
+	flag.IntVar(&o.scale.active, "scale-active", 100000, "scale: of which checked by the load (and cached)")
+	flag.IntVar(&o.scale.expired, "scale-expired", 500000, "scale: of which expired, deleted by garbage collection under load")
+	flag.IntVar(&o.scale.batch, "scale-batch", 2000, "scale: rows per PutBatch when writing the sessions")
+	flag.IntVar(&o.scale.writers, "scale-writers", 4, "scale: PutBatch calls in flight when writing the sessions")
+	flag.DurationVar(&o.scale.spread, "scale-spread", time.Hour, "scale: the active sessions' tokens expire evenly over this, for refresh ahead")
+	flag.DurationVar(&o.scale.observe, "scale-observe", 3*time.Minute, "scale: how long the load runs while refresh ahead redeems the tokens coming due")
 	printFile := flag.String("print", "", "print the table of a results JSON file written earlier, and exit")
 	flag.Parse()
 	if *printFile != "" {
@@ -123,6 +132,10 @@ func main() {
 	}
 	if o.warmup < 0 {
 		o.warmup = o.sessions
+	}
+	if err := o.scale.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		os.Exit(2)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -192,7 +205,10 @@ func run(ctx context.Context, o options) error {
 
 	// PostgreSQL, unless it is needed by no scenario (the HTTP floor's nginx
 	// block is printed from a configuration that names it).
-	needDB := slices.Contains(scen, "hot") || slices.Contains(scen, "storm") || needHTTP
+	// The scale scenario runs once, after the rounds of the others.
+	scale := slices.Contains(scen, "scale")
+	scen = slices.DeleteFunc(scen, func(s string) bool { return s == "scale" })
+	needDB := slices.Contains(scen, "hot") || slices.Contains(scen, "storm") || needHTTP || scale
 	if needDB {
 		if o.databaseURL != "" {
 			h.db = &database{dsn: o.databaseURL}
@@ -336,7 +352,18 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 
+	var sr *scaleResult
+	if scale {
+		if sr, err = h.runScale(ctx, sg); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+	}
 	rep := h.report(ctx, started, scen, results)
+	if sr != nil {
+		rep.Scale = sr
+		rep.Interference = max(rep.Interference, sr.OtherCores)
+		rep.Targets = append(scaleTargets(sr), rep.Targets...)
+	}
 	printReport(os.Stdout, rep)
 	if err := writeReport(o.out, started, rep); err != nil {
 		return err
@@ -364,12 +391,12 @@ func parseScenarios(list string) ([]string, error) {
 	for _, s := range strings.Split(list, ",") {
 		s = strings.TrimSpace(s)
 		switch s {
-		case "floor", "hot", "storm":
+		case "floor", "hot", "storm", "scale":
 			out = append(out, s)
 		case "http":
 			out = append(out, "http-floor", "http-hot")
 		default:
-			return nil, fmt.Errorf("unknown scenario %q (want floor, hot, storm, http)", s)
+			return nil, fmt.Errorf("unknown scenario %q (want floor, hot, storm, http, scale)", s)
 		}
 	}
 	seen := map[string]bool{}
@@ -639,14 +666,34 @@ func (h *harness) serve(ctx context.Context, name string, round int, addr, path 
 // grpcAddr and, unless httpAddr is "", the HTTP front on httpAddr. It
 // returns the file's path.
 func (h *harness) serveConfig(name string, round int, grpcAddr, httpAddr string) (string, error) {
+	return h.serveConfigWith(name, round, grpcAddr, httpAddr, serveExtras{})
+}
+
+// serveExtras are the settings of a run that departs from the defaults the
+// other scenarios share.
+type serveExtras struct {
+	metrics string // listen.metrics address; "" for off
+	cache   int    // cache.jwt_size, cache.token_size and refresh.ahead.max_sessions; 0 for the defaults
+}
+
+// serveConfigWith is serveConfig with x.
+func (h *harness) serveConfigWith(name string, round int, grpcAddr, httpAddr string, x serveExtras) (string, error) {
 	listenHTTP := ""
 	if httpAddr != "" {
 		listenHTTP = fmt.Sprintf("\n  http: %q", httpAddr)
 	}
+	metrics, extra, ahead := "off", "", ""
+	if x.metrics != "" {
+		metrics = x.metrics
+	}
+	if x.cache > 0 {
+		extra = fmt.Sprintf("cache:\n  jwt_size: %d\n  token_size: %d\n", x.cache, x.cache)
+		ahead = fmt.Sprintf("\n  ahead:\n    max_sessions: %d", x.cache)
+	}
 	cfg := fmt.Sprintf(`# Written by bench/cmd/harness.
 listen:
   grpc: %q%s
-  metrics: "off"
+  metrics: %q
 database:
   url: %q
 jwt:
@@ -661,7 +708,7 @@ providers:
     auth_style: params
 default_providers: [%s]
 refresh:
-  timeout: 5s
+  timeout: 5s%s
 log:
   level: warn
 shutdown:
@@ -672,7 +719,7 @@ encryption:
       key: %q
 gc:
   interval: 0s
-`, grpcAddr, listenHTTP, h.db.dsn, benchIssuer, benchAudience, abs(h.jwksFile), benchProvider, h.idp.url, benchProvider, h.keyB64)
+%s`, grpcAddr, listenHTTP, metrics, h.db.dsn, benchIssuer, benchAudience, abs(h.jwksFile), benchProvider, h.idp.url, benchProvider, ahead, h.keyB64, extra)
 	path := filepath.Join(h.work, fmt.Sprintf("config-%s-%d.yaml", name, round))
 	return path, os.WriteFile(path, []byte(cfg), 0o600)
 }
@@ -776,8 +823,10 @@ type report struct {
 	Ratios    *ratios                    `json:"hot_vs_floor,omitempty"`
 	// HTTPRatios compare nginx in front of extauthz with nginx in front of
 	// the no-op auth endpoint (http-hot / http-floor).
-	HTTPRatios *ratios  `json:"http_hot_vs_http_floor,omitempty"`
-	Targets    []target `json:"targets"`
+	HTTPRatios *ratios `json:"http_hot_vs_http_floor,omitempty"`
+	// Scale is the scale scenario's figures, when it ran.
+	Scale   *scaleResult `json:"scale,omitempty"`
+	Targets []target     `json:"targets"`
 	// Interference is the most CPU (in cores) that other processes, or the
 	// hypervisor (steal), took during one of the median runs reported.
 	Interference float64 `json:"worst_interference_cores"`
@@ -950,6 +999,33 @@ func printReport(w io.Writer, rep report) {
 	p := rep.Params
 	fmt.Fprintf(w, "concurrency %d, %d requests per run over %d sessions, %d connection(s), warm-up %d, median of %d rounds (by req/s), token endpoint latency %s\n\n",
 		p.Concurrency, p.Requests, p.Sessions, p.Connections, p.Warmup, p.Rounds, p.TokenLatency)
+	if len(rep.Order) > 0 {
+		printRounds(w, rep)
+	}
+	if rep.Scale != nil {
+		printScale(w, rep.Scale)
+	}
+	if rep.Interference > rep.Params.MaxInterference {
+		fmt.Fprintf(w, "WARNING: other processes (or steal) took up to %.2f cores during a reported run: the machine was not quiet, and the figures say less than they seem\n", rep.Interference)
+	} else {
+		fmt.Fprintf(w, "other processes (and steal) took at most %.2f cores during the reported runs\n", rep.Interference)
+	}
+	fmt.Fprintln(w, "\ntargets:")
+	for _, t := range rep.Targets {
+		mark := "NOT MET"
+		if t.Met {
+			mark = "met"
+		}
+		fmt.Fprintf(w, "  %-18s want %-40s got %-45s %s", t.Name, t.Want, t.Got, mark)
+		if t.Remark != "" {
+			fmt.Fprintf(w, " (%s)", t.Remark)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// printRounds prints the table of the scenarios run in rounds.
+func printRounds(w io.Writer, rep report) {
 	fmt.Fprintln(w, "| scenario | req/s | p50 ms | p99 ms | p99.9 ms | server CPU s / 1000 Checks | server peak RSS MiB | PostgreSQL CPU s / 1000 Checks | PostgreSQL xacts / Check |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, name := range rep.Order {
@@ -981,23 +1057,6 @@ func printReport(w io.Writer, rep report) {
 		sf := s.Median.Storm
 		fmt.Fprintf(w, "refresh storm (median round): %d sessions, redemptions per session min %d max %d (%d redeemed exactly once), %d spent refresh tokens presented\n",
 			sf.Sessions, sf.MinRedemptions, sf.MaxRedemptions, sf.RedeemedOnce, sf.RefusedReuses)
-	}
-	if rep.Interference > rep.Params.MaxInterference {
-		fmt.Fprintf(w, "WARNING: other processes (or steal) took up to %.2f cores during a reported run: the machine was not quiet, and the figures say less than they seem\n", rep.Interference)
-	} else {
-		fmt.Fprintf(w, "other processes (and steal) took at most %.2f cores during the reported runs\n", rep.Interference)
-	}
-	fmt.Fprintln(w, "\ntargets:")
-	for _, t := range rep.Targets {
-		mark := "NOT MET"
-		if t.Met {
-			mark = "met"
-		}
-		fmt.Fprintf(w, "  %-18s want %-40s got %-45s %s", t.Name, t.Want, t.Got, mark)
-		if t.Remark != "" {
-			fmt.Fprintf(w, " (%s)", t.Remark)
-		}
-		fmt.Fprintln(w)
 	}
 }
 

@@ -58,7 +58,14 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // peakRSS returns VmHWM, the process's peak resident set size, in bytes.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// currentRSS returns the resident set size of pid now (VmRSS), in bytes.
+func currentRSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes returns the field (a size in kB) of /proc/<pid>/status in
+// bytes.
+func statusBytes(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -67,10 +74,10 @@ func peakRSS(pid int) (int64, error) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			fields := strings.Fields(rest)
 			if len(fields) != 2 || fields[1] != "kB" {
-				return 0, fmt.Errorf("unexpected VmHWM line %q", line)
+				return 0, fmt.Errorf("unexpected %s line %q", field, line)
 			}
 			kb, err := strconv.ParseInt(fields[0], 10, 64)
 			if err != nil {
@@ -82,7 +89,7 @@ func peakRSS(pid int) (int64, error) {
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmHWM", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 // treeCPUSeconds returns the CPU time used by root and its live children,

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/encrypted"
 	"github.com/extauthz/extauthz/store/postgres"
 	"github.com/extauthz/extauthz/tokencrypt"
@@ -46,21 +45,9 @@ func (s *seeder) seed(ctx context.Context, sessions, epoch int, expiresAt time.T
 	for range seedWorkers {
 		wg.Go(func() {
 			for i := range next {
-				sid := sessionID(i)
-				err := st.Put(ctx, store.Row{
-					SessionID: sid,
-					Provider:  benchProvider,
-					Tokens: store.Tokens{
-						AccessToken:  fmt.Sprintf("at.%s.%d.0", sid, epoch),
-						RefreshToken: fmt.Sprintf("rt.%s.%d.0", sid, epoch),
-						TokenType:    "Bearer",
-						ExpiresAt:    expiresAt,
-					},
-					Subject:  subject(i),
-					ClientID: benchClientID,
-				})
+				err := st.Put(ctx, benchRow(i, epoch, expiresAt))
 				if err != nil {
-					errc <- fmt.Errorf("seed %s: %w", sid, err)
+					errc <- fmt.Errorf("seed %s: %w", sessionID(i), err)
 					cancel()
 					return
 				}
