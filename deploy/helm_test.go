@@ -2,7 +2,12 @@ package deploy_test
 
 import (
 	"bytes"
-	"flag"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	stdflag "flag"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -20,6 +25,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	chartutil "helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	"helm.sh/helm/v4/pkg/strvals"
@@ -34,7 +40,7 @@ import (
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
-var updateChartRules = flag.Bool("update-chart-rules", false, "copy prometheus/extauthz-rules.yaml into the Helm chart's files/")
+var updateChartRules = stdflag.Bool("update-chart-rules", false, "copy prometheus/extauthz-rules.yaml into the Helm chart's files/")
 
 const (
 	chartDir       = "helm/extauthz"
@@ -185,8 +191,8 @@ func placeholderSecrets(m *manifests, pods ...corev1.PodSpec) {
 
 // materializeSecretFiles points the configuration's paths under the pod's
 // mounted Secrets at files in a temporary directory, each holding a fresh
-// encryption key (the only such file the configuration loader reads), so
-// that the configuration can be parsed here.
+// key (a PEM private key for *.pem, an encryption key otherwise), so that
+// the configuration can be parsed here.
 func materializeSecretFiles(t *testing.T, cm *corev1.ConfigMap, pod corev1.PodSpec, c corev1.Container) {
 	t.Helper()
 	data := cm.Data["config.yaml"]
@@ -200,13 +206,31 @@ func materializeSecretFiles(t *testing.T, cm *corev1.ConfigMap, pod corev1.PodSp
 			if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(local, []byte(tokencrypt.GenerateKey()), 0o600); err != nil {
+			content := []byte(tokencrypt.GenerateKey())
+			if strings.HasSuffix(local, ".pem") {
+				content = pemKey(t)
+			}
+			if err := os.WriteFile(local, content, 0o600); err != nil {
 				t.Fatal(err)
 			}
 		}
 		data = strings.ReplaceAll(data, vm.MountPath+"/", dir+"/")
 	}
 	cm.Data["config.yaml"] = data
+}
+
+// pemKey is a fresh P-256 private key in PKCS #8 PEM.
+func pemKey(t *testing.T) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 // TestHelmChart renders the chart with its defaults and with every option
@@ -230,7 +254,7 @@ func TestHelmChart(t *testing.T) {
 				t.Fatal(err)
 			}
 			merged := chartValues(t, filepath.Join(chartDir, "values.yaml"))
-			merged = common.MergeTables(vals, merged)
+			merged = chartutil.MergeTables(vals, merged)
 			checkChart(t, rel, merged)
 		})
 	}
