@@ -486,8 +486,24 @@ func checkChartRules(t *testing.T, groups []monitoringv1.RuleGroup) {
 	for _, err := range errs {
 		t.Fatalf("PrometheusRule: %v", err)
 	}
-	if want := loadRules(t); !reflect.DeepEqual(got, want) {
-		t.Errorf("the PrometheusRule's groups differ from %s:\n%s\nwant\n%s", rulesFile, b, readFile(t, rulesFile))
+	want := loadRules(t)
+	if len(got.Groups) != len(want.Groups) {
+		t.Fatalf("the PrometheusRule has %d groups, %s %d", len(got.Groups), rulesFile, len(want.Groups))
+	}
+	for i, g := range got.Groups {
+		w := want.Groups[i]
+		if len(g.Rules) != len(w.Rules) || g.Name != w.Name {
+			t.Errorf("the PrometheusRule's group %d is %s with %d rules, %s has %s with %d", i, g.Name, len(g.Rules), rulesFile, w.Name, len(w.Rules))
+			continue
+		}
+		for j, r := range g.Rules {
+			if !reflect.DeepEqual(r, w.Rules[j]) {
+				t.Errorf("the PrometheusRule's %s differs from %s's", r.Record+r.Alert, rulesFile)
+			}
+		}
+		if g.Rules, w.Rules = nil, nil; !reflect.DeepEqual(g, w) {
+			t.Errorf("the PrometheusRule's group %s (interval, labels ...) differs from %s's", g.Name, rulesFile)
+		}
 	}
 }
 
@@ -550,8 +566,8 @@ func TestHelmChartRules(t *testing.T) {
 		return
 	}
 	t.Errorf("%s differs from %s; copy it with\n"+
-		"  go test ./deploy -run TestHelmChartRules -update-chart-rules\n"+
-		"(from the deploy directory: go test . -run ...) and review the change.", chartRules, rulesFile)
+		"  (cd deploy && go test . -run TestHelmChartRules -update-chart-rules)\n"+
+		"from the repository root, and review the change.", chartRules, rulesFile)
 }
 
 // wholeValues are the maps of values.yaml that README.md lists as one row:
