@@ -15,6 +15,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -24,6 +25,7 @@ import (
 	istionetworkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	istiosecurityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -34,11 +36,12 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/tokencrypt"
 )
 
-// manifests is every object in deploy/kubernetes/ and envoy/istio/,
-// decoded into its API type.
+// manifests is every object in deploy/kubernetes/ and envoy/istio/ (or
+// rendered by the Helm chart), decoded into its API type.
 type manifests struct {
 	namespaces      []*corev1.Namespace
 	serviceAccounts []*corev1.ServiceAccount
@@ -49,6 +52,9 @@ type manifests struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	jobs            []*batchv1.Job
 	networkPolicies []*networkingv1.NetworkPolicy
+	hpas            []*autoscalingv2.HorizontalPodAutoscaler
+	serviceMonitors []*monitoringv1.ServiceMonitor
+	prometheusRules []*monitoringv1.PrometheusRule
 	authzPolicies   []*istiosecurityv1.AuthorizationPolicy
 	peerAuths       []*istiosecurityv1.PeerAuthentication
 	envoyFilters    []*istionetworkingv1alpha3.EnvoyFilter
@@ -59,7 +65,13 @@ type manifests struct {
 // documents splits a multi-document YAML file, dropping empty documents.
 func documents(t *testing.T, path string) [][]byte {
 	t.Helper()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(readFile(t, path))))
+	return splitDocuments(t, path, readFile(t, path))
+}
+
+// splitDocuments splits multi-document YAML, dropping empty documents.
+func splitDocuments(t *testing.T, path string, data []byte) [][]byte {
+	t.Helper()
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs [][]byte
 	for {
 		doc, err := r.Read()
@@ -146,72 +158,93 @@ func loadManifests(t *testing.T) *manifests {
 				m.mesh = append(m.mesh, &mc)
 				continue
 			}
-			var obj metav1.Object
-			switch tm.APIVersion + " " + tm.Kind {
-			case "v1 Namespace":
-				o := &corev1.Namespace{}
-				strict(t, where, doc, o)
-				m.namespaces = append(m.namespaces, o)
-				continue
-			case "v1 ServiceAccount":
-				o := &corev1.ServiceAccount{}
-				strict(t, where, doc, o)
-				m.serviceAccounts, obj = append(m.serviceAccounts, o), o
-			case "v1 ConfigMap":
-				o := &corev1.ConfigMap{}
-				strict(t, where, doc, o)
-				m.configMaps, obj = append(m.configMaps, o), o
-			case "v1 Secret":
-				o := &corev1.Secret{}
-				strict(t, where, doc, o)
-				m.secrets, obj = append(m.secrets, o), o
-			case "v1 Service":
-				o := &corev1.Service{}
-				strict(t, where, doc, o)
-				m.services, obj = append(m.services, o), o
-			case "apps/v1 Deployment":
-				o := &appsv1.Deployment{}
-				strict(t, where, doc, o)
-				m.deployments, obj = append(m.deployments, o), o
-			case "policy/v1 PodDisruptionBudget":
-				o := &policyv1.PodDisruptionBudget{}
-				strict(t, where, doc, o)
-				m.pdbs, obj = append(m.pdbs, o), o
-			case "batch/v1 Job":
-				o := &batchv1.Job{}
-				strict(t, where, doc, o)
-				m.jobs, obj = append(m.jobs, o), o
-			case "networking.k8s.io/v1 NetworkPolicy":
-				o := &networkingv1.NetworkPolicy{}
-				strict(t, where, doc, o)
-				m.networkPolicies, obj = append(m.networkPolicies, o), o
-			case "networking.istio.io/v1alpha3 EnvoyFilter":
-				o := &istionetworkingv1alpha3.EnvoyFilter{}
-				strict(t, where, doc, o)
-				var spec networkingv1alpha3.EnvoyFilter
-				strictSpec(t, where, doc, &spec)
-				m.envoyFilters = append(m.envoyFilters, o)
-			case "security.istio.io/v1 AuthorizationPolicy":
-				o := &istiosecurityv1.AuthorizationPolicy{}
-				strict(t, where, doc, o)
-				var spec securityv1beta1.AuthorizationPolicy
-				strictSpec(t, where, doc, &spec)
-				m.authzPolicies = append(m.authzPolicies, o)
-			case "security.istio.io/v1 PeerAuthentication":
-				o := &istiosecurityv1.PeerAuthentication{}
-				strict(t, where, doc, o)
-				var spec securityv1beta1.PeerAuthentication
-				strictSpec(t, where, doc, &spec)
-				m.peerAuths = append(m.peerAuths, o)
-			default:
-				t.Fatalf("%s: %s %s: no API type known to this test", where, tm.APIVersion, tm.Kind)
-			}
+			obj := m.add(t, where, tm, doc)
 			if obj != nil && kube {
 				m.namespaced = append(m.namespaced, obj)
 			}
 		}
 	}
 	return m
+}
+
+// add decodes one object of a known kind into its API type (unknown fields
+// refused) and files it; it returns the object unless it is a Namespace or
+// an Istio object.
+func (m *manifests) add(t *testing.T, where string, tm metav1.TypeMeta, doc []byte) metav1.Object {
+	t.Helper()
+	var obj metav1.Object
+	switch tm.APIVersion + " " + tm.Kind {
+	case "v1 Namespace":
+		o := &corev1.Namespace{}
+		strict(t, where, doc, o)
+		m.namespaces = append(m.namespaces, o)
+		return nil
+	case "v1 ServiceAccount":
+		o := &corev1.ServiceAccount{}
+		strict(t, where, doc, o)
+		m.serviceAccounts, obj = append(m.serviceAccounts, o), o
+	case "v1 ConfigMap":
+		o := &corev1.ConfigMap{}
+		strict(t, where, doc, o)
+		m.configMaps, obj = append(m.configMaps, o), o
+	case "v1 Secret":
+		o := &corev1.Secret{}
+		strict(t, where, doc, o)
+		m.secrets, obj = append(m.secrets, o), o
+	case "v1 Service":
+		o := &corev1.Service{}
+		strict(t, where, doc, o)
+		m.services, obj = append(m.services, o), o
+	case "apps/v1 Deployment":
+		o := &appsv1.Deployment{}
+		strict(t, where, doc, o)
+		m.deployments, obj = append(m.deployments, o), o
+	case "policy/v1 PodDisruptionBudget":
+		o := &policyv1.PodDisruptionBudget{}
+		strict(t, where, doc, o)
+		m.pdbs, obj = append(m.pdbs, o), o
+	case "batch/v1 Job":
+		o := &batchv1.Job{}
+		strict(t, where, doc, o)
+		m.jobs, obj = append(m.jobs, o), o
+	case "networking.k8s.io/v1 NetworkPolicy":
+		o := &networkingv1.NetworkPolicy{}
+		strict(t, where, doc, o)
+		m.networkPolicies, obj = append(m.networkPolicies, o), o
+	case "networking.istio.io/v1alpha3 EnvoyFilter":
+		o := &istionetworkingv1alpha3.EnvoyFilter{}
+		strict(t, where, doc, o)
+		var spec networkingv1alpha3.EnvoyFilter
+		strictSpec(t, where, doc, &spec)
+		m.envoyFilters = append(m.envoyFilters, o)
+	case "security.istio.io/v1 AuthorizationPolicy":
+		o := &istiosecurityv1.AuthorizationPolicy{}
+		strict(t, where, doc, o)
+		var spec securityv1beta1.AuthorizationPolicy
+		strictSpec(t, where, doc, &spec)
+		m.authzPolicies = append(m.authzPolicies, o)
+	case "security.istio.io/v1 PeerAuthentication":
+		o := &istiosecurityv1.PeerAuthentication{}
+		strict(t, where, doc, o)
+		var spec securityv1beta1.PeerAuthentication
+		strictSpec(t, where, doc, &spec)
+		m.peerAuths = append(m.peerAuths, o)
+	case "autoscaling/v2 HorizontalPodAutoscaler":
+		o := &autoscalingv2.HorizontalPodAutoscaler{}
+		strict(t, where, doc, o)
+		m.hpas, obj = append(m.hpas, o), o
+	case "monitoring.coreos.com/v1 ServiceMonitor":
+		o := &monitoringv1.ServiceMonitor{}
+		strict(t, where, doc, o)
+		m.serviceMonitors, obj = append(m.serviceMonitors, o), o
+	case "monitoring.coreos.com/v1 PrometheusRule":
+		o := &monitoringv1.PrometheusRule{}
+		strict(t, where, doc, o)
+		m.prometheusRules, obj = append(m.prometheusRules, o), o
+	default:
+		t.Fatalf("%s: %s %s: no API type known to this test", where, tm.APIVersion, tm.Kind)
+	}
+	return obj
 }
 
 func one[T any](t *testing.T, what string, items []T) T {
@@ -365,6 +398,66 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 
+	w := checkWorkload(t, m)
+	dep, c, svc, grpcPort := w.dep, w.c, w.svc, w.grpcPort
+	mesh := one(t, "MeshConfigs", m.mesh)
+	custom := checkMesh(t, m, mesh, w)
+
+	// Only mesh peers reach extauthz, and only the enforcing proxies reach
+	// its gRPC port.
+	podLabels := labels.Set(dep.Spec.Template.Labels)
+	pa := one(t, "PeerAuthentications", m.peerAuths)
+	if pa.Namespace != ns.Name || !labels.SelectorFromSet(pa.Spec.GetSelector().GetMatchLabels()).Matches(podLabels) ||
+		pa.Spec.GetMtls().GetMode() != securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+		t.Error("a STRICT PeerAuthentication must select extauthz's pods")
+	}
+	if m := pa.Spec.GetPortLevelMtls()[uint32(grpcPort.Port)]; m != nil && m.GetMode() != securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
+		t.Error("the gRPC port must stay STRICT")
+	}
+	var allow bool
+	for _, ap := range m.authzPolicies {
+		if ap.Namespace != ns.Name || ap.Spec.GetAction() != securityv1beta1.AuthorizationPolicy_ALLOW ||
+			!labels.SelectorFromSet(ap.Spec.GetSelector().GetMatchLabels()).Matches(podLabels) {
+			continue
+		}
+		allow = true
+		for _, r := range ap.Spec.GetRules() {
+			grpcRule := len(r.GetTo()) == 0 // a rule without "to" matches every port
+			for _, to := range r.GetTo() {
+				grpcRule = grpcRule || slices.Contains(to.GetOperation().GetPorts(), strconv.Itoa(int(grpcPort.Port))) || len(to.GetOperation().GetPorts()) == 0
+			}
+			if grpcRule && (len(r.GetFrom()) == 0 || len(r.GetFrom()[0].GetSource().GetPrincipals()) == 0) {
+				t.Errorf("ALLOW rule %v lets any caller reach the gRPC port", r)
+			}
+		}
+	}
+	if !allow {
+		t.Error("no ALLOW AuthorizationPolicy restricts who may call extauthz")
+	}
+
+	checkHeaderUnderscores(t, m, mesh)
+	checkNetworkPolicy(t, m, map[netPeer]bool{
+		{gatewayNamespace, labels.Set(gatewayLabels).String()}:                              true,
+		{custom.Namespace, labels.Set(custom.Spec.GetSelector().GetMatchLabels()).String()}: true,
+	}, svc, c)
+}
+
+// workload is what checkWorkload found: the Deployment, its extauthz
+// container, the configuration it loads, the Service and its gRPC port.
+type workload struct {
+	cfg      *config.Config
+	dep      *appsv1.Deployment
+	c        corev1.Container
+	svc      *corev1.Service
+	grpcPort corev1.ServicePort
+}
+
+// checkWorkload checks the Deployment, the configuration it loads (with the
+// environment its Secrets give it), the Service, the PodDisruptionBudget
+// and the migration Job of a set of manifests, as deploy/kubernetes/ and
+// the Helm chart's rendering hold them.
+func checkWorkload(t *testing.T, m *manifests) workload {
+	t.Helper()
 	// The configuration, parsed as serve parses it, with the environment
 	// the Deployment gives it.
 	dep := one(t, "Deployments", m.deployments)
@@ -440,7 +533,18 @@ func TestKubernetes(t *testing.T) {
 		}
 	}
 	checkHardened(t, "Deployment "+dep.Name, pod, c)
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 {
+	// With a HorizontalPodAutoscaler its minReplicas is the floor, and the
+	// Deployment must not set replicas (every apply would reset them).
+	replicas := dep.Spec.Replicas
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == dep.Name {
+			if dep.Spec.Replicas != nil {
+				t.Error("the Deployment sets replicas and a HorizontalPodAutoscaler scales it: every upgrade would reset the replicas")
+			}
+			replicas = h.Spec.MinReplicas
+		}
+	}
+	if replicas == nil || *replicas < 2 {
 		t.Error("run at least 2 replicas: the PodDisruptionBudget and rolling updates need one to stay")
 	}
 	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
@@ -484,7 +588,7 @@ func TestKubernetes(t *testing.T) {
 			t.Error("maxUnavailable 0 blocks every node drain")
 		}
 	case pdb.Spec.MinAvailable != nil:
-		if pdb.Spec.MinAvailable.IntValue() >= int(*dep.Spec.Replicas) {
+		if replicas != nil && pdb.Spec.MinAvailable.IntValue() >= int(*replicas) {
 			t.Error("minAvailable >= replicas blocks every node drain")
 		}
 	default:
@@ -514,10 +618,15 @@ func TestKubernetes(t *testing.T) {
 		t.Error("the Job's pod must not get an Istio sidecar (the Job would never complete)")
 	}
 	checkHardened(t, "Job "+job.Name, jpod, jc)
+	return workload{cfg: cfg, dep: dep, c: c, svc: svc, grpcPort: grpcPort}
+}
 
-	// Istio: the extension provider reaches the Service's gRPC port, with a
-	// time-out above a refresh, 503 on error, and fail closed.
-	mesh := one(t, "MeshConfigs", m.mesh)
+// checkMesh checks Istio's extension provider (it reaches the Service's
+// gRPC port, with a time-out above a refresh, 503 on error, and fails
+// closed) and returns the CUSTOM AuthorizationPolicy that names it.
+func checkMesh(t *testing.T, m *manifests, mesh *meshv1alpha1.MeshConfig, w workload) *istiosecurityv1.AuthorizationPolicy {
+	t.Helper()
+	cfg, svc, grpcPort := w.cfg, w.svc, w.grpcPort
 	switch n := mesh.GetPathNormalization().GetNormalization(); n {
 	case meshv1alpha1.MeshConfig_ProxyPathNormalization_MERGE_SLASHES, meshv1alpha1.MeshConfig_ProxyPathNormalization_DECODE_AND_MERGE_SLASHES:
 	default:
@@ -579,41 +688,7 @@ func TestKubernetes(t *testing.T) {
 			t.Errorf("CUSTOM rule %v restricts by source or condition: other requests are never checked", r)
 		}
 	}
-
-	// Only mesh peers reach extauthz, and only the enforcing proxies reach
-	// its gRPC port.
-	podLabels := labels.Set(dep.Spec.Template.Labels)
-	pa := one(t, "PeerAuthentications", m.peerAuths)
-	if pa.Namespace != ns.Name || !labels.SelectorFromSet(pa.Spec.GetSelector().GetMatchLabels()).Matches(podLabels) ||
-		pa.Spec.GetMtls().GetMode() != securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
-		t.Error("a STRICT PeerAuthentication must select extauthz's pods")
-	}
-	if m := pa.Spec.GetPortLevelMtls()[uint32(grpcPort.Port)]; m != nil && m.GetMode() != securityv1beta1.PeerAuthentication_MutualTLS_STRICT {
-		t.Error("the gRPC port must stay STRICT")
-	}
-	var allow bool
-	for _, ap := range m.authzPolicies {
-		if ap.Namespace != ns.Name || ap.Spec.GetAction() != securityv1beta1.AuthorizationPolicy_ALLOW ||
-			!labels.SelectorFromSet(ap.Spec.GetSelector().GetMatchLabels()).Matches(podLabels) {
-			continue
-		}
-		allow = true
-		for _, r := range ap.Spec.GetRules() {
-			grpcRule := len(r.GetTo()) == 0 // a rule without "to" matches every port
-			for _, to := range r.GetTo() {
-				grpcRule = grpcRule || slices.Contains(to.GetOperation().GetPorts(), strconv.Itoa(int(grpcPort.Port))) || len(to.GetOperation().GetPorts()) == 0
-			}
-			if grpcRule && (len(r.GetFrom()) == 0 || len(r.GetFrom()[0].GetSource().GetPrincipals()) == 0) {
-				t.Errorf("ALLOW rule %v lets any caller reach the gRPC port", r)
-			}
-		}
-	}
-	if !allow {
-		t.Error("no ALLOW AuthorizationPolicy restricts who may call extauthz")
-	}
-
-	checkHeaderUnderscores(t, m, mesh)
-	checkNetworkPolicy(t, m, custom, svc, c)
+	return custom
 }
 
 // gatewayNamespace and gatewayLabels identify the Istio ingress gateway's
@@ -668,10 +743,13 @@ func checkHeaderUnderscores(t *testing.T, m *manifests, mesh *meshv1alpha1.MeshC
 	}
 }
 
+// netPeer is a NetworkPolicy peer: a namespace name and a pod label selector.
+type netPeer struct{ namespace, labels string }
+
 // checkNetworkPolicy: extauthz's pods admit the gRPC port only from the
-// pods that enforce the CUSTOM policy and from the gateway, and the metrics
-// port only from the monitoring namespace.
-func checkNetworkPolicy(t *testing.T, m *manifests, custom *istiosecurityv1.AuthorizationPolicy, svc *corev1.Service, c corev1.Container) {
+// peers in want (the pods that enforce the CUSTOM policy, the gateway), and
+// the metrics port only from the monitoring namespace.
+func checkNetworkPolicy(t *testing.T, m *manifests, want map[netPeer]bool, svc *corev1.Service, c corev1.Container) {
 	t.Helper()
 	dep := one(t, "Deployments", m.deployments)
 	np := one(t, "NetworkPolicies", m.networkPolicies)
@@ -698,12 +776,7 @@ func checkNetworkPolicy(t *testing.T, m *manifests, custom *istiosecurityv1.Auth
 			t.Errorf("Service port %s does not reach the container port the NetworkPolicy admits", sp.Name)
 		}
 	}
-	type peer struct{ namespace, labels string }
-	want := map[peer]bool{
-		{gatewayNamespace, labels.Set(gatewayLabels).String()}:                              true,
-		{custom.Namespace, labels.Set(custom.Spec.GetSelector().GetMatchLabels()).String()}: true,
-	}
-	grpcPeers := map[peer]bool{}
+	grpcPeers := map[netPeer]bool{}
 	var metricsRule bool
 	for i, r := range np.Spec.Ingress {
 		if len(r.From) == 0 || len(r.Ports) == 0 {
@@ -728,7 +801,7 @@ func checkNetworkPolicy(t *testing.T, m *manifests, custom *istiosecurityv1.Auth
 					t.Errorf("ingress rule %d lets every pod of namespace %q reach the gRPC port", i, ns)
 					continue
 				}
-				grpcPeers[peer{ns, labels.Set(f.PodSelector.MatchLabels).String()}] = true
+				grpcPeers[netPeer{ns, labels.Set(f.PodSelector.MatchLabels).String()}] = true
 			}
 			if slices.Contains(ports, metrics) {
 				metricsRule = true
