@@ -72,6 +72,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/intern"
 	"github.com/extauthz/extauthz/internal/lru"
 	"github.com/extauthz/extauthz/store"
 )
@@ -140,7 +141,16 @@ type Store struct {
 	pruneAt int
 
 	hits, misses, bypassed, stale atomic.Uint64
+
+	// strs holds the strings that many rows hold alike (provider names,
+	// token types, client IDs), so that each cached row holds only what is
+	// its own.
+	strs intern.Strings
 }
+
+// internLimit bounds the pool of shared strings: beyond it, strings are
+// cached unshared, as read.
+const internLimit = 4096
 
 // stripeSet is a shard's stripes, which move on at every invalidation of a
 // session that hashes to them; a read that saw its stripe move does not
@@ -172,7 +182,8 @@ func New(inner store.Store, o Options) *Store {
 		panic("cached: Size must be positive")
 	}
 	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now(),
-		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0)}
+		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0),
+		strs: intern.NewStrings(internLimit)}
 	if s.maxAge <= 0 {
 		s.maxAge = DefaultMaxAge
 	}
@@ -415,6 +426,19 @@ func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
 	return until
 }
 
+// share makes r, a row of sessionID about to be cached, hold the strings it
+// has in common with other cached rows rather than copies of its own: the
+// session ID of the cache's key, and the pool's provider name, token type
+// and client ID. The row's content does not change.
+func (s *Store) share(r *store.Row, sessionID string) {
+	if r.SessionID == sessionID {
+		r.SessionID = sessionID
+	}
+	r.Provider = s.strs.String(r.Provider)
+	r.TokenType = s.strs.String(r.TokenType)
+	r.ClientID = s.strs.String(r.ClientID)
+}
+
 // find returns the index of provider's row in rows, or -1.
 func find(rows []store.Row, provider string) int {
 	for i := range rows {
@@ -458,6 +482,7 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 	r, err := s.inner.Get(ctx, sessionID, provider)
 	switch {
 	case err == nil:
+		s.share(&r, sessionID)
 		s.store(sessionID, st, func(cur *entry) *entry {
 			e := &entry{until: s.validUntil(&r, now)}
 			if cur != nil {
@@ -531,6 +556,7 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	}
 	e = &entry{rows: slices.Clone(rows), complete: true, until: now.Add(s.maxAge)}
 	for i := range e.rows {
+		s.share(&e.rows[i], sessionID)
 		if t := s.validUntil(&e.rows[i], now); t.Before(e.until) {
 			e.until = t
 		}
