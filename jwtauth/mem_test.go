@@ -52,9 +52,9 @@ func TestCachedTokensShareOnlyEqualScopes(t *testing.T) {
 // the cache's entries change.
 func TestCacheMemoryPerToken(t *testing.T) {
 	if testing.Short() {
-		t.Skip("signs and verifies 5000 tokens")
+		t.Skip("signs and verifies 1000 tokens")
 	}
-	const n = 5000
+	const n = 1000
 	clock := newClock()
 	k := newKey(t, jose.ES256, "k1")
 	v := newCachedVerifier(t, clock, n, staticSet(t, k.public()))

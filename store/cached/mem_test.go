@@ -31,7 +31,7 @@ func (f fresh) Get(ctx context.Context, sessionID, provider string) (store.Row, 
 // about the figure, which depends on the Go version: it is there to be read
 // when the cache's entries change.
 func TestCacheMemoryPerSession(t *testing.T) {
-	const n = 20000
+	const n = 5000
 	inner := memory.New()
 	ctx := context.Background()
 	exp := time.Now().Add(time.Hour)
