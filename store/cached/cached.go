@@ -133,11 +133,11 @@ type Store struct {
 	notifyKey atomic.Pointer[[]byte]
 	// tagStripes move on at every invalidation by a tag in them.
 	tagStripes [tagStripes]atomic.Uint64
-	// index finds the session of a tag. It holds the tag of every cached
-	// entry, entered before the entry is stored, and stale tags (of entries
-	// since evicted or invalidated) until prune drops them.
+	// index finds the session of a tag by its tagKey. It holds the key of
+	// every cached entry, entered before the entry is stored, and stale keys
+	// (of entries since evicted or invalidated) until prune drops them.
 	indexMu sync.Mutex
-	index   map[store.Tag]string
+	index   map[tagKey]string
 	pruneAt int
 
 	hits, misses, bypassed, stale atomic.Uint64
@@ -163,14 +163,24 @@ type entry struct {
 	absent   []string    // providers known to have no row (when !complete)
 	complete bool        // rows are every row of the session
 	until    time.Time   // served while now is before it
-	tag      store.Tag   // the session's tag when it was stored
+	tag      tagKey      // the session's tag when it was stored
 }
+
+// tagKey is the first 8 bytes of a tag, which is all the index keeps of it.
+// Two cached sessions never share a key in the index: a session whose key
+// the index holds for another is not cached (see enter), a case that tags,
+// keyed hashes, make as good as impossible. An invalidation by a tag of
+// another session with the same key invalidates one session too many,
+// which is harmless.
+type tagKey uint64
+
+func keyOf(tag store.Tag) tagKey { return tagKey(binary.LittleEndian.Uint64(tag[:8])) }
 
 // stamp is what a read records before it goes to the inner store, to tell
 // whether its session was invalidated meanwhile.
 type stamp struct {
 	epoch, stripe, tagStripe uint64
-	tag                      store.Tag
+	tag                      tagKey
 }
 
 var _ store.Store = (*Store)(nil)
@@ -182,7 +192,7 @@ func New(inner store.Store, o Options) *Store {
 		panic("cached: Size must be positive")
 	}
 	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now(),
-		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0),
+		index: map[tagKey]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0),
 		strs: intern.NewStrings(internLimit)}
 	if s.maxAge <= 0 {
 		s.maxAge = DefaultMaxAge
@@ -250,33 +260,38 @@ func (s *Store) tagOf(sessionID string) store.Tag {
 	return store.NotifyTag(key, sessionID)
 }
 
-func tagStripe(tag store.Tag) int {
-	return int(binary.LittleEndian.Uint16(tag[:2]) % tagStripes)
-}
+func tagStripe(k tagKey) int { return int(uint16(k) % tagStripes) }
 
 // InvalidateTag forgets the cached rows of the session whose tag is tag,
 // and keeps a read of it in flight from storing what it read.
 func (s *Store) InvalidateTag(tag store.Tag) {
 	// The stripe moves on before the index is looked at: a read that
 	// entered its tag after this look-up sees the stripe moved.
-	s.tagStripes[tagStripe(tag)].Add(1)
+	k := keyOf(tag)
+	s.tagStripes[tagStripe(k)].Add(1)
 	s.indexMu.Lock()
-	sessionID, ok := s.index[tag]
-	delete(s.index, tag)
+	sessionID, ok := s.index[k]
+	delete(s.index, k)
 	s.indexMu.Unlock()
 	if ok {
 		s.Invalidate(sessionID, "")
 	}
 }
 
-// enter records that sessionID has tag, before an entry with it is stored.
-func (s *Store) enter(tag store.Tag, sessionID string) {
+// enter records that sessionID has the tag of key k, before an entry with
+// it is stored. It reports false, and records nothing, when the index holds
+// k for another session: the entry must then not be stored.
+func (s *Store) enter(k tagKey, sessionID string) bool {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
-	s.index[tag] = sessionID
+	if other, ok := s.index[k]; ok && other != sessionID {
+		return false
+	}
+	s.index[k] = sessionID
 	if len(s.index) > s.pruneAt {
 		s.prune()
 	}
+	return true
 }
 
 // prune drops the index's tags whose session is no longer cached, with
@@ -284,21 +299,21 @@ func (s *Store) enter(tag store.Tag, sessionID string) {
 // for: a read that entered the tag but has not stored its entry yet then
 // stores nothing, so no entry is ever left without its tag.
 func (s *Store) prune() {
-	for tag, sessionID := range s.index {
-		s.tagStripes[tagStripe(tag)].Add(1)
+	for k, sessionID := range s.index {
+		s.tagStripes[tagStripe(k)].Add(1)
 		sh, _ := s.locate(sessionID)
 		sh.Lock()
 		e, ok := sh.Peek(sessionID)
 		sh.Unlock()
-		if !ok || e.tag != tag {
-			delete(s.index, tag)
+		if !ok || e.tag != k {
+			delete(s.index, k)
 		}
 	}
 }
 
 // tagged completes the stamp of a read that missed with its session's tag.
 func (s *Store) tagged(st stamp, sessionID string) stamp {
-	st.tag = s.tagOf(sessionID)
+	st.tag = keyOf(s.tagOf(sessionID))
 	st.tagStripe = s.tagStripes[tagStripe(st.tag)].Load()
 	return st
 }
@@ -366,7 +381,9 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	// The tag is entered before the entry is stored, and the stripes are
 	// checked after: an invalidation by tag either finds the tag or has
 	// moved the stripe on by the time it is checked.
-	s.enter(st.tag, sessionID)
+	if !s.enter(st.tag, sessionID) {
+		return
+	}
 	now := s.now()
 	sh, stripe := s.locate(sessionID)
 	sh.Lock()
