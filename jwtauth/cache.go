@@ -9,8 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"slices"
-	"time"
+	"strconv"
+	"strings"
 
+	"github.com/extauthz/extauthz/internal/intern"
 	"github.com/extauthz/extauthz/internal/lru"
 )
 
@@ -26,23 +28,34 @@ import (
 // sessions, each calling now and then) then missed on every look-up in
 // those shards: with 10 000 sessions and the default size of 10 000, half
 // of bench/run's hot-path Checks paid the ES256 check.
+//
+// The values that many tokens hold alike (client IDs, scope lists, key IDs
+// and algorithms) are interned, so that each cached token holds only what is
+// its own: its subject and session ID.
 type tokenCache struct {
 	lru *lru.Sharded[[sha256.Size]byte, *verified]
+	// strs holds the shared strings, scopes the shared scope lists, keyed
+	// by their space-joined scopes.
+	strs   intern.Strings
+	scopes *intern.Pool[[]string]
 }
 
-// verified is a cache entry: a token's claims, how long Verify would go on
-// accepting it, and the key that verified its signature.
+// verified is a cache entry: a token's claims and the key that verified its
+// signature. Verify accepts the token while now is before the claims'
+// ExpiresAt plus the leeway.
 type verified struct {
-	claims Claims
-	// until is exp plus the leeway: Verify accepts the token while now is
-	// before it.
-	until    time.Time
+	claims   Claims
 	kid, alg string
 	key      crypto.PublicKey
 }
 
+// internLimit bounds each of a cache's pools of shared values: beyond it,
+// values are stored unshared, as they come.
+const internLimit = 4096
+
 func newTokenCache(size int) *tokenCache {
-	return &tokenCache{lru: lru.NewSharded[[sha256.Size]byte, *verified](size)}
+	return &tokenCache{lru: lru.NewSharded[[sha256.Size]byte, *verified](size),
+		strs: intern.NewStrings(internLimit), scopes: intern.New[[]string](internLimit)}
 }
 
 func (c *tokenCache) shard(key *[sha256.Size]byte) *lru.Shard[[sha256.Size]byte, *verified] {
@@ -84,7 +97,7 @@ func (v *Verifier) cached(ctx context.Context, key *[sha256.Size]byte) (Claims, 
 	if e == nil {
 		return Claims{}, false
 	}
-	if !v.now().Before(e.until) {
+	if !v.now().Before(e.claims.ExpiresAt.Add(v.leeway)) {
 		v.cache.remove(key)
 		return Claims{}, false
 	}
@@ -101,10 +114,27 @@ func (v *Verifier) cached(ctx context.Context, key *[sha256.Size]byte) (Claims, 
 // remember caches the claims of a token that has just been verified with
 // key.
 func (v *Verifier) remember(key *[sha256.Size]byte, c Claims, kid, alg string, pub crypto.PublicKey) {
-	// Full capacity: an append by a caller cannot write into the cached
-	// array.
-	c.Scopes = slices.Clip(c.Scopes)
-	v.cache.add(key, &verified{claims: c, until: c.ExpiresAt.Add(v.leeway), kid: kid, alg: alg, key: pub})
+	tc := v.cache
+	c.ClientID = tc.strs.String(c.ClientID)
+	if c.Scopes != nil {
+		// Full capacity: an append by a caller cannot write into the
+		// cached (and shared) array.
+		c.Scopes = tc.scopes.Value(scopesKey(c.Scopes), slices.Clip(c.Scopes))
+	}
+	tc.add(key, &verified{claims: c, kid: tc.strs.String(kid), alg: tc.strs.String(alg), key: pub})
+}
+
+// scopesKey returns a key that tells scope lists apart: each scope with its
+// length before it (a scope from an "scp" array may contain any character,
+// a space included, so joining them would make ["a b"] and ["a", "b"] one).
+func scopesKey(scopes []string) string {
+	var b strings.Builder
+	for _, s := range scopes {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	return b.String()
 }
 
 // tokenKey returns the SHA-256 of raw. It feeds the hash through a buffer

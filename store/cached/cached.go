@@ -72,6 +72,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/intern"
 	"github.com/extauthz/extauthz/internal/lru"
 	"github.com/extauthz/extauthz/store"
 )
@@ -132,15 +133,24 @@ type Store struct {
 	notifyKey atomic.Pointer[[]byte]
 	// tagStripes move on at every invalidation by a tag in them.
 	tagStripes [tagStripes]atomic.Uint64
-	// index finds the session of a tag. It holds the tag of every cached
-	// entry, entered before the entry is stored, and stale tags (of entries
-	// since evicted or invalidated) until prune drops them.
+	// index finds the session of a tag by its tagKey. It holds the key of
+	// every cached entry, entered before the entry is stored, and stale keys
+	// (of entries since evicted or invalidated) until prune drops them.
 	indexMu sync.Mutex
-	index   map[store.Tag]string
+	index   map[tagKey]string
 	pruneAt int
 
 	hits, misses, bypassed, stale atomic.Uint64
+
+	// strs holds the strings that many rows hold alike (provider names,
+	// token types, client IDs), so that each cached row holds only what is
+	// its own.
+	strs intern.Strings
 }
+
+// internLimit bounds the pool of shared strings: beyond it, strings are
+// cached unshared, as read.
+const internLimit = 4096
 
 // stripeSet is a shard's stripes, which move on at every invalidation of a
 // session that hashes to them; a read that saw its stripe move does not
@@ -153,14 +163,24 @@ type entry struct {
 	absent   []string    // providers known to have no row (when !complete)
 	complete bool        // rows are every row of the session
 	until    time.Time   // served while now is before it
-	tag      store.Tag   // the session's tag when it was stored
+	tag      tagKey      // the session's tag when it was stored
 }
+
+// tagKey is the first 8 bytes of a tag, which is all the index keeps of it.
+// Two cached sessions never share a key in the index: a session whose key
+// the index holds for another is not cached (see enter), a case that tags,
+// keyed hashes, make as good as impossible. An invalidation by a tag of
+// another session with the same key invalidates one session too many,
+// which is harmless.
+type tagKey uint64
+
+func keyOf(tag store.Tag) tagKey { return tagKey(binary.LittleEndian.Uint64(tag[:8])) }
 
 // stamp is what a read records before it goes to the inner store, to tell
 // whether its session was invalidated meanwhile.
 type stamp struct {
 	epoch, stripe, tagStripe uint64
-	tag                      store.Tag
+	tag                      tagKey
 }
 
 var _ store.Store = (*Store)(nil)
@@ -172,7 +192,8 @@ func New(inner store.Store, o Options) *Store {
 		panic("cached: Size must be positive")
 	}
 	s := &Store{inner: inner, skew: o.Skew, maxAge: o.MaxAge, now: o.Now, seed: maphash.MakeSeed(), base: time.Now(),
-		index: map[store.Tag]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0)}
+		index: map[tagKey]string{}, pruneAt: 2*o.Size + 1024, staleIfError: max(o.StaleIfError, 0),
+		strs: intern.NewStrings(internLimit)}
 	if s.maxAge <= 0 {
 		s.maxAge = DefaultMaxAge
 	}
@@ -239,33 +260,38 @@ func (s *Store) tagOf(sessionID string) store.Tag {
 	return store.NotifyTag(key, sessionID)
 }
 
-func tagStripe(tag store.Tag) int {
-	return int(binary.LittleEndian.Uint16(tag[:2]) % tagStripes)
-}
+func tagStripe(k tagKey) int { return int(uint16(k) % tagStripes) }
 
 // InvalidateTag forgets the cached rows of the session whose tag is tag,
 // and keeps a read of it in flight from storing what it read.
 func (s *Store) InvalidateTag(tag store.Tag) {
 	// The stripe moves on before the index is looked at: a read that
 	// entered its tag after this look-up sees the stripe moved.
-	s.tagStripes[tagStripe(tag)].Add(1)
+	k := keyOf(tag)
+	s.tagStripes[tagStripe(k)].Add(1)
 	s.indexMu.Lock()
-	sessionID, ok := s.index[tag]
-	delete(s.index, tag)
+	sessionID, ok := s.index[k]
+	delete(s.index, k)
 	s.indexMu.Unlock()
 	if ok {
 		s.Invalidate(sessionID, "")
 	}
 }
 
-// enter records that sessionID has tag, before an entry with it is stored.
-func (s *Store) enter(tag store.Tag, sessionID string) {
+// enter records that sessionID has the tag of key k, before an entry with
+// it is stored. It reports false, and records nothing, when the index holds
+// k for another session: the entry must then not be stored.
+func (s *Store) enter(k tagKey, sessionID string) bool {
 	s.indexMu.Lock()
 	defer s.indexMu.Unlock()
-	s.index[tag] = sessionID
+	if other, ok := s.index[k]; ok && other != sessionID {
+		return false
+	}
+	s.index[k] = sessionID
 	if len(s.index) > s.pruneAt {
 		s.prune()
 	}
+	return true
 }
 
 // prune drops the index's tags whose session is no longer cached, with
@@ -273,21 +299,21 @@ func (s *Store) enter(tag store.Tag, sessionID string) {
 // for: a read that entered the tag but has not stored its entry yet then
 // stores nothing, so no entry is ever left without its tag.
 func (s *Store) prune() {
-	for tag, sessionID := range s.index {
-		s.tagStripes[tagStripe(tag)].Add(1)
+	for k, sessionID := range s.index {
+		s.tagStripes[tagStripe(k)].Add(1)
 		sh, _ := s.locate(sessionID)
 		sh.Lock()
 		e, ok := sh.Peek(sessionID)
 		sh.Unlock()
-		if !ok || e.tag != tag {
-			delete(s.index, tag)
+		if !ok || e.tag != k {
+			delete(s.index, k)
 		}
 	}
 }
 
 // tagged completes the stamp of a read that missed with its session's tag.
 func (s *Store) tagged(st stamp, sessionID string) stamp {
-	st.tag = s.tagOf(sessionID)
+	st.tag = keyOf(s.tagOf(sessionID))
 	st.tagStripe = s.tagStripes[tagStripe(st.tag)].Load()
 	return st
 }
@@ -355,7 +381,9 @@ func (s *Store) store(sessionID string, st stamp, merge func(cur *entry) *entry)
 	// The tag is entered before the entry is stored, and the stripes are
 	// checked after: an invalidation by tag either finds the tag or has
 	// moved the stripe on by the time it is checked.
-	s.enter(st.tag, sessionID)
+	if !s.enter(st.tag, sessionID) {
+		return
+	}
 	now := s.now()
 	sh, stripe := s.locate(sessionID)
 	sh.Lock()
@@ -415,6 +443,19 @@ func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
 	return until
 }
 
+// share makes r, a row of sessionID about to be cached, hold the strings it
+// has in common with other cached rows rather than copies of its own: the
+// session ID of the cache's key, and the pool's provider name, token type
+// and client ID. The row's content does not change.
+func (s *Store) share(r *store.Row, sessionID string) {
+	if r.SessionID == sessionID {
+		r.SessionID = sessionID
+	}
+	r.Provider = s.strs.String(r.Provider)
+	r.TokenType = s.strs.String(r.TokenType)
+	r.ClientID = s.strs.String(r.ClientID)
+}
+
 // find returns the index of provider's row in rows, or -1.
 func find(rows []store.Row, provider string) int {
 	for i := range rows {
@@ -458,6 +499,7 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 	r, err := s.inner.Get(ctx, sessionID, provider)
 	switch {
 	case err == nil:
+		s.share(&r, sessionID)
 		s.store(sessionID, st, func(cur *entry) *entry {
 			e := &entry{until: s.validUntil(&r, now)}
 			if cur != nil {
@@ -531,6 +573,7 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	}
 	e = &entry{rows: slices.Clone(rows), complete: true, until: now.Add(s.maxAge)}
 	for i := range e.rows {
+		s.share(&e.rows[i], sessionID)
 		if t := s.validUntil(&e.rows[i], now); t.Before(e.until) {
 			e.until = t
 		}
