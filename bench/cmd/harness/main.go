@@ -63,23 +63,25 @@ const (
 )
 
 type options struct {
-	rounds      int
-	concurrency int
-	requests    int
-	sessions    int
-	warmup      int
-	connections int
-	latency     time.Duration
-	verify      int
-	scenarios   string
-	out         string
-	bin         string
-	ghz         string
-	nginx       string
-	databaseURL string
-	settle      time.Duration
-	keep        bool
-	plots       string
+	// serveMemLimit is GOMEMLIMIT for the extauthz serve processes ("": none).
+	serveMemLimit string
+	rounds        int
+	concurrency   int
+	requests      int
+	sessions      int
+	warmup        int
+	connections   int
+	latency       time.Duration
+	verify        int
+	scenarios     string
+	out           string
+	bin           string
+	ghz           string
+	nginx         string
+	databaseURL   string
+	settle        time.Duration
+	keep          bool
+	plots         string
 
 	retries         int
 	maxInterference float64
@@ -117,6 +119,7 @@ func main() {
 	flag.IntVar(&o.scale.writers, "scale-writers", 4, "scale: PutBatch calls in flight when writing the sessions")
 	flag.DurationVar(&o.scale.spread, "scale-spread", time.Hour, "scale: the active sessions' tokens expire evenly over this, for refresh ahead")
 	flag.DurationVar(&o.scale.observe, "scale-observe", 3*time.Minute, "scale: how long the load runs while refresh ahead redeems the tokens coming due")
+	flag.StringVar(&o.serveMemLimit, "serve-gomemlimit", "", "GOMEMLIMIT for the extauthz serve processes only (e.g. 200MiB, as deploy/kubernetes sets it); empty: the Go default, no limit")
 	printFile := flag.String("print", "", "print the table of a results JSON file written earlier, and exit")
 	flag.Parse()
 	if *printFile != "" {
@@ -659,7 +662,12 @@ func (h *harness) startServe(ctx context.Context, name string, round int) (*proc
 // serve starts extauthz serve with the configuration at path, whose gRPC
 // listener is addr, and waits until it is serving.
 func (h *harness) serve(ctx context.Context, name string, round int, addr, path string) (*process, error) {
-	return startProcess(ctx, addr, filepath.Join(h.logs, fmt.Sprintf("%s-%d.log", name, round)), h.extauthz, "serve", "--config", path)
+	cmd := exec.Command(h.extauthz, "serve", "--config", path)
+	cmd.Env = serverEnv()
+	if h.o.serveMemLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+h.o.serveMemLimit)
+	}
+	return startCommand(ctx, cmd, addr, filepath.Join(h.logs, fmt.Sprintf("%s-%d.log", name, round)))
 }
 
 // serveConfig writes the configuration of an extauthz serve run: gRPC on
@@ -857,6 +865,8 @@ type params struct {
 	// MaxInterference is the CPU, in cores, other processes could take
 	// during a run before it was repeated.
 	MaxInterference float64 `json:"max_interference_cores"`
+	// ServeMemLimit is the GOMEMLIMIT extauthz serve ran with ("": none).
+	ServeMemLimit string `json:"serve_gomemlimit,omitempty"`
 }
 
 type ratios struct {
@@ -904,7 +914,7 @@ func (h *harness) report(ctx context.Context, started time.Time, scen []string, 
 			Rounds: h.o.rounds, Concurrency: h.o.concurrency, Requests: h.o.requests, Sessions: h.o.sessions,
 			Warmup: h.o.warmup, Connections: h.o.connections, TokenLatency: h.o.latency.String(), StormRepeat: h.stormK,
 			DatabaseLocal: h.db != nil && h.db.cluster != nil, SettleSeconds: h.o.settle.Seconds(),
-			Retries: h.o.retries, MaxInterference: h.o.maxInterference,
+			Retries: h.o.retries, MaxInterference: h.o.maxInterference, ServeMemLimit: h.o.serveMemLimit,
 		},
 		DurationSec: math.Round(time.Since(started).Seconds()),
 	}
@@ -999,6 +1009,9 @@ func printReport(w io.Writer, rep report) {
 	p := rep.Params
 	fmt.Fprintf(w, "concurrency %d, %d requests per run over %d sessions, %d connection(s), warm-up %d, median of %d rounds (by req/s), token endpoint latency %s\n\n",
 		p.Concurrency, p.Requests, p.Sessions, p.Connections, p.Warmup, p.Rounds, p.TokenLatency)
+	if p.ServeMemLimit != "" {
+		fmt.Fprintf(w, "extauthz serve ran with GOMEMLIMIT=%s\n", p.ServeMemLimit)
+	}
 	if len(rep.Order) > 0 {
 		printRounds(w, rep)
 	}

@@ -41,6 +41,12 @@ func freeAddr() (string, error) {
 func startProcess(ctx context.Context, addr, logPath, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = serverEnv()
+	return startCommand(ctx, cmd, addr, logPath)
+}
+
+// startCommand runs cmd, its output going to logPath, and waits until the
+// gRPC health service at addr answers SERVING.
+func startCommand(ctx context.Context, cmd *exec.Cmd, addr, logPath string) (*process, error) {
 	return launch(ctx, cmd, addr, logPath, func(ctx context.Context, p *process) error {
 		return p.waitServing(ctx, startTimeout)
 	}, nil)
