@@ -130,6 +130,11 @@ func decodeRelease(t *testing.T, rel *releasev1.Release) *chartObjects {
 	for _, h := range rel.Hooks {
 		decode(h.Path, h.Manifest, false)
 	}
+	listed := slices.Sorted(maps.Keys(co.regular))
+	for _, h := range rel.Hooks {
+		listed = append(listed, fmt.Sprintf("%s/%s (hook %v, weight %d)", h.Kind, h.Name, h.Events, h.Weight))
+	}
+	t.Logf("rendered: %s", strings.Join(listed, ", "))
 	return co
 }
 
