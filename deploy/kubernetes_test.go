@@ -175,76 +175,59 @@ func (m *manifests) add(t *testing.T, where string, tm metav1.TypeMeta, doc []by
 	var obj metav1.Object
 	switch tm.APIVersion + " " + tm.Kind {
 	case "v1 Namespace":
-		o := &corev1.Namespace{}
-		strict(t, where, doc, o)
-		m.namespaces = append(m.namespaces, o)
+		file(t, where, doc, &m.namespaces)
 		return nil
 	case "v1 ServiceAccount":
-		o := &corev1.ServiceAccount{}
-		strict(t, where, doc, o)
-		m.serviceAccounts, obj = append(m.serviceAccounts, o), o
+		obj = file(t, where, doc, &m.serviceAccounts)
 	case "v1 ConfigMap":
-		o := &corev1.ConfigMap{}
-		strict(t, where, doc, o)
-		m.configMaps, obj = append(m.configMaps, o), o
+		obj = file(t, where, doc, &m.configMaps)
 	case "v1 Secret":
-		o := &corev1.Secret{}
-		strict(t, where, doc, o)
-		m.secrets, obj = append(m.secrets, o), o
+		obj = file(t, where, doc, &m.secrets)
 	case "v1 Service":
-		o := &corev1.Service{}
-		strict(t, where, doc, o)
-		m.services, obj = append(m.services, o), o
+		obj = file(t, where, doc, &m.services)
 	case "apps/v1 Deployment":
-		o := &appsv1.Deployment{}
-		strict(t, where, doc, o)
-		m.deployments, obj = append(m.deployments, o), o
+		obj = file(t, where, doc, &m.deployments)
 	case "policy/v1 PodDisruptionBudget":
-		o := &policyv1.PodDisruptionBudget{}
-		strict(t, where, doc, o)
-		m.pdbs, obj = append(m.pdbs, o), o
+		obj = file(t, where, doc, &m.pdbs)
 	case "batch/v1 Job":
-		o := &batchv1.Job{}
-		strict(t, where, doc, o)
-		m.jobs, obj = append(m.jobs, o), o
+		obj = file(t, where, doc, &m.jobs)
 	case "networking.k8s.io/v1 NetworkPolicy":
-		o := &networkingv1.NetworkPolicy{}
-		strict(t, where, doc, o)
-		m.networkPolicies, obj = append(m.networkPolicies, o), o
+		obj = file(t, where, doc, &m.networkPolicies)
 	case "networking.istio.io/v1alpha3 EnvoyFilter":
-		o := &istionetworkingv1alpha3.EnvoyFilter{}
-		strict(t, where, doc, o)
+		file(t, where, doc, &m.envoyFilters)
 		var spec networkingv1alpha3.EnvoyFilter
 		strictSpec(t, where, doc, &spec)
-		m.envoyFilters = append(m.envoyFilters, o)
 	case "security.istio.io/v1 AuthorizationPolicy":
-		o := &istiosecurityv1.AuthorizationPolicy{}
-		strict(t, where, doc, o)
+		file(t, where, doc, &m.authzPolicies)
 		var spec securityv1beta1.AuthorizationPolicy
 		strictSpec(t, where, doc, &spec)
-		m.authzPolicies = append(m.authzPolicies, o)
 	case "security.istio.io/v1 PeerAuthentication":
-		o := &istiosecurityv1.PeerAuthentication{}
-		strict(t, where, doc, o)
+		file(t, where, doc, &m.peerAuths)
 		var spec securityv1beta1.PeerAuthentication
 		strictSpec(t, where, doc, &spec)
-		m.peerAuths = append(m.peerAuths, o)
 	case "autoscaling/v2 HorizontalPodAutoscaler":
-		o := &autoscalingv2.HorizontalPodAutoscaler{}
-		strict(t, where, doc, o)
-		m.hpas, obj = append(m.hpas, o), o
+		obj = file(t, where, doc, &m.hpas)
 	case "monitoring.coreos.com/v1 ServiceMonitor":
-		o := &monitoringv1.ServiceMonitor{}
-		strict(t, where, doc, o)
-		m.serviceMonitors, obj = append(m.serviceMonitors, o), o
+		obj = file(t, where, doc, &m.serviceMonitors)
 	case "monitoring.coreos.com/v1 PrometheusRule":
-		o := &monitoringv1.PrometheusRule{}
-		strict(t, where, doc, o)
-		m.prometheusRules, obj = append(m.prometheusRules, o), o
+		obj = file(t, where, doc, &m.prometheusRules)
 	default:
 		t.Fatalf("%s: %s %s: no API type known to this test", where, tm.APIVersion, tm.Kind)
 	}
 	return obj
+}
+
+// file decodes doc into a new object of its API type (unknown fields
+// refused), appends it to list and returns it.
+func file[T any, P interface {
+	*T
+	metav1.Object
+}](t *testing.T, where string, doc []byte, list *[]P) metav1.Object {
+	t.Helper()
+	o := P(new(T))
+	strict(t, where, doc, o)
+	*list = append(*list, o)
+	return o
 }
 
 func one[T any](t *testing.T, what string, items []T) T {
