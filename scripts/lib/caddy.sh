@@ -5,13 +5,7 @@ caddy_version=v2.11.9
 
 # find_caddy prints the path of the caddy binary, or nothing.
 find_caddy() {
-	local bin
-	for bin in "$(command -v caddy 2>/dev/null)" /usr/bin/caddy "$(go env GOPATH)/bin/caddy"; do
-		if [[ -n $bin && -x $bin ]]; then
-			printf '%s\n' "$bin"
-			return
-		fi
-	done
+	first_executable "$(command -v caddy 2>/dev/null)" /usr/bin/caddy "$(go env GOPATH)/bin/caddy"
 }
 
 # install_caddy installs the Debian package caddy when apt has it, else

@@ -3,13 +3,7 @@
 
 # find_nginx prints the path of the nginx binary, or nothing.
 find_nginx() {
-	local bin
-	for bin in "$(command -v nginx 2>/dev/null)" /usr/sbin/nginx; do
-		if [[ -n $bin && -x $bin ]]; then
-			printf '%s\n' "$bin"
-			return
-		fi
-	done
+	first_executable "$(command -v nginx 2>/dev/null)" /usr/sbin/nginx
 }
 
 # install_nginx installs the Debian package nginx (built with auth_request).

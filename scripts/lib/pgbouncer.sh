@@ -4,34 +4,14 @@
 
 # find_pgbouncer prints the path of the pgbouncer binary, or nothing.
 find_pgbouncer() {
-	local bin
-	for bin in "$(command -v pgbouncer 2>/dev/null)" /usr/sbin/pgbouncer; do
-		if [[ -n $bin && -x $bin ]]; then
-			printf '%s\n' "$bin"
-			return
-		fi
-	done
+	first_executable "$(command -v pgbouncer 2>/dev/null)" /usr/sbin/pgbouncer
 }
 
 # install_pgbouncer installs the Debian package pgbouncer. Without root or
 # sudo, or when apt-get fails, it fails the run under CI and otherwise only
 # says so (the PgBouncer tests are then skipped).
 install_pgbouncer() {
-	local sudo=()
-	if [[ $(id -u) -ne 0 ]]; then
-		if ! command -v sudo >/dev/null; then
-			log "pgbouncer is not installed and I am not root: install the Debian package pgbouncer (the PgBouncer tests are skipped)"
-			[[ ${CI:-} != true ]] || exit 1
-			return
-		fi
-		sudo=(sudo)
-	fi
-	log "installing pgbouncer with apt-get"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q || true
-	if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends pgbouncer; then
-		log "pgbouncer could not be installed (the PgBouncer tests are skipped)"
-		[[ ${CI:-} != true ]] || exit 1
-	fi
+	apt_install_or_skip pgbouncer "the PgBouncer tests"
 }
 
 # start_pgbouncer BIN DIR PGPORT [RUNAS...] starts BIN as a daemon in
