@@ -32,7 +32,8 @@ func TestSessionAPIClientCertificates(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, "extauthz CA")
 	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.crt")
-	ca.Server(t, "extauthz").WriteFiles(t, certFile, keyFile)
+	server := ca.Server(t, "extauthz")
+	server.WriteFiles(t, certFile, keyFile)
 	tlstest.WriteFile(t, caFile, ca.PEM)
 	signer := jwttest.NewSigner(t)
 	const keycloak = "spiffe://cluster.local/ns/auth/sa/keycloak"
@@ -40,7 +41,7 @@ func TestSessionAPIClientCertificates(t *testing.T) {
 	text := fmt.Sprintf(`
 listen:
   grpc: 127.0.0.1:0
-  metrics: "off"
+  metrics: 127.0.0.1:0
   admin: ":0"
 database:
   url: ${DB}
@@ -133,6 +134,18 @@ admin:
 	stranger := tlstest.NewCA(t, "another CA").ClientWithSANs(t, "keycloak", keycloak)
 	if status, err := put(t, "s-stranger", stranger, ""); err == nil || stored("s-stranger") {
 		t.Errorf("a certificate of another CA: %d; want the handshake refused", status)
+	}
+	// The admin listener's certificate is watched for expiry; the gRPC
+	// listener, plaintext here, has no series.
+	resp, err := http.Get("http://" + s.metrics.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`extauthz_tls_certificate_expiry_timestamp_seconds{listener="admin"} %g`, float64(server.Cert.NotAfter.Unix()))
+	if !strings.Contains(string(metrics), want) || strings.Contains(string(metrics), `extauthz_tls_certificate_expiry_timestamp_seconds{listener="grpc"}`) {
+		t.Errorf("/metrics: want %s and no grpc series", want)
 	}
 	logs := s.logs.String()
 	if !strings.Contains(logs, `"caller":"certificate:`+keycloak+`"`) {

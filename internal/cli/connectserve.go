@@ -15,7 +15,6 @@ import (
 
 	"github.com/extauthz/extauthz/config"
 	"github.com/extauthz/extauthz/connect"
-	"github.com/extauthz/extauthz/discovery"
 	"github.com/extauthz/extauthz/internal/tlsreload"
 	"github.com/extauthz/extauthz/oauthclient"
 	"github.com/extauthz/extauthz/store"
@@ -79,13 +78,7 @@ func connectHTTPClient(cfg *config.Config) (*http.Client, error) {
 			}
 		}
 	}
-	c := &http.Client{Timeout: discovery.DefaultHTTPTimeout}
-	if roots != nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-		c.Transport = t
-	}
-	return c, nil
+	return rootsClient(roots), nil
 }
 
 // connectHandler builds the connect flow of the configuration: tickets

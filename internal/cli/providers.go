@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -30,6 +31,19 @@ type providerSet struct {
 	clients   map[string]*http.Client
 }
 
+// rootsClient is the HTTP client for talking to providers: the default
+// transport trusting roots (the system's when roots is nil), TLS 1.2 or
+// later, and discovery's time-out.
+func rootsClient(roots *x509.CertPool) *http.Client {
+	c := &http.Client{Timeout: discovery.DefaultHTTPTimeout}
+	if roots != nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		c.Transport = t
+	}
+	return c
+}
+
 // newProviderSet builds the discovery cache of the providers with an issuer.
 // Its errors (a ca_file that no longer loads) are usage errors.
 func newProviderSet(cfg *config.Config) (*providerSet, error) {
@@ -41,9 +55,7 @@ func newProviderSet(cfg *config.Config) (*providerSet, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%w: providers.%s.ca_file: %w", errUsage, name, err)
 			}
-			t := http.DefaultTransport.(*http.Transport).Clone()
-			t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
-			s.clients[name] = &http.Client{Transport: t, Timeout: discovery.DefaultHTTPTimeout}
+			s.clients[name] = rootsClient(roots)
 		}
 		if p.Issuer != "" {
 			sources[name] = discovery.Source{Issuer: p.Issuer, HTTPClient: s.clients[name]}

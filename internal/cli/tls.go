@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"fmt"
 	"log/slog"
 
 	"google.golang.org/grpc"
@@ -33,15 +32,9 @@ func (c tlsCerts) export(m *telemetry.Metrics) error {
 // is configured, leaving the listener plaintext for a sidecar on localhost.
 // A file that does not load is a usage error. The reloader goes into certs.
 func grpcTLS(cfg config.TLS, log *slog.Logger, certs tlsCerts) ([]grpc.ServerOption, error) {
-	if cfg.Cert == "" {
-		log.Info("listen.tls not set: the gRPC listener is plaintext")
-		return nil, nil
+	c, err := listenerTLS("grpc", "listen.tls", "gRPC", cfg, log, certs)
+	if c == nil || err != nil {
+		return nil, err
 	}
-	r, err := tlsreload.New(tlsreload.Files{Cert: cfg.Cert, Key: cfg.Key, ClientCA: cfg.ClientCA},
-		tlsreload.Options{Logger: log.With("component", "tls"), ClientIdentities: cfg.ClientIdentities})
-	if err != nil {
-		return nil, fmt.Errorf("%w: listen.tls: %w", errUsage, err)
-	}
-	certs["grpc"] = r
-	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(r.TLSConfig()))}, nil
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(c))}, nil
 }
