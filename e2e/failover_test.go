@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/extauthz/extauthz/internal/pgtest"
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/migrations"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/postgres"
@@ -225,13 +226,9 @@ const (
 // waitLogged waits until p has logged msg at least n times.
 func waitLogged(t *testing.T, p *proc, msg string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for strings.Count(p.logs.String(), msg) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q %d times within a minute", p.name, msg, n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, time.Minute, fmt.Sprintf("%s logs %q %d times", p.name, msg, n), func() bool {
+		return strings.Count(p.logs.String(), msg) >= n
+	})
 }
 
 // synchronous makes the primary at dsn wait for its standby on every
@@ -253,19 +250,13 @@ func synchronous(t *testing.T, dsn string) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	for {
+	testutil.Eventually(t, time.Minute, "the standby is synchronous", func() bool {
 		var n int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n == 1 {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatal("the standby did not become synchronous within a minute")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n == 1
+	})
 }
 
 // bothHosts returns the URL that names the servers of primary and standby

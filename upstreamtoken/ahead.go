@@ -173,6 +173,17 @@ func (a *ahead) lead(k aheadKey) time.Duration {
 func (a *ahead) due(now time.Time, paused func(provider string) bool) map[string]int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// A provider's back-off is asked once per scan, not once per due row
+	// under the shards' locks.
+	pausedNow, ask := map[string]bool{}, paused
+	paused = func(provider string) bool {
+		p, ok := pausedNow[provider]
+		if !ok {
+			p = ask(provider)
+			pausedNow[provider] = p
+		}
+		return p
+	}
 	var jobs []aheadJob
 	for i := range a.seen.Shards() {
 		sh := a.seen.Shard(uint64(i))

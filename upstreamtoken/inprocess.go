@@ -163,9 +163,6 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 		storage:        storage,
 		refresher:      refresher,
 		log:            slog.New(slog.DiscardHandler),
-		observe:        func(string, string, time.Duration) {},
-		observeTrigger: func(string, string, string) {},
-		waited:         func(string) {},
 		owner:          defaultOwner(),
 		skew:           30 * time.Second,
 		refreshTimeout: 10 * time.Second,
@@ -178,6 +175,7 @@ func NewInProcessService(storage Storage, refresher Refresher, opts ...Option) *
 	for _, o := range opts {
 		o(s)
 	}
+	// Options may set these to nil as well: no-ops then, as by default.
 	if s.observe == nil {
 		s.observe = func(string, string, time.Duration) {}
 	}
