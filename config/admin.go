@@ -74,11 +74,11 @@ func (c *Config) validateAdmin() []string {
 		}
 		return p
 	}
-	host, port, err := net.SplitHostPort(c.Listen.Admin)
+	host, _, err := net.SplitHostPort(c.Listen.Admin)
 	switch {
 	case err != nil:
 		add("listen.admin must be host:port or :port")
-	case port != "0" && (c.Listen.Admin == c.Listen.GRPC || c.Listen.Admin == c.Listen.Metrics || c.Listen.Admin == c.Listen.HTTP):
+	case sharesListener(c.Listen.Admin, c.Listen.GRPC, c.Listen.Metrics, c.Listen.HTTP):
 		add("listen.admin must differ from listen.grpc, listen.metrics and listen.http")
 	case a.TLS.Cert == "" && !setting.IsLoopback(host):
 		add("listen.admin serves tokens: without admin.tls.cert it must be a loopback address (127.0.0.1:PORT)")

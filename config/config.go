@@ -206,7 +206,7 @@ func (c *Config) validateHTTP() []string {
 	default:
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add("listen.http must be host:port, :port or unix:/absolute/path")
-		} else if _, port, _ := net.SplitHostPort(addr); port != "0" && (addr == c.Listen.GRPC || addr == c.Listen.Metrics) {
+		} else if sharesListener(addr, c.Listen.GRPC, c.Listen.Metrics) {
 			add("listen.http must differ from listen.grpc and listen.metrics")
 		}
 	}
@@ -958,4 +958,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// sharesListener reports whether addr, a host:port on a fixed port (not
+// ":0", which picks a free one each time), is also one of others.
+func sharesListener(addr string, others ...string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != "0" && slices.Contains(others, addr)
 }

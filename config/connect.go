@@ -34,8 +34,7 @@ func (c *Config) validateConnect() []string {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen.Connect); err != nil {
 		add("listen.connect must be host:port or :port")
-	} else if _, port, _ := net.SplitHostPort(c.Listen.Connect); port != "0" &&
-		(c.Listen.Connect == c.Listen.GRPC || c.Listen.Connect == c.Listen.Metrics || c.Listen.Connect == c.Listen.HTTP || c.Listen.Connect == c.Listen.Admin) {
+	} else if sharesListener(c.Listen.Connect, c.Listen.GRPC, c.Listen.Metrics, c.Listen.HTTP, c.Listen.Admin) {
 		add("listen.connect must differ from the other listeners")
 	}
 	switch u, err := url.Parse(c.Connect.PublicURL); {

@@ -161,7 +161,9 @@ type Writer interface {
 // BatchWriter writes many rows at once: the fast path for loading sessions
 // in bulk (an authorization server importing its users, a benchmark).
 // Backends implement it; store/encrypted passes it through (sealing each
-// row), since a row written around it is unreadable to the service.
+// row), since a row written around it is unreadable to the service; over an
+// inner store without PutBatch it writes row by row with Put, and is then
+// not atomic.
 type BatchWriter interface {
 	// PutBatch writes each row as Put does, atomically: all of them or, on
 	// error, none. Rows must be valid (Row.Validate) and name distinct
