@@ -68,6 +68,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,12 +159,36 @@ const internLimit = 4096
 type stripeSet [stripesPerShard]uint64
 
 // entry is one session's cached rows. It is never modified once stored.
+//
+// The garbage collector marks every live heap object at every cycle, and
+// under a memory limit a large cache makes cycles frequent: so an entry of
+// one row is one allocation (the row is held inline), and the strings of
+// its rows that are their own are one more (see pack).
 type entry struct {
 	rows     []store.Row // sorted by provider
 	absent   []string    // providers known to have no row (when !complete)
 	complete bool        // rows are every row of the session
 	until    time.Time   // served while now is before it
 	tag      tagKey      // the session's tag when it was stored
+	one      [1]store.Row
+}
+
+// newEntry returns an entry holding rows (sorted by provider), served
+// until until; an entry of one row holds a copy of it inline, and rows is
+// then not kept.
+func newEntry(rows []store.Row, until time.Time) *entry {
+	if len(rows) == 1 {
+		return rowEntry(rows[0], until)
+	}
+	return &entry{rows: rows, until: until}
+}
+
+// rowEntry returns an entry holding r inline, served until until.
+func rowEntry(r store.Row, until time.Time) *entry {
+	e := &entry{until: until}
+	e.one[0] = r
+	e.rows = e.one[:1:1]
+	return e
 }
 
 // tagKey is the first 8 bytes of a tag, which is all the index keeps of it.
@@ -443,17 +468,56 @@ func (s *Store) validUntil(r *store.Row, now time.Time) time.Time {
 	return until
 }
 
-// share makes r, a row of sessionID about to be cached, hold the strings it
-// has in common with other cached rows rather than copies of its own: the
-// session ID of the cache's key, and the pool's provider name, token type
-// and client ID. The row's content does not change.
-func (s *Store) share(r *store.Row, sessionID string) {
-	if r.SessionID == sessionID {
-		r.SessionID = sessionID
+// share makes rows, rows of sessionID about to be cached, hold the strings
+// they have in common with other cached rows rather than copies of their
+// own (the session ID of the cache's key, and the pool's provider name,
+// token type and client ID) and the rest in one string (see pack). The
+// rows' content does not change.
+func (s *Store) share(rows []store.Row, sessionID string) {
+	for i := range rows {
+		r := &rows[i]
+		if r.SessionID == sessionID {
+			r.SessionID = sessionID
+		}
+		r.Provider = s.strs.String(r.Provider)
+		r.TokenType = s.strs.String(r.TokenType)
+		r.ClientID = s.strs.String(r.ClientID)
 	}
-	r.Provider = s.strs.String(r.Provider)
-	r.TokenType = s.strs.String(r.TokenType)
-	r.ClientID = s.strs.String(r.ClientID)
+	pack(rows)
+}
+
+// pack makes the strings that are the rows' own (tokens, subjects) slices
+// of one string: a read from the database and a decryption allocate each
+// of them apart, and one object to mark instead of up to five per row is
+// what a cache of a hundred thousand sessions needs from the garbage
+// collector. The rows' content does not change.
+func pack(rows []store.Row) {
+	n := 0
+	for i := range rows {
+		for _, p := range ownStrings(&rows[i]) {
+			n += len(*p)
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for i := range rows {
+		for _, p := range ownStrings(&rows[i]) {
+			b.WriteString(*p)
+		}
+	}
+	text, off := b.String(), 0
+	for i := range rows {
+		for _, p := range ownStrings(&rows[i]) {
+			l := len(*p)
+			*p = text[off : off+l]
+			off += l
+		}
+	}
+}
+
+// ownStrings returns the fields of r that no other row shares.
+func ownStrings(r *store.Row) [5]*string {
+	return [5]*string{&r.AccessToken, &r.RefreshToken, &r.IDToken, &r.Subject, &r.UpstreamSubject}
 }
 
 // find returns the index of provider's row in rows, or -1.
@@ -499,36 +563,41 @@ func (s *Store) Get(ctx context.Context, sessionID, provider string) (store.Row,
 	r, err := s.inner.Get(ctx, sessionID, provider)
 	switch {
 	case err == nil:
-		s.share(&r, sessionID)
+		one := [1]store.Row{r}
+		s.share(one[:], sessionID)
+		r = one[0]
 		s.store(sessionID, st, func(cur *entry) *entry {
-			e := &entry{until: s.validUntil(&r, now)}
-			if cur != nil {
-				e.rows = make([]store.Row, 0, len(cur.rows)+1)
-				e.rows = append(e.rows, cur.rows...)
-				e.absent = slices.DeleteFunc(slices.Clone(cur.absent), func(p string) bool { return p == provider })
-				e.complete = false // a row the full read did not see: read it whole again
-				if cur.until.Before(e.until) {
-					e.until = cur.until
-				}
+			until := s.validUntil(&r, now)
+			if cur == nil {
+				return rowEntry(r, until)
 			}
-			if i := find(e.rows, provider); i >= 0 {
-				e.rows[i] = r
+			rows := make([]store.Row, 0, len(cur.rows)+1)
+			rows = append(rows, cur.rows...)
+			if i := find(rows, provider); i >= 0 {
+				rows[i] = r
 			} else {
-				e.rows = append(e.rows, r)
-				slices.SortFunc(e.rows, func(a, b store.Row) int { return compare(a.Provider, b.Provider) })
+				rows = append(rows, r)
+				slices.SortFunc(rows, func(a, b store.Row) int { return compare(a.Provider, b.Provider) })
 			}
+			if cur.until.Before(until) {
+				until = cur.until
+			}
+			e := newEntry(rows, until)
+			e.absent = slices.DeleteFunc(slices.Clone(cur.absent), func(p string) bool { return p == provider })
+			e.complete = false // a row the full read did not see: read it whole again
 			return e
 		})
 	case errors.Is(err, store.ErrNotFound):
 		s.store(sessionID, st, func(cur *entry) *entry {
-			e := &entry{absent: []string{provider}, until: now.Add(s.maxAge)}
-			if cur != nil {
-				if find(cur.rows, provider) >= 0 {
-					return nil // contradicts the entry: leave it to an invalidation
-				}
-				e.rows, e.complete, e.until = cur.rows, cur.complete, cur.until
-				e.absent = append(slices.Clone(cur.absent), provider)
+			if cur == nil {
+				return &entry{absent: []string{provider}, until: now.Add(s.maxAge)}
 			}
+			if find(cur.rows, provider) >= 0 {
+				return nil // contradicts the entry: leave it to an invalidation
+			}
+			e := newEntry(cur.rows, cur.until)
+			e.complete = cur.complete
+			e.absent = append(slices.Clone(cur.absent), provider)
 			return e
 		})
 	}
@@ -571,13 +640,16 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	if err != nil {
 		return rows, err
 	}
-	e = &entry{rows: slices.Clone(rows), complete: true, until: now.Add(s.maxAge)}
-	for i := range e.rows {
-		s.share(&e.rows[i], sessionID)
-		if t := s.validUntil(&e.rows[i], now); t.Before(e.until) {
-			e.until = t
+	kept := slices.Clone(rows)
+	s.share(kept, sessionID)
+	until := now.Add(s.maxAge)
+	for i := range kept {
+		if t := s.validUntil(&kept[i], now); t.Before(until) {
+			until = t
 		}
 	}
+	e = newEntry(kept, until)
+	e.complete = true
 	s.store(sessionID, st, func(*entry) *entry { return e })
 	return rows, nil
 }

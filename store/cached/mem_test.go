@@ -45,21 +45,23 @@ func TestCacheMemoryPerSession(t *testing.T) {
 	}
 	c := cached.New(fresh{inner}, cached.Options{Size: n})
 	c.Trust(time.Now().Add(time.Hour))
-	before := liveHeap()
+	before, objsBefore := liveHeap()
 	for i := range n {
 		sid := strings.Clone(fmt.Sprintf("bench-session-%08d", i))
 		if _, err := c.Get(ctx, sid, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := liveHeap()
-	t.Logf("%d cached sessions: %.0f bytes of live heap each", c.Stats().Sessions, float64(after-before)/n)
+	after, objsAfter := liveHeap()
+	t.Logf("%d cached sessions: %.0f bytes of live heap and %.1f heap objects each (the objects are what the garbage collector marks)",
+		c.Stats().Sessions, float64(after-before)/n, float64(objsAfter-objsBefore)/n)
 }
 
-// liveHeap returns the bytes of live heap objects after a collection.
-func liveHeap() uint64 {
+// liveHeap returns the bytes and the number of live heap objects after a
+// collection.
+func liveHeap() (bytes, objects uint64) {
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	return m.HeapAlloc, m.HeapObjects
 }
