@@ -248,6 +248,9 @@ func TestCacheConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
+// BenchmarkVerify verifies one token without and with the cache, and, as
+// "miss", tokens presented in turn that the cache cannot hold, so that each
+// call verifies and caches (the cache-miss Check's cost).
 func BenchmarkVerify(b *testing.B) {
 	clock := newClock()
 	k := newKey(b, jose.ES256, "k1")
@@ -263,6 +266,21 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		})
 	}
+	b.Run("cache=100/miss", func(b *testing.B) {
+		v := newCachedVerifier(b, clock, 100, staticSet(b, k.public()))
+		toks := make([]string, 2*100)
+		for i := range toks {
+			toks[i] = k.sign(b, with(baseClaims(), "sub", fmt.Sprint("user-", i), "tsid", fmt.Sprint("session-", i)))
+		}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, err := v.Verify(context.Background(), toks[i%len(toks)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
 }
 
 // TestCacheHoldsItsSize is the bound as a whole: a cache holds as many

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"slices"
 	"testing"
 	"unicode/utf8"
 
@@ -142,5 +143,128 @@ func checkDecodeClaims(t *testing.T, payload []byte) {
 		if err := json.Unmarshal([]byte(raw), &f); err != nil || d == nil || int64(*d) != int64(f) || f < 0 || f >= maxNumericDate+1 {
 			t.Fatalf("%q: %s = %v read as %v", payload, name, raw, d)
 		}
+	}
+}
+
+// TestDecodeClaims pins what decodeClaims reads, and which error it gives,
+// where the decoder could differ from go-jose's, which it replaced: escaped
+// and repeated names at each depth, numbers for dates, numbers out of
+// range, a byte order mark, data after the object, and which of several
+// errors is given.
+func TestDecodeClaims(t *testing.T) {
+	date := func(n int64) *jwt.NumericDate { d := jwt.NumericDate(n); return &d }
+	tests := []struct {
+		name    string
+		payload string
+		wantErr error
+		check   func(t *testing.T, c *accessClaims)
+	}{
+		{name: "escaped name", payload: `{"s\u0075b":"a","\u0074sid":"s"}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Subject != "a" || c.SessionID != "s" {
+				t.Errorf("sub %#v, tsid %#v", c.Subject, c.SessionID)
+			}
+		}},
+		{name: "escaped value", payload: `{"iss":"a\"b\u00e9","aud":["\u0078"],"sub":"\ud83d\ude00"}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Issuer != "a\"bé" || !slices.Equal(c.Audience, []string{"x"}) || c.Subject != "😀" {
+				t.Errorf("iss %q, aud %q, sub %#v", c.Issuer, c.Audience, c.Subject)
+			}
+		}},
+		{name: "names match exactly", payload: `{"SUB":"a","Tsid":"s","sub ":"b"}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Subject != nil || c.SessionID != nil {
+				t.Errorf("sub %#v, tsid %#v", c.Subject, c.SessionID)
+			}
+		}},
+		{name: "repeated name, escaped spelling", payload: `{"\u0073ub":"a","sub":"b"}`, wantErr: errDuplicateClaim},
+		{name: "repeated unknown name", payload: `{"x":{"a":1,"a":2},"x":1}`, wantErr: errDuplicateClaim},
+		{name: "nested repeat in an unknown member", payload: `{"x":{"a":[{"b":1,"b":2}]},"sub":"a"}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Subject != "a" {
+				t.Errorf("sub %#v", c.Subject)
+			}
+		}},
+		{name: "nested repeat in sub", payload: `{"sub":{"a":1,"\u0061":2}}`, wantErr: errDuplicateClaim},
+		{name: "nested repeat in scp", payload: `{"scp":[{"a":1,"a":2}]}`, wantErr: errDuplicateClaim},
+		{name: "nested repeat in aud", payload: `{"aud":[{"a":1,"a":2}]}`, wantErr: errDuplicateClaim},
+		{name: "nested repeat in iss", payload: `{"iss":{"a":1,"a":2}}`, wantErr: errClaimsJSON},
+		{name: "nested repeat in exp", payload: `{"exp":{"a":1,"a":2}}`, wantErr: errClaimsJSON},
+		{name: "nested repeat, then a syntax error", payload: `{"x":{"a":1,"a":2},"y":1,}`, wantErr: errClaimsJSON},
+		{name: "repeated name, then truncated", payload: `{"x":1,"x":2`, wantErr: errClaimsJSON},
+		{name: "repeated name beats a claim of the wrong type", payload: `{"aud":5,"x":1,"x":2}`, wantErr: errDuplicateClaim},
+		{name: "iss wrong before aud wrong", payload: `{"aud":5,"iss":5}`, wantErr: errClaimsJSON},
+		{name: "aud wrong before a later claim", payload: `{"sub":{"a":1,"a":2},"aud":5}`, wantErr: errAudience},
+		{name: "aud wrong before a date out of range", payload: `{"exp":-1,"aud":5}`, wantErr: errAudience},
+		{name: "iss wrong before a nested repeat", payload: `{"sub":{"a":1,"a":2},"iss":5}`, wantErr: errClaimsJSON},
+		{name: "aud null", payload: `{"aud":null}`, wantErr: errAudience},
+		{name: "aud array of another type", payload: `{"aud":["a",1]}`, wantErr: errAudience},
+		{name: "aud array with a huge number", payload: `{"aud":["a",1e400]}`, wantErr: errClaimsJSON},
+		{name: "aud empty array", payload: `{"aud":[]}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Audience == nil || len(c.Audience) != 0 {
+				t.Errorf("aud %#v", c.Audience)
+			}
+		}},
+		{name: "dates as numbers", payload: `{"exp":1e3,"nbf":1.5,"iat":-0}`, check: func(t *testing.T, c *accessClaims) {
+			if !reflect.DeepEqual([]*jwt.NumericDate{c.Expiry, c.NotBefore, c.IssuedAt}, []*jwt.NumericDate{date(1000), date(1), date(0)}) {
+				t.Errorf("exp %v, nbf %v, iat %v", *c.Expiry, *c.NotBefore, *c.IssuedAt)
+			}
+		}},
+		{name: "date just above -1", payload: `{"exp":-0.5}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Expiry == nil || *c.Expiry != 0 {
+				t.Errorf("exp %v", c.Expiry)
+			}
+		}},
+		{name: "date null", payload: `{"exp":null,"nbf":null,"iat":null}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Expiry != nil || c.NotBefore != nil || c.IssuedAt != nil {
+				t.Errorf("exp %v, nbf %v, iat %v", c.Expiry, c.NotBefore, c.IssuedAt)
+			}
+		}},
+		{name: "last second of 9999", payload: `{"exp":253402300799.9}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Expiry == nil || *c.Expiry != maxNumericDate {
+				t.Errorf("exp %v", c.Expiry)
+			}
+		}},
+		{name: "date after 9999", payload: `{"iat":253402300800}`, wantErr: errClaimsJSON},
+		{name: "date before 1970", payload: `{"nbf":-1}`, wantErr: errClaimsJSON},
+		{name: "date 2^62", payload: `{"exp":4611686018427387904}`, wantErr: errClaimsJSON},
+		{name: "date huge", payload: `{"exp":1e400}`, wantErr: errClaimsJSON},
+		{name: "date as a string", payload: `{"exp":"1"}`, wantErr: errClaimsJSON},
+		{name: "date as a bool", payload: `{"exp":true}`, wantErr: errClaimsJSON},
+		{name: "huge number in sub", payload: `{"sub":1e400}`, wantErr: errClaimsJSON},
+		{name: "huge number in jti", payload: `{"jti":[-1e400]}`, wantErr: errClaimsJSON},
+		{name: "huge number in an unknown member", payload: `{"x":1e400,"sub":"a"}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Subject != "a" {
+				t.Errorf("sub %#v", c.Subject)
+			}
+		}},
+		{name: "large numbers untyped", payload: `{"sub":12345678901234567890,"jti":-0,"azp":1e308}`, check: func(t *testing.T, c *accessClaims) {
+			if c.Subject != 12345678901234567890.0 || c.ID != 0.0 || c.AZP != 1e308 {
+				t.Errorf("sub %#v, jti %#v, azp %#v", c.Subject, c.ID, c.AZP)
+			}
+		}},
+		{name: "untyped values", payload: `{"client_id":true,"azp":false,"scope":{"a":[null]},"scp":[1,"a"]}`, check: func(t *testing.T, c *accessClaims) {
+			if c.ClientID != true || c.AZP != false || !reflect.DeepEqual(c.Scope, map[string]any{"a": []any{nil}}) || !reflect.DeepEqual(c.Scp, []any{1.0, "a"}) {
+				t.Errorf("client_id %#v, azp %#v, scope %#v, scp %#v", c.ClientID, c.AZP, c.Scope, c.Scp)
+			}
+		}},
+		// go-jose's decoder read these as U+FFFD; two spellings, one reading.
+		{name: "escaped lone surrogate in a claim", payload: `{"sub":"\ud800"}`, wantErr: errClaimsJSON},
+		{name: "escaped lone surrogate in an unknown member", payload: `{"x":["\udc00"]}`, wantErr: errClaimsJSON},
+		{name: "invalid UTF-8 in a name", payload: "{\"s\xffub\":1}", wantErr: errClaimsJSON},
+		{name: "byte order mark", payload: "\ufeff{}", wantErr: errClaimsJSON},
+		{name: "white space around", payload: " \t\r\n{ } \n"},
+		{name: "data after the object", payload: `{} x`, wantErr: errClaimsJSON},
+		{name: "a second object", payload: `{}{}`, wantErr: errClaimsJSON},
+		{name: "a second value", payload: `{} 1`, wantErr: errClaimsJSON},
+		{name: "not an object", payload: `["sub"]`, wantErr: errClaimsJSON},
+		{name: "empty", payload: ``, wantErr: errClaimsJSON},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := decodeClaims([]byte(tt.payload))
+			if err != tt.wantErr {
+				t.Fatalf("decodeClaims error %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && tt.check != nil {
+				tt.check(t, c)
+			}
+		})
 	}
 }
