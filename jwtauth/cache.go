@@ -33,7 +33,7 @@ import (
 // and algorithms) are interned, so that each cached token holds only what is
 // its own: its subject and session ID.
 type tokenCache struct {
-	lru *lru.Sharded[[sha256.Size]byte, *verified]
+	lru *lru.Sharded[[sha256.Size]byte, verified]
 	// strs holds the shared strings, scopes the shared scope lists, keyed
 	// by their space-joined scopes.
 	strs   intern.Strings
@@ -42,7 +42,9 @@ type tokenCache struct {
 
 // verified is a cache entry: a token's claims and the key that verified its
 // signature. Verify accepts the token while now is before the claims'
-// ExpiresAt plus the leeway.
+// ExpiresAt plus the leeway. The cache holds entries by value, so that a
+// cached token is only its entry's slot and one string (its subject and
+// session ID, see remember) for the garbage collector to mark.
 type verified struct {
 	claims   Claims
 	kid, alg string
@@ -54,24 +56,24 @@ type verified struct {
 const internLimit = 4096
 
 func newTokenCache(size int) *tokenCache {
-	return &tokenCache{lru: lru.NewSharded[[sha256.Size]byte, *verified](size),
+	return &tokenCache{lru: lru.NewSharded[[sha256.Size]byte, verified](size),
 		strs: intern.NewStrings(internLimit), scopes: intern.New[[]string](internLimit)}
 }
 
-func (c *tokenCache) shard(key *[sha256.Size]byte) *lru.Shard[[sha256.Size]byte, *verified] {
+func (c *tokenCache) shard(key *[sha256.Size]byte) *lru.Shard[[sha256.Size]byte, verified] {
 	return c.lru.Shard(binary.LittleEndian.Uint64(key[:8]))
 }
 
-// get returns the entry for key, or nil.
-func (c *tokenCache) get(key *[sha256.Size]byte) *verified {
+// get returns the entry for key and whether there is one.
+func (c *tokenCache) get(key *[sha256.Size]byte) (verified, bool) {
 	s := c.shard(key)
 	s.Lock()
-	e, _ := s.Get(*key)
+	e, ok := s.Get(*key)
 	s.Unlock()
-	return e
+	return e, ok
 }
 
-func (c *tokenCache) add(key *[sha256.Size]byte, e *verified) {
+func (c *tokenCache) add(key *[sha256.Size]byte, e verified) {
 	s := c.shard(key)
 	s.Lock()
 	s.Add(*key, e, 1)
@@ -93,8 +95,8 @@ func (c *tokenCache) len() int { return c.lru.Len() }
 // set still holds the key that verified its signature. An entry that fails
 // either test is dropped.
 func (v *Verifier) cached(ctx context.Context, key *[sha256.Size]byte) (Claims, bool) {
-	e := v.cache.get(key)
-	if e == nil {
+	e, ok := v.cache.get(key)
+	if !ok {
 		return Claims{}, false
 	}
 	if !v.now().Before(e.claims.ExpiresAt.Add(v.leeway)) {
@@ -121,7 +123,11 @@ func (v *Verifier) remember(key *[sha256.Size]byte, c Claims, kid, alg string, p
 		// cached (and shared) array.
 		c.Scopes = tc.scopes.Value(scopesKey(c.Scopes), slices.Clip(c.Scopes))
 	}
-	tc.add(key, &verified{claims: c, kid: tc.strs.String(kid), alg: tc.strs.String(alg), key: pub})
+	// The subject and the session ID, each a string of its own as decoded,
+	// become slices of one.
+	both := c.Subject + c.SessionID
+	c.Subject, c.SessionID = both[:len(c.Subject)], both[len(c.Subject):]
+	tc.add(key, verified{claims: c, kid: tc.strs.String(kid), alg: tc.strs.String(alg), key: pub})
 }
 
 // scopesKey returns a key that tells scope lists apart: each scope with its

@@ -297,15 +297,15 @@ func TestCacheHoldsItsSize(t *testing.T) {
 	}
 	for round := range 2 {
 		for i := range size {
-			if round == 1 && c.get(key(i)) == nil {
+			if _, ok := c.get(key(i)); round == 1 && !ok {
 				t.Fatalf("token %d missed in round 2; the cache of %d holds %d", i, size, c.len())
 			}
-			c.add(key(i), &verified{})
+			c.add(key(i), verified{})
 		}
 	}
 	// More tokens than the size: the bound holds, and the count matches.
 	for i := size; i < 2*size; i++ {
-		c.add(key(i), &verified{})
+		c.add(key(i), verified{})
 		if i%997 == 0 && c.len() > size {
 			t.Fatalf("cache holds %d tokens, more than its size %d", c.len(), size)
 		}
@@ -315,7 +315,7 @@ func TestCacheHoldsItsSize(t *testing.T) {
 	}
 	// The most recent tokens are there, and removal keeps the count.
 	for i := 2*size - 100; i < 2*size; i++ {
-		if c.get(key(i)) == nil {
+		if _, ok := c.get(key(i)); !ok {
 			t.Fatalf("recent token %d evicted", i)
 		}
 		c.remove(key(i))
@@ -335,7 +335,7 @@ func TestCacheBoundConcurrent(t *testing.T) {
 			wg.Go(func() {
 				for i := range 2000 {
 					k := sha256.Sum256([]byte(fmt.Sprintf("%d-%d", g, i)))
-					c.add(&k, &verified{})
+					c.add(&k, verified{})
 					if i%3 == 0 {
 						c.remove(&k)
 					}

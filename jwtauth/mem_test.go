@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 )
 
 // TestCachedTokensShareOnlyEqualScopes checks that the scope lists the
@@ -62,21 +64,14 @@ func TestCacheMemoryPerToken(t *testing.T) {
 	for i := range toks {
 		toks[i] = k.sign(t, with(baseClaims(), "sub", fmt.Sprintf("user-%08d", i), "tsid", fmt.Sprintf("session-%016d", i)))
 	}
-	before := liveHeap()
+	before, objsBefore := testutil.LiveHeap()
 	for _, tok := range toks {
 		if _, err := v.Verify(t.Context(), tok); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after := liveHeap()
+	after, objsAfter := testutil.LiveHeap()
 	runtime.KeepAlive(toks)
-	t.Logf("%d cached tokens: %.0f bytes of live heap each", v.cache.len(), float64(after-before)/n)
-}
-
-// liveHeap returns the bytes of live heap objects after a collection.
-func liveHeap() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
+	t.Logf("%d cached tokens: %.0f bytes of live heap and %.1f heap objects each (the objects are what the garbage collector marks)",
+		v.cache.len(), float64(after-before)/n, float64(objsAfter-objsBefore)/n)
 }

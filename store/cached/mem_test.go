@@ -3,7 +3,6 @@ package cached_test
 import (
 	"context"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,8 @@ import (
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/cached"
 	"github.com/extauthz/extauthz/store/memory"
+
+	"github.com/extauthz/extauthz/internal/testutil"
 )
 
 // fresh returns rows with strings of their own, as a database read and a
@@ -45,23 +46,14 @@ func TestCacheMemoryPerSession(t *testing.T) {
 	}
 	c := cached.New(fresh{inner}, cached.Options{Size: n})
 	c.Trust(time.Now().Add(time.Hour))
-	before, objsBefore := liveHeap()
+	before, objsBefore := testutil.LiveHeap()
 	for i := range n {
 		sid := strings.Clone(fmt.Sprintf("bench-session-%08d", i))
 		if _, err := c.Get(ctx, sid, "github"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	after, objsAfter := liveHeap()
+	after, objsAfter := testutil.LiveHeap()
 	t.Logf("%d cached sessions: %.0f bytes of live heap and %.1f heap objects each (the objects are what the garbage collector marks)",
 		c.Stats().Sessions, float64(after-before)/n, float64(objsAfter-objsBefore)/n)
-}
-
-// liveHeap returns the bytes and the number of live heap objects after a
-// collection.
-func liveHeap() (bytes, objects uint64) {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc, m.HeapObjects
 }
