@@ -393,7 +393,7 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 			"connect_link", link.URI != "", "error", err)
 		return resp
 	}
-	resp, err := d.allow(providers, res.Credentials)
+	resp, err := d.allow(providers, &res)
 	if err != nil {
 		d.log.ErrorContext(ctx, "check refused: unsafe upstream credential", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
 		return resp
@@ -711,10 +711,11 @@ func unavailableReason(err error) string {
 
 // allow builds the OK response: each provider's headers set, every other
 // header a provider could set removed.
-func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.UpstreamCredential) (Response, error) {
+func (d *Decider) allow(providers []string, res *upstreamtoken.Result) (Response, error) {
 	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(providers))}
 	for _, name := range providers {
-		p, c := d.cfg.Providers[name], creds[name]
+		p := d.cfg.Providers[name]
+		c, _ := res.Credential(name)
 		sendID := p.IDTokenHeader != "" && c.IDToken != ""
 		if !headerSafe(c.AccessToken) || (sendID && !headerSafe(c.IDToken)) {
 			return failure(http.StatusBadGateway, ReasonUnsafeToken, "server_error", "the upstream credential cannot be forwarded", 0),
