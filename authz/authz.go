@@ -209,7 +209,8 @@ type Response struct {
 	// Headers are the headers to set upstream when allowed, or the headers of
 	// the deny response otherwise.
 	Headers []Header
-	// RemoveHeaders are removed from the request when allowed.
+	// RemoveHeaders are removed from the request when allowed. Responses
+	// may share it: it is not to be modified.
 	RemoveHeaders []string
 	// Body is the JSON body of a deny.
 	Body string
@@ -260,6 +261,13 @@ type policy struct {
 	providers, scopes []string
 	denyStyle         string
 	err               error
+	// removals says that removeWithIDs and removeWithoutIDs hold the
+	// headers an allow removes when it sends every ID token that its
+	// providers have a header for, and when it sends none (configured
+	// routes only: a policy from context extensions computes them per
+	// Check).
+	removals                        bool
+	removeWithIDs, removeWithoutIDs []string
 }
 
 // New returns a Decider. log may be nil.
@@ -280,7 +288,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		if !r.CaseSensitive {
 			r.PathPrefix = lowerASCII(r.PathPrefix)
 		}
-		d.routes = append(d.routes, compiledRoute{Route: r, policy: p})
+		d.routes = append(d.routes, compiledRoute{Route: r, policy: d.withRemovals(p)})
 	}
 	// Longest prefix first; on equal length, host-specific first, then
 	// case-sensitive first. Stable, so that of two identical routes
@@ -295,7 +303,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		}
 		return a.CaseSensitive && !b.CaseSensitive
 	})
-	d.fallback = d.routePolicy("default_route", &d.cfg.DefaultRoute)
+	d.fallback = d.withRemovals(d.routePolicy("default_route", &d.cfg.DefaultRoute))
 	return d
 }
 
@@ -393,7 +401,7 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 			"connect_link", link.URI != "", "error", err)
 		return resp
 	}
-	resp, err := d.allow(providers, &res)
+	resp, err := d.allow(&pol, &res)
 	if err != nil {
 		d.log.ErrorContext(ctx, "check refused: unsafe upstream credential", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
 		return resp
@@ -709,11 +717,13 @@ func unavailableReason(err error) string {
 	}
 }
 
-// allow builds the OK response: each provider's headers set, every other
-// header a provider could set removed.
-func (d *Decider) allow(providers []string, res *upstreamtoken.Result) (Response, error) {
-	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(providers))}
-	for _, name := range providers {
+// allow builds the OK response for pol's providers: each provider's headers
+// set, every other header a provider could set removed (the list
+// precomputed for the route when it applies).
+func (d *Decider) allow(pol *policy, res *upstreamtoken.Result) (Response, error) {
+	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(pol.providers))}
+	allIDs, noIDs := true, true // whether every, or no, ID-token header is sent
+	for _, name := range pol.providers {
 		p := d.cfg.Providers[name]
 		c, _ := res.Credential(name)
 		sendID := p.IDTokenHeader != "" && c.IDToken != ""
@@ -724,32 +734,64 @@ func (d *Decider) allow(providers []string, res *upstreamtoken.Result) (Response
 		resp.Headers = append(resp.Headers, Header{Name: p.header(), Value: "Bearer " + c.AccessToken})
 		if sendID {
 			resp.Headers = append(resp.Headers, Header{Name: p.IDTokenHeader, Value: c.IDToken})
+			noIDs = false
+		} else if p.IDTokenHeader != "" {
+			allIDs = false
 		}
 	}
+	switch {
+	case pol.removals && allIDs:
+		resp.RemoveHeaders = pol.removeWithIDs
+	case pol.removals && noIDs:
+		resp.RemoveHeaders = pol.removeWithoutIDs
+	default:
+		resp.RemoveHeaders = d.removals(resp.Headers)
+	}
+	return resp, nil
+}
+
+// removals returns the header names a provider could set that are not
+// among set (nil when there are none).
+func (d *Decider) removals(set []Header) []string {
 	// Few headers on either side: linear scans cost less than a map.
 	isSet := func(n string) bool {
-		for _, h := range resp.Headers {
+		for _, h := range set {
 			if h.Name == n {
 				return true
 			}
 		}
 		return false
 	}
-	removed := 0
+	var out []string
 	for _, n := range d.allHeaders {
 		if !isSet(n) {
-			removed++
-		}
-	}
-	if removed > 0 {
-		resp.RemoveHeaders = make([]string, 0, removed)
-		for _, n := range d.allHeaders {
-			if !isSet(n) {
-				resp.RemoveHeaders = append(resp.RemoveHeaders, n)
+			if out == nil {
+				out = make([]string, 0, len(d.allHeaders))
 			}
+			out = append(out, n)
 		}
 	}
-	return resp, nil
+	return slices.Clip(out)
+}
+
+// withRemovals returns p with the headers its allows remove computed once:
+// for allows that send every ID token the providers have a header for, and
+// for allows that send none.
+func (d *Decider) withRemovals(p policy) policy {
+	if p.err != nil {
+		return p
+	}
+	var withIDs, withoutIDs []Header
+	for _, name := range p.providers {
+		h := d.cfg.Providers[name]
+		withIDs = append(withIDs, Header{Name: h.header()})
+		withoutIDs = append(withoutIDs, Header{Name: h.header()})
+		if h.IDTokenHeader != "" {
+			withIDs = append(withIDs, Header{Name: h.IDTokenHeader})
+		}
+	}
+	p.removals, p.removeWithIDs, p.removeWithoutIDs = true, d.removals(withIDs), d.removals(withoutIDs)
+	return p
 }
 
 // denyBody is a deny's JSON body: the RFC 6750 error code and description,

@@ -378,3 +378,61 @@ func TestObserverSeesEachDecisionOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteRemovalsMatchPerCheck checks the headers a configured route's
+// allow removes (computed once, at New) against those of the same providers
+// named by a context extension (computed per Check), whether the route's
+// providers send all, none or some of their ID tokens.
+func TestRouteRemovalsMatchPerCheck(t *testing.T) {
+	d, st := fixtureWith(t, func(c *Config) {
+		c.Providers["okta"] = Provider{Header: "x-okta", IDTokenHeader: "x-okta-id"}
+		c.Routes = []Route{
+			{PathPrefix: "/gh/", Providers: []string{"gh"}},
+			{PathPrefix: "/google/", Providers: []string{"google"}},
+			{PathPrefix: "/okta/", Providers: []string{"okta"}},
+			{PathPrefix: "/both/", Providers: []string{"google", "okta"}},
+			{PathPrefix: "/all/", Providers: []string{"gh", "google", "okta"}},
+		}
+	}, nil)
+	// okta's row has no ID token: its ID-token header is removed.
+	if err := st.Put(context.Background(), store.Row{SessionID: "s-ok", Provider: "okta", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "okta-access", ExpiresAt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, providers string }{
+		{"/gh/x", "gh"},
+		{"/google/x", "google"},
+		{"/okta/x", "okta"},
+		{"/both/x", "google,okta"},
+		{"/all/x", "gh,google,okta"},
+		{"/other", "gh"}, // the default route
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			headers := map[string]string{"authorization": "Bearer jwt-s-ok"}
+			byRoute := d.Check(context.Background(), Request{Headers: headers, Path: tc.path})
+			byExt := d.Check(context.Background(), Request{Headers: headers, Path: tc.path,
+				ContextExtensions: map[string]string{ContextKeyProviders: tc.providers}})
+			if !byRoute.Allowed || !byExt.Allowed {
+				t.Fatalf("denied: %s, %s", byRoute.Reason, byExt.Reason)
+			}
+			if !reflect.DeepEqual(headerMap(byRoute.Headers), headerMap(byExt.Headers)) {
+				t.Errorf("set by route %v, by context extension %v", headerMap(byRoute.Headers), headerMap(byExt.Headers))
+			}
+			if !reflect.DeepEqual(byRoute.RemoveHeaders, byExt.RemoveHeaders) {
+				t.Errorf("removed by route %v, by context extension %v", byRoute.RemoveHeaders, byExt.RemoveHeaders)
+			}
+			seen := map[string]int{}
+			for _, h := range byRoute.Headers {
+				seen[h.Name]++
+			}
+			for _, n := range byRoute.RemoveHeaders {
+				seen[n]++
+			}
+			for _, n := range []string{"authorization", "x-google-id", "x-google-token", "x-okta", "x-okta-id"} {
+				if seen[n] != 1 {
+					t.Errorf("header %s set or removed %d times, want once", n, seen[n])
+				}
+			}
+		})
+	}
+}
