@@ -6,7 +6,9 @@ import (
 )
 
 func TestResultCredentials(t *testing.T) {
-	cred := func(s string) UpstreamCredential { return UpstreamCredential{AccessToken: s + "-at", IDToken: s + "-id"} }
+	cred := func(s string) UpstreamCredential {
+		return UpstreamCredential{AccessToken: s + "-at", IDToken: s + "-id"}
+	}
 	for _, tc := range []struct {
 		name string
 		set  []string // providers set in turn; each one's credential is cred(provider + its count)
