@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
@@ -244,6 +247,12 @@ type Decider struct {
 	allHeaders []string        // every header name a provider could set, sorted
 	routes     []compiledRoute // cfg.Routes normalized, in matching order
 	fallback   policy          // cfg.DefaultRoute: when no context extension and no route applies
+	// extPolicies holds the policies resolved from context extensions, by
+	// their values (at most maxExtPolicies: Envoy sends one set per route,
+	// so a few recur on every Check); a new map replaces it, under extMu,
+	// when one is added.
+	extPolicies atomic.Pointer[map[extKey]policy]
+	extMu       sync.Mutex
 }
 
 // compiledRoute is a configured Route with its policy resolved at New.
@@ -254,18 +263,19 @@ type compiledRoute struct {
 
 // policy is a route's providers (checked by checkRoute) and required scopes,
 // or the error that refuses the route. The configured routes' and the
-// fallback's are resolved once, at New, so that a Check that uses them
-// allocates nothing for its route; their slices are shared by every Check
-// and never modified (they are clipped: an append copies).
+// fallback's are resolved once, at New, and those of the first
+// maxExtPolicies sets of context extensions when first seen, so that a
+// Check that uses them allocates nothing for its route; their slices are
+// shared by every Check and never modified (they are clipped: an append
+// copies).
 type policy struct {
 	providers, scopes []string
 	denyStyle         string
 	err               error
 	// removals says that removeWithIDs and removeWithoutIDs hold the
 	// headers an allow removes when it sends every ID token that its
-	// providers have a header for, and when it sends none (configured
-	// routes only: a policy from context extensions computes them per
-	// Check).
+	// providers have a header for, and when it sends none (else an allow
+	// computes its own).
 	removals                        bool
 	removeWithIDs, removeWithoutIDs []string
 }
@@ -431,20 +441,60 @@ func (d *Decider) route(req Request) policy {
 		}
 		return d.fallback
 	}
+	key := extKey{ext[ContextKeyProviders], ext[ContextKeyRequiredScopes], ext[ContextKeyDenyStyle]}
+	if m := d.extPolicies.Load(); m != nil {
+		if p, ok := (*m)[key]; ok {
+			return p
+		}
+	}
+	return d.remember(key, d.extPolicy(key))
+}
+
+// extKey is the context extensions that choose a policy.
+type extKey struct{ providers, scopes, denyStyle string }
+
+// maxExtPolicies bounds the policies from context extensions that a
+// Decider keeps; others are resolved on every Check.
+const maxExtPolicies = 64
+
+// remember keeps p, with its removals computed, as the policy of key,
+// unless maxExtPolicies are kept already, and returns it.
+func (d *Decider) remember(key extKey, p policy) policy {
+	d.extMu.Lock()
+	defer d.extMu.Unlock()
+	var m map[extKey]policy
+	if old := d.extPolicies.Load(); old != nil {
+		m = *old
+	}
+	if len(m) >= maxExtPolicies {
+		return p
+	}
+	p = d.withRemovals(p)
+	m = maps.Clone(m)
+	if m == nil {
+		m = map[extKey]policy{}
+	}
+	m[key] = p
+	d.extPolicies.Store(&m)
+	return p
+}
+
+// extPolicy resolves the policy that context extensions choose.
+func (d *Decider) extPolicy(key extKey) policy {
 	var names []string
-	for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
+	for _, n := range strings.Split(key.providers, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
 	}
-	scopes, err := oauthscope.Parse(ext[ContextKeyRequiredScopes])
+	scopes, err := oauthscope.Parse(key.scopes)
 	if err != nil {
 		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)}
 	}
-	if err := checkDenyStyle(ext[ContextKeyDenyStyle]); err != nil {
+	if err := checkDenyStyle(key.denyStyle); err != nil {
 		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyDenyStyle, err)}
 	}
-	return d.resolve(ContextKeyProviders, names, scopes, ext[ContextKeyDenyStyle])
+	return d.resolve(ContextKeyProviders, names, scopes, key.denyStyle)
 }
 
 // routePolicy resolves a configured route's policy (or DefaultRoute's); key

@@ -436,3 +436,31 @@ func TestRouteRemovalsMatchPerCheck(t *testing.T) {
 		})
 	}
 }
+
+// Policies from context extensions are kept for the first maxExtPolicies
+// sets of values; the others are resolved on every Check, alike.
+func TestContextExtensionPoliciesKept(t *testing.T) {
+	d, _ := fixture(t)
+	check := func(providers string) Response {
+		return d.Check(context.Background(), Request{Headers: map[string]string{"authorization": "Bearer jwt-s-ok"},
+			ContextExtensions: map[string]string{ContextKeyProviders: providers}})
+	}
+	for i := range maxExtPolicies + 10 {
+		providers := strings.Repeat(" ", i) + "google" // the same policy, spelt differently
+		for range 2 {                                  // resolved, then kept (but for the last ten)
+			resp := check(providers)
+			want := map[string]string{"x-google-token": "Bearer google-access", "x-google-id": "google-id"}
+			if got := headerMap(resp.Headers); !resp.Allowed || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(resp.RemoveHeaders, []string{"authorization"}) {
+				t.Fatalf("spelling %d: allowed %v, set %v, removed %v", i, resp.Allowed, got, resp.RemoveHeaders)
+			}
+		}
+	}
+	for range 2 {
+		if resp := check("nonesuch"); resp.Status != 500 {
+			t.Errorf("unknown provider: status %d, want 500", resp.Status)
+		}
+	}
+	if n := len(*d.extPolicies.Load()); n != maxExtPolicies {
+		t.Errorf("%d policies kept, want %d", n, maxExtPolicies)
+	}
+}
