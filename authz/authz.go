@@ -272,6 +272,7 @@ type policy struct {
 	providers, scopes []string
 	denyStyle         string
 	err               error
+	idHeaders         int // how many of the providers have an ID-token header
 	// removals says that removeWithIDs and removeWithoutIDs hold the
 	// headers an allow removes when it sends every ID token that its
 	// providers have a header for, and when it sends none (else an allow
@@ -529,7 +530,13 @@ func (d *Decider) resolve(key string, names, scopes []string, denyStyle string) 
 	if err != nil {
 		return policy{err: err}
 	}
-	return policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes), denyStyle: denyStyle}
+	p := policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes), denyStyle: denyStyle}
+	for _, name := range providers {
+		if d.cfg.Providers[name].IDTokenHeader != "" {
+			p.idHeaders++
+		}
+	}
+	return p
 }
 
 // match returns the route for host and path, or nil.
@@ -771,7 +778,8 @@ func unavailableReason(err error) string {
 // set, every other header a provider could set removed (the list
 // precomputed for the route when it applies).
 func (d *Decider) allow(pol *policy, res *upstreamtoken.Result) (Response, error) {
-	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(pol.providers))}
+	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK,
+		Headers: make([]Header, 0, len(pol.providers)+pol.idHeaders)}
 	allIDs, noIDs := true, true // whether every, or no, ID-token header is sent
 	for _, name := range pol.providers {
 		p := d.cfg.Providers[name]
