@@ -179,7 +179,8 @@ func (t *providerTable) name(id uint16) string { return (*t.names.Load())[id] }
 // The record is sharded by a hash of the session, each shard behind its own
 // lock, so that the Checks recording what they served do not queue on one
 // lock; mu guards the loop's own state and is never taken by a Check. The
-// loop and finish take mu before a shard's lock.
+// loop, next and finish take mu before a shard's lock; the provider table's
+// lock is taken under neither.
 type ahead struct {
 	cfg  Ahead
 	skew time.Duration // the service's skew, the shortest lead
