@@ -11,11 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/oauthscope"
@@ -209,7 +212,8 @@ type Response struct {
 	// Headers are the headers to set upstream when allowed, or the headers of
 	// the deny response otherwise.
 	Headers []Header
-	// RemoveHeaders are removed from the request when allowed.
+	// RemoveHeaders are removed from the request when allowed. Responses
+	// may share it: it is not to be modified.
 	RemoveHeaders []string
 	// Body is the JSON body of a deny.
 	Body string
@@ -243,6 +247,12 @@ type Decider struct {
 	allHeaders []string        // every header name a provider could set, sorted
 	routes     []compiledRoute // cfg.Routes normalized, in matching order
 	fallback   policy          // cfg.DefaultRoute: when no context extension and no route applies
+	// extPolicies holds the policies resolved from context extensions, by
+	// their values (at most maxExtPolicies: Envoy sends one set per route,
+	// so a few recur on every Check); a new map replaces it, under extMu,
+	// when one is added.
+	extPolicies atomic.Pointer[map[extKey]policy]
+	extMu       sync.Mutex
 }
 
 // compiledRoute is a configured Route with its policy resolved at New.
@@ -253,13 +263,22 @@ type compiledRoute struct {
 
 // policy is a route's providers (checked by checkRoute) and required scopes,
 // or the error that refuses the route. The configured routes' and the
-// fallback's are resolved once, at New, so that a Check that uses them
-// allocates nothing for its route; their slices are shared by every Check
-// and never modified (they are clipped: an append copies).
+// fallback's are resolved once, at New, and those of the first
+// maxExtPolicies sets of context extensions when first seen, so that a
+// Check that uses them allocates nothing for its route; their slices are
+// shared by every Check and never modified (they are clipped: an append
+// copies).
 type policy struct {
 	providers, scopes []string
 	denyStyle         string
 	err               error
+	idHeaders         int // how many of the providers have an ID-token header
+	// removals says that removeWithIDs and removeWithoutIDs hold the
+	// headers an allow removes when it sends every ID token that its
+	// providers have a header for, and when it sends none (else an allow
+	// computes its own).
+	removals                        bool
+	removeWithIDs, removeWithoutIDs []string
 }
 
 // New returns a Decider. log may be nil.
@@ -280,7 +299,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		if !r.CaseSensitive {
 			r.PathPrefix = lowerASCII(r.PathPrefix)
 		}
-		d.routes = append(d.routes, compiledRoute{Route: r, policy: p})
+		d.routes = append(d.routes, compiledRoute{Route: r, policy: d.withRemovals(p)})
 	}
 	// Longest prefix first; on equal length, host-specific first, then
 	// case-sensitive first. Stable, so that of two identical routes
@@ -295,7 +314,7 @@ func New(cfg Config, verifier TokenVerifier, source CredentialSource, log *slog.
 		}
 		return a.CaseSensitive && !b.CaseSensitive
 	})
-	d.fallback = d.routePolicy("default_route", &d.cfg.DefaultRoute)
+	d.fallback = d.withRemovals(d.routePolicy("default_route", &d.cfg.DefaultRoute))
 	return d
 }
 
@@ -393,7 +412,7 @@ func (d *Decider) check(ctx context.Context, req Request) Response {
 			"connect_link", link.URI != "", "error", err)
 		return resp
 	}
-	resp, err := d.allow(providers, res.Credentials)
+	resp, err := d.allow(&pol, &res)
 	if err != nil {
 		d.log.ErrorContext(ctx, "check refused: unsafe upstream credential", "reason", resp.Reason, "session", upstreamtoken.SessionHash(claims.SessionID), "error", err)
 		return resp
@@ -423,20 +442,60 @@ func (d *Decider) route(req Request) policy {
 		}
 		return d.fallback
 	}
+	key := extKey{ext[ContextKeyProviders], ext[ContextKeyRequiredScopes], ext[ContextKeyDenyStyle]}
+	if m := d.extPolicies.Load(); m != nil {
+		if p, ok := (*m)[key]; ok {
+			return p
+		}
+	}
+	return d.remember(key, d.extPolicy(key))
+}
+
+// extKey is the context extensions that choose a policy.
+type extKey struct{ providers, scopes, denyStyle string }
+
+// maxExtPolicies bounds the policies from context extensions that a
+// Decider keeps; others are resolved on every Check.
+const maxExtPolicies = 64
+
+// remember keeps p, with its removals computed, as the policy of key,
+// unless maxExtPolicies are kept already, and returns it.
+func (d *Decider) remember(key extKey, p policy) policy {
+	d.extMu.Lock()
+	defer d.extMu.Unlock()
+	var m map[extKey]policy
+	if old := d.extPolicies.Load(); old != nil {
+		m = *old
+	}
+	if len(m) >= maxExtPolicies {
+		return p
+	}
+	p = d.withRemovals(p)
+	m = maps.Clone(m)
+	if m == nil {
+		m = map[extKey]policy{}
+	}
+	m[key] = p
+	d.extPolicies.Store(&m)
+	return p
+}
+
+// extPolicy resolves the policy that context extensions choose.
+func (d *Decider) extPolicy(key extKey) policy {
 	var names []string
-	for _, n := range strings.Split(ext[ContextKeyProviders], ",") {
+	for _, n := range strings.Split(key.providers, ",") {
 		if n = strings.TrimSpace(n); n != "" {
 			names = append(names, n)
 		}
 	}
-	scopes, err := oauthscope.Parse(ext[ContextKeyRequiredScopes])
+	scopes, err := oauthscope.Parse(key.scopes)
 	if err != nil {
 		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyRequiredScopes, err)}
 	}
-	if err := checkDenyStyle(ext[ContextKeyDenyStyle]); err != nil {
+	if err := checkDenyStyle(key.denyStyle); err != nil {
 		return policy{err: fmt.Errorf("context extension %s: %w", ContextKeyDenyStyle, err)}
 	}
-	return d.resolve(ContextKeyProviders, names, scopes, ext[ContextKeyDenyStyle])
+	return d.resolve(ContextKeyProviders, names, scopes, key.denyStyle)
 }
 
 // routePolicy resolves a configured route's policy (or DefaultRoute's); key
@@ -471,7 +530,13 @@ func (d *Decider) resolve(key string, names, scopes []string, denyStyle string) 
 	if err != nil {
 		return policy{err: err}
 	}
-	return policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes), denyStyle: denyStyle}
+	p := policy{providers: slices.Clip(providers), scopes: slices.Clip(scopes), denyStyle: denyStyle}
+	for _, name := range providers {
+		if d.cfg.Providers[name].IDTokenHeader != "" {
+			p.idHeaders++
+		}
+	}
+	return p
 }
 
 // match returns the route for host and path, or nil.
@@ -709,12 +774,16 @@ func unavailableReason(err error) string {
 	}
 }
 
-// allow builds the OK response: each provider's headers set, every other
-// header a provider could set removed.
-func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.UpstreamCredential) (Response, error) {
-	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK, Headers: make([]Header, 0, 2*len(providers))}
-	for _, name := range providers {
-		p, c := d.cfg.Providers[name], creds[name]
+// allow builds the OK response for pol's providers: each provider's headers
+// set, every other header a provider could set removed (the list
+// precomputed for the route when it applies).
+func (d *Decider) allow(pol *policy, res *upstreamtoken.Result) (Response, error) {
+	resp := Response{Allowed: true, Status: http.StatusOK, Reason: ReasonOK,
+		Headers: make([]Header, 0, len(pol.providers)+pol.idHeaders)}
+	allIDs, noIDs := true, true // whether every, or no, ID-token header is sent
+	for _, name := range pol.providers {
+		p := d.cfg.Providers[name]
+		c, _ := res.Credential(name)
 		sendID := p.IDTokenHeader != "" && c.IDToken != ""
 		if !headerSafe(c.AccessToken) || (sendID && !headerSafe(c.IDToken)) {
 			return failure(http.StatusBadGateway, ReasonUnsafeToken, "server_error", "the upstream credential cannot be forwarded", 0),
@@ -723,32 +792,64 @@ func (d *Decider) allow(providers []string, creds map[string]upstreamtoken.Upstr
 		resp.Headers = append(resp.Headers, Header{Name: p.header(), Value: "Bearer " + c.AccessToken})
 		if sendID {
 			resp.Headers = append(resp.Headers, Header{Name: p.IDTokenHeader, Value: c.IDToken})
+			noIDs = false
+		} else if p.IDTokenHeader != "" {
+			allIDs = false
 		}
 	}
+	switch {
+	case pol.removals && allIDs:
+		resp.RemoveHeaders = pol.removeWithIDs
+	case pol.removals && noIDs:
+		resp.RemoveHeaders = pol.removeWithoutIDs
+	default:
+		resp.RemoveHeaders = d.removals(resp.Headers)
+	}
+	return resp, nil
+}
+
+// removals returns the header names a provider could set that are not
+// among set (nil when there are none).
+func (d *Decider) removals(set []Header) []string {
 	// Few headers on either side: linear scans cost less than a map.
 	isSet := func(n string) bool {
-		for _, h := range resp.Headers {
+		for _, h := range set {
 			if h.Name == n {
 				return true
 			}
 		}
 		return false
 	}
-	removed := 0
+	var out []string
 	for _, n := range d.allHeaders {
 		if !isSet(n) {
-			removed++
-		}
-	}
-	if removed > 0 {
-		resp.RemoveHeaders = make([]string, 0, removed)
-		for _, n := range d.allHeaders {
-			if !isSet(n) {
-				resp.RemoveHeaders = append(resp.RemoveHeaders, n)
+			if out == nil {
+				out = make([]string, 0, len(d.allHeaders))
 			}
+			out = append(out, n)
 		}
 	}
-	return resp, nil
+	return slices.Clip(out)
+}
+
+// withRemovals returns p with the headers its allows remove computed once:
+// for allows that send every ID token the providers have a header for, and
+// for allows that send none.
+func (d *Decider) withRemovals(p policy) policy {
+	if p.err != nil {
+		return p
+	}
+	var withIDs, withoutIDs []Header
+	for _, name := range p.providers {
+		h := d.cfg.Providers[name]
+		withIDs = append(withIDs, Header{Name: h.header()})
+		withoutIDs = append(withoutIDs, Header{Name: h.header()})
+		if h.IDTokenHeader != "" {
+			withIDs = append(withIDs, Header{Name: h.IDTokenHeader})
+		}
+	}
+	p.removals, p.removeWithIDs, p.removeWithoutIDs = true, d.removals(withIDs), d.removals(withoutIDs)
+	return p
 }
 
 // denyBody is a deny's JSON body: the RFC 6750 error code and description,

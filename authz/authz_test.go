@@ -378,3 +378,89 @@ func TestObserverSeesEachDecisionOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteRemovalsMatchPerCheck checks the headers a configured route's
+// allow removes (computed once, at New) against those of the same providers
+// named by a context extension (computed per Check), whether the route's
+// providers send all, none or some of their ID tokens.
+func TestRouteRemovalsMatchPerCheck(t *testing.T) {
+	d, st := fixtureWith(t, func(c *Config) {
+		c.Providers["okta"] = Provider{Header: "x-okta", IDTokenHeader: "x-okta-id"}
+		c.Routes = []Route{
+			{PathPrefix: "/gh/", Providers: []string{"gh"}},
+			{PathPrefix: "/google/", Providers: []string{"google"}},
+			{PathPrefix: "/okta/", Providers: []string{"okta"}},
+			{PathPrefix: "/both/", Providers: []string{"google", "okta"}},
+			{PathPrefix: "/all/", Providers: []string{"gh", "google", "okta"}},
+		}
+	}, nil)
+	// okta's row has no ID token: its ID-token header is removed.
+	if err := st.Put(context.Background(), store.Row{SessionID: "s-ok", Provider: "okta", Subject: "alice", ClientID: "app",
+		Tokens: store.Tokens{AccessToken: "okta-access", ExpiresAt: now.Add(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, providers string }{
+		{"/gh/x", "gh"},
+		{"/google/x", "google"},
+		{"/okta/x", "okta"},
+		{"/both/x", "google,okta"},
+		{"/all/x", "gh,google,okta"},
+		{"/other", "gh"}, // the default route
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			headers := map[string]string{"authorization": "Bearer jwt-s-ok"}
+			byRoute := d.Check(context.Background(), Request{Headers: headers, Path: tc.path})
+			byExt := d.Check(context.Background(), Request{Headers: headers, Path: tc.path,
+				ContextExtensions: map[string]string{ContextKeyProviders: tc.providers}})
+			if !byRoute.Allowed || !byExt.Allowed {
+				t.Fatalf("denied: %s, %s", byRoute.Reason, byExt.Reason)
+			}
+			if !reflect.DeepEqual(headerMap(byRoute.Headers), headerMap(byExt.Headers)) {
+				t.Errorf("set by route %v, by context extension %v", headerMap(byRoute.Headers), headerMap(byExt.Headers))
+			}
+			if !reflect.DeepEqual(byRoute.RemoveHeaders, byExt.RemoveHeaders) {
+				t.Errorf("removed by route %v, by context extension %v", byRoute.RemoveHeaders, byExt.RemoveHeaders)
+			}
+			seen := map[string]int{}
+			for _, h := range byRoute.Headers {
+				seen[h.Name]++
+			}
+			for _, n := range byRoute.RemoveHeaders {
+				seen[n]++
+			}
+			for _, n := range []string{"authorization", "x-google-id", "x-google-token", "x-okta", "x-okta-id"} {
+				if seen[n] != 1 {
+					t.Errorf("header %s set or removed %d times, want once", n, seen[n])
+				}
+			}
+		})
+	}
+}
+
+// Policies from context extensions are kept for the first maxExtPolicies
+// sets of values; the others are resolved on every Check, alike.
+func TestContextExtensionPoliciesKept(t *testing.T) {
+	d, _ := fixture(t)
+	check := func(providers string) Response {
+		return d.Check(context.Background(), Request{Headers: map[string]string{"authorization": "Bearer jwt-s-ok"},
+			ContextExtensions: map[string]string{ContextKeyProviders: providers}})
+	}
+	for i := range maxExtPolicies + 10 {
+		providers := strings.Repeat(" ", i) + "google" // the same policy, spelt differently
+		for range 2 {                                  // resolved, then kept (but for the last ten)
+			resp := check(providers)
+			want := map[string]string{"x-google-token": "Bearer google-access", "x-google-id": "google-id"}
+			if got := headerMap(resp.Headers); !resp.Allowed || !reflect.DeepEqual(got, want) || !reflect.DeepEqual(resp.RemoveHeaders, []string{"authorization"}) {
+				t.Fatalf("spelling %d: allowed %v, set %v, removed %v", i, resp.Allowed, got, resp.RemoveHeaders)
+			}
+		}
+	}
+	for range 2 {
+		if resp := check("nonesuch"); resp.Status != 500 {
+			t.Errorf("unknown provider: status %d, want 500", resp.Status)
+		}
+	}
+	if n := len(*d.extPolicies.Load()); n != maxExtPolicies {
+		t.Errorf("%d policies kept, want %d", n, maxExtPolicies)
+	}
+}

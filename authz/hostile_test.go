@@ -46,10 +46,10 @@ func (s memorySource) Lookup(_ context.Context, sessionID string, b upstreamtoke
 	if b != e.binding {
 		return upstreamtoken.Result{}, upstreamtoken.ErrInvalidBinding
 	}
-	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}, Failures: map[string]error{}}
+	res := upstreamtoken.Result{Failures: map[string]error{}}
 	for _, p := range providers {
 		if c, ok := e.creds[p]; ok {
-			res.Credentials[p] = c
+			res.SetCredential(p, c)
 		} else {
 			res.Failures[p] = upstreamtoken.ErrSessionNotFound
 		}

@@ -31,9 +31,9 @@ func (s *countingSource) Lookup(ctx context.Context, sessionID string, b upstrea
 	if s.next != nil {
 		return s.next.Lookup(ctx, sessionID, b, providers...)
 	}
-	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}}
+	var res upstreamtoken.Result
 	for _, p := range providers {
-		res.Credentials[p] = upstreamtoken.UpstreamCredential{AccessToken: p + "-access"}
+		res.SetCredential(p, upstreamtoken.UpstreamCredential{AccessToken: p + "-access"})
 	}
 	return res, nil
 }

@@ -78,16 +78,16 @@ const (
 	googleID    = "eyJ.google-id.sig"
 )
 
-func creds(names ...string) map[string]upstreamtoken.UpstreamCredential {
+func creds(failures map[string]error, names ...string) upstreamtoken.Result {
 	all := map[string]upstreamtoken.UpstreamCredential{
 		"gh":     {AccessToken: ghToken},
 		"google": {AccessToken: googleToken, IDToken: googleID},
 	}
-	out := map[string]upstreamtoken.UpstreamCredential{}
+	res := upstreamtoken.Result{Failures: failures}
 	for _, n := range names {
-		out[n] = all[n]
+		res.SetCredential(n, all[n])
 	}
-	return out
+	return res
 }
 
 // newDecider returns a real authz.Decider over fakes: providers gh (in
@@ -123,19 +123,17 @@ func newDeciderWith(obs authz.Observer, routesOnly bool, connect authz.Connector
 		"jwt-crlf":      claims("s-crlf"),
 	}
 	src := source{
-		"s-ok":      {res: upstreamtoken.Result{Credentials: creds("gh", "google")}},
-		"s-binding": {err: fmt.Errorf("%w: subject differs", upstreamtoken.ErrInvalidBinding)},
-		"s-norefresh": {res: upstreamtoken.Result{Credentials: creds(),
-			Failures: map[string]error{"gh": upstreamtoken.ErrNoRefreshToken}}},
-		"s-refused": {res: upstreamtoken.Result{Credentials: creds(),
-			Failures: map[string]error{"gh": fmt.Errorf("%w: invalid_grant", upstreamtoken.ErrRefreshFailed)}}},
-		"s-store": {err: fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable)},
-		"s-busy": {res: upstreamtoken.Result{Credentials: creds(),
-			Failures: map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, retryHint(7*time.Second))}}},
-		"s-misconf": {res: upstreamtoken.Result{Credentials: creds(),
-			Failures: map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured)}}},
-		"s-crlf": {res: upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{
-			"gh": {AccessToken: "evil\r\nx-injected: 1"}}}},
+		"s-ok":        {res: creds(nil, "gh", "google")},
+		"s-binding":   {err: fmt.Errorf("%w: subject differs", upstreamtoken.ErrInvalidBinding)},
+		"s-norefresh": {res: creds(map[string]error{"gh": upstreamtoken.ErrNoRefreshToken})},
+		"s-refused":   {res: creds(map[string]error{"gh": fmt.Errorf("%w: invalid_grant", upstreamtoken.ErrRefreshFailed)})},
+		"s-store":     {err: fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, store.ErrUnavailable)},
+		"s-busy":      {res: creds(map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, retryHint(7*time.Second))})},
+		"s-misconf":   {res: creds(map[string]error{"gh": fmt.Errorf("%w: %w", upstreamtoken.ErrUpstreamUnavailable, upstreamtoken.ErrProviderMisconfigured)})},
+		"s-crlf": {res: func() (r upstreamtoken.Result) {
+			r.SetCredential("gh", upstreamtoken.UpstreamCredential{AccessToken: "evil\r\nx-injected: 1"})
+			return r
+		}()},
 	}
 	return authz.New(authz.Config{
 		Providers: map[string]authz.Provider{

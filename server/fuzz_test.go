@@ -62,7 +62,7 @@ func (s fuzzSource) Lookup(_ context.Context, sessionID string, b upstreamtoken.
 	if b.Subject != "alice" || b.ClientID != "app" {
 		return upstreamtoken.Result{}, upstreamtoken.ErrInvalidBinding
 	}
-	res := upstreamtoken.Result{Credentials: map[string]upstreamtoken.UpstreamCredential{}, Failures: map[string]error{}}
+	res := upstreamtoken.Result{Failures: map[string]error{}}
 	for _, p := range providers {
 		o, ok := rows[p]
 		switch {
@@ -71,7 +71,7 @@ func (s fuzzSource) Lookup(_ context.Context, sessionID string, b upstreamtoken.
 		case o.err != nil:
 			res.Failures[p] = o.err
 		default:
-			res.Credentials[p] = o.cred
+			res.SetCredential(p, o.cred)
 		}
 	}
 	return res, nil

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -61,64 +62,137 @@ func (a *Authorization) Check(ctx context.Context, req *authv3.CheckRequest) (*a
 // drops the query and normalizes the path itself before matching routes.
 // Body is attributes.request.http.raw_body when set, else .body: empty
 // unless Envoy is configured with with_request_body.
+//
+// The Request shares what it can with req (the context extensions, and the
+// header map itself when its names are all lower-case and Envoy sent no
+// header_map, which is the usual case and saves copying it on every Check):
+// neither is to be modified while the other is in use.
 func FromCheckRequest(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	src := httpReq.GetHeaders()
-	headers := make(map[string]string, len(src))
-	for k, v := range src {
-		headers[strings.ToLower(k)] = v
-	}
-	// With encode_raw_headers Envoy sends header_map instead.
-	for _, h := range httpReq.GetHeaderMap().GetHeaders() {
-		v := h.GetValue()
-		if len(h.GetRawValue()) > 0 {
-			v = string(h.GetRawValue())
-		}
-		headers[strings.ToLower(h.GetKey())] = v
-	}
 	// With with_request_body Envoy sends the body (or its beginning, with
 	// allow_partial_message) as body, or as raw_body with pack_as_bytes.
 	body := httpReq.GetBody()
 	if raw := httpReq.GetRawBody(); len(raw) > 0 {
 		body = string(raw)
 	}
-	return authz.Request{Headers: headers, ContextExtensions: attrs.GetContextExtensions(),
+	return authz.Request{Headers: requestHeaders(httpReq), ContextExtensions: attrs.GetContextExtensions(),
 		Host: httpReq.GetHost(), Path: httpReq.GetPath(), Body: body}
+}
+
+// requestHeaders returns the request's headers with lower-case names: the
+// CheckRequest's own map when it will do, else a copy.
+func requestHeaders(httpReq *authv3.AttributeContext_HttpRequest) map[string]string {
+	src := httpReq.GetHeaders()
+	// With encode_raw_headers Envoy sends header_map instead.
+	raw := httpReq.GetHeaderMap().GetHeaders()
+	if len(raw) == 0 && lowerCaseKeys(src) {
+		return src
+	}
+	headers := make(map[string]string, len(src)+len(raw))
+	for k, v := range src {
+		headers[strings.ToLower(k)] = v
+	}
+	for _, h := range raw {
+		v := h.GetValue()
+		if len(h.GetRawValue()) > 0 {
+			v = string(h.GetRawValue())
+		}
+		headers[strings.ToLower(h.GetKey())] = v
+	}
+	return headers
+}
+
+// lowerCaseKeys reports whether no key of m has an upper-case letter (ASCII
+// or not: strings.ToLower would change it).
+func lowerCaseKeys(m map[string]string) bool {
+	for k := range m {
+		for i := 0; i < len(k); i++ {
+			if c := k[i]; 'A' <= c && c <= 'Z' || c >= utf8.RuneSelf {
+				if strings.ToLower(k) != k {
+					return false
+				}
+				break
+			}
+		}
+	}
+	return true
 }
 
 // ToCheckResponse renders a decision. Headers set on an allowed request
 // overwrite any client value: both append=false (read by older Envoys) and
 // OVERWRITE_IF_EXISTS_OR_ADD (read by newer ones) are set.
+//
+// The messages of one response are allocated together (one allocation for
+// an allow with one header), since a Check's garbage is most of what the
+// service's garbage collector has to keep up with; the response is an
+// ordinary message to its reader.
 func ToCheckResponse(r authz.Response) *authv3.CheckResponse {
 	if r.Allowed {
-		return &authv3.CheckResponse{
-			Status: &rpcstatus.Status{Code: int32(codes.OK)},
-			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:         headerOptions(r.Headers),
-				HeadersToRemove: r.RemoveHeaders,
-			}},
+		m := new(okMessages)
+		m.http.HeadersToRemove = r.RemoveHeaders
+		if len(r.Headers) == 1 {
+			m.one[0] = m.oneOpt.set(r.Headers[0])
+			m.http.Headers = m.one[:]
+		} else {
+			m.http.Headers = headerOptions(r.Headers)
 		}
+		m.ok.OkResponse = &m.http
+		m.resp.Status, m.resp.HttpResponse = &m.status, &m.ok
+		return &m.resp
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(grpcCode(r.Status))},
-		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(r.Status)},
-			Headers: headerOptions(r.Headers),
-			Body:    r.Body,
-		}},
-	}
+	m := new(deniedMessages)
+	m.status.Code = int32(grpcCode(r.Status))
+	m.httpStatus.Code = typev3.StatusCode(r.Status)
+	m.http.Status, m.http.Headers, m.http.Body = &m.httpStatus, headerOptions(r.Headers), r.Body
+	m.denied.DeniedResponse = &m.http
+	m.resp.Status, m.resp.HttpResponse = &m.status, &m.denied
+	return &m.resp
+}
+
+// okMessages are the messages of an allow, allocated together; one and
+// oneOpt hold the header of an allow that sets one.
+type okMessages struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status // code OK (zero)
+	ok     authv3.CheckResponse_OkResponse
+	http   authv3.OkHttpResponse
+	one    [1]*corev3.HeaderValueOption
+	oneOpt headerOption
+}
+
+// deniedMessages are the messages of a deny but its headers, allocated
+// together.
+type deniedMessages struct {
+	resp       authv3.CheckResponse
+	status     rpcstatus.Status
+	denied     authv3.CheckResponse_DeniedResponse
+	http       authv3.DeniedHttpResponse
+	httpStatus typev3.HttpStatus
+}
+
+// headerOption is the messages of one header to set, allocated together.
+type headerOption struct {
+	opt    corev3.HeaderValueOption
+	header corev3.HeaderValue
+	append wrapperspb.BoolValue // false
+}
+
+// set fills o with h, to overwrite any client value, and returns its option.
+func (o *headerOption) set(h authz.Header) *corev3.HeaderValueOption {
+	o.header.Key, o.header.Value = h.Name, h.Value
+	o.opt.Header = &o.header
+	//lint:ignore SA1019 older Envoys read only the deprecated append field.
+	o.opt.Append = &o.append
+	o.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &o.opt
 }
 
 func headerOptions(hs []authz.Header) []*corev3.HeaderValueOption {
+	opts := make([]headerOption, len(hs))
 	out := make([]*corev3.HeaderValueOption, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header: &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			//lint:ignore SA1019 older Envoys read only the deprecated append field.
-			Append:       wrapperspb.Bool(false),
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		out[i] = opts[i].set(h)
 	}
 	return out
 }

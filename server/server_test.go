@@ -11,10 +11,14 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/extauthz/extauthz/authz"
 )
@@ -108,5 +112,79 @@ func TestPanicBecomesInternalWithoutLeaking(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "panic in gRPC handler") || strings.Contains(logs.String(), "gho_leaky") {
 		t.Errorf("logs = %s", logs.String())
+	}
+}
+
+// TestToCheckResponseWire checks that the messages ToCheckResponse
+// allocates together marshal as the plain literal of the same response.
+func TestToCheckResponseWire(t *testing.T) {
+	opt := func(name, value string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{
+			Header: &corev3.HeaderValue{Key: name, Value: value},
+			//lint:ignore SA1019 older Envoys read only the deprecated append field.
+			Append:       wrapperspb.Bool(false),
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	allow := func(remove []string, hs ...*corev3.HeaderValueOption) *authv3.CheckResponse {
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)},
+			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{Headers: hs, HeadersToRemove: remove}}}
+	}
+	for _, tc := range []struct {
+		name string
+		in   authz.Response
+		want *authv3.CheckResponse
+	}{
+		{"allow, no header", authz.Response{Allowed: true, Status: 200, RemoveHeaders: []string{"authorization"}},
+			allow([]string{"authorization"})},
+		{"allow, one header", authz.Response{Allowed: true, Status: 200,
+			Headers: []authz.Header{{Name: "authorization", Value: "Bearer up"}}, RemoveHeaders: []string{"x-id", "x-other"}},
+			allow([]string{"x-id", "x-other"}, opt("authorization", "Bearer up"))},
+		{"allow, two headers", authz.Response{Allowed: true, Status: 200,
+			Headers: []authz.Header{{Name: "authorization", Value: "Bearer up"}, {Name: "x-id", Value: "id"}}},
+			allow(nil, opt("authorization", "Bearer up"), opt("x-id", "id"))},
+		{"deny", authz.Response{Status: 503, Body: `{"error":"x"}`,
+			Headers: []authz.Header{{Name: "content-type", Value: "application/json"}, {Name: "retry-after", Value: "2"}}},
+			&authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.Unavailable)},
+				HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+					Status:  &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+					Headers: []*corev3.HeaderValueOption{opt("content-type", "application/json"), opt("retry-after", "2")},
+					Body:    `{"error":"x"}`,
+				}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ToCheckResponse(tc.in)
+			if !proto.Equal(got, tc.want) {
+				t.Fatalf("got %v\nwant %v", got, tc.want)
+			}
+			g, err1 := proto.MarshalOptions{Deterministic: true}.Marshal(got)
+			w, err2 := proto.MarshalOptions{Deterministic: true}.Marshal(tc.want)
+			if err1 != nil || err2 != nil || !bytes.Equal(g, w) {
+				t.Errorf("wire forms differ (errors %v, %v)", err1, err2)
+			}
+		})
+	}
+}
+
+// TestFromCheckRequestHeaderNames checks that the headers come out with
+// lower-case names whether or not FromCheckRequest copies them.
+func TestFromCheckRequestHeaderNames(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   map[string]string
+		want map[string]string
+	}{
+		{"lower-case", map[string]string{"authorization": "Bearer a", ":path": "/"}, map[string]string{"authorization": "Bearer a", ":path": "/"}},
+		{"upper-case", map[string]string{"Authorization": "Bearer a", ":path": "/"}, map[string]string{"authorization": "Bearer a", ":path": "/"}},
+		{"non-ASCII lower-case", map[string]string{"x-é": "1"}, map[string]string{"x-é": "1"}},
+		{"non-ASCII upper-case", map[string]string{"x-É": "1"}, map[string]string{"x-é": "1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Headers: tc.in}}}}
+			if got := FromCheckRequest(req).Headers; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

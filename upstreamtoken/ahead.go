@@ -1,13 +1,17 @@
 package upstreamtoken
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
 	"hash/maphash"
+	"math"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/extauthz/extauthz/internal/lru"
@@ -64,7 +68,12 @@ func WithRefreshAhead(a Ahead) Option {
 		if a.Interval <= 0 {
 			a.Interval = time.Second
 		}
-		s.ahead = &ahead{cfg: a, seen: lru.NewSharded[aheadKey, aheadEntry](a.MaxEntries), seed: maphash.MakeSeed(),
+		seen := lru.NewSharded[aheadKey, aheadEntry](a.MaxEntries)
+		wake := make([]int64, seen.Shards())
+		for i := range wake {
+			wake[i] = math.MaxInt64
+		}
+		s.ahead = &ahead{cfg: a, seen: seen, wake: wake, seed: maphash.MakeSeed(),
 			busy: map[string]int{}, running: map[aheadKey]bool{}, queue: map[string][]aheadJob{}}
 	}
 }
@@ -84,11 +93,18 @@ func WithWaitObserver(waited func(provider string)) Option {
 	return func(s *InProcessService) { s.waited = waited }
 }
 
-type aheadKey struct{ session, provider string }
+// aheadKey identifies a recorded row: its session, and its provider by
+// number in the record's provider table (see providerTable).
+type aheadKey struct {
+	session  string
+	provider uint16
+}
 
+// aheadEntry is what the record keeps of a served row. It holds no pointer
+// (times are Unix nanoseconds), so the garbage collector does not scan it.
 type aheadEntry struct {
-	served  time.Time // when a request was last served the row
-	expires time.Time // the access token's expiry then
+	served  int64 // when a request was last served the row
+	expires int64 // the access token's expiry then
 	// life is the lifetime of the token a refresh ahead last obtained
 	// (zero before one): the lead is capped at half of it, so that a
 	// provider issuing tokens shorter than the margin does not have them
@@ -99,20 +115,86 @@ type aheadEntry struct {
 	lead time.Duration
 }
 
+// due returns when e's row is due for a refresh ahead (Unix nanoseconds),
+// and the lead that makes it so.
+func (e aheadEntry) due() (at int64, lead time.Duration) {
+	lead = e.lead
+	if e.life > 0 {
+		lead = min(lead, e.life/2)
+	}
+	return e.expires - int64(lead), lead
+}
+
+// maxProviders bounds the provider table: rows of further providers are not
+// recorded (nor refreshed ahead). A deployment has a handful.
+const maxProviders = 1024
+
+// providerTable numbers the provider names of the record's keys, so that a
+// key holds two bytes instead of a second string. Looking a known name up
+// takes no lock.
+type providerTable struct {
+	mu    sync.Mutex // serializes additions
+	names atomic.Pointer[[]string]
+}
+
+// id returns name's number, adding it when new, and false when the table
+// is full.
+func (t *providerTable) id(name string) (uint16, bool) {
+	if i, ok := t.find(name); ok {
+		return i, true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, ok := t.find(name); ok {
+		return i, true
+	}
+	var names []string
+	if p := t.names.Load(); p != nil {
+		names = *p
+	}
+	if len(names) >= maxProviders {
+		return 0, false
+	}
+	names = append(slices.Clip(names), strings.Clone(name))
+	t.names.Store(&names)
+	return uint16(len(names) - 1), true
+}
+
+func (t *providerTable) find(name string) (uint16, bool) {
+	if p := t.names.Load(); p != nil {
+		for i, n := range *p {
+			if n == name {
+				return uint16(i), true
+			}
+		}
+	}
+	return 0, false
+}
+
+// name returns the name numbered id, which id returned.
+func (t *providerTable) name(id uint16) string { return (*t.names.Load())[id] }
+
 // ahead is the record of served sessions and the background loop's state.
 //
 // The record is sharded by a hash of the session, each shard behind its own
 // lock, so that the Checks recording what they served do not queue on one
 // lock; mu guards the loop's own state and is never taken by a Check. The
-// loop and finish take mu before a shard's lock.
+// loop, next and finish take mu before a shard's lock; the provider table's
+// lock is taken under neither.
 type ahead struct {
-	cfg     Ahead
-	skew    time.Duration // the service's skew, the shortest lead
-	seen    *lru.Sharded[aheadKey, aheadEntry]
-	seed    maphash.Seed // spreads sessions over seen's shards
-	mu      sync.Mutex
-	busy    map[string]int    // workers refreshing ahead, per provider
-	running map[aheadKey]bool // rows queued or being refreshed ahead
+	cfg  Ahead
+	skew time.Duration // the service's skew, the shortest lead
+	seen *lru.Sharded[aheadKey, aheadEntry]
+	// wake holds, per shard of seen and under its lock, a time (Unix
+	// nanoseconds) before which no entry of the shard is due or stale
+	// (math.MaxInt64: none will be until one is recorded): the scan skips
+	// the shards whose time has not come.
+	wake      []int64
+	providers providerTable
+	seed      maphash.Seed // spreads sessions over seen's shards
+	mu        sync.Mutex
+	busy      map[string]int    // workers refreshing ahead, per provider
+	running   map[aheadKey]bool // rows queued or being refreshed ahead
 	// queue holds the due rows waiting for a worker, per provider, the
 	// earliest due first within each scan's additions.
 	queue map[string][]aheadJob
@@ -122,45 +204,67 @@ type ahead struct {
 }
 
 // served records that row was served at now. A row that cannot be refreshed
-// (no refresh token, or refused for good) is not recorded.
+// (no refresh token, or refused for good) is not recorded. A new entry keeps
+// its own copy of the session ID, never a larger string that the row's may
+// be part of.
 func (a *ahead) served(row store.Row, now time.Time) {
 	if a == nil || row.RefreshToken == "" || row.NeedsReauth || row.ExpiresAt.IsZero() {
 		return
 	}
-	k := aheadKey{row.SessionID, row.Provider}
-	sh := a.shard(k)
-	sh.Lock()
-	defer sh.Unlock()
-	// A session served again within the second, its token unchanged, is
-	// left as recorded: one map read instead of a move in the LRU.
-	e, ok := sh.Peek(k)
-	if ok && e.expires.Equal(row.ExpiresAt) && now.Sub(e.served) < time.Second {
+	p, ok := a.providers.id(row.Provider)
+	if !ok {
 		return
 	}
-	if !ok {
-		e.lead = a.lead(k)
+	k := aheadKey{row.SessionID, p}
+	i, sh := a.shard(k.session)
+	nowNs, expires := now.UnixNano(), row.ExpiresAt.UnixNano()
+	sh.Lock()
+	defer sh.Unlock()
+	e, ok := sh.Peek(k)
+	switch {
+	case ok && e.expires == expires && nowNs-e.served < int64(time.Second):
+		// Served again within the second, its token unchanged: left as
+		// recorded, one map read instead of a move in the LRU.
+		return
+	case ok:
+		e.served, e.expires = nowNs, expires
+		sh.Set(k, e)
+	default:
+		e = aheadEntry{served: nowNs, expires: expires, lead: a.lead(row.SessionID, row.Provider)}
+		k.session = strings.Clone(k.session)
+		sh.Add(k, e, 1)
 	}
-	sh.Add(k, aheadEntry{served: now, expires: row.ExpiresAt, life: e.life, lead: e.lead}, 1)
+	at, _ := e.due()
+	a.wake[i] = min(a.wake[i], at, nowNs+int64(a.cfg.Window))
 }
 
-// shard returns the shard of the record that holds k (by its session: a
-// session's providers share a shard).
-func (a *ahead) shard(k aheadKey) *lru.Shard[aheadKey, aheadEntry] {
-	return a.seen.Shard(maphash.String(a.seed, k.session))
+// shard returns the shard of the record that holds session's rows (a
+// session's providers share a shard), and its index.
+func (a *ahead) shard(session string) (int, *lru.Shard[aheadKey, aheadEntry]) {
+	i := int(maphash.String(a.seed, session) % uint64(a.seen.Shards()))
+	return i, a.seen.Shard(uint64(i))
+}
+
+// wakeBy lowers the wake time of session's shard to at most at.
+func (a *ahead) wakeBy(session string, at int64) {
+	i, sh := a.shard(session)
+	sh.Lock()
+	a.wake[i] = min(a.wake[i], at)
+	sh.Unlock()
 }
 
 // lead returns how long before expiry the row of k is due: between skew and
 // margin, spread by a hash of k so that tokens issued together are not all
 // refreshed in the same second.
-func (a *ahead) lead(k aheadKey) time.Duration {
+func (a *ahead) lead(session, provider string) time.Duration {
 	skew := a.skew
 	if a.cfg.Margin <= skew {
 		return skew
 	}
 	h := fnv.New64a()
-	_, _ = h.Write([]byte(k.session))
+	_, _ = h.Write([]byte(session))
 	_, _ = h.Write([]byte{0})
-	_, _ = h.Write([]byte(k.provider))
+	_, _ = h.Write([]byte(provider))
 	var b [8]byte
 	frac := float64(binary.BigEndian.Uint64(h.Sum(b[:0]))>>11) / (1 << 53)
 	return skew + time.Duration(frac*float64(a.cfg.Margin-skew))
@@ -185,15 +289,18 @@ func (a *ahead) due(now time.Time, paused func(provider string) bool) map[string
 		return p
 	}
 	var jobs []aheadJob
+	nowNs := now.UnixNano()
 	for i := range a.seen.Shards() {
 		sh := a.seen.Shard(uint64(i))
 		sh.Lock()
-		jobs = a.dueIn(sh, now, paused, jobs)
+		if a.wake[i] <= nowNs {
+			jobs = a.dueIn(i, sh, nowNs, paused, jobs)
+		}
 		sh.Unlock()
 	}
-	slices.SortFunc(jobs, func(x, y aheadJob) int { return x.at.Compare(y.at) })
+	slices.SortFunc(jobs, func(x, y aheadJob) int { return cmp.Compare(x.at, y.at) })
 	for _, j := range jobs {
-		a.queue[j.key.provider] = append(a.queue[j.key.provider], j)
+		a.queue[j.provider] = append(a.queue[j.provider], j)
 	}
 	start := map[string]int{}
 	for p, q := range a.queue {
@@ -205,29 +312,41 @@ func (a *ahead) due(now time.Time, paused func(provider string) bool) map[string
 	return start
 }
 
-// dueIn is due for one shard, whose lock and a.mu the caller holds; it
-// appends the shard's due rows to jobs.
-func (a *ahead) dueIn(sh *lru.Shard[aheadKey, aheadEntry], now time.Time, paused func(string) bool, jobs []aheadJob) []aheadJob {
+// dueIn is due for the i-th shard, whose lock and a.mu the caller holds,
+// at now (Unix nanoseconds); it appends the shard's due rows to jobs and
+// sets the shard's wake time to the earliest time an entry not queued now
+// becomes due or stale. (A queued row's shard is woken again when the row
+// leaves the queue or its refresh is done: see next and finish.)
+func (a *ahead) dueIn(i int, sh *lru.Shard[aheadKey, aheadEntry], now int64, paused func(string) bool, jobs []aheadJob) []aheadJob {
 	var stale []aheadKey
+	window := int64(a.cfg.Window)
+	wake := int64(math.MaxInt64)
 	for k, e := range sh.All() {
-		if now.Sub(e.served) > a.cfg.Window {
+		if now-e.served > window {
 			stale = append(stale, k)
 			continue
 		}
-		lead := e.lead
-		if e.life > 0 {
-			lead = min(lead, e.life/2)
+		wake = min(wake, e.served+window+1)
+		at, lead := e.due()
+		if now < at {
+			wake = min(wake, at)
+			continue
 		}
-		at := e.expires.Add(-lead)
-		if a.running[k] || now.Before(at) || paused(k.provider) {
+		if a.running[k] {
+			continue
+		}
+		provider := a.providers.name(k.provider)
+		if paused(provider) {
+			wake = min(wake, at)
 			continue
 		}
 		a.running[k] = true
-		jobs = append(jobs, aheadJob{k, lead, at})
+		jobs = append(jobs, aheadJob{k, provider, lead, at})
 	}
 	for _, k := range stale {
 		sh.Remove(k)
 	}
+	a.wake[i] = wake
 	return jobs
 }
 
@@ -242,6 +361,7 @@ func (a *ahead) next(provider string, paused bool) (aheadJob, bool) {
 	if len(q) == 0 || paused {
 		for _, j := range q {
 			delete(a.running, j.key)
+			a.wakeBy(j.key.session, j.at) // still due
 		}
 		delete(a.queue, provider)
 		a.busy[provider]--
@@ -254,9 +374,10 @@ func (a *ahead) next(provider string, paused bool) (aheadJob, bool) {
 }
 
 type aheadJob struct {
-	key  aheadKey
-	lead time.Duration
-	at   time.Time // when the row became due
+	key      aheadKey
+	provider string
+	lead     time.Duration
+	at       int64 // when the row became due (Unix nanoseconds)
 }
 
 // finish marks job's row no longer running and records the token's new
@@ -265,7 +386,7 @@ func (a *ahead) finish(j aheadJob, expires, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	delete(a.running, j.key)
-	sh := a.shard(j.key)
+	i, sh := a.shard(j.key.session)
 	sh.Lock()
 	defer sh.Unlock()
 	if e, ok := sh.Peek(j.key); ok {
@@ -275,11 +396,14 @@ func (a *ahead) finish(j aheadJob, expires, now time.Time) {
 			sh.Remove(j.key)
 			return
 		}
-		if expires.After(e.expires) {
+		exp := expires.UnixNano()
+		if exp > e.expires {
 			e.life = expires.Sub(now)
 		}
-		e.expires = expires
-		sh.Add(j.key, e, 1)
+		e.expires = exp
+		sh.Set(j.key, e)
+		at, _ := e.due()
+		a.wake[i] = min(a.wake[i], at)
 	}
 }
 
@@ -372,7 +496,7 @@ func (s *InProcessService) providerPaused(provider string) bool {
 // nothing was refreshed.
 func (s *InProcessService) refreshAhead(j aheadJob) time.Time {
 	ctx := context.Background()
-	row, err := s.storage.Get(ctx, j.key.session, j.key.provider)
+	row, err := s.storage.Get(ctx, j.key.session, j.provider)
 	if err != nil {
 		return time.Time{}
 	}

@@ -3,11 +3,13 @@ package upstreamtoken
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
@@ -167,7 +169,7 @@ func TestRefreshAheadJitter(t *testing.T) {
 			a := &ahead{cfg: Ahead{Margin: tc.margin}, skew: skew}
 			perSecond := map[time.Duration]int{}
 			for i := range n {
-				lead := a.lead(aheadKey{fmt.Sprintf("session-%d", i), "gh"})
+				lead := a.lead(fmt.Sprintf("session-%d", i), "gh")
 				if lead < skew || (lead >= tc.margin && tc.margin > skew) {
 					t.Fatalf("lead %v outside [%v, %v)", lead, skew, tc.margin)
 				}
@@ -206,8 +208,9 @@ func TestRefreshAheadRecordBounded(t *testing.T) {
 			if n := svc.ahead.seen.Len(); n != tc.max {
 				t.Errorf("record holds %d entries over %d shards, want %d", n, svc.ahead.seen.Shards(), tc.max)
 			}
-			last := aheadKey{fmt.Sprint(tc.served - 1), "gh"}
-			sh := svc.ahead.shard(last)
+			gh, _ := svc.ahead.providers.id("gh")
+			last := aheadKey{fmt.Sprint(tc.served - 1), gh}
+			_, sh := svc.ahead.shard(last.session)
 			sh.Lock()
 			_, ok := sh.Peek(last)
 			sh.Unlock()
@@ -300,4 +303,138 @@ func TestRefreshAheadOutpacesTheScan(t *testing.T) {
 			t.Errorf("%d refreshes ahead within 5 s, want %d (each row once)", n, rows)
 		}
 	})
+}
+
+// The scan skips a shard until its wake time: every way a row comes due
+// must wake its shard in time. Each step scans at a time and expects the
+// sessions queued then (taking them off the queue: a refresh that gets the
+// given expiry, or a pause that drops them).
+func TestRefreshAheadScanWakesShards(t *testing.T) {
+	const window = 10 * time.Minute
+	cfg := Ahead{Window: window, Margin: 2 * time.Minute, MaxEntries: 1000, Concurrency: 1}
+	svc := newService(newStore(t), nil, WithRefreshAhead(cfg))
+	a := svc.ahead
+	if a.seen.Shards() < 2 {
+		t.Fatalf("%d shards: the test needs several", a.seen.Shards())
+	}
+	serve := func(session string, expires, now time.Time) {
+		a.served(store.Row{SessionID: session, Provider: "gh", Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: expires}}, now)
+	}
+	dueAt := func(session string, expires time.Time) time.Time { return expires.Add(-a.lead(session, "gh")) }
+	var paused bool
+	scan := func(now time.Time) (queued []string) {
+		t.Helper()
+		a.due(now, func(string) bool { return paused })
+		for {
+			j, ok := a.next("gh", false)
+			if !ok {
+				return queued
+			}
+			queued = append(queued, j.key.session)
+			a.finish(j, time.Time{}, now) // forgotten unless a test step serves it again
+		}
+	}
+	expect := func(step string, got []string, want ...string) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: queued %v, want %v", step, got, want)
+		}
+	}
+
+	// s2 shares s1's shard, so that the scans for s1 recompute the
+	// shard's wake time with s2 in it.
+	s2 := ""
+	for i := 0; s2 == ""; i++ {
+		s, _ := a.shard("s1")
+		if c, _ := a.shard(fmt.Sprint("s2-", i)); c == s {
+			s2 = fmt.Sprint("s2-", i)
+		}
+	}
+	exp := t0.Add(5 * time.Minute)
+	serve("s1", exp, t0)
+	serve(s2, t0.Add(time.Hour), t0)
+	expect("at the start", scan(t0))
+	expect("just before s1 is due", scan(dueAt("s1", exp).Add(-time.Nanosecond)))
+	expect("when s1 is due", scan(dueAt("s1", exp)), "s1")
+
+	// A provider's pause keeps a due row recorded; the scan after it
+	// queues the row.
+	serve("s1", exp, dueAt("s1", exp))
+	paused = true
+	expect("paused", scan(dueAt("s1", exp).Add(time.Second)))
+	paused = false
+	expect("after the pause", scan(dueAt("s1", exp).Add(2*time.Second)), "s1")
+
+	// A queued row that a pause drops from the queue is queued again at
+	// the next scan.
+	now := dueAt("s1", exp).Add(3 * time.Second)
+	serve("s1", exp, now)
+	a.due(now, func(string) bool { return false })
+	if _, ok := a.next("gh", true); ok {
+		t.Fatal("next on a paused provider handed out a row")
+	}
+	expect("after the queue was dropped", scan(now.Add(time.Second)), "s1")
+
+	// A refresh ahead's new expiry wakes the shard when the row comes due
+	// again.
+	now = now.Add(2 * time.Second)
+	serve("s1", exp, now)
+	a.due(now, func(string) bool { return false })
+	j, ok := a.next("gh", false)
+	if !ok {
+		t.Fatal("s1 not queued")
+	}
+	renewed := now.Add(4 * time.Minute)
+	a.finish(j, renewed, now)
+	a.next("gh", false) // frees the worker slot
+	expect("before the renewed token is due", scan(now.Add(time.Second)))
+	expect("when the renewed token is due", scan(dueAt("s1", renewed)), "s1")
+
+	// A row served with an earlier expiry than recorded wakes its shard
+	// earlier.
+	serve("s3", t0.Add(time.Hour), now)
+	expect("s3 far from due", scan(now.Add(time.Second)))
+	sooner := now.Add(3 * time.Minute)
+	serve("s3", sooner, now.Add(2*time.Second))
+	expect("s3 due sooner", scan(dueAt("s3", sooner)), "s3")
+
+	// An entry not served within the window is forgotten at the first
+	// scan after it.
+	before := a.seen.Len()
+	expect("s2 stale", scan(t0.Add(window+time.Nanosecond)))
+	if a.seen.Len() != before-1 {
+		t.Errorf("record holds %d entries after s2 went stale, want %d", a.seen.Len(), before-1)
+	}
+}
+
+// A recorded session ID is the record's own copy: a row's session ID that
+// is part of a larger string does not keep that string alive.
+func TestRefreshAheadRecordCopiesSessionID(t *testing.T) {
+	svc := newService(newStore(t), nil, WithRefreshAhead(aheadCfg))
+	big := strings.Repeat("x", 4096) + "session-1"
+	id := big[4096:]
+	for range 2 { // recorded, then served again with a new expiry
+		for i := range 2 {
+			svc.ahead.served(store.Row{SessionID: id, Provider: "gh",
+				Tokens: store.Tokens{RefreshToken: "rt", ExpiresAt: t0.Add(time.Duration(i+1) * time.Hour)}}, t0.Add(time.Duration(i)*time.Minute))
+		}
+	}
+	_, sh := svc.ahead.shard(id)
+	sh.Lock()
+	defer sh.Unlock()
+	n := 0
+	for k := range sh.All() {
+		if k.session != id {
+			continue
+		}
+		n++
+		p := uintptr(unsafe.Pointer(unsafe.StringData(k.session)))
+		start := uintptr(unsafe.Pointer(unsafe.StringData(big)))
+		if p >= start && p < start+uintptr(len(big)) {
+			t.Error("the recorded session ID points into the row's larger string")
+		}
+	}
+	if n != 1 {
+		t.Fatalf("session recorded %d times, want once", n)
+	}
 }

@@ -199,16 +199,6 @@ func MinLockTimeout(refreshTimeout, persistTimeout time.Duration) time.Duration 
 	return refreshTimeout + persistTimeout + time.Second
 }
 
-// Result is the outcome of Lookup.
-type Result struct {
-	// Credentials holds a valid credential for each provider that has one.
-	Credentials map[string]UpstreamCredential
-	// Failures holds, for each requested provider without a credential, why:
-	// an error wrapping ErrSessionNotFound (the session has no row for it),
-	// ErrNoRefreshToken, ErrRefreshFailed or ErrUpstreamUnavailable.
-	Failures map[string]error
-}
-
 // Lookup returns valid credentials for the given providers of a session,
 // refreshing expired ones in parallel. With no providers it covers every
 // provider the session has. Every stored row of the session must carry
@@ -259,7 +249,7 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 		}
 	}
 
-	res := Result{Credentials: make(map[string]UpstreamCredential, len(providers))}
+	var res Result
 	// Fresh tokens are served at once; expired ones are refreshed in
 	// parallel.
 	var due []store.Row
@@ -274,7 +264,7 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 			rows[i].Tokens = pr.Tokens
 		}
 		if !rows[i].Expired(now, s.skew) {
-			res.Credentials[p] = credential(rows[i].Tokens)
+			res.SetCredential(p, credential(rows[i].Tokens))
 		} else {
 			due = append(due, rows[i])
 		}
@@ -300,7 +290,7 @@ func (s *InProcessService) lookup(ctx context.Context, sessionID string, binding
 		if o.err != nil {
 			res.fail(due[i].Provider, o.err)
 		} else {
-			res.Credentials[due[i].Provider] = credential(o.t)
+			res.SetCredential(due[i].Provider, credential(o.t))
 		}
 	}
 	return res, nil
@@ -323,19 +313,9 @@ func (s *InProcessService) servePending(sessionID string, binding *Binding, prov
 			res.fail(p, readErr)
 			continue
 		}
-		if res.Credentials == nil {
-			res.Credentials = make(map[string]UpstreamCredential, len(providers))
-		}
-		res.Credentials[p] = credential(r.Tokens)
+		res.SetCredential(p, credential(r.Tokens))
 	}
-	return res, res.Credentials != nil
-}
-
-func (r *Result) fail(provider string, err error) {
-	if r.Failures == nil {
-		r.Failures = make(map[string]error)
-	}
-	r.Failures[provider] = err
+	return res, res.NumCredentials() > 0
 }
 
 // findRow returns the index of provider's row in rows, or -1. A session has
@@ -391,7 +371,7 @@ func (s *InProcessService) GetValidTokens(ctx context.Context, sessionID, provid
 	if err := res.Failures[providerName]; err != nil {
 		return nil, err
 	}
-	c := res.Credentials[providerName]
+	c, _ := res.Credential(providerName)
 	return &c, nil
 }
 
@@ -406,6 +386,10 @@ func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessio
 	case err != nil:
 		return nil, nil, err
 	}
+	creds := make(map[string]UpstreamCredential, res.NumCredentials())
+	for p, c := range res.Credentials() {
+		creds[p] = c
+	}
 	var failed, transient []string
 	for p, ferr := range res.Failures {
 		if errors.Is(ferr, ErrInvalidBinding) {
@@ -419,7 +403,7 @@ func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessio
 	}
 	sort.Strings(failed)
 	if len(transient) == 0 {
-		return res.Credentials, failed, nil
+		return creds, failed, nil
 	}
 	// The other providers' outcomes stand; the error names the providers
 	// to retry and carries their causes (and Retry-After hints).
@@ -428,5 +412,5 @@ func (s *InProcessService) GetAllUpstreamCredentials(ctx context.Context, sessio
 	for i, p := range transient {
 		errs[i] = res.Failures[p]
 	}
-	return res.Credentials, failed, fmt.Errorf("providers %q unavailable: %w", transient, errors.Join(errs...))
+	return creds, failed, fmt.Errorf("providers %q unavailable: %w", transient, errors.Join(errs...))
 }

@@ -75,6 +75,20 @@ func (c *LRU[K, V]) Peek(k K) (V, bool) {
 	return c.nodes[i].val, true
 }
 
+// Set replaces the value of k's entry, keeping the key it was added with
+// (which a caller may have copied so as not to keep a larger string alive)
+// and its weight, marks it most recently used and reports true; it reports
+// false, and stores nothing, when there is no entry for k.
+func (c *LRU[K, V]) Set(k K, v V) bool {
+	n, ok := c.items[k]
+	if !ok {
+		return false
+	}
+	n.val = v
+	c.moveToFront(n)
+	return true
+}
+
 // Add sets the value for k, with weight w (at least 1), marks it most
 // recently used, and evicts least recently used entries until the weights
 // fit the capacity. An entry heavier than the whole capacity is not stored

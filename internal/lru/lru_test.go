@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 func TestEvictsLeastRecentlyUsed(t *testing.T) {
@@ -134,5 +135,30 @@ func TestAllMostRecentFirst(t *testing.T) {
 	}
 	if want := []string{"a", "c", "b"}; !slices.Equal(got, want) {
 		t.Errorf("All yielded %v, want %v", got, want)
+	}
+}
+
+func TestSetKeepsKeyAndWeight(t *testing.T) {
+	type key struct{ s string }
+	c := New[key, int](10)
+	stored := string([]byte("a")) // the key the entry keeps
+	c.Add(key{stored}, 1, 3)
+	c.Add(key{"b"}, 2, 1)
+	if c.Set(key{"absent"}, 9) {
+		t.Error("Set of an absent key reported true")
+	}
+	if !c.Set(key{"a"}, 5) { // an equal key, another string
+		t.Fatal("Set of a present key reported false")
+	}
+	var keys []key
+	var vals []int
+	for k, v := range c.All() {
+		keys, vals = append(keys, k), append(vals, v)
+	}
+	if !slices.Equal(vals, []int{5, 2}) || c.Weight() != 4 || c.Len() != 2 {
+		t.Errorf("after Set: values %v (most recent first), weight %d, len %d; want [5 2], 4, 2", vals, c.Weight(), c.Len())
+	}
+	if unsafe.StringData(keys[0].s) != unsafe.StringData(stored) {
+		t.Error("Set replaced the stored key")
 	}
 }

@@ -117,6 +117,9 @@ func (s *Shard[K, V]) Get(k K) (V, bool) { return s.lru.Get(k) }
 // Peek returns the value for k without marking it used.
 func (s *Shard[K, V]) Peek(k K) (V, bool) { return s.lru.Peek(k) }
 
+// Set is LRU.Set.
+func (s *Shard[K, V]) Set(k K, v V) bool { return s.lru.Set(k, v) }
+
 // Add is LRU.Add, with the capacity the whole Sharded's: it evicts this
 // shard's least recently used entries (never the one it adds) while the
 // total is above the capacity, and leaves the rest to Unlock.
