@@ -80,12 +80,12 @@ func (c *LRU[K, V]) Peek(k K) (V, bool) {
 // and its weight, marks it most recently used and reports true; it reports
 // false, and stores nothing, when there is no entry for k.
 func (c *LRU[K, V]) Set(k K, v V) bool {
-	n, ok := c.items[k]
+	i, ok := c.items[k]
 	if !ok {
 		return false
 	}
-	n.val = v
-	c.moveToFront(n)
+	c.nodes[i].val = v
+	c.moveToFront(i)
 	return true
 }
 
