@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"reflect"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -85,6 +87,60 @@ func TestToCheckResponse(t *testing.T) {
 	}
 }
 
+// serve starts the server New builds for d on a loopback port, stopped
+// when the test ends, and returns a client of it.
+func serve(t *testing.T, d Decider, opts Options) authv3.AuthorizationClient {
+	t.Helper()
+	srv, _ := New(d, opts)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+// goroutines records the goroutine each Check runs on.
+type goroutines struct {
+	mu  sync.Mutex
+	ids map[string]bool
+}
+
+func (g *goroutines) Check(context.Context, authz.Request) authz.Response {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf), "goroutine "), " ")
+	g.mu.Lock()
+	g.ids[id] = true
+	g.mu.Unlock()
+	return authz.Response{Allowed: true, Status: 200}
+}
+
+// TestChecksRunOnWorkers checks that Checks run on New's stream workers,
+// which keep their grown stacks, not on a new goroutine each: 200 Checks
+// one after the other run on at most StreamWorkers goroutines.
+func TestChecksRunOnWorkers(t *testing.T) {
+	g := &goroutines{ids: map[string]bool{}}
+	client := serve(t, g, Options{})
+	const checks = 200
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}}
+	for range checks {
+		if _, err := client.Check(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(g.ids); n == 0 || n > StreamWorkers() {
+		t.Errorf("%d Checks ran on %d goroutines, want 1 to %d (the stream workers)", checks, n, StreamWorkers())
+	}
+}
+
 type panicky struct{}
 
 func (panicky) Check(context.Context, authz.Request) authz.Response {
@@ -93,19 +149,8 @@ func (panicky) Check(context.Context, authz.Request) authz.Response {
 
 func TestPanicBecomesInternalWithoutLeaking(t *testing.T) {
 	var logs bytes.Buffer
-	srv, _ := New(panicky{}, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	defer srv.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, err = authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+	client := serve(t, panicky{}, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	_, err := client.Check(context.Background(), &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}})
 	if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "gho_leaky") {
 		t.Fatalf("err = %v, want Internal without the panic value", err)
