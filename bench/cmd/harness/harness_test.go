@@ -192,3 +192,39 @@ extauthz_check_refresh_waits_total{provider="b"} 0
 		}
 	}
 }
+
+// TestScaleRatiosUseAdjacentFloors checks that the misses are compared with
+// the floors measured on either side of them, and the hits with theirs; a
+// results file from before the floors were measured three times compares
+// both with its one floor.
+func TestScaleRatiosUseAdjacentFloors(t *testing.T) {
+	lf := func(rps float64) loadFigures { return loadFigures{RPS: rps} }
+	tests := []struct {
+		name              string
+		s                 scaleResult
+		wantMiss, wantHit float64
+		missMet, hitMet   bool
+	}{
+		{"three floors", scaleResult{Floor: lf(8000), FloorMid: lf(6000), FloorEnd: lf(5000), Miss: lf(2900), Hot: lf(5000)},
+			7000, 5500, true, true},
+		{"the hits slower than their floors", scaleResult{Floor: lf(6000), FloorMid: lf(6000), FloorEnd: lf(6000), Miss: lf(2000), Hot: lf(5000)},
+			6000, 6000, false, false},
+		{"one floor (older file)", scaleResult{Floor: lf(6000), Miss: lf(2400), Hot: lf(5400)},
+			6000, 6000, true, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			miss, hit := tc.s.floors()
+			if miss != tc.wantMiss || hit != tc.wantHit {
+				t.Errorf("floors() = %v, %v; want %v, %v", miss, hit, tc.wantMiss, tc.wantHit)
+			}
+			met := map[string]bool{}
+			for _, tg := range scaleTargets(&tc.s) {
+				met[tg.Name] = tg.Met
+			}
+			if met["scale miss"] != tc.missMet || met["scale hit"] != tc.hitMet {
+				t.Errorf("miss met %v, hit met %v; want %v, %v", met["scale miss"], met["scale hit"], tc.missMet, tc.hitMet)
+			}
+		})
+	}
+}
