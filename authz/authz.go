@@ -443,9 +443,13 @@ func (d *Decider) route(req Request) policy {
 		return d.fallback
 	}
 	key := extKey{ext[ContextKeyProviders], ext[ContextKeyRequiredScopes], ext[ContextKeyDenyStyle]}
-	if m := d.extPolicies.Load(); m != nil {
+	m := d.extPolicies.Load()
+	if m != nil {
 		if p, ok := (*m)[key]; ok {
 			return p
+		}
+		if len(*m) >= maxExtPolicies {
+			return d.extPolicy(key) // full: no lock to learn it again
 		}
 	}
 	return d.remember(key, d.extPolicy(key))
@@ -473,7 +477,7 @@ func (d *Decider) remember(key extKey, p policy) policy {
 	p = d.withRemovals(p)
 	m = maps.Clone(m)
 	if m == nil {
-		m = map[extKey]policy{}
+		m = make(map[extKey]policy, 1)
 	}
 	m[key] = p
 	d.extPolicies.Store(&m)

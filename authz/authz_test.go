@@ -381,8 +381,10 @@ func TestObserverSeesEachDecisionOnce(t *testing.T) {
 
 // TestRouteRemovalsMatchPerCheck checks the headers a configured route's
 // allow removes (computed once, at New) against those of the same providers
-// named by a context extension (computed per Check), whether the route's
-// providers send all, none or some of their ID tokens.
+// named by a context extension (computed when the extension is first seen)
+// and against the removals worked out from the allow's own headers (as a
+// Check does when its providers send some of their ID tokens), whether the
+// route's providers send all, none or some of their ID tokens.
 func TestRouteRemovalsMatchPerCheck(t *testing.T) {
 	d, st := fixtureWith(t, func(c *Config) {
 		c.Providers["okta"] = Provider{Header: "x-okta", IDTokenHeader: "x-okta-id"}
@@ -420,6 +422,9 @@ func TestRouteRemovalsMatchPerCheck(t *testing.T) {
 			}
 			if !reflect.DeepEqual(byRoute.RemoveHeaders, byExt.RemoveHeaders) {
 				t.Errorf("removed by route %v, by context extension %v", byRoute.RemoveHeaders, byExt.RemoveHeaders)
+			}
+			if want := d.removals(byRoute.Headers); !reflect.DeepEqual(byRoute.RemoveHeaders, want) {
+				t.Errorf("removed by route %v, worked out from the headers set %v", byRoute.RemoveHeaders, want)
 			}
 			seen := map[string]int{}
 			for _, h := range byRoute.Headers {

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -105,16 +104,11 @@ func requestHeaders(httpReq *authv3.AttributeContext_HttpRequest) map[string]str
 }
 
 // lowerCaseKeys reports whether no key of m has an upper-case letter (ASCII
-// or not: strings.ToLower would change it).
+// or not): strings.ToLower returns such a key as it is, without allocating.
 func lowerCaseKeys(m map[string]string) bool {
 	for k := range m {
-		for i := 0; i < len(k); i++ {
-			if c := k[i]; 'A' <= c && c <= 'Z' || c >= utf8.RuneSelf {
-				if strings.ToLower(k) != k {
-					return false
-				}
-				break
-			}
+		if strings.ToLower(k) != k {
+			return false
 		}
 	}
 	return true

@@ -123,12 +123,13 @@ func (g *goroutines) Check(context.Context, authz.Request) authz.Response {
 }
 
 // TestChecksRunOnWorkers checks that Checks run on New's stream workers,
-// which keep their grown stacks, not on a new goroutine each: 200 Checks
-// one after the other run on at most StreamWorkers goroutines.
+// which keep their grown stacks, not on a new goroutine each: more Checks
+// than twice the workers, one after the other, run on at most StreamWorkers
+// goroutines (without the workers, on as many as there are Checks).
 func TestChecksRunOnWorkers(t *testing.T) {
 	g := &goroutines{ids: map[string]bool{}}
 	client := serve(t, g, Options{})
-	const checks = 200
+	checks := 2*StreamWorkers() + 1
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}}
 	for range checks {

@@ -235,8 +235,13 @@ func (a *ahead) served(row store.Row, now time.Time) {
 		sh.Add(k, e, 1)
 	}
 	at, _ := e.due()
-	a.wake[i] = min(a.wake[i], at, nowNs+int64(a.cfg.Window))
+	a.wake[i] = min(a.wake[i], at, a.staleAt(e))
 }
+
+// staleAt is when an entry, not served again, is dropped from the record
+// (Unix nanoseconds): the first instant more than the window after it was
+// last served.
+func (a *ahead) staleAt(e aheadEntry) int64 { return e.served + int64(a.cfg.Window) + 1 }
 
 // shard returns the shard of the record that holds session's rows (a
 // session's providers share a shard), and its index.
@@ -319,14 +324,13 @@ func (a *ahead) due(now time.Time, paused func(provider string) bool) map[string
 // leaves the queue or its refresh is done: see next and finish.)
 func (a *ahead) dueIn(i int, sh *lru.Shard[aheadKey, aheadEntry], now int64, paused func(string) bool, jobs []aheadJob) []aheadJob {
 	var stale []aheadKey
-	window := int64(a.cfg.Window)
 	wake := int64(math.MaxInt64)
 	for k, e := range sh.All() {
-		if now-e.served > window {
+		if now >= a.staleAt(e) {
 			stale = append(stale, k)
 			continue
 		}
-		wake = min(wake, e.served+window+1)
+		wake = min(wake, a.staleAt(e))
 		at, lead := e.due()
 		if now < at {
 			wake = min(wake, at)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extauthz/extauthz/internal/testutil"
 	"github.com/extauthz/extauthz/store"
 	"github.com/extauthz/extauthz/store/memory"
 )
@@ -68,10 +69,8 @@ func BenchmarkAheadRecordHeap(b *testing.B) {
 
 // liveHeap returns the bytes of live heap objects after a collection.
 func liveHeap() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
+	b, _ := testutil.LiveHeap()
+	return int64(b)
 }
 
 // BenchmarkAheadScan measures the refresh-ahead loop's once-an-interval scan

@@ -477,10 +477,8 @@ func TestMemoryStaysBounded(t *testing.T) {
 	ctx := context.Background()
 	pad := func(prefix string, n int) string { return prefix + string(make([]byte, n-len(prefix))) }
 	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
+		b, _ := testutil.LiveHeap()
+		return b
 	}
 	expires := time.Now().Add(time.Hour)
 	for i := range 2 * size {
