@@ -221,10 +221,10 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
-// StreamWorkers is the number of goroutines New keeps for handling Checks:
+// streamWorkers is the number of goroutines New keeps for handling Checks:
 // four per CPU the Go scheduler uses (GOMAXPROCS), so that Checks answered
 // from memory, which never block, always find one.
-func StreamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
+func streamWorkers() int { return 4 * runtime.GOMAXPROCS(0) }
 
 // recoverPanics turns a panic in a handler into an Internal error instead
 // of a crash. The panic value is not logged: it could hold a token; its type
@@ -250,7 +250,7 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 // the Authorization service. The returned health server lets the caller turn
 // them NOT_SERVING on shutdown.
 //
-// Checks are handled by a pool of StreamWorkers goroutines, each of which
+// Checks are handled by a pool of streamWorkers() goroutines, each of which
 // keeps the stack it has grown: a Check on a fresh goroutine per call (gRPC's
 // default) grows and copies its stack every time, which measured 14 % of the
 // service's CPU on the hot path. When every worker is busy (Checks waiting on
@@ -258,7 +258,7 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 // before.
 func New(d Decider, opts Options) (*grpc.Server, *health.Server) {
 	sopts := []grpc.ServerOption{grpc.ChainUnaryInterceptor(recoverPanics(opts.Logger)),
-		grpc.NumStreamWorkers(uint32(StreamWorkers()))}
+		grpc.NumStreamWorkers(uint32(streamWorkers()))}
 	if opts.TracerProvider != nil {
 		sopts = append(sopts, tracing(opts.TracerProvider))
 	}

@@ -124,12 +124,12 @@ func (g *goroutines) Check(context.Context, authz.Request) authz.Response {
 
 // TestChecksRunOnWorkers checks that Checks run on New's stream workers,
 // which keep their grown stacks, not on a new goroutine each: more Checks
-// than twice the workers, one after the other, run on at most StreamWorkers
+// than twice the workers, one after the other, run on at most streamWorkers()
 // goroutines (without the workers, on as many as there are Checks).
 func TestChecksRunOnWorkers(t *testing.T) {
 	g := &goroutines{ids: map[string]bool{}}
 	client := serve(t, g, Options{})
-	checks := 2*StreamWorkers() + 1
+	checks := 2*streamWorkers() + 1
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{}}}}
 	for range checks {
@@ -137,8 +137,8 @@ func TestChecksRunOnWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(g.ids); n == 0 || n > StreamWorkers() {
-		t.Errorf("%d Checks ran on %d goroutines, want 1 to %d (the stream workers)", checks, n, StreamWorkers())
+	if n := len(g.ids); n == 0 || n > streamWorkers() {
+		t.Errorf("%d Checks ran on %d goroutines, want 1 to %d (the stream workers)", checks, n, streamWorkers())
 	}
 }
 

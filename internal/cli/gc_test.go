@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/extauthz/extauthz/internal/cli"
 	"github.com/extauthz/extauthz/internal/pgtest"
@@ -140,15 +137,7 @@ gc: {batch: 1}
 func TestGCCommandLockHeld(t *testing.T) {
 	dsn := pgtest.New(t)
 	st := gcFill(t, dsn)
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	tx, err := conn.Begin(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	tx := pgtest.Begin(t, dsn)
 	var locked bool
 	if err := tx.QueryRow(t.Context(), "SELECT pg_try_advisory_xact_lock($1)", postgres.GCLockKey).Scan(&locked); err != nil || !locked {
 		t.Fatalf("taking the GC lock = %v, %v", locked, err)

@@ -144,6 +144,25 @@ func exec(dsn, sql string) error {
 	return nil
 }
 
+// Begin opens a connection of its own to dsn and begins a transaction on
+// it, for a test that holds something (a lock, a server session) while the
+// code under test runs. The transaction is rolled back (unless the test has
+// ended it) and the connection closed when t ends.
+func Begin(t testing.TB, dsn string) pgx.Tx {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("pgtest: connect: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	tx, err := conn.Begin(t.Context())
+	if err != nil {
+		t.Fatalf("pgtest: begin: %v", err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx
+}
+
 // withDatabase returns dsn with its database replaced by name. dsn is either
 // a URL or a keyword/value connection string.
 func withDatabase(dsn, name string) (string, error) {

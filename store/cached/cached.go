@@ -640,15 +640,20 @@ func (s *Store) GetSession(ctx context.Context, sessionID string) ([]store.Row, 
 	if err != nil {
 		return rows, err
 	}
-	kept := slices.Clone(rows)
-	s.share(kept, sessionID)
 	until := now.Add(s.maxAge)
-	for i := range kept {
-		if t := s.validUntil(&kept[i], now); t.Before(until) {
+	for i := range rows {
+		if t := s.validUntil(&rows[i], now); t.Before(until) {
 			until = t
 		}
 	}
+	// The entry's rows are its own (one is copied inline, several are
+	// cloned), so sharing their strings leaves the caller's as read.
+	kept := rows
+	if len(rows) > 1 {
+		kept = slices.Clone(rows)
+	}
 	e = newEntry(kept, until)
+	s.share(e.rows, sessionID)
 	e.complete = true
 	s.store(sessionID, st, func(*entry) *entry { return e })
 	return rows, nil

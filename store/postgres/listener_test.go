@@ -309,16 +309,7 @@ func TestListenerBehindPgBouncer(t *testing.T) {
 		}
 		// Take the idle server session, the listening one, in a
 		// transaction of another client.
-		conn, err := pgx.Connect(t.Context(), dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(context.Background())
-		tx, err := conn.Begin(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(context.Background())
+		tx := pgtest.Begin(t, dsn)
 		var pid uint32
 		if err := tx.QueryRow(t.Context(), "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 			t.Fatal(err)
